@@ -1,0 +1,38 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh machine with Python 3.11:
+# each creates .venv, installs the package with the pins of constraints.txt, then runs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= reports
+# CI and `make test` run on 2 cores: keep BLAS/torch from oversubscribing them.
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: all install demo test reproduce bench clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/neuromodels data inspect sample:retina
+	$(BIN)/neuromodels data inspect sample:ventral
+	$(BIN)/neuromodels data convert sample:ventral $(OUT)/demo/ventral.nc
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+reproduce: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+bench: $(STAMP)
+	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(OUT)

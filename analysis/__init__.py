@@ -1,0 +1,1 @@
+"""Analysis: neural predictivity, noise ceilings, theory of deep networks, plots."""

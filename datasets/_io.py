@@ -1,0 +1,49 @@
+"""Small I/O helpers shared by the adapters: atomic writes and path checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from neuromodels.errors import DataFormatError
+
+__all__ = ["atomic_path", "existing_file"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    Nothing half-written is ever left at ``target``: on error the temporary file is removed and any
+    previous ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        tmp_path.unlink()  # writers such as netCDF4 want to create the file themselves
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        if tmp_path.is_dir():
+            import shutil
+
+            shutil.rmtree(tmp_path, ignore_errors=True)
+        else:
+            tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def existing_file(path: str | os.PathLike[str]) -> Path:
+    """``Path(path)`` if it is a readable file, else a :class:`DataFormatError` naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise DataFormatError(file=p, field="<path>", expected="an existing file", found="no such file")
+    if p.is_dir():
+        raise DataFormatError(file=p, field="<path>", expected="a file", found="a directory")
+    return p

@@ -1,0 +1,1 @@
+"""Training: the gradient training loop, losses, checkpoints, learning rules, architecture search."""

@@ -1,0 +1,5 @@
+import sys
+
+from neuromodels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the neuromodels command, one module per area."""

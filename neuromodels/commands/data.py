@@ -1,0 +1,92 @@
+"""``neuromodels data inspect|convert``: look at a recording, convert it to validated netCDF."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="inspect and convert recordings", description="Inspect and convert recordings.")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+
+    inspect = dsub.add_parser(
+        "inspect", help="summarise a recording (format, dims, cells, repeats, duration, problems)",
+        description="Load PATH (any supported format, or sample:NAME) and summarise it.",
+    )
+    inspect.add_argument("path", help="file, openretina folder, or sample:retina / sample:ventral")
+    inspect.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(handler=_inspect)
+
+    convert = dsub.add_parser(
+        "convert", help="convert any supported input into validated netCDF",
+        description="Load PATH, validate it and write it to OUT (netCDF). The file is written atomically.",
+    )
+    convert.add_argument("path")
+    convert.add_argument("out", help="output .nc file")
+    convert.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
+    convert.add_argument("--json", action="store_true", help="print the summary of what was written as JSON")
+    convert.set_defaults(handler=_convert)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.bin_size is None else {"bin_size": args.bin_size}
+
+
+def _print_summary(info: dict[str, Any]) -> None:
+    print(f"{info['source']}  [{info['format']}, {info['kind']}]")
+    print("  dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
+    if info["kind"] == "recording":
+        print(f"  cells: {info['n_cells']}  ({', '.join(info['cells'][:8])}{', ...' if info['n_cells'] > 8 else ''})")
+        rate = info.get("frame_rate_hz")
+        print(f"  duration: {info['duration_s']:.3f} s" + (f" at {rate:g} Hz" if rate else ""))
+        for name, part in info.get("splits", {}).items():
+            print(f"    {name}: {part['n_bins']} bins, {part['duration_s']:.3f} s")
+        print(f"  repeats: {info['repeats']}")
+        if "stimulus_shape" in info:
+            print(f"  stimulus: {' x '.join(map(str, info['stimulus_shape']))} (time, y, x)")
+    else:
+        print(f"  neuroids: {info['n_neuroids']}  stimuli: {info['n_stimuli']}  presentations: {info['n_presentations']}")
+        print(f"  repeats per stimulus: {info['repeats']['min']}-{info['repeats']['max']}")
+        if "duration_s" in info:
+            print(f"  time bins: {info['time_bins_ms'][0]:g}-{info['time_bins_ms'][1]:g} ms")
+        for key in ("region", "animal"):
+            if key in info:
+                print(f"  {key}: {', '.join(info[key][:8])}")
+    if info["problems"]:
+        print("  problems:")
+        for p in info["problems"]:
+            print(f"    - {p}")
+    else:
+        print("  problems: none")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from neuromodels.datasets import describe, load
+
+    info = describe(load(args.path, **_options(args)))
+    if args.json:
+        json.dump(info, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        _print_summary(info)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from neuromodels.datasets import describe, load, write_netcdf
+
+    obj = load(args.path, **_options(args))
+    write_netcdf(obj, args.out)
+    info = describe(load(args.out))
+    if args.json:
+        json.dump({"written": args.out, **info}, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(f"wrote {args.out}")
+        _print_summary(info)
+    return 0
