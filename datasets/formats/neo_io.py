@@ -1,0 +1,400 @@
+"""Any file python-neo reads (Spike2, Plexon, NeuroExplorer, Blackrock, ...) -> a spike-count recording.
+
+:func:`open_neo` reads the file's spike trains with neo (lazily for readers that support it, so analog
+signals are never loaded), identifies each unit across segments, converts spike times to seconds and bins
+them with :func:`neuromodels.datasets.binning.bin_spike_times` (left-closed bins) into a recording
+``xr.Dataset`` with ``response(time, cell)``. Analog signals and events are not read.
+
+Choices, and why:
+
+* The recording spans the **segment's** ``t_start``..``t_stop`` (neo's extent of everything recorded in the
+  segment), not just first to last spike, so silent stretches at either end stay in the data.
+* neo spike trains hold spikes with ``t_start <= t <= t_stop``: a spike exactly at the segment's ``t_stop``
+  is legal. When one exists and ``t_stop`` falls on a bin edge, the grid gets one more bin so that spike
+  is counted (the binning module's bins are left-closed).
+* Several segments (from one block or several) are concatenated along ``time`` with a ``segment``
+  coordinate on ``time``; ``segment=k`` picks one. Segments keep their own times when they follow each
+  other; a segment that starts before the previous one ended (e.g. trials that each restart at 0) is
+  shifted to start where the previous grid ended, its shift is in ``attrs['segment_offsets_s']`` and its
+  own times are in the ``segment_time`` coordinate.
+* ``.nwb`` files go to :func:`neuromodels.datasets.formats.nwb.open_nwb`; pickle files (``.pkl``,
+  ``.pickle``) are refused because unpickling a file runs code from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from neuromodels.datasets._io import existing_file
+from neuromodels.datasets._validate import validate
+from neuromodels.datasets.binning import bin_spike_times
+from neuromodels.datasets.recording import recording_from_counts
+from neuromodels.errors import ConfigError, DataFormatError
+
+__all__ = ["sniff_neo", "open_neo", "DEFAULT_BIN_SIZE_S", "neo_extensions"]
+
+DEFAULT_BIN_SIZE_S = 0.01
+"""Bin width (s) when ``bin_size`` is not given."""
+
+# .nwb has its own adapter; unpickling (neo's PickleIO) executes code stored in the file.
+_REFUSED_IOS = frozenset({"NWBIO", "PickleIO"})
+_REFUSED_EXTENSIONS = frozenset({"nwb", "pkl", "pickle"})
+
+
+def neo_extensions() -> frozenset[str]:
+    """Lower-case file extensions (without the dot) that some installed neo reader claims."""
+    from neo.io import io_by_extension
+
+    return frozenset(ext.lower() for ext, ios in io_by_extension.items()
+                     if ext and any(io.__name__ not in _REFUSED_IOS for io in ios)) - _REFUSED_EXTENSIONS
+
+
+def sniff_neo(path: str | os.PathLike[str]) -> bool:
+    """``True`` when ``path`` is a file whose extension a neo reader claims; never raises.
+
+    Only the extension is looked at (neo readers identify files by extension); whether the contents fit is
+    decided by :func:`open_neo`, which raises a :class:`DataFormatError` naming the file when they do not.
+    """
+    try:
+        p = Path(path)
+        suffix = p.suffix[1:].lower()
+        return bool(suffix) and p.is_file() and suffix in neo_extensions()
+    except Exception:
+        return False
+
+
+@dataclass
+class _Train:
+    """One spike train of one segment, materialised: times in seconds, sorted as stored."""
+
+    key: tuple[str, ...]
+    name: str
+    neo_id: str
+    times: np.ndarray
+
+
+@dataclass
+class _SegmentData:
+    t_start: float
+    t_stop: float
+    trains: list[_Train]
+
+
+def _seconds(value: Any) -> float:
+    """A neo time (quantities ``Quantity``) as a float number of seconds."""
+    return float(value.rescale("s").magnitude) if hasattr(value, "rescale") else float(value)
+
+
+def _candidate_ios(path: Path) -> list[type]:
+    from neo.io import list_candidate_ios
+
+    try:
+        ios = list_candidate_ios(path)
+    except Exception as exc:
+        raise DataFormatError(
+            file=path, field="<extension>", expected="a file type python-neo reads", found=str(exc)
+        ) from exc
+    refused_extension = path.suffix[1:].lower() in _REFUSED_EXTENSIONS
+    ios = [] if refused_extension else [io for io in ios if io.__name__ not in _REFUSED_IOS]
+    if not ios:
+        raise DataFormatError(
+            "pickle files are not read (unpickling runs code); .nwb files are read by open_nwb", file=path,
+            field="<extension>", expected="a file type python-neo reads", found=repr(path.suffix),
+        )
+    return ios
+
+
+def _read_blocks(io: Any) -> list[Any]:
+    """All blocks of ``io``: lazy proxies where the reader supports them (no analog data is loaded)."""
+    lazy = bool(getattr(io, "support_lazy", False))
+    try:
+        return list(io.read(lazy=lazy))
+    except Exception as first_error:
+        if not hasattr(io, "read_block"):
+            raise
+        # Some raw-io readers refuse their default signal grouping for a given file; spike trains do not
+        # depend on it, so retry with every channel on its own.
+        try:
+            count = int(io.block_count()) if hasattr(io, "block_count") else 1
+            return [io.read_block(block_index=b, lazy=lazy, signal_group_mode="split-all") for b in range(count)]
+        except Exception:
+            raise first_error from None
+
+
+def _train_key(st: Any, position: int) -> tuple[str, ...]:
+    ann = getattr(st, "annotations", {}) or {}
+    parts = (str(st.name or ""), str(ann.get("id", "")), str(ann.get("channel_id", "")), str(ann.get("unit_id", "")))
+    return parts if any(parts) else ("", "", "", f"#{position}")
+
+
+def _materialise(blocks: Sequence[Any]) -> list[_SegmentData]:
+    segments: list[_SegmentData] = []
+    for block in blocks:
+        for seg in block.segments:
+            trains: list[_Train] = []
+            seen: dict[tuple[str, ...], int] = {}
+            for position, st in enumerate(seg.spiketrains):
+                key = _train_key(st, position)
+                # Two trains with identical labels in one segment are distinct units: number them.
+                seen[key] = seen.get(key, -1) + 1
+                key = key + (str(seen[key]),)
+                loaded = st.load(load_waveforms=False) if hasattr(st, "load") else st
+                times = np.array(loaded.times.rescale("s").magnitude, dtype=np.float64, copy=True).ravel()
+                ann = getattr(st, "annotations", {}) or {}
+                trains.append(_Train(key, str(st.name or ""), str(ann.get("id", "")), times))
+            t_start = seg.t_start
+            t_stop = seg.t_stop
+            if t_start is None or t_stop is None:  # a segment with no children of known extent
+                if not seg.spiketrains:
+                    continue
+                t_start = min(st.t_start for st in seg.spiketrains)
+                t_stop = max(st.t_stop for st in seg.spiketrains)
+            segments.append(_SegmentData(_seconds(t_start), _seconds(t_stop), trains))
+    return segments
+
+
+def _check_plexon_complete(path: Path, segments: list[_SegmentData]) -> None:
+    """A truncated .plx reads without error in neo, only shorter: compare with the file's own header.
+
+    The global header declares the timestamp count per channel and unit (``TSCounts``) and the last
+    timestamp of the recording; fewer spikes or an earlier end than declared means data are missing.
+    Headers that leave these fields empty (zero) are not held against the file.
+    """
+    from neo.rawio.plexonrawio import GlobalHeader, read_as_dict
+
+    with open(path, "rb") as fid:
+        header = read_as_dict(fid, GlobalHeader)
+    declared = int(np.sum(np.asarray(header["TSCounts"], dtype=np.int64)))
+    loaded = sum(t.times.size for seg in segments for t in seg.trains)
+    if declared > loaded:
+        raise DataFormatError(
+            "the file looks truncated", file=path, field="spiketrains",
+            expected=f"{declared} spikes (declared in the Plexon header)", found=f"{loaded} spikes in the file",
+        )
+    rate = float(header["ADFrequency"])
+    if rate > 0 and segments:
+        declared_end = float(header["LastTimestamp"]) / rate
+        end = max(seg.t_stop for seg in segments)
+        if declared_end - end > 1.0 / rate:
+            raise DataFormatError(
+                "the file looks truncated", file=path, field="t_stop",
+                expected=f"data until {declared_end:.6g} s (declared in the Plexon header)",
+                found=f"data until {end:.6g} s",
+            )
+
+
+_COMPLETENESS_CHECKS = {"PlexonIO": _check_plexon_complete}
+
+
+def _read_file(path: Path) -> tuple[str, list[_SegmentData]]:
+    """Name of the neo IO class that read ``path`` and its segments' spike trains, materialised."""
+    errors: list[str] = []
+    unavailable: list[str] = []
+    for io_class in _candidate_ios(path):
+        io = None
+        caught: list[warnings.WarningMessage] = []
+        try:
+            # Some raw-io readers (Plexon) draw tqdm bars on stderr while parsing, with no way to turn them
+            # off through the IO class: keep them out of `neuromodels data inspect`, but pass warnings on.
+            with contextlib.redirect_stderr(StringIO()), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                io = io_class(os.fspath(path))
+                blocks = _read_blocks(io)
+                segments = _materialise(blocks)
+            for w in caught:
+                if not issubclass(w.category, DeprecationWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            check = _COMPLETENESS_CHECKS.get(io_class.__name__)
+            if check is not None:
+                check(path, segments)
+            return io_class.__name__, segments
+        except DataFormatError:
+            raise
+        except ImportError as exc:  # a reader whose optional back end is missing (CedIO needs sonpy)
+            unavailable.append(f"{io_class.__name__} ({exc})"[:200])
+        except Exception as exc:  # corrupt or foreign content: try the next reader, then report all
+            errors.append(f"{io_class.__name__}: {type(exc).__name__}: {exc}"[:300])
+        finally:
+            close = getattr(io, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    pass
+    found = "; ".join(errors) or "no reader could be used"
+    if unavailable:
+        found += "; not installed: " + ", ".join(unavailable)
+    raise DataFormatError(
+        "the file may be truncated, damaged or of another format", file=path, field="<file>",
+        expected="a file python-neo can read", found=found,
+    )
+
+
+def _cell_ids(units: list[tuple[str, ...]], first_train: dict[tuple[str, ...], _Train]) -> list[str]:
+    """Unique string ids: the unit names; with name and neo id where names repeat; numbered if still not."""
+    names = [first_train[u].name or first_train[u].neo_id or f"unit{i}" for i, u in enumerate(units)]
+    if len(set(names)) == len(names):
+        return names
+    labelled = ["_".join(p for p in (first_train[u].name, first_train[u].neo_id) if p) or f"unit{i}"
+                for i, u in enumerate(units)]
+    if len(set(labelled)) == len(labelled):
+        return labelled
+    return [f"{label}#{i}" for i, label in enumerate(labelled)]
+
+
+def open_neo(
+    path: str | os.PathLike[str],
+    *,
+    bin_size: float | None = None,
+    by: Literal["time"] = "time",
+    segment: int | None = None,
+    t_start: float | None = None,
+    t_stop: float | None = None,
+) -> xr.Dataset:
+    """Bin the spike trains of a file python-neo reads into a recording ``response(time, cell)``.
+
+    Parameters
+    ----------
+    path : a file with an extension some neo reader claims (``.smr``, ``.plx``, ``.nex``, ``.ns5``, ...).
+    bin_size : bin width in seconds (default 0.01 s).
+    by : only ``"time"`` (continuous binning); neo files carry no standard trial table.
+    segment : index of one segment (counting through all blocks); default: all segments concatenated.
+    t_start, t_stop : seconds; restrict every segment to ``[t_start, t_stop)`` (spikes outside are dropped
+        and counted in ``attrs['n_spikes_outside']``). Default: each segment's own ``t_start``..``t_stop``.
+
+    Returns
+    -------
+    ``xr.Dataset`` with ``response(time, cell)`` int64 spike counts; ``time`` = left bin edges (s);
+    ``cell`` = unit names (made unique with neo's ``id`` annotation where names repeat, e.g.
+    ``Spikes_ch0#3``); coordinates ``segment`` (and ``segment_time`` when segments were shifted) on time,
+    ``neo_name``, ``neo_id`` on cell; attrs ``t_start_s``, ``t_stop_s``, ``n_segments``,
+    ``n_segments_in_file``, ``neo_io``, ``segment_offsets_s``, ``n_spikes_outside`` (per cell), ``source``.
+    Units are matched across segments by name and the ``id``/``channel_id``/``unit_id`` annotations; a unit
+    absent from a segment counts zero there and is listed in ``attrs['cells_absent_from_segments']``.
+
+    Raises
+    ------
+    DataFormatError
+        unreadable or corrupt file (field ``<file>``), no spike trains (field ``spiketrains``), unsorted
+        or non-finite spike times (field = the unit's id), ``segment`` out of range (field ``segment``).
+    """
+    file = existing_file(path)
+    if by != "time":
+        raise ConfigError(f"open_neo bins continuous time only (by='time'), not by={by!r}")
+    bin_size = DEFAULT_BIN_SIZE_S if bin_size is None else bin_size
+    if not (np.isfinite(bin_size) and bin_size > 0):
+        raise ConfigError(f"bin_size must be a positive number of seconds, not {bin_size!r}")
+    io_name, segments = _read_file(file)
+    n_in_file = len(segments)
+    n_trains = sum(len(s.trains) for s in segments)
+    if n_trains == 0:
+        raise DataFormatError(
+            "this reader found no sorted units in the file (only signals or events)", file=file,
+            field="spiketrains", expected="at least one spike train", found=f"{n_in_file} segment(s) without spike trains",
+        )
+    indices = list(range(n_in_file))
+    if segment is not None:
+        if not (isinstance(segment, (int, np.integer)) and -n_in_file <= segment < n_in_file):
+            raise DataFormatError(
+                file=file, field="segment", expected=f"an index in [0, {n_in_file})", found=repr(segment)
+            )
+        indices = [int(segment) % n_in_file]
+
+    units: list[tuple[str, ...]] = []
+    first_train: dict[tuple[str, ...], _Train] = {}
+    for k in indices:
+        for train in segments[k].trains:
+            if train.key not in first_train:
+                first_train[train.key] = train
+                units.append(train.key)
+    if not units:
+        raise DataFormatError(
+            file=file, field="spiketrains", expected="at least one spike train in the chosen segment",
+            found=f"none in segment {indices[0]}",
+        )
+    cell_ids = _cell_ids(units, first_train)
+    column = {u: i for i, u in enumerate(units)}
+
+    blocks_counts, blocks_edges, blocks_segment, blocks_own_time = [], [], [], []
+    offsets: list[float] = []
+    outside = np.zeros(len(units), dtype=np.int64)
+    absent: list[str] = []
+    previous_end = -math.inf
+    used: list[int] = []
+    spans: list[tuple[float, float]] = []
+    for k in indices:
+        seg = segments[k]
+        lo = seg.t_start if t_start is None else max(seg.t_start, float(t_start))
+        hi = seg.t_stop if t_stop is None else min(seg.t_stop, float(t_stop))
+        if not hi > lo:
+            if segment is not None or len(indices) == 1:
+                raise ConfigError(
+                    f"segment {k} spans [{seg.t_start:g}, {seg.t_stop:g}] s: nothing left in [t_start, t_stop)"
+                )
+            continue
+        trains = [np.empty(0)] * len(units)
+        present = set()
+        for train in seg.trains:
+            trains[column[train.key]] = train.times
+            present.add(train.key)
+        absent += [f"{cell_ids[column[u]]}@{k}" for u in units if u not in present]
+        grid_stop = hi
+        if t_stop is None and any(t.size and t[-1] >= hi for t in trains):
+            # neo trains include t_stop itself: end the grid one bin edge after it so such a spike is counted.
+            grid_stop = lo + bin_size * (math.floor(round((hi - lo) / bin_size, 9)) + 1)
+        counts, edges, dropped = bin_spike_times(
+            trains, bin_size, t_start=lo, t_stop=grid_stop, outside="clip", file=file,
+            names=[f"spiketrains[{c}]" for c in cell_ids],
+        )
+        outside += dropped
+        offset = 0.0
+        if edges.size and edges[0] <= previous_end - bin_size * 1e-6:
+            offset = previous_end - edges[0]
+        offsets.append(offset)
+        previous_end = float(edges[-1] + offset + bin_size) if edges.size else previous_end
+        blocks_counts.append(counts)
+        blocks_edges.append(edges + offset)
+        blocks_own_time.append(edges)
+        blocks_segment.append(np.full(edges.size, k, dtype=np.int64))
+        used.append(k)
+        spans.append((lo + offset, hi + offset))
+    if not blocks_counts:
+        raise ConfigError(f"no segment overlaps [t_start, t_stop) = [{t_start}, {t_stop}) s")
+
+    counts = np.concatenate(blocks_counts, axis=0)
+    edges = np.concatenate(blocks_edges)
+    attrs: dict[str, Any] = {
+        "neo_io": io_name,
+        "t_start_s": float(spans[0][0]),
+        "t_stop_s": float(spans[-1][1]),
+        "n_segments": len(used),
+        "n_segments_in_file": n_in_file,
+        "segments": np.asarray(used, dtype=np.int64),
+        "segment_t_start_s": np.asarray([segments[k].t_start for k in used], dtype=np.float64),
+        "segment_t_stop_s": np.asarray([segments[k].t_stop for k in used], dtype=np.float64),
+        "segment_offsets_s": np.asarray(offsets, dtype=np.float64),
+        "n_spikes_outside": outside,
+        "clipping": "spikes outside [t_start, t_stop) of their segment are dropped; n_spikes_outside counts them",
+    }
+    if absent:
+        attrs["cells_absent_from_segments"] = absent
+    ds = recording_from_counts(
+        counts, edges, bin_size, cell_ids, source=str(path), attrs=attrs,
+        cell_coords={"neo_name": np.asarray([first_train[u].name for u in units], dtype=object),
+                     "neo_id": np.asarray([first_train[u].neo_id for u in units], dtype=object)},
+    )
+    ds = ds.assign_coords(segment=("time", np.concatenate(blocks_segment)))
+    if any(offsets):
+        ds = ds.assign_coords(segment_time=("time", np.concatenate(blocks_own_time), {"units": "s"}))
+    return validate(ds, file=path)
