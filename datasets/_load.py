@@ -9,6 +9,7 @@ neuromodels.datasets`` stays light (no torch, pynwb, neo).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import xarray as xr
 
-from neuromodels.errors import DataFormatError, UnknownFormatError
+from neuromodels.errors import ConfigError, DataFormatError, UnknownFormatError
 
 __all__ = ["Format", "FORMATS", "detect_format", "load"]
 
@@ -50,7 +51,18 @@ class Format:
             return False
 
     def open(self, path: Path, **options: Any) -> xr.Dataset | xr.DataArray:
-        return self._function(self.opener)(path, **options)
+        opener = self._function(self.opener)
+        accepted = [
+            p.name for p in inspect.signature(opener).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{path}: the {self.name} reader ({self.opener}) has no option {', '.join(map(repr, unknown))}; "
+                f"its options are: {', '.join(accepted) or 'none'}"
+            )
+        return opener(path, **options)
 
 
 # Order matters only among formats that share an extension: the first whose sniff accepts wins.

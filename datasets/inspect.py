@@ -34,6 +34,9 @@ def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
         "kind": "recording" if isinstance(obj, xr.Dataset) else "assembly",
         "dims": {str(k): int(v) for k, v in obj.sizes.items()},
     }
+    for key in ("trials_table", "neo_io"):
+        if key in obj.attrs:
+            info[key] = str(obj.attrs[key])
     if isinstance(obj, xr.Dataset):
         time = np.asarray(obj["time"].values, dtype=float)
         rate = obj.attrs.get("frame_rate_hz")
@@ -45,7 +48,9 @@ def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
         if "split" in obj.coords:
             labels, counts = np.unique(np.asarray(obj["split"].values).astype(str), return_counts=True)
             info["splits"] = {str(k): {"n_bins": int(n), "duration_s": float(n * dt)} for k, n in zip(labels, counts)}
-        info["duration_s"] = float(time.size * dt)
+        t0, t1 = obj.attrs.get("t_start_s"), obj.attrs.get("t_stop_s")
+        # The recorded span when the adapter knows it; else the bins (whose last one may run past the end).
+        info["duration_s"] = float(t1 - t0) if t0 is not None and t1 is not None else float(time.size * dt)
         info["repeats"] = int(obj.sizes.get("repeat", 0))
         if "stimulus" in obj:
             info["stimulus_shape"] = [int(s) for s in obj["stimulus"].shape]
@@ -76,7 +81,8 @@ def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
         if values is not None and np.issubdtype(values.dtype, np.floating):
             n_nan = int(np.isnan(values).sum())
             if n_nan:
-                problems.append(f"{n_nan} missing (NaN) values, e.g. padded repetitions")
+                reason = obj.attrs.get("padding") or "missing repetitions or padded time bins"
+                problems.append(f"{n_nan} missing (NaN) values: {reason}")
         if isinstance(info["repeats"], dict) and info["repeats"]["min"] != info["repeats"]["max"]:
             problems.append("unequal numbers of repetitions across stimuli")
         if info["repeats"]["max"] < 2:

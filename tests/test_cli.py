@@ -67,3 +67,13 @@ def test_inspect_json_of_sample_ventral(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "assembly" and info["source"] == "sample:ventral"
     assert info["repeats"]["min"] >= 2 and info["n_neuroids"] > 0
+
+
+def test_reader_options_pass_through_and_unknown_ones_are_named(shared_data, capsys):
+    nwb = shared_data / "nwb-fixtures" / "pynapple_sub-4_ses-4_ecephys+image.nwb"
+    assert main(["data", "inspect", str(nwb), "-o", "by=time", "--bin-size", "0.1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "recording" and info["n_cells"] == 35 and info["frame_rate_hz"] == 10.0
+    assert main(["data", "inspect", str(nwb), "-o", "bogus=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no option 'bogus'" in err and "bin_size" in err and len(err.splitlines()) == 1

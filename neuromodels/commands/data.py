@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from typing import Any
+
+from neuromodels.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     inspect.add_argument("path", help="file, openretina folder, or sample:retina / sample:ventral")
     inspect.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
+    inspect.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="an option of the format's reader, e.g. -o by=time -o 'window=(-0.5, 1.0)'")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(handler=_inspect)
 
@@ -29,16 +34,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("path")
     convert.add_argument("out", help="output .nc file")
     convert.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
+    convert.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="an option of the format's reader, e.g. -o by=time -o table=encoding_table")
     convert.add_argument("--json", action="store_true", help="print the summary of what was written as JSON")
     convert.set_defaults(handler=_convert)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.bin_size is None else {"bin_size": args.bin_size}
+    """Reader options: ``--bin-size`` and every ``-o KEY=VALUE`` (VALUE read as a Python literal, else text)."""
+    options: dict[str, Any] = {} if args.bin_size is None else {"bin_size": args.bin_size}
+    for item in args.option:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"option {item!r}: expected KEY=VALUE with KEY a name, e.g. by=time")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        options[key.strip()] = value
+    return options
 
 
 def _print_summary(info: dict[str, Any]) -> None:
     print(f"{info['source']}  [{info['format']}, {info['kind']}]")
+    if "trials_table" in info:
+        print(f"  trials from: {info['trials_table']}")
     print("  dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
     if info["kind"] == "recording":
         print(f"  cells: {info['n_cells']}  ({', '.join(info['cells'][:8])}{', ...' if info['n_cells'] > 8 else ''})")
@@ -46,7 +66,7 @@ def _print_summary(info: dict[str, Any]) -> None:
         print(f"  duration: {info['duration_s']:.3f} s" + (f" at {rate:g} Hz" if rate else ""))
         for name, part in info.get("splits", {}).items():
             print(f"    {name}: {part['n_bins']} bins, {part['duration_s']:.3f} s")
-        print(f"  repeats: {info['repeats']}")
+        print(f"  repeats: {info['repeats'] or 'none'}")
         if "stimulus_shape" in info:
             print(f"  stimulus: {' x '.join(map(str, info['stimulus_shape']))} (time, y, x)")
     else:
