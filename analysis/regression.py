@@ -1,0 +1,601 @@
+"""Linear maps from model features to neural responses: PLS, ridge and least squares, fitted in closed form.
+
+Shapes: ``X`` is ``(n_samples, n_features)`` (model features per stimulus), ``Y`` is ``(n_samples, n_targets)``
+(neural responses per stimulus, one column per neuroid). Everything is float64 and every model fits an
+intercept by centring ``X`` and ``Y`` on the training means, as scikit-learn does.
+
+* :class:`PLSRegression` gives the predictions of scikit-learn's ``PLSRegression(n_components, scale=False)``
+  (the mapping of Brain-Score's neural benchmarks) without its power iterations: the weight vector of each
+  component is the dominant left singular vector of the current cross-product ``X_k^T Y_k``, which is what the
+  NIPALS power method converges to, taken here from one symmetric eigen-decomposition of the small
+  ``q x q`` (or ``p x p``) Gram matrix of that cross-product. Deflation follows scikit-learn's "regression" mode
+  (``X_{k+1} = X_k - t p^T``, ``Y_{k+1} = Y_k - t q^T`` with ``q = Y_k^T t / t^T t``); the cross-product is
+  updated by the exact rank-one identity ``X_{k+1}^T Y_{k+1} = X_k^T Y_k - (t^T t) p q^T`` and ``X_k`` is never
+  formed (``t = X_0 w - T (P^T w)``).
+* :func:`ridge_path` gives ridge predictions for many penalties and all targets from one eigen-decomposition
+  of ``X^T X``; :func:`ridge_gcv` selects the penalty by generalised cross-validation (GCV; Golub, Heath &
+  Wahba 1979), shared by all targets (the default, like Brain-Score's ``RidgeCV``) or per target.
+* :func:`least_squares_fit_predict`: ordinary least squares (minimum-norm solution when rank-deficient).
+
+References: Wold, Sjöström & Eriksson (2001) PLS-regression, Chemometr. Intell. Lab. 58:109; Wegelin (2000)
+A survey of PLS methods, TR 371 Univ. Washington; Golub, Heath & Wahba (1979) Technometrics 21:215.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromodels.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "PLSRegression",
+    "pls_fit_predict",
+    "pls_cross_validated",
+    "ridge_path",
+    "ridge_gcv",
+    "RidgeGCVResult",
+    "least_squares_fit_predict",
+    "default_ridge_alphas",
+    "RELATIVE_RIDGE_ALPHAS",
+]
+
+# Penalties of the default ridge grid, in units of the mean eigenvalue of the centred training Gram matrix
+# tr(X^T X) / n_features: the selected model is then the same when the features are rescaled.
+RELATIVE_RIDGE_ALPHAS = np.logspace(-5, 4, 30)
+
+# A component whose cross-product has no singular value above this fraction of the first one carries nothing
+# but rounding error (X or Y residual exhausted); fitting stops there.
+_EXHAUSTED = 1e-10
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """Run BLAS/LAPACK calls on one thread.
+
+    Used for the PLS component loop (hundreds of small calls: a 168 x 168 eigen-decomposition, matrix-vector
+    products) and the ridge eigen-decomposition. Multi-threaded OpenBLAS gains at most ~1.5x on these when the
+    cores are idle, but when they are shared with other work (parallel workers, other jobs) it spends 20-40x
+    longer per call waiting for its threads (measured on 2 cores: eigh of 1000 x 1000 0.22 s on one thread,
+    8.5 s on two). Large matrix products keep the default thread count. threadpoolctl (a scikit-learn
+    dependency) sets the limit; without it this does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _as_2d_float(name: str, values: np.ndarray) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise DataFormatError(field=name, expected="a 2-D array (samples, columns)", found=f"shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise DataFormatError(
+            field=name, expected="finite values",
+            found=f"{int((~np.isfinite(array)).sum())} NaN/inf (first at {tuple(bad)})",
+        )
+    return array
+
+
+def _gram_of(cross: np.ndarray) -> np.ndarray:
+    """The smaller Gram matrix of ``cross`` (p x q): ``cross^T cross`` when q <= p, else ``cross cross^T``."""
+    p, q = cross.shape
+    return cross.T @ cross if q <= p else cross @ cross.T
+
+
+def _top_singular_pair(cross: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, float]:
+    """Dominant left singular vector ``w`` (unit norm) and singular value of ``cross`` (p x q).
+
+    From the top eigenvector of ``gram`` (:func:`_gram_of`): ``v`` of ``cross^T cross`` gives
+    ``w = cross v / |cross v|``; for ``cross cross^T`` the eigenvector is ``w`` itself.
+    """
+    from scipy.linalg import eigh
+
+    p, q = cross.shape
+    size = gram.shape[0]
+    value, vector = eigh(gram, subset_by_index=[size - 1, size - 1], check_finite=False)
+    if q <= p:
+        w = cross @ vector[:, 0]
+        norm = float(np.sqrt(w @ w))
+        if norm == 0.0:
+            return w, 0.0
+        return w / norm, norm
+    return vector[:, 0].copy(), float(np.sqrt(max(value[0], 0.0)))
+
+
+def _deflate_cross(cross: np.ndarray, gram: np.ndarray, scale: float, x_loading: np.ndarray,
+                   y_loading: np.ndarray) -> None:
+    """In place: ``cross -= scale * outer(x_loading, y_loading)`` and the same rank-two update of its Gram.
+
+    ``G' = G - s (c a^T + a c^T) + s^2 |p|^2 c c^T`` with ``a = C^T p`` (q-side Gram) or the transposed form
+    for the p-side Gram: O(p q) instead of the O(p q^2) of recomputing ``C^T C``.
+    """
+    p, q = cross.shape
+    if q <= p:
+        a = cross.T @ x_loading
+        outer_vec, other, norm_sq = y_loading, a, float(x_loading @ x_loading)
+    else:
+        a = cross @ y_loading
+        outer_vec, other, norm_sq = x_loading, a, float(y_loading @ y_loading)
+    gram -= scale * (np.outer(outer_vec, other) + np.outer(other, outer_vec))
+    gram += (scale * scale * norm_sq) * np.outer(outer_vec, outer_vec)
+    _rank_one_update(cross, -scale, x_loading, y_loading)
+
+
+def _rank_one_update(matrix: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+    """In place ``matrix += alpha * outer(x, y)`` (BLAS ger on the Fortran view, no temporary)."""
+    from scipy.linalg import blas
+
+    if matrix.flags.c_contiguous and matrix.dtype == np.float64:
+        blas.dger(alpha, y, x, a=matrix.T, overwrite_a=True)
+    else:
+        matrix += alpha * np.outer(x, y)
+
+
+def _flip_sign(w: np.ndarray) -> np.ndarray:
+    # scikit-learn's _svd_flip_1d: the entry of largest magnitude is positive. Predictions do not depend on it.
+    return w if w[np.argmax(np.abs(w))] >= 0 else -w
+
+
+class _PLSProblem:
+    """One PLS2 fit (a training subset of the rows, one target block) while its components are extracted.
+
+    ``cross`` is the current ``X_k^T Y_k`` (p x q) and ``gram`` its smaller Gram matrix, both deflated in place;
+    ``W, P, Q, T`` hold the weights, X loadings, Y loadings and scores (one column per component).
+    """
+
+    def __init__(self, train: np.ndarray | None, x_mean: np.ndarray, y_mean: np.ndarray, cross: np.ndarray,
+                 n_train: int, n_components: int) -> None:
+        p, q = cross.shape
+        self.train = train
+        self.x_mean = x_mean
+        self.y_mean = y_mean
+        self.cross = np.ascontiguousarray(cross)
+        self.gram: np.ndarray | None = None  # computed inside the single-threaded loop
+        self.W = np.zeros((p, n_components))
+        self.P = np.zeros((p, n_components))
+        self.Q = np.zeros((q, n_components))
+        self.T = np.zeros((n_train, n_components))
+        self.k = 0
+        self.first_singular_value = 0.0
+        self.active = True
+
+    def components(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        k = self.k
+        return self.W[:, :k], self.P[:, :k], self.Q[:, :k], self.T[:, :k]
+
+    def predict(self, x_test: np.ndarray) -> np.ndarray:
+        """``(x_test - x_mean) W (P^T W)^+ Q^T + y_mean``."""
+        W, P, Q, _ = self.components()
+        if self.k == 0:
+            return np.broadcast_to(self.y_mean, (x_test.shape[0], self.y_mean.size)).copy()
+        return ((x_test - self.x_mean) @ _rotations(W, P)) @ Q.T + self.y_mean
+
+
+def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components: int) -> list[str]:
+    """Fit every problem's PLS2 components in lockstep; returns warning texts (early stops).
+
+    ``x`` (n x p) holds all rows; each problem uses the rows ``train`` (all rows if None) centred on its
+    ``x_mean``. The deflation is implicit: with the scores ``T`` and loadings ``P`` of earlier components,
+    ``X_k w = X_0 w - T (P^T w)`` and ``X_k^T t = X_0^T t - P (T^T t)``, so ``x`` is never copied or deflated and is
+    read twice per component for all problems together (two matrix products with one column per problem).
+    """
+    notes: list[str] = []
+    with _single_threaded_blas():
+        for k in range(n_components):
+            batch: list[tuple[_PLSProblem, np.ndarray]] = []
+            for index, problem in enumerate(problems):
+                if not problem.active:
+                    continue
+                if problem.gram is None:
+                    problem.gram = _gram_of(problem.cross)
+                w, singular_value = _top_singular_pair(problem.cross, problem.gram)
+                if k == 0:
+                    problem.first_singular_value = singular_value
+                if singular_value == 0.0 or singular_value <= _EXHAUSTED * problem.first_singular_value:
+                    problem.active = False
+                    notes.append(f"PLS stopped after {k} of {n_components} components: no covariance left between "
+                                 "the residual features and targets (their rank is exhausted)")
+                    continue
+                batch.append((problem, _flip_sign(w)))
+            if not batch:
+                break
+            products = x @ np.stack([w for _, w in batch], axis=1)  # (n, B)
+            full_scores = np.zeros_like(products)
+            scores = []
+            for j, (problem, w) in enumerate(batch):
+                rows = slice(None) if problem.train is None else problem.train
+                t = products[rows, j] - problem.x_mean @ w
+                if problem.k:
+                    t -= problem.T[:, :problem.k] @ (problem.P[:, :problem.k].T @ w)
+                full_scores[rows, j] = t
+                scores.append(t)
+            back = x.T @ full_scores  # (p, B)
+            for j, (problem, w) in enumerate(batch):
+                t = scores[j]
+                t_sq = float(t @ t)
+                if t_sq <= 0.0:
+                    problem.active = False
+                    notes.append(f"PLS stopped after {k} of {n_components} components: the feature scores are zero")
+                    continue
+                x_loading = back[:, j] - problem.x_mean * t.sum()
+                if problem.k:
+                    x_loading -= problem.P[:, :problem.k] @ (problem.T[:, :problem.k].T @ t)
+                x_loading /= t_sq
+                y_loading = problem.cross.T @ w / t_sq
+                _deflate_cross(problem.cross, problem.gram, t_sq, x_loading, y_loading)
+                problem.W[:, problem.k] = w
+                problem.P[:, problem.k] = x_loading
+                problem.Q[:, problem.k] = y_loading
+                problem.T[:, problem.k] = t
+                problem.k += 1
+    return list(dict.fromkeys(notes))
+
+
+def _rotations(weights: np.ndarray, loadings: np.ndarray) -> np.ndarray:
+    """``W (P^T W)^+`` (p x k), scikit-learn's ``x_rotations_``."""
+    from scipy.linalg import pinv
+
+    if weights.shape[1] == 0:
+        return weights
+    return weights @ pinv(loadings.T @ weights, check_finite=False)
+
+
+def _check_n_components(n_components: int, n_samples: int, n_features: int) -> tuple[int, str | None]:
+    if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ConfigError(f"n_components must be a positive integer, got {n_components!r}")
+    cap = min(n_features, n_samples - 1)
+    if cap < 1:
+        raise DataFormatError(field="features", expected="at least 2 training samples and 1 feature",
+                              found=f"{n_samples} samples x {n_features} features")
+    if n_components > cap:
+        return cap, (
+            f"n_components={n_components} exceeds min(n_features={n_features}, n_train_samples - 1={n_samples - 1}); "
+            f"using {cap} components (scikit-learn's PLSRegression would raise an error)"
+        )
+    return int(n_components), None
+
+
+class PLSRegression:
+    """PLS2 regression equal in its predictions to scikit-learn's ``PLSRegression(n_components, scale=False)``.
+
+    Parameters
+    ----------
+    n_components:
+        Number of components (Brain-Score: 25). Capped, with a ``RuntimeWarning``, at
+        ``min(n_features, n_samples - 1)``: scikit-learn raises for ``n_components > n_features``.
+
+    Attributes (after ``fit``; scikit-learn's names and shapes)
+    ----------------------------------------------------------
+    x_weights_ (p, k), x_loadings_ (p, k), y_loadings_ (q, k), x_scores_ (n, k), x_rotations_ (p, k),
+    coef_ (q, p), intercept_ (q,), n_components_ (k actually fitted; fewer than requested when the features or
+    targets run out of covariance, with a warning).
+
+    Notes
+    -----
+    The weights are the exact dominant singular vectors, i.e. scikit-learn's NIPALS at convergence (equal to
+    its ``algorithm="svd"`` path to ~1e-14). scikit-learn's default NIPALS stops when the squared change of
+    the weight vector falls under ``tol=1e-6``, which leaves its predictions up to ~1e-2 (relative) away from
+    the converged ones on data with close singular values; ``PLSRegression(tol=1e-20, max_iter=10**5)``
+    agrees with this class to ~1e-9. Signs follow scikit-learn (largest-magnitude weight positive).
+    """
+
+    def __init__(self, n_components: int = 25) -> None:
+        self.n_components = n_components
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "PLSRegression":
+        X = _as_2d_float("X", X)
+        Y = _as_2d_float("Y", Y)
+        if X.shape[0] != Y.shape[0]:
+            raise DataFormatError(field="Y", expected=f"{X.shape[0]} samples (as X)", found=f"{Y.shape[0]}")
+        k, note = _check_n_components(self.n_components, X.shape[0], X.shape[1])
+        if note:
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+        x_mean = X.mean(axis=0)
+        y_mean = Y.mean(axis=0)
+        xc = X - x_mean
+        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (Y - y_mean), X.shape[0], k)
+        for text in _extract_components(xc, [problem], k):
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
+        self.x_mean_ = x_mean
+        self.y_mean_ = y_mean
+        self.x_weights_, self.x_loadings_, self.y_loadings_, self.x_scores_ = problem.components()
+        self.x_rotations_ = _rotations(self.x_weights_, self.x_loadings_)
+        self.coef_ = (self.x_rotations_ @ self.y_loadings_.T).T
+        self.intercept_ = y_mean
+        self.n_components_ = problem.k
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = _as_2d_float("X", X)
+        return (X - self.x_mean_) @ self.coef_.T + self.intercept_
+
+
+def pls_cross_validated(
+    x: np.ndarray,
+    y_blocks: Sequence[np.ndarray],
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_components: int = 25,
+) -> tuple[list[list[np.ndarray]], int, list[str]]:
+    """PLS fitted on each split's training rows for each target block, predicting its held-out rows.
+
+    ``x`` (n, p) and every ``y_blocks[b]`` (n, q_b) hold all stimuli; ``splits`` are (train, test) row indices.
+    All ``len(splits) * len(y_blocks)`` fits run in lockstep (:func:`_extract_components`). Each fit centres on
+    its own training means, so the predictions equal independent ``PLSRegression(n_components).fit(x[train],
+    y[train]).predict(x[test])`` calls. Returns ``(predictions[split][block] (n_test, q_b), components used,
+    warning texts)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n_train = len(splits[0][0])
+    k, note = _check_n_components(n_components, n_train, x.shape[1])
+    # The full-data products give every training cross-product by subtracting the held-out rows.
+    centre = x.mean(axis=0)
+    xc_all = x - centre
+    y_centres = [np.asarray(y, dtype=np.float64).mean(axis=0) for y in y_blocks]
+    yc_all = [np.asarray(y, dtype=np.float64) - c for y, c in zip(y_blocks, y_centres)]
+    full_cross = [xc_all.T @ y for y in yc_all]
+    problems = []
+    for train, test in splits:
+        x_test = xc_all[test]
+        x_mean = -x_test.sum(axis=0) / len(train)  # training mean of the centred rows (their sum is zero)
+        for y, y_centre, cross_all in zip(yc_all, y_centres, full_cross):
+            y_test = y[test]
+            y_mean = -y_test.sum(axis=0) / len(train)
+            cross = cross_all - x_test.T @ y_test - len(train) * np.outer(x_mean, y_mean)
+            problems.append(_PLSProblem(np.asarray(train), x_mean, y_mean + y_centre, cross, len(train), k))
+    notes = _extract_components(xc_all, problems, k)
+    if note:
+        notes.insert(0, note)
+    predictions: list[list[np.ndarray]] = []
+    index = 0
+    with _single_threaded_blas():
+        for _, test in splits:
+            x_test = xc_all[test]
+            row = []
+            for _ in y_blocks:
+                row.append(problems[index].predict(x_test))
+                index += 1
+            predictions.append(row)
+    used = min(problem.k for problem in problems)
+    return predictions, used, notes
+
+
+def pls_fit_predict(
+    x_train: np.ndarray,
+    y_train_blocks: Sequence[np.ndarray],
+    x_test: np.ndarray,
+    n_components: int = 25,
+) -> tuple[list[np.ndarray], int, list[str]]:
+    """Fit PLS on ``x_train`` for each target block and predict ``x_test``; no (p x q) coefficient is formed.
+
+    Returns ``(predictions per block (n_test, q_b), components used, warning texts)``.
+    """
+    x_train = _as_2d_float("x_train", x_train)
+    x_test = _as_2d_float("x_test", x_test)
+    k, note = _check_n_components(n_components, x_train.shape[0], x_train.shape[1])
+    x_mean = x_train.mean(axis=0)
+    xc = x_train - x_mean
+    problems = []
+    for y in y_train_blocks:
+        y = _as_2d_float("y_train", y)
+        y_mean = y.mean(axis=0)
+        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (y - y_mean), x_train.shape[0], k)
+        problems.append(problem)
+    notes = _extract_components(xc, problems, k)
+    if note:
+        notes.insert(0, note)
+    predictions = []
+    for problem in problems:
+        problem.x_mean = x_mean
+        predictions.append(problem.predict(x_test))
+    return predictions, min(problem.k for problem in problems), notes
+
+
+# --------------------------------------------------------------------------------------------------- ridge
+
+
+def default_ridge_alphas(gram_trace: float, n_features: int) -> np.ndarray:
+    """The default penalty grid: :data:`RELATIVE_RIDGE_ALPHAS` times the mean eigenvalue ``tr(X^T X) / p``."""
+    scale = gram_trace / max(n_features, 1)
+    if not np.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    return RELATIVE_RIDGE_ALPHAS * scale
+
+
+def _check_alphas(alphas: Sequence[float] | np.ndarray) -> np.ndarray:
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+        raise ConfigError(f"alphas must be a non-empty 1-D sequence of positive numbers, got {alphas!r}")
+    return alphas
+
+
+@dataclass
+class _RidgeBasis:
+    """Eigen-decomposition of the centred training Gram matrix and the rotated cross-product."""
+
+    eigenvalues: np.ndarray  # (p,), ascending, clipped at 0
+    eigenvectors: np.ndarray  # (p, p)
+    rotated_cross: np.ndarray  # V^T X_c^T Y_c, (p, q)
+    target_sq: np.ndarray  # ||y_c||^2 per target, (q,)
+    n_samples: int
+    x_mean: np.ndarray
+    y_mean: np.ndarray
+
+
+def _ridge_basis(
+    x_train: np.ndarray, y_train: np.ndarray, gram: np.ndarray | None = None, cross: np.ndarray | None = None,
+    x_mean: np.ndarray | None = None,
+) -> _RidgeBasis:
+    """One ``eigh`` of ``X_c^T X_c``; ``gram``/``cross`` may be passed precomputed (centred on ``x_mean``)."""
+    from scipy.linalg import eigh
+
+    if x_mean is None:
+        x_mean = x_train.mean(axis=0)
+    y_mean = y_train.mean(axis=0)
+    yc = y_train - y_mean
+    if gram is None or cross is None:
+        xc = x_train - x_mean
+        gram = xc.T @ xc if gram is None else gram
+        cross = xc.T @ yc if cross is None else cross
+    with _single_threaded_blas():
+        eigenvalues, eigenvectors = eigh(gram, check_finite=False, driver="evd")
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    return _RidgeBasis(
+        eigenvalues=eigenvalues,
+        eigenvectors=eigenvectors,
+        rotated_cross=eigenvectors.T @ cross,
+        target_sq=np.einsum("ij,ij->j", yc, yc),
+        n_samples=x_train.shape[0],
+        x_mean=x_mean,
+        y_mean=y_mean,
+    )
+
+
+def _gcv_table(basis: _RidgeBasis, alphas: np.ndarray) -> np.ndarray:
+    """GCV error per alpha and target, ``(n_alphas, q)``.
+
+    With ``X_c = U diag(sqrt(lambda)) V^T`` and ``Z = V^T X_c^T y_c`` the residual sum of squares is
+    ``RSS(alpha) = |y_c|^2 - sum_k Z_k^2 (lambda_k + 2 alpha) / (lambda_k + alpha)^2`` and the hat matrix (with the
+    unpenalised intercept) has trace ``1 + sum_k lambda_k / (lambda_k + alpha)``;
+    ``GCV = n RSS / (n - tr H)^2``.
+    """
+    lam = basis.eigenvalues[:, None]
+    # Directions with numerically zero variance carry only rounding noise in Z: leave them out.
+    keep = basis.eigenvalues > basis.eigenvalues.max(initial=0.0) * basis.eigenvalues.size * np.finfo(float).eps
+    factors = np.where(keep[:, None], (lam + 2 * alphas) / (lam + alphas) ** 2, 0.0)  # (p, A)
+    explained = (basis.rotated_cross**2).T @ factors  # (q, A)
+    rss = np.clip(basis.target_sq[:, None] - explained, 0.0, None)
+    dof = np.where(keep[:, None], lam / (lam + alphas), 0.0).sum(axis=0)  # (A,)
+    n = basis.n_samples
+    denominator = (n - 1.0 - dof) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gcv = n * rss / np.where(denominator > 0, denominator, np.nan)
+    return gcv.T
+
+
+def _ridge_coefficients(basis: _RidgeBasis, alpha_per_target: np.ndarray) -> np.ndarray:
+    """``(X_c^T X_c + alpha_j I)^{-1} X_c^T y_j`` for every target j, grouped by its alpha: (p, q)."""
+    coef = np.empty_like(basis.rotated_cross)
+    for alpha in np.unique(alpha_per_target):
+        columns = np.flatnonzero(alpha_per_target == alpha)
+        scaled = basis.rotated_cross[:, columns] / (basis.eigenvalues + alpha)[:, None]
+        coef[:, columns] = basis.eigenvectors @ scaled
+    return coef
+
+
+def ridge_path(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alphas: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """Ridge predictions for every alpha and every target from one eigen-decomposition: ``(n_alphas, n_test, q)``.
+
+    Equal to ``sklearn.linear_model.Ridge(alpha).fit(x_train, y_train).predict(x_test)`` for each alpha (an
+    unpenalised intercept; the penalty ``alpha |beta|^2`` on the sum of squared errors).
+    """
+    x_train = _as_2d_float("x_train", x_train)
+    y_train = _as_2d_float("y_train", y_train)
+    x_test = _as_2d_float("x_test", x_test)
+    alphas = _check_alphas(alphas)
+    basis = _ridge_basis(x_train, y_train)
+    projected = (x_test - basis.x_mean) @ basis.eigenvectors  # (n_test, p)
+    out = np.empty((alphas.size, x_test.shape[0], y_train.shape[1]))
+    for i, alpha in enumerate(alphas):
+        out[i] = projected @ (basis.rotated_cross / (basis.eigenvalues + alpha)[:, None]) + basis.y_mean
+    return out
+
+
+@dataclass
+class RidgeGCVResult:
+    """Predictions at the selected penalty, the penalty (per target), and the GCV table (n_alphas, q)."""
+
+    prediction: np.ndarray
+    alpha: np.ndarray
+    alphas: np.ndarray
+    gcv: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+
+def ridge_gcv(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    alphas: Sequence[float] | np.ndarray | None = None,
+    *,
+    alpha_per_target: bool = False,
+    target_groups: np.ndarray | None = None,
+    _gram: np.ndarray | None = None,
+    _cross: np.ndarray | None = None,
+    _x_mean: np.ndarray | None = None,
+) -> RidgeGCVResult:
+    """Ridge regression with the penalty chosen by generalised cross-validation on the training set.
+
+    Parameters
+    ----------
+    alphas:
+        Penalty grid (absolute, scikit-learn's ``alpha``). ``None``: :func:`default_ridge_alphas` of the
+        training features (30 values, 1e-5 .. 1e4 times the mean eigenvalue of ``X_c^T X_c``).
+    alpha_per_target:
+        Choose the penalty per target (minimum of its own GCV) instead of one penalty minimising the GCV summed
+        over targets (the default, as scikit-learn's ``RidgeCV(alpha_per_target=False)`` that Brain-Score uses).
+    target_groups:
+        Integer label per target: one shared penalty per group (e.g. per time bin). Ignored when
+        ``alpha_per_target``.
+
+    Notes
+    -----
+    GCV (Golub, Heath & Wahba 1979) is leave-one-out cross-validation with each leverage ``h_ii`` replaced by
+    their mean ``tr(H)/n``; it needs only the eigenvalues and ``Z = V^T X^T y``, so all penalties and targets
+    cost ``O(n_alphas p q)`` after the decomposition. scikit-learn's ``RidgeCV`` computes exact leave-one-out
+    errors instead, which needs the ``n x p`` left singular vectors and ``O(n_alphas n p q)`` work; the two
+    criteria usually select the same or a neighbouring grid value.
+    """
+    x_train = _as_2d_float("x_train", x_train)
+    y_train = _as_2d_float("y_train", y_train)
+    x_test = _as_2d_float("x_test", x_test)
+    basis = _ridge_basis(x_train, y_train, gram=_gram, cross=_cross, x_mean=_x_mean)
+    if alphas is None:
+        alphas = default_ridge_alphas(float(basis.eigenvalues.sum()), x_train.shape[1])
+    alphas = _check_alphas(alphas)
+    table = _gcv_table(basis, alphas)  # (A, q)
+    q = y_train.shape[1]
+    if alpha_per_target:
+        chosen = alphas[np.argmin(np.where(np.isnan(table), np.inf, table), axis=0)]
+    else:
+        groups = np.zeros(q, dtype=int) if target_groups is None else np.asarray(target_groups)
+        chosen = np.empty(q)
+        for group in np.unique(groups):
+            columns = groups == group
+            total = np.nansum(table[:, columns], axis=1)
+            chosen[columns] = alphas[int(np.argmin(total))]
+    coef = _ridge_coefficients(basis, chosen)
+    prediction = (x_test - basis.x_mean) @ coef + basis.y_mean
+    return RidgeGCVResult(prediction=prediction, alpha=chosen, alphas=alphas, gcv=table, coef=coef,
+                          intercept=basis.y_mean - basis.x_mean @ coef)
+
+
+def least_squares_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """Ordinary least squares with intercept (``sklearn.linear_model.LinearRegression``): ``(n_test, q)``.
+
+    Solved by ``scipy.linalg.lstsq`` on the centred features; the minimum-norm solution when the features are
+    rank-deficient (more features than training samples), as scikit-learn's.
+    """
+    from scipy.linalg import lstsq
+
+    x_train = _as_2d_float("x_train", x_train)
+    y_train = _as_2d_float("y_train", y_train)
+    x_test = _as_2d_float("x_test", x_test)
+    x_mean = x_train.mean(axis=0)
+    y_mean = y_train.mean(axis=0)
+    coef, *_ = lstsq(x_train - x_mean, y_train - y_mean, check_finite=False)
+    return (x_test - x_mean) @ coef + y_mean

@@ -1,0 +1,437 @@
+"""The framework's one gradient training loop: :func:`fit`.
+
+Every autograd model of neuromodels trains through :func:`fit`: Adam, a ``ReduceLROnPlateau`` schedule on
+the held-out loss, early stopping with patience (restoring the best weights), a seed that makes CPU runs
+bit-for-bit repeatable, a tqdm progress bar, a per-epoch :class:`History`, atomic checkpoints after every
+epoch and exact resume. Regularisers that depend on the training trajectory plug in through
+:class:`~neuromodels.fitting.losses.Regulariser` hooks instead of forking the loop.
+
+Data: ``train`` and ``valid`` are map-style datasets whose items are ``(inputs, target)``, where ``inputs``
+is a tensor or a tuple of tensors passed to ``model(*inputs)``. A dataset with a ``batch(indices)`` method
+(such as :class:`~neuromodels.fitting.retina_data.RetinaDataset`) is asked for whole batches at once;
+otherwise items are fetched one by one and collated. A pair of tensors ``(X, Y)`` is also accepted.
+
+Determinism: with a fixed ``seed`` two runs on the same machine and thread count give identical weights.
+The shuffling order of epoch ``e`` comes from a generator seeded by ``(seed, e)``, and the global torch RNG
+(noise layers, dropout) is seeded once and saved in every checkpoint, so a resumed run draws the same
+numbers as an uninterrupted one and ends at the same weights (``torch.equal``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time as _time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from neuromodels.errors import ConfigError
+from neuromodels.fitting.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from neuromodels.fitting.losses import Regulariser, get_loss
+
+__all__ = ["fit", "History", "TensorPairs", "predict", "pearson_per_cell"]
+
+CHECKPOINT_FORMAT = "neuromodels.fit/1"
+
+
+# ------------------------------------------------------------------------------------------------------ history
+@dataclass
+class History:
+    """Per-epoch record of a training run.
+
+    ``records``: one dict per completed epoch with ``epoch`` (1-based), ``train_loss`` (data loss, mean over
+    samples), ``train_penalty`` (regularisation terms), ``valid_loss``, ``valid_cc`` (mean over cells of
+    the Pearson r between output and target on the validation set), ``lr`` and ``seconds``.
+    ``best_epoch``: the epoch whose weights the model holds at the end; ``stopped_early``: patience ran out.
+    """
+
+    records: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [record.get(key, math.nan) for record in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def keys(self) -> list[str]:
+        names: list[str] = []
+        for record in self.records:
+            names += [k for k in record if k not in names]
+        return names
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{column: [value per epoch]}`` plus ``best_epoch`` and ``stopped_early``: JSON-ready."""
+        out: dict[str, Any] = {key: self[key] for key in self.keys}
+        out["best_epoch"] = self.best_epoch
+        out["stopped_early"] = self.stopped_early
+        return out
+
+    def to_xarray(self) -> xr.Dataset:
+        """An ``xr.Dataset`` with dimension ``epoch``; run facts in ``attrs``."""
+        epochs = np.asarray(self["epoch"], dtype=np.int64)
+        data = {key: ("epoch", np.asarray(self[key], dtype=np.float64)) for key in self.keys if key != "epoch"}
+        return xr.Dataset(
+            data, coords={"epoch": epochs},
+            attrs={"best_epoch": -1 if self.best_epoch is None else int(self.best_epoch),
+                   "stopped_early": int(self.stopped_early)},
+        )
+
+
+# --------------------------------------------------------------------------------------------------------- data
+class TensorPairs(torch.utils.data.Dataset):
+    """``(inputs, targets)`` tensors (first dimension = samples) as a dataset with fast ``batch``."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if len(inputs) != len(targets):
+            raise ConfigError(f"inputs and targets differ in length: {len(inputs)} vs {len(targets)}")
+        self.inputs = torch.as_tensor(inputs)
+        self.targets = torch.as_tensor(targets)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[i], self.targets[i]
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+
+def _as_dataset(data: Any, name: str) -> Any:
+    if data is None:
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
+        return TensorPairs(*data)
+    if not hasattr(data, "__len__") or not (hasattr(data, "batch") or hasattr(data, "__getitem__")):
+        raise ConfigError(f"{name} must be a map-style dataset or a pair of tensors (inputs, targets)")
+    if len(data) == 0:
+        raise ConfigError(f"{name} has no samples")
+    return data
+
+
+def _batches(dataset: Any, order: torch.Tensor, batch_size: int) -> Iterator[tuple[Any, Any]]:
+    for chunk in torch.split(order, batch_size):
+        if hasattr(dataset, "batch"):
+            yield dataset.batch(chunk)
+        else:
+            yield torch.utils.data.default_collate([dataset[int(i)] for i in chunk])
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+def _call(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
+    return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    # One generator per (seed, epoch): the order of an epoch does not depend on what ran before it.
+    generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
+    return torch.randperm(n, generator=generator)
+
+
+def pearson_per_cell(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pearson r over samples for each cell: ``(n, cell), (n, cell) -> (cell,)``; NaN for constant cells."""
+    p = prediction.double() - prediction.double().mean(0)
+    t = target.double() - target.double().mean(0)
+    denominator = torch.sqrt(p.square().sum(0) * t.square().sum(0))
+    r = (p * t).sum(0) / denominator
+    return torch.where(denominator > 0, r, torch.full_like(r, math.nan))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: Any, *, batch_size: int = 256, device: str | torch.device = "cpu",
+            progress: bool = False) -> torch.Tensor:
+    """Model outputs for every sample of ``dataset`` in order, in eval mode, concatenated on CPU."""
+    dataset = _as_dataset(dataset, "dataset")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        order = torch.arange(len(dataset))
+        from tqdm.auto import tqdm
+
+        for inputs, _ in tqdm(_batches(dataset, order, batch_size), total=math.ceil(len(dataset) / batch_size),
+                              disable=not progress, leave=False, desc="predict"):
+            outputs.append(_call(model, _to_device(inputs, device)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, dataset: Any, loss_fn: Callable[..., torch.Tensor], batch_size: int,
+              device: torch.device) -> dict[str, float]:
+    model.eval()
+    total, count = 0.0, 0
+    outputs, targets = [], []
+    for inputs, target in _batches(dataset, torch.arange(len(dataset)), batch_size):
+        inputs, target = _to_device(inputs, device), _to_device(target, device)
+        output = _call(model, inputs)
+        n = len(target)
+        total += float(loss_fn(output, target)) * n
+        count += n
+        outputs.append(output.detach().cpu())
+        targets.append(target.detach().cpu())
+    result = {"valid_loss": total / max(count, 1)}
+    output_all, target_all = torch.cat(outputs), torch.cat(targets)
+    if output_all.dim() >= 2 and output_all.shape == target_all.shape:
+        r = pearson_per_cell(output_all.flatten(0, -2), target_all.flatten(0, -2))
+        result["valid_cc"] = float(torch.nanmean(r)) if torch.isfinite(r).any() else math.nan
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------- fit
+def fit(
+    model: torch.nn.Module,
+    train: Any,
+    valid: Any | None = None,
+    *,
+    loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "poisson",
+    epochs: int = 50,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    regularisers: Sequence[Regulariser] = (),
+    optimizer: str = "adam",
+    lr_patience: int = 2,
+    lr_factor: float = 0.5,
+    min_lr: float = 1e-6,
+    patience: int | None = 5,
+    min_delta: float = 0.0,
+    restore_best: bool = True,
+    max_grad_norm: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    device: str | torch.device = "cpu",
+    callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
+    eval_batch_size: int | None = None,
+    deterministic: bool = True,
+) -> History:
+    """Train ``model`` in place on ``train``, early-stopping on ``valid``; return the :class:`History`.
+
+    Parameters
+    ----------
+    loss: ``"poisson"`` (outputs are rates, targets counts), ``"mse"``, or ``callable(output, target)``.
+        The model's own ``regularization(output)`` (if it has one) and each regulariser's ``penalty(model)``
+        are added to it during training; validation reports the data loss alone.
+    epochs: maximum number of passes over ``train``; ``batch_size``: samples per step.
+    lr, weight_decay, optimizer: Adam (``"adam"``) or AdamW (``"adamw"``, decoupled weight decay).
+    lr_patience, lr_factor, min_lr: ``ReduceLROnPlateau`` on the validation loss (train loss without
+        ``valid``).
+    patience: stop after this many epochs without a validation-loss improvement larger than ``min_delta``
+        (``None``: never); with ``restore_best`` the model ends with the best epoch's weights.
+    seed: seeds the global torch RNG at the start of a fresh run and every epoch's shuffling.
+    checkpoint_dir: write ``checkpoint.pt`` there after every epoch (atomically): the last epoch's weights
+        and optimiser state, the best weights, the history and the RNG states. With ``resume=True`` an
+        existing checkpoint is continued: an interrupted run goes on, a run that reached its ``epochs``
+        goes on to a larger ``epochs``, and a run that stopped early (or reached ``epochs``) returns at once
+        with its best weights. With ``resume=False`` an existing checkpoint is overwritten.
+    callbacks: ``callback(epoch, logs)`` after every epoch (after the checkpoint is written); returning
+        ``True`` stops training.
+    deterministic: run under ``torch.use_deterministic_algorithms(True, warn_only=True)`` (restored after).
+    """
+    train = _as_dataset(train, "train")
+    valid = _as_dataset(valid, "valid")
+    if epochs < 0 or batch_size < 1:
+        raise ConfigError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    if optimizer not in ("adam", "adamw"):
+        raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+    loss_fn = get_loss(loss)
+    device = torch.device(device)
+    eval_batch_size = eval_batch_size or max(batch_size, 256)
+    model.to(device)
+    regularisers = list(regularisers)
+    for reg in regularisers:
+        if not hasattr(reg, "penalty"):
+            raise ConfigError(f"regulariser {reg!r} has no penalty(model) method")
+    callbacks = list(callbacks)
+
+    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
+    )
+    settings = {"seed": int(seed), "batch_size": int(batch_size), "loss": loss if isinstance(loss, str) else "callable",
+                "n_train": len(train)}
+
+    history = History()
+    start_epoch = 0
+    best_loss, best_state, bad_epochs = math.inf, None, 0
+    checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
+
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        if checkpoint_path is not None and resume and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path, map_location=device)
+            _check_compatible(state, model, settings, checkpoint_path)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            for reg, reg_state in zip(regularisers, state.get("regularisers", [])):
+                if reg_state is not None and hasattr(reg, "load_state_dict"):
+                    reg.load_state_dict(reg_state)
+            set_rng_state(state["rng"])
+            start_epoch = int(state["epoch"])
+            best_loss = float(state["best_loss"])
+            best_state = state["best_model"]
+            bad_epochs = int(state["bad_epochs"])
+            history = History(records=[dict(r) for r in state["history"]],
+                              best_epoch=state["best_epoch"], stopped_early=bool(state["stopped_early"]),
+                              resumed_from_epoch=start_epoch)
+        else:
+            torch.manual_seed(seed)
+
+        from tqdm.auto import tqdm
+
+        n_batches = math.ceil(len(train) / batch_size)
+        # a run that stopped early is over; one that reached its epochs continues if `epochs` grew
+        remaining = range(start_epoch, start_epoch if history.stopped_early else max(epochs, start_epoch))
+        epoch_bar = tqdm(remaining, initial=start_epoch, total=max(epochs, start_epoch), disable=not progress,
+                         desc="epochs", unit="epoch")
+        stop = False
+        for epoch in epoch_bar:
+            started = _time.perf_counter()
+            model.train()
+            total, penalty_total, count = 0.0, 0.0, 0
+            order = _epoch_order(len(train), seed, epoch)
+            batch_bar = tqdm(_batches(train, order, batch_size), total=n_batches, disable=not progress,
+                             leave=False, desc=f"epoch {epoch + 1}", unit="batch")
+            for inputs, target in batch_bar:
+                inputs, target = _to_device(inputs, device), _to_device(target, device)
+                output = _call(model, inputs)
+                data_loss = loss_fn(output, target)
+                penalty = output.new_zeros(())
+                if hasattr(model, "regularization"):
+                    penalty = penalty + model.regularization(output)
+                for reg in regularisers:
+                    penalty = penalty + reg.penalty(model)
+                opt.zero_grad(set_to_none=True)
+                (data_loss + penalty).backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                for reg in regularisers:
+                    if hasattr(reg, "before_step"):
+                        reg.before_step(model)
+                opt.step()
+                for reg in regularisers:
+                    if hasattr(reg, "on_step"):
+                        reg.on_step(model)
+                n = len(target)
+                total += float(data_loss.detach()) * n
+                penalty_total += float(penalty.detach()) * n
+                count += n
+                if not math.isfinite(float(data_loss.detach())):
+                    raise ConfigError(
+                        f"training diverged at epoch {epoch + 1} (loss {float(data_loss.detach())}); lower lr (now {lr})"
+                    )
+                batch_bar.set_postfix(loss=f"{float(data_loss.detach()):.4f}", refresh=False)
+            logs: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / count,
+                                      "train_penalty": penalty_total / count}
+            if valid is not None:
+                logs.update(_evaluate(model, valid, loss_fn, eval_batch_size, device))
+            logs["lr"] = float(opt.param_groups[0]["lr"])
+            monitored = logs.get("valid_loss", logs["train_loss"])
+            scheduler.step(monitored)
+            for reg in regularisers:
+                if hasattr(reg, "on_epoch_end"):
+                    reg.on_epoch_end(model, epoch + 1)
+
+            if monitored < best_loss - min_delta or best_state is None:
+                best_loss, bad_epochs = monitored, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                history.best_epoch = epoch + 1
+            else:
+                bad_epochs += 1
+            if valid is not None and patience is not None and bad_epochs >= patience:
+                history.stopped_early = stop = True
+            logs["seconds"] = _time.perf_counter() - started
+            history.records.append(logs)
+            epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("train_loss", "valid_loss",
+                                                                                 "valid_cc")}, refresh=False)
+            if checkpoint_path is not None:
+                # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
+                save_checkpoint(
+                    _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss, best_state,
+                                      bad_epochs, stop, settings),
+                    checkpoint_path,
+                )
+            for callback in callbacks:
+                if callback(epoch + 1, dict(logs)):
+                    stop = True
+            if stop:
+                break
+        epoch_bar.close()
+        if restore_best and best_state is not None:
+            model.load_state_dict(best_state)
+    finally:
+        if deterministic:
+            torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+    model.eval()
+    return history
+
+
+def _checkpoint_state(model, opt, scheduler, regularisers, history, epoch, best_loss, best_state, bad_epochs,
+                      finished, settings) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": int(epoch),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "regularisers": [reg.state_dict() if hasattr(reg, "state_dict") else None for reg in regularisers],
+        "best_model": best_state,
+        "best_loss": float(best_loss),
+        "best_epoch": history.best_epoch,
+        "bad_epochs": int(bad_epochs),
+        "stopped_early": bool(history.stopped_early),
+        "stopped": bool(finished),
+        "history": [dict(r) for r in history.records],
+        "rng": rng_state(),
+        "settings": dict(settings),
+    }
+
+
+def _check_compatible(state: dict[str, Any], model: torch.nn.Module, settings: dict[str, Any], path: Path) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a neuromodels training checkpoint (format {state.get('format')!r})")
+    saved = state["model"]
+    current = model.state_dict()
+    if set(saved) != set(current) or any(saved[k].shape != current[k].shape for k in current):
+        raise CheckpointError(
+            f"{path}: written for a different model architecture; use another checkpoint folder or resume=False"
+        )
+    for key in ("seed", "batch_size", "loss", "n_train"):
+        if state["settings"].get(key) != settings[key]:
+            raise CheckpointError(
+                f"{path}: written with {key}={state['settings'].get(key)!r}, this run has {key}={settings[key]!r}; "
+                "an exact resume needs the same settings (or pass resume=False)"
+            )

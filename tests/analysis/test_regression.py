@@ -1,0 +1,187 @@
+"""Closed-form PLS / ridge / least squares against scikit-learn fitted on the same data."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.cross_decomposition import PLSRegression as SklearnPLS
+from sklearn.linear_model import LinearRegression, Ridge
+
+from neuromodels.analysis.regression import (
+    PLSRegression,
+    least_squares_fit_predict,
+    pls_cross_validated,
+    pls_fit_predict,
+    ridge_gcv,
+    ridge_path,
+)
+from neuromodels.errors import DataFormatError
+
+
+def _problem(n: int, p: int, q: int, seed: int = 0, offset: float = 2.0):
+    """Correlated features with a non-zero mean and targets linear in them plus noise."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((p, p)) * 0.3
+    x = rng.standard_normal((n, p)) @ mixing + offset
+    x_test = rng.standard_normal((40, p)) @ mixing + offset
+    y = x @ (0.1 * rng.standard_normal((p, q))) + rng.standard_normal((n, q))
+    return x, y, x_test
+
+
+def _converged_sklearn(n_components: int) -> SklearnPLS:
+    # scikit-learn's NIPALS at (numerical) convergence; its default tol=1e-6 on the squared weight change stops
+    # early (predictions ~1e-3..1e-2 away on these data, see PLSRegression's notes).
+    return SklearnPLS(n_components, scale=False, tol=1e-20, max_iter=100_000)
+
+
+@pytest.mark.parametrize("shape", [(200, 50, 20), (120, 30, 45), (576, 300, 50)], ids=["q<p", "q>p", "real-shaped"])
+def test_pls_predictions_equal_converged_sklearn(shape):
+    n, p, q = shape
+    x, y, x_test = _problem(n, p, q)
+    ours = PLSRegression(25).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = _converged_sklearn(25).fit(x, y)
+    expected = peer.predict(x_test)
+    scale = np.abs(expected).max()
+    assert np.abs(ours.predict(x_test) - expected).max() <= 1e-6 * scale
+    assert np.abs(ours.predict(x) - peer.predict(x)).max() <= 1e-6 * scale
+    assert ours.coef_.shape == peer.coef_.shape
+    # the fitted components, signs included (scikit-learn flips each weight's largest entry positive)
+    np.testing.assert_allclose(ours.x_weights_, peer.x_weights_, atol=1e-5)
+    np.testing.assert_allclose(ours.x_loadings_, peer.x_loadings_, atol=1e-5 * np.abs(peer.x_loadings_).max())
+
+
+def test_pls_equals_sklearn_exact_singular_vector_path():
+    """scikit-learn's internal SVD weight step is NIPALS' limit: agreement to rounding."""
+    x, y, x_test = _problem(300, 80, 30, seed=3)
+    peer = SklearnPLS(25, scale=False)
+    peer.algorithm = "svd"  # not a constructor parameter of PLSRegression; read by _PLS.fit
+    try:
+        peer.fit(x, y)
+    except Exception as exc:  # pragma: no cover - depends on scikit-learn internals
+        pytest.skip(f"scikit-learn's svd path is not reachable: {exc}")
+    ours = PLSRegression(25).fit(x, y)
+    scale = np.abs(peer.predict(x_test)).max()
+    assert np.abs(ours.predict(x_test) - peer.predict(x_test)).max() <= 1e-10 * scale
+    np.testing.assert_allclose(ours.x_weights_, peer.x_weights_, atol=1e-10)
+
+
+def test_pls1_equals_default_sklearn():
+    """With one target scikit-learn needs a single power step, so even its defaults are exact."""
+    x, y, x_test = _problem(150, 40, 1, seed=5)
+    peer = SklearnPLS(25, scale=False).fit(x, y[:, 0])
+    ours = PLSRegression(25).fit(x, y[:, 0])
+    np.testing.assert_allclose(ours.predict(x_test)[:, 0], peer.predict(x_test), rtol=0, atol=1e-10)
+
+
+def test_sklearn_default_tolerance_differs_from_converged():
+    """Documents why the peer is converged: the default NIPALS is measurably off on PLS2 problems."""
+    x, y, x_test = _problem(200, 50, 20)
+    ours = PLSRegression(25).fit(x, y).predict(x_test)
+    default = SklearnPLS(25, scale=False).fit(x, y).predict(x_test)
+    gap = np.abs(ours - default).max() / np.abs(ours).max()
+    assert 1e-5 < gap < 5e-2
+
+
+def test_pls_cross_validated_equals_independent_fits():
+    x, y, _ = _problem(160, 40, 12, seed=7)
+    y2 = y[:, ::-1] ** 2
+    rng = np.random.default_rng(0)
+    splits = [(np.sort(perm[:140]), np.sort(perm[140:])) for perm in (rng.permutation(160) for _ in range(3))]
+    predictions, used, notes = pls_cross_validated(x, [y, y2], splits, 10)
+    assert used == 10 and notes == []
+    for s, (train, test) in enumerate(splits):
+        for b, target in enumerate((y, y2)):
+            expected = PLSRegression(10).fit(x[train], target[train]).predict(x[test])
+            np.testing.assert_allclose(predictions[s][b], expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+
+
+def test_more_components_than_features_caps_with_warning():
+    x, y, x_test = _problem(100, 8, 5)
+    with pytest.warns(RuntimeWarning, match="exceeds min"):
+        ours = PLSRegression(25).fit(x, y)
+    assert ours.n_components_ == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = _converged_sklearn(8).fit(x, y)
+    expected = peer.predict(x_test)
+    np.testing.assert_allclose(ours.predict(x_test), expected, atol=1e-7 * np.abs(expected).max())
+    with pytest.raises(ValueError):  # what scikit-learn itself does
+        SklearnPLS(25, scale=False).fit(x, y)
+
+
+def test_rank_deficient_features_stop_early_with_finite_predictions():
+    rng = np.random.default_rng(2)
+    latent = rng.standard_normal((120, 4))
+    x = latent @ rng.standard_normal((4, 30))  # rank 4 in 30 columns
+    y = latent @ rng.standard_normal((4, 6)) + 0.1 * rng.standard_normal((120, 6))
+    with pytest.warns(RuntimeWarning, match="stopped after 4 of 10"):
+        ours = PLSRegression(10).fit(x, y)
+    assert ours.n_components_ == 4
+    prediction = ours.predict(x)
+    assert np.all(np.isfinite(prediction))
+    np.testing.assert_allclose(prediction, PLSRegression(4).fit(x, y).predict(x), atol=1e-9)
+
+
+def test_pls_rejects_nan_features():
+    x, y, x_test = _problem(50, 10, 3)
+    x[3, 4] = np.nan
+    with pytest.raises(DataFormatError, match="finite"):
+        PLSRegression(5).fit(x, y)
+    with pytest.raises(DataFormatError, match="finite"):
+        pls_fit_predict(x, [y], x_test, 5)
+
+
+@pytest.mark.parametrize("shape", [(150, 40, 7), (60, 90, 5)], ids=["n>p", "p>n"])
+def test_ridge_path_equals_sklearn_ridge_for_every_alpha(shape):
+    n, p, q = shape
+    x, y, x_test = _problem(n, p, q, seed=11)
+    alphas = np.logspace(-2, 4, 7)
+    path = ridge_path(x, y, x_test, alphas)
+    assert path.shape == (7, x_test.shape[0], q)
+    for i, alpha in enumerate(alphas):
+        expected = Ridge(alpha=alpha).fit(x, y).predict(x_test)
+        np.testing.assert_allclose(path[i], expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+def _brute_force_gcv(x, y, alpha):
+    """GCV from the explicit hat matrix (intercept unpenalised): n RSS / (n - tr H)^2 per target."""
+    n = x.shape[0]
+    xc = x - x.mean(axis=0)
+    hat = np.full((n, n), 1.0 / n) + xc @ np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T)
+    residual = y - hat @ y
+    return n * (residual**2).sum(axis=0) / (n - np.trace(hat)) ** 2
+
+
+def test_ridge_gcv_table_and_choice_equal_the_explicit_hat_matrix():
+    x, y, x_test = _problem(60, 12, 4, seed=13)
+    alphas = np.logspace(-3, 3, 13)
+    fit = ridge_gcv(x, y, x_test, alphas)
+    expected = np.stack([_brute_force_gcv(x, y, a) for a in alphas])
+    np.testing.assert_allclose(fit.gcv, expected, rtol=1e-8)
+    shared = alphas[np.argmin(expected.sum(axis=1))]
+    assert np.all(fit.alpha == shared)
+    np.testing.assert_allclose(fit.prediction, Ridge(alpha=shared).fit(x, y).predict(x_test), atol=1e-8)
+    per_target = ridge_gcv(x, y, x_test, alphas, alpha_per_target=True)
+    np.testing.assert_array_equal(per_target.alpha, alphas[np.argmin(expected, axis=0)])
+    for j in range(y.shape[1]):
+        reference = Ridge(alpha=per_target.alpha[j]).fit(x, y[:, j]).predict(x_test)
+        np.testing.assert_allclose(per_target.prediction[:, j], reference, atol=1e-8)
+
+
+def test_ridge_default_grid_is_scale_invariant():
+    x, y, x_test = _problem(100, 20, 3, seed=17)
+    base = ridge_gcv(x, y, x_test)
+    scaled = ridge_gcv(1000.0 * x, y, 1000.0 * x_test)
+    assert base.alphas.size == 30
+    np.testing.assert_allclose(scaled.alpha, 1e6 * base.alpha, rtol=1e-9)
+    np.testing.assert_allclose(scaled.prediction, base.prediction, atol=1e-8)
+
+
+def test_least_squares_equals_sklearn_linear_regression():
+    x, y, x_test = _problem(100, 20, 6, seed=19)
+    expected = LinearRegression().fit(x, y).predict(x_test)
+    np.testing.assert_allclose(least_squares_fit_predict(x, y, x_test), expected, atol=1e-9)

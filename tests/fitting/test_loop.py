@@ -1,0 +1,228 @@
+"""The training loop: loss goes down, runs repeat bit for bit, checkpoints are atomic, resume is exact."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from neuromodels.fitting import checkpoint as checkpoint_module
+from neuromodels.fitting.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from neuromodels.fitting.loop import History, fit
+from neuromodels.fitting.losses import L2Penalty, Regulariser
+from neuromodels.fitting.retina_data import RetinaDataset, train_valid_split
+from neuromodels.retina import RetinaCNN
+
+
+def _tiny_retina(seed: int = 0):
+    """A 12x12 movie whose two cells respond to rectified local contrast (so a CNN can learn them)."""
+    rng = np.random.default_rng(seed)
+    movie = rng.standard_normal((1500, 12, 12)).astype(np.float32)
+    drive = np.stack([np.maximum(movie[:, 3:6, 3:6].mean((1, 2)), 0), np.maximum(-movie[:, 6:9, 6:9].mean((1, 2)), 0)], 1)
+    drive[1:] += 0.5 * drive[:-1]
+    counts = rng.poisson(0.3 + 2.0 * drive).astype(np.float32)
+    ds = RetinaDataset(movie, counts, history=4)
+    return train_valid_split(ds, 0.15, block_bins=100)
+
+
+def _tiny_cnn(seed: int = 0) -> RetinaCNN:
+    torch.manual_seed(seed)
+    return RetinaCNN(2, history=4, frame_shape=12, channels=(4, 4), kernel_sizes=(5, 3), noise_std=0.1)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_training_reduces_the_loss_and_is_deterministic():
+    train, valid = _tiny_retina()
+    runs = []
+    for _ in range(2):
+        model = _tiny_cnn()
+        history = fit(model, train, valid, epochs=4, batch_size=32, lr=3e-3, seed=7, progress=False, patience=None,
+                      restore_best=False)
+        runs.append((_weights(model), history))
+    (w1, h1), (w2, h2) = runs
+    _assert_same_weights(w1, w2)
+    assert h1["train_loss"] == h2["train_loss"] and h1["valid_loss"] == h2["valid_loss"]
+    assert h1["train_loss"][-1] < h1["train_loss"][0]
+    assert h1["valid_loss"][-1] < h1["valid_loss"][0]
+    assert h1["valid_cc"][-1] > 0.2
+    other = _tiny_cnn()
+    fit(other, train, valid, epochs=4, batch_size=32, lr=3e-3, seed=8, progress=False, patience=None,
+        restore_best=False)
+    assert not torch.equal(other.readout.weight, model.readout.weight)  # the seed matters
+
+
+class _InterruptAfter:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, epoch: int, logs: dict[str, float]) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_an_interruption_ends_at_the_same_weights(tmp_path):
+    train, valid = _tiny_retina()
+    settings = dict(epochs=5, batch_size=32, lr=3e-3, seed=3, progress=False, patience=None, lr_patience=0)
+
+    straight = _tiny_cnn()
+    h_straight = fit(straight, train, valid, checkpoint_dir=tmp_path / "a", **settings)
+
+    interrupted = _tiny_cnn()
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, train, valid, checkpoint_dir=tmp_path / "b", callbacks=[_InterruptAfter(2)], **settings)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
+    resumed_model = _tiny_cnn(seed=99)  # whatever its initial weights: the checkpoint replaces them
+    h_resumed = fit(resumed_model, train, valid, checkpoint_dir=tmp_path / "b", **settings)
+
+    assert h_resumed.resumed_from_epoch == 2
+    _assert_same_weights(_weights(straight), _weights(resumed_model))
+    assert h_resumed["valid_loss"] == h_straight["valid_loss"]
+    assert h_resumed["lr"] == h_straight["lr"]  # the scheduler state came back too
+    assert min(h_straight["lr"]) < 3e-3  # ... and it did act (lr_patience=0)
+
+    # a finished run resumes to itself without training
+    again = _tiny_cnn(seed=5)
+    h_again = fit(again, train, valid, checkpoint_dir=tmp_path / "a", **settings)
+    _assert_same_weights(_weights(straight), _weights(again))
+    assert len(h_again) == 5
+
+    # a run that reached its epochs goes on when asked for more, as if it had been asked for them at once
+    short = _tiny_cnn()
+    fit(short, train, valid, checkpoint_dir=tmp_path / "c", **{**settings, "epochs": 3})
+    extended = _tiny_cnn(seed=11)
+    h_extended = fit(extended, train, valid, checkpoint_dir=tmp_path / "c", **settings)
+    assert h_extended.resumed_from_epoch == 3 and len(h_extended) == 5
+    _assert_same_weights(_weights(straight), _weights(extended))
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    train, valid = _tiny_retina()
+    fit(_tiny_cnn(), train, valid, epochs=1, batch_size=32, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="batch_size"):
+        fit(_tiny_cnn(), train, valid, epochs=2, batch_size=16, progress=False, checkpoint_dir=tmp_path)
+    other = RetinaCNN(2, history=4, frame_shape=12, channels=(3, 4), kernel_sizes=(5, 3))
+    with pytest.raises(CheckpointError, match="architecture"):
+        fit(other, train, valid, epochs=2, batch_size=32, progress=False, checkpoint_dir=tmp_path)
+    # resume=False starts afresh and overwrites
+    fit(_tiny_cnn(), train, valid, epochs=1, batch_size=16, progress=False, checkpoint_dir=tmp_path, resume=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["settings"]["batch_size"] == 16
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1, "weights": torch.arange(4.0)}, path)
+    real_save = torch.save
+
+    def broken_save(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(4)}, path)
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.arange(4.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
+
+
+def test_checkpoints_load_with_weights_only_and_reject_foreign_files(tmp_path):
+    train, valid = _tiny_retina()
+    fit(_tiny_cnn(), train, valid, epochs=1, batch_size=64, progress=False, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # restricted unpickler accepts it
+    assert state["rng"]["torch"].dtype == torch.uint8
+    assert set(state) >= {"model", "optimizer", "scheduler", "history", "best_model", "epoch"}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    torch.manual_seed(0)
+    x = torch.randn(400, 5)
+    y = x @ torch.tensor([[1.0], [2.0], [0.0], [-1.0], [0.5]])
+    # validation targets are the negation: every step toward the training fit is a step away from them
+    train, valid = (x, y), (x[:100], -y[:100])
+    model = torch.nn.Linear(5, 1)
+    start = _weights(model)
+    history = fit(model, train, valid, loss="mse", epochs=20, batch_size=50, lr=0.05, patience=2, progress=False)
+    assert history.stopped_early and len(history) == 3 and history.best_epoch == 1
+    one = torch.nn.Linear(5, 1)
+    one.load_state_dict(start)
+    fit(one, train, valid, loss="mse", epochs=1, batch_size=50, lr=0.05, progress=False)
+    _assert_same_weights(_weights(one), _weights(model))
+
+
+class _CountingRegulariser:
+    def __init__(self) -> None:
+        self.before = self.after = self.epochs = 0
+
+    def penalty(self, model):
+        return 0.5 * model.weight.square().sum()
+
+    def before_step(self, model):
+        assert model.weight.grad is not None
+        self.before += 1
+
+    def on_step(self, model):
+        self.after += 1
+
+    def on_epoch_end(self, model, epoch):
+        self.epochs += 1
+
+
+def test_regulariser_hooks_see_every_step():
+    x = torch.randn(100, 3)
+    y = x.sum(1, keepdim=True)
+    reg = _CountingRegulariser()
+    assert isinstance(reg, Regulariser)
+    model = torch.nn.Linear(3, 1)
+    history = fit(model, (x, y), None, loss="mse", epochs=3, batch_size=30, regularisers=[reg, L2Penalty(0.1)],
+                  progress=False)
+    assert reg.before == reg.after == 3 * 4 and reg.epochs == 3
+    assert all(p > 0 for p in history["train_penalty"])
+    assert math.isnan(history["valid_loss"][0])  # no validation set: nothing reported
+
+
+def test_history_as_dict_and_xarray():
+    history = History([{"epoch": 1, "train_loss": 2.0, "lr": 0.1}, {"epoch": 2, "train_loss": 1.0, "lr": 0.05}],
+                      best_epoch=2)
+    as_dict = history.as_dict()
+    assert as_dict["train_loss"] == [2.0, 1.0] and as_dict["best_epoch"] == 2
+    ds = history.to_xarray()
+    assert isinstance(ds, xr.Dataset) and ds.sizes["epoch"] == 2
+    np.testing.assert_array_equal(ds["lr"].values, [0.1, 0.05])
+
+
+def test_bad_arguments_raise_config_errors():
+    from neuromodels.errors import ConfigError
+
+    x, y = torch.randn(10, 2), torch.randn(10, 1)
+    with pytest.raises(ConfigError, match="loss"):
+        fit(torch.nn.Linear(2, 1), (x, y), loss="hinge", progress=False)
+    with pytest.raises(ConfigError, match="optimizer"):
+        fit(torch.nn.Linear(2, 1), (x, y), optimizer="sgd", progress=False)
+    with pytest.raises(ConfigError, match="diverged"):
+        fit(torch.nn.Linear(2, 1), (x * 1e30, y), loss="mse", progress=False)
