@@ -22,6 +22,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/neuromodels data inspect sample:retina
+	$(BIN)/neuromodels fit --data sample:retina --model cnn,ln --out $(OUT)/demo/retina
 	$(BIN)/neuromodels data inspect sample:ventral
 	$(BIN)/neuromodels data convert sample:ventral $(OUT)/demo/ventral.nc
 

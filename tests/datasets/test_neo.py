@@ -115,7 +115,7 @@ def test_load_and_inspect_every_fixture(fixtures, capsys):
     assert main(["data", "inspect", str(fixtures / "File_plexon_1.plx"), "--json", "--bin-size", "0.1"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n_cells"] == 4 and info["format"] == "neo"
-    assert info["duration_s"] == pytest.approx(74.9)
+    assert info["duration_s"] == pytest.approx(74.891825)  # the recorded span (attrs t_start_s..t_stop_s), not whole bins
     with pytest.raises(DataFormatError, match="spiketrains"):
         nd.load(fixtures / "BURST.SMR")
 
