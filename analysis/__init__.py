@@ -1,1 +1,39 @@
-"""Analysis: neural predictivity, noise ceilings, theory of deep networks, plots."""
+"""Analysis: neural predictivity, noise ceilings, retina metrics, theory of deep networks, plots.
+
+>>> from neuromodels.analysis import predictivity, noise_ceiling, extract_features
+>>> ceiling = noise_ceiling(neural)                           # Brain-Score split-half by default
+>>> score = predictivity(features, neural, ceiling=ceiling)   # PLS, 10 splits, Brain-Score settings
+
+Names load on first access, so ``import neuromodels.analysis`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module (relative to this package) that defines it; imported on first access.
+_LAZY = {
+    **dict.fromkeys(["predictivity", "average_repetitions", "ceiled_value"], "predictivity"),
+    **dict.fromkeys(["noise_ceiling", "ceiling_split_half", "spearman_brown", "signal_power", "cc_max", "cc_norm",
+                     "fev", "feve", "oracle_correlation", "repetition_cube"], "ceilings"),
+    **dict.fromkeys(["PLSRegression", "ridge_gcv", "ridge_path"], "regression"),
+    **dict.fromkeys(["extract_features", "fit_pca", "LayerPCA"], "features"),
+    **dict.fromkeys(["score_many", "score_features"], "scale"),
+    **dict.fromkeys(["retina_test_metrics", "compare_models", "cross_ensemble", "repeated_trials"],
+                    "retina_metrics"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
