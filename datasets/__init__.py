@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 from neuromodels.datasets._load import FORMATS, detect_format, load
-from neuromodels.datasets._validate import validate, validate_assembly, validate_recording
+from neuromodels.datasets._validate import validate, validate_assembly, validate_features, validate_recording
 from neuromodels.datasets.binning import bin_spike_times
 
 # name -> module (relative to this package) that defines it; imported on first access.
@@ -46,7 +46,7 @@ _LAZY = {
     "recording_from_counts": "recording",
 }
 
-__all__ = ["FORMATS", "detect_format", "load", "validate", "validate_assembly", "validate_recording",
+__all__ = ["FORMATS", "detect_format", "load", "validate", "validate_assembly", "validate_features", "validate_recording",
            "bin_spike_times", *_LAZY]
 
 

@@ -9,6 +9,8 @@ Two kinds of objects cross the door of the framework:
 * **assemblies** (``xr.DataArray``): dims ``(presentation, neuroid[, time_bin])``; coords ``stimulus_id``
   (and ``repetition``) on presentation, ``neuroid_id`` on neuroid, ``time_bin_start``/``time_bin_end`` (ms)
   on time_bin; plain coordinates, no MultiIndex.
+* **model features** (``xr.DataArray``): dims ``(presentation, feature[, time_step])`` with a unique
+  ``stimulus_id`` on presentation and the ``layer`` they come from (a scalar coordinate or an attr).
 
 :func:`validate` raises :class:`~neuromodels.errors.DataFormatError` naming the file (``attrs['source']``),
 the field, what was expected and what was found. Values are checked eagerly for small arrays; for
@@ -26,7 +28,7 @@ import xarray as xr
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["validate", "validate_recording", "validate_assembly", "RECORDING_SPLITS"]
+__all__ = ["validate", "validate_recording", "validate_assembly", "validate_features", "RECORDING_SPLITS"]
 
 RECORDING_SPLITS = ("train", "test")
 _ASSEMBLY_DIMS = ("presentation", "neuroid")
@@ -239,5 +241,29 @@ def validate(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> xr.D
     if isinstance(obj, xr.Dataset):
         return validate_recording(obj, file=file)
     if isinstance(obj, xr.DataArray):
+        if obj.dims[:1] == ("presentation",) and "feature" in obj.dims:
+            return validate_features(obj, file=file)
         return validate_assembly(obj, file=file)
     raise DataFormatError(file=file, field="<object>", expected="xarray.Dataset or xarray.DataArray", found=type(obj).__name__)
+
+
+def validate_features(da: xr.DataArray, *, file: Any | None = None) -> xr.DataArray:
+    """Check model features ``(presentation, feature[, time_step])`` against the data model; return them unchanged."""
+    src = _source(da, file)
+    if not isinstance(da, xr.DataArray):
+        raise DataFormatError(file=src, field="<object>", expected="xarray.DataArray", found=type(da).__name__)
+    _check_no_multiindex(da, src)
+    if da.dims[:2] != ("presentation", "feature") or len(da.dims) not in (2, 3) or (
+        len(da.dims) == 3 and da.dims[2] != "time_step"
+    ):
+        raise DataFormatError(file=src, field="<dims>", expected="('presentation', 'feature'[, 'time_step'])",
+                              found=str(da.dims))
+    if "stimulus_id" not in da.coords or da["stimulus_id"].dims != ("presentation",):
+        raise DataFormatError(file=src, field="stimulus_id", expected="a coordinate on 'presentation'", found="none")
+    _check_unique(da["stimulus_id"].values, "stimulus_id", src)
+    if "layer" not in da.coords and "layer" not in da.attrs:
+        raise DataFormatError(file=src, field="layer", expected="the layer name (scalar coordinate or attr)",
+                              found="none")
+    if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
+        raise DataFormatError(file=src, field="<values>", expected="numeric features", found=str(da.dtype))
+    return da

@@ -26,12 +26,18 @@ def _count_problems_recording(ds: xr.Dataset) -> list[str]:
     return problems
 
 
+def _kind(obj: xr.Dataset | xr.DataArray) -> str:
+    if isinstance(obj, xr.Dataset):
+        return "recording"
+    return "features" if "feature" in obj.dims else "assembly"
+
+
 def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
     """Format, dims, sizes, cells/neuroids, repeats, duration and problems of a loaded object."""
     info: dict[str, Any] = {
         "source": obj.attrs.get("source"),
         "format": obj.attrs.get("format"),
-        "kind": "recording" if isinstance(obj, xr.Dataset) else "assembly",
+        "kind": _kind(obj),
         "dims": {str(k): int(v) for k, v in obj.sizes.items()},
     }
     for key in ("trials_table", "neo_io"):
@@ -55,6 +61,18 @@ def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
         if "stimulus" in obj:
             info["stimulus_shape"] = [int(s) for s in obj["stimulus"].shape]
         info["problems"] = _count_problems_recording(obj)
+    elif info["kind"] == "features":
+        info["name"] = obj.name
+        info["layer"] = str(obj["layer"].values) if "layer" in obj.coords else str(obj.attrs.get("layer"))
+        info["n_features"] = int(obj.sizes["feature"])
+        info["n_stimuli"] = int(obj.sizes["presentation"])
+        if "time_step" in obj.dims:
+            info["n_time_steps"] = int(obj.sizes["time_step"])
+        values = np.asarray(obj.values) if obj.size * obj.dtype.itemsize <= 512 * 2**20 else None
+        problems = []
+        if values is not None and np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            problems.append(f"{int((~np.isfinite(values)).sum())} non-finite feature values")
+        info["problems"] = problems
     else:
         info["name"] = obj.name
         neuroids = [str(n) for n in obj["neuroid_id"].values]

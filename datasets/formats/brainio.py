@@ -83,7 +83,7 @@ import pandas as pd
 import xarray as xr
 
 from neuromodels.datasets._io import atomic_path, existing_file
-from neuromodels.datasets._validate import validate, validate_assembly, validate_recording
+from neuromodels.datasets._validate import validate, validate_assembly, validate_features, validate_recording
 from neuromodels.errors import ConfigError, DataFormatError
 
 __all__ = [
@@ -417,11 +417,24 @@ def open_netcdf(path: str | os.PathLike[str], *, lazy: bool = False, **options: 
     p = existing_file(path)
     opened = _open_dataset(p, lazy)
     ds = _decode_variables(_load_coords(opened) if lazy else opened, p)
-    if "response" in ds.data_vars:
+    result: xr.Dataset | xr.DataArray
+    # What the file holds is decided by dimensions, not by variable names: an assembly may well be called
+    # 'response', and only a recording has response(time, cell).
+    if "response" in ds.data_vars and set(ds["response"].dims) >= {"time", "cell"}:
         for index_name, index in list(ds.indexes.items()):
             if isinstance(index, pd.MultiIndex):
                 ds = ds.reset_index(index_name)
-        result: xr.Dataset | xr.DataArray = ds
+        result = ds
+    elif (features := [k for k, v in ds.data_vars.items() if v.dims[:2] == ("presentation", "feature")]):
+        if len(features) != 1:
+            opened.close()
+            raise DataFormatError(file=p, field="<variables>", expected="one features variable (presentation, "
+                                  "feature[, time_step])", found=f"{sorted(map(str, features))}")
+        da = ds[features[0]]
+        attrs = {**ds.attrs, **da.attrs}
+        da = da.copy(deep=False)
+        da.attrs = attrs
+        result = da
     else:
         result = _to_assembly(ds, p)
     if lazy:
@@ -522,11 +535,20 @@ def write_brainio(assembly: xr.DataArray, path: str | os.PathLike[str]) -> None:
 
 
 def write_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike[str]) -> None:
-    """Write a validated assembly (:func:`write_brainio`) or recording (``Dataset.to_netcdf``) atomically.
+    """Write a validated assembly (:func:`write_brainio`), recording or model features atomically.
+
+    Features ``(presentation, feature[, time_step])`` are stored as the variable ``features`` with the layer
+    name in the attrs, the layout ``neuromodels score --features`` and :func:`open_netcdf` read.
 
     Recordings keep every data variable, coordinate and attribute; dask-backed variables (a lazily opened
     stimulus) are streamed to the file chunk by chunk.
     """
+    if isinstance(obj, xr.DataArray) and "feature" in obj.dims:
+        validate_features(obj, file=obj.attrs.get("source", path))
+        layer = obj.attrs.get("layer", obj["layer"].item() if "layer" in obj.coords else None)
+        features = obj.drop_vars("layer", errors="ignore").assign_attrs(layer=str(layer))
+        _to_netcdf(features.to_dataset(name="features", promote_attrs=True), path, path)
+        return
     if isinstance(obj, xr.DataArray):
         write_brainio(obj, path)
         return

@@ -69,6 +69,9 @@ def _print_summary(info: dict[str, Any]) -> None:
         print(f"  repeats: {info['repeats'] or 'none'}")
         if "stimulus_shape" in info:
             print(f"  stimulus: {' x '.join(map(str, info['stimulus_shape']))} (time, y, x)")
+    elif info["kind"] == "features":
+        steps = f"  time steps: {info['n_time_steps']}" if "n_time_steps" in info else ""
+        print(f"  layer: {info['layer']}  features: {info['n_features']}  stimuli: {info['n_stimuli']}{steps}")
     else:
         print(f"  neuroids: {info['n_neuroids']}  stimuli: {info['n_stimuli']}  presentations: {info['n_presentations']}")
         print(f"  repeats per stimulus: {info['repeats']['min']}-{info['repeats']['max']}")
