@@ -101,6 +101,19 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             continue
         if (suffix in fmt.extensions or not fmt.extensions) and fmt.sniff(p):
             return fmt
+    folder_formats = [f for f in FORMATS if f.directory and f.sniff(p.parent)]
+    if folder_formats:
+        raise UnknownFormatError(
+            f"this file is part of a {folder_formats[0].name} folder: pass the folder {p.parent} instead",
+            file=p, field="<path>", expected=f"the {folder_formats[0].name} folder", found="one file of it",
+        )
+    claimed = [f for f in FORMATS if suffix and suffix in f.extensions]
+    if claimed:
+        layouts = "; or ".join(f.description for f in claimed)
+        raise UnknownFormatError(
+            file=p, field="<contents>", expected=layouts,
+            found=f"a {suffix} file in none of these layouts",
+        )
     known = sorted({e for f in FORMATS for e in f.extensions} | {"neo formats (.smr, .plx, .nex, ...)"})
     raise UnknownFormatError(
         file=p, field="<extension>", expected=f"a supported format: {', '.join(known)}", found=repr(suffix or p.name)

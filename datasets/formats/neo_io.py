@@ -69,7 +69,15 @@ def sniff_neo(path: str | os.PathLike[str]) -> bool:
     try:
         p = Path(path)
         suffix = p.suffix[1:].lower()
-        return bool(suffix) and p.is_file() and suffix in neo_extensions()
+        if not (suffix and p.is_file() and suffix in neo_extensions()):
+            return False
+        if suffix == "mat":
+            # Most .mat files are not neo's: NeoMatlabIO reads only files holding a neo 'block' struct, and
+            # anything else should get the plain "unsupported format" error rather than neo's failure.
+            import scipy.io
+
+            return any(name == "block" for name, _, _ in scipy.io.whosmat(str(p)))
+        return True
     except Exception:
         return False
 

@@ -213,3 +213,15 @@ def test_overlapping_segments_are_shifted_and_missing_units_listed(tmp_path):
     assert rec.attrs["segment_offsets_s"].tolist() == [0.0, 1.0]
     np.testing.assert_array_equal(rec["response"].values, [[1, 0], [1, 0], [0, 1], [0, 0]])
     assert rec.attrs["cells_absent_from_segments"] == ["b@0", "a@1"]
+
+
+def test_a_mat_file_that_is_no_known_layout_gets_a_plain_error(tmp_path):
+    import scipy.io
+
+    from neuromodels.datasets import load
+    from neuromodels.errors import UnknownFormatError
+
+    path = tmp_path / "settings.mat"
+    scipy.io.savemat(path, {"gain": np.arange(5.0)})
+    with pytest.raises(UnknownFormatError, match=r"settings\.mat: field '<contents>'.*MATLAB cell array"):
+        load(path)

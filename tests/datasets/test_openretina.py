@@ -13,7 +13,7 @@ import xarray as xr
 import neuromodels.datasets as nd
 from neuromodels.datasets.formats.openretina import open_openretina, sniff_openretina, write_openretina
 from neuromodels.datasets.recording import recording_from_counts
-from neuromodels.errors import ConfigError, DataFormatError
+from neuromodels.errors import ConfigError, DataFormatError, UnknownFormatError
 
 RATE = 30.0
 LENGTHS = {"clip_a": 240, "clip_b": 180, "natural_test": 120}  # sorted train names, then the test name
@@ -154,6 +154,11 @@ def test_sniff_and_dispatch(folder, tmp_path):
         f["something_else"] = np.zeros(3)
     (empty / "junk.h5").write_text("not hdf5")
     assert not sniff_openretina(empty)
+
+
+def test_one_session_file_of_a_folder_points_to_the_folder(folder):
+    with pytest.raises(UnknownFormatError, match=f"pass the folder {folder}"):
+        nd.load(folder / "session_2024.hdf5")
 
 
 # ------------------------------------------------------------------------------------------------ bad input
