@@ -45,7 +45,12 @@ def _is_lazy(da: xr.DataArray) -> bool:
     return not isinstance(da.variable._data, np.ndarray) and hasattr(da.data, "dask")
 
 
-def _check_counts(da: xr.DataArray, field: str, file: str | None, *, allow_nan: bool) -> None:
+# Units of non-negative quantities; any other declared unit (dF/F, z-score, mV) may take either sign.
+NON_NEGATIVE_UNITS = frozenset({"count", "counts", "spikes", "hz", "spikes/s", "1/s", "rate"})
+
+
+def _check_counts(da: xr.DataArray, field: str, file: str | None, *, allow_nan: bool,
+                  signed: bool = False) -> None:
     if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
         raise DataFormatError(file=file, field=field, expected="a real numeric array", found=f"dtype {da.dtype}")
     if _is_lazy(da):
@@ -66,13 +71,13 @@ def _check_counts(da: xr.DataArray, field: str, file: str | None, *, allow_nan: 
         finite = values[~nan]
     else:
         finite = values
-    if finite.size and finite.min() < 0:
+    if finite.size and not signed and finite.min() < 0:
         where = np.argwhere(values < 0)[0]
         index = {dim: int(i) for dim, i in zip(da.dims, where)}
         raise DataFormatError(
             file=file,
             field=field,
-            expected="non-negative spike counts or rates",
+            expected="non-negative spike counts or rates (set attrs['units'], e.g. 'dF/F', for signed signals)",
             found=f"negative value {finite.min()!r} (first at {index})",
         )
 
@@ -146,8 +151,9 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
                 found=f"time[{bad + 1}]={t[bad + 1]!r} after time[{bad}]={t[bad]!r}",
             )
 
-    _check_counts(response, "response", src, allow_nan=False)
     units = response.attrs.get("units", "count")
+    signed = str(units).strip().lower() not in NON_NEGATIVE_UNITS
+    _check_counts(response, "response", src, allow_nan=False, signed=signed)
     if units == "count" and not _is_lazy(response) and response.size:
         values = np.asarray(response.values)
         if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
@@ -175,7 +181,7 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
                 file=src, field="trials", expected="dims ('repeat', 'time', 'cell')", found=f"dims {trials.dims}"
             )
         # Trials exist for the repeated (test) stimulus only: other times hold NaN.
-        _check_counts(trials, "trials", src, allow_nan=True)
+        _check_counts(trials, "trials", src, allow_nan=True, signed=signed)
 
     rate = ds.attrs.get("frame_rate_hz")
     if rate is not None and not (np.isfinite(rate) and rate > 0):

@@ -145,3 +145,12 @@ def test_non_xarray_objects_are_refused():
         from neuromodels.datasets import validate_assembly
 
         validate_assembly(xr.Dataset())
+
+
+def test_signed_signals_pass_when_their_units_say_so():
+    ds = _recording()
+    signed = ds.assign(response=(ds.response - 2.5).assign_attrs(units="dF/F"))
+    assert validate(signed) is signed
+    for units in ("count", "Hz"):
+        with pytest.raises(DataFormatError, match="negative"):
+            validate(ds.assign(response=(ds.response - 2.5).assign_attrs(units=units)))
