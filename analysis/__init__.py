@@ -9,8 +9,7 @@ Names load on first access, so ``import neuromodels.analysis`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuromodels._lazy import lazy_attributes
 
 # name -> module (relative to this package) that defines it; imported on first access.
 _LAZY = {
@@ -26,14 +25,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -10,9 +10,7 @@ Everything here is importable without torch; format back ends (pynwb, neo, h5py)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from neuromodels._lazy import lazy_attributes
 from neuromodels.datasets._load import FORMATS, detect_format, load
 from neuromodels.datasets._validate import validate, validate_assembly, validate_features, validate_recording
 from neuromodels.datasets.binning import bin_spike_times
@@ -49,15 +47,4 @@ _LAZY = {
 __all__ = ["FORMATS", "detect_format", "load", "validate", "validate_assembly", "validate_features", "validate_recording",
            "bin_spike_times", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["atomic_path", "existing_file"]
+__all__ = ["atomic_path", "existing_file", "open_hdf5"]
 
 
 @contextlib.contextmanager
@@ -47,3 +47,14 @@ def existing_file(path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         raise DataFormatError(file=p, field="<path>", expected="a file", found="a directory")
     return p
+
+
+def open_hdf5(path: str | os.PathLike[str]):  # -> h5py.File
+    """Open an HDF5 file read-only; a file h5py cannot open is a :class:`DataFormatError` naming it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:  # h5py raises OSError for truncated files, others for foreign formats
+        raise DataFormatError(file=path, field="<hdf5>", expected="a readable HDF5 file",
+                              found=f"{type(exc).__name__}: {exc}") from exc

@@ -21,9 +21,7 @@ if not _os.path.isdir(_os.path.join(_here, "datasets")) and _os.path.isfile(
 ):
     __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
 
-import importlib as _importlib  # noqa: E402
-from typing import Any as _Any  # noqa: E402
-
+from neuromodels._lazy import lazy_attributes as _lazy_attributes  # noqa: E402
 from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError  # noqa: E402
 
 # Models, by name -> defining module; imported on first access so that `import neuromodels` stays light.
@@ -33,10 +31,4 @@ _LAZY = {
 
 __all__ = ["__version__", "NeuromodelsError", "DataFormatError", "ConfigError", *_LAZY]
 
-
-def __getattr__(name: str) -> _Any:
-    if name in _LAZY:
-        value = getattr(_importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY)

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from neuromodels.datasets._io import open_hdf5
 from neuromodels.datasets._validate import validate
 from neuromodels.datasets.recording import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
@@ -211,11 +212,7 @@ def open_openretina(
                               found="no such folder" if not root.exists() else "a file")
     source = str(root)
     session_file, sessions = _pick_session(root, session)
-    try:
-        f = h5py.File(session_file, "r")
-    except Exception as exc:
-        raise DataFormatError(file=session_file, field="<hdf5>", expected="a readable HDF5 file",
-                              found=f"{type(exc).__name__}: {exc}") from exc
+    f = open_hdf5(session_file)
 
     with f:
         available = sorted(k[len(RESPONSES_PREFIX):] for k in f.keys() if k.startswith(RESPONSES_PREFIX))

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuromodels.datasets._io import atomic_path, existing_file
+from neuromodels.datasets._io import atomic_path, existing_file, open_hdf5
 from neuromodels.datasets._validate import RECORDING_SPLITS, validate
 from neuromodels.datasets.recording import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
@@ -485,11 +485,7 @@ def open_retina_hdf5(
         raise ConfigError(f"splits must be distinct values among {RECORDING_SPLITS}, got {splits!r}")
     p = existing_file(path)
     file = str(p)
-    try:
-        f = h5py.File(p, "r")
-    except Exception as exc:
-        raise DataFormatError(file=file, field="<hdf5>", expected="a readable HDF5 file",
-                              found=f"{type(exc).__name__}: {exc}") from exc
+    f = open_hdf5(p)
 
     with f:
         present = [s for s in requested if isinstance(f.get(s), h5py.Group)]
