@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from neuromodels._lazy import lazy_attributes
 
+# Imported eagerly (it needs only numpy/pandas/xarray): the function shares its module's name, and a lazy entry
+# would be shadowed by the submodule as soon as anything imports neuromodels.analysis.predictivity.
+from neuromodels.analysis.predictivity import average_repetitions, ceiled_value, predictivity
+
 # name -> module (relative to this package) that defines it; imported on first access.
 _LAZY = {
-    **dict.fromkeys(["predictivity", "average_repetitions", "ceiled_value"], "predictivity"),
     **dict.fromkeys(["noise_ceiling", "ceiling_split_half", "spearman_brown", "signal_power", "cc_max", "cc_norm",
                      "fev", "feve", "oracle_correlation", "repetition_cube"], "ceilings"),
     **dict.fromkeys(["PLSRegression", "ridge_gcv", "ridge_path"], "regression"),
@@ -23,6 +26,6 @@ _LAZY = {
                     "retina_metrics"),
 }
 
-__all__ = list(_LAZY)
+__all__ = ["predictivity", "average_repetitions", "ceiled_value", *_LAZY]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

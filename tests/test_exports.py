@@ -38,3 +38,10 @@ def test_importing_the_packages_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_name_shared_with_its_module_stays_the_function():
+    code = ("import neuromodels.analysis.predictivity as m, neuromodels.analysis as a; "
+            "print(callable(a.predictivity) and a.predictivity is m.predictivity)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
