@@ -41,7 +41,8 @@ def test_importing_the_packages_does_not_import_torch():
 
 
 def test_a_name_shared_with_its_module_stays_the_function():
-    code = ("import neuromodels.analysis.predictivity as m, neuromodels.analysis as a; "
-            "print(callable(a.predictivity) and a.predictivity is m.predictivity)")
+    code = ("import sys, importlib; importlib.import_module('neuromodels.analysis.predictivity'); "
+            "import neuromodels.analysis as a; "
+            "print(a.predictivity is sys.modules['neuromodels.analysis.predictivity'].predictivity)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
