@@ -26,5 +26,12 @@ def test_wheel_contains_only_the_neuromodels_package(tmp_path):
     for sub in ("datasets", "datasets/formats", "fitting", "analysis"):
         assert f"neuromodels/{sub}/__init__.py" in names
     assert "neuromodels/datasets/binning.py" in names
+    # every package of the source tree is in the wheel (a missing one breaks `pip install .` only)
+    mapping = {"neuromodels": "neuromodels", "datasets": "neuromodels/datasets", "fitting": "neuromodels/fitting",
+               "analysis": "neuromodels/analysis"}
+    for folder, installed in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.relative_to(ROOT / folder).as_posix()
+            assert f"{installed}/{relative}" in names, f"{folder}/{relative} is not in the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "neuromodels = neuromodels.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
