@@ -3,7 +3,9 @@
 :func:`open_neo` reads the file's spike trains with neo (lazily for readers that support it, so analog
 signals are never loaded), identifies each unit across segments, converts spike times to seconds and bins
 them with :func:`neuromodels.datasets.binning.bin_spike_times` (left-closed bins) into a recording
-``xr.Dataset`` with ``response(time, cell)``. Analog signals and events are not read.
+``xr.Dataset`` with ``response(time, cell)``. Analog signals are not read; event channels only when named in
+``event_channels`` (Spike2 files often keep discriminated spikes as an event channel, as ``BURST.SMR`` of
+neo's test files does).
 
 Choices, and why:
 
@@ -97,6 +99,7 @@ class _SegmentData:
     t_start: float
     t_stop: float
     trains: list[_Train]
+    event_names: list[str]
 
 
 def _seconds(value: Any) -> float:
@@ -146,11 +149,18 @@ def _train_key(st: Any, position: int) -> tuple[str, ...]:
     return parts if any(parts) else ("", "", "", f"#{position}")
 
 
-def _materialise(blocks: Sequence[Any]) -> list[_SegmentData]:
+def _materialise(blocks: Sequence[Any], event_channels: Sequence[str] = ()) -> list[_SegmentData]:
+    """Spike trains of every segment, plus the event channels named in ``event_channels`` as spike trains."""
     segments: list[_SegmentData] = []
     for block in blocks:
         for seg in block.segments:
             trains: list[_Train] = []
+            event_names = [str(ev.name or "") for ev in seg.events]
+            for ev in seg.events:
+                if str(ev.name or "") in event_channels:
+                    loaded = ev.load() if hasattr(ev, "load") else ev
+                    times = np.sort(np.array(loaded.times.rescale("s").magnitude, dtype=np.float64).ravel())
+                    trains.append(_Train(("event", str(ev.name), "", "", "0"), str(ev.name), "", times))
             seen: dict[tuple[str, ...], int] = {}
             for position, st in enumerate(seg.spiketrains):
                 key = _train_key(st, position)
@@ -168,7 +178,7 @@ def _materialise(blocks: Sequence[Any]) -> list[_SegmentData]:
                     continue
                 t_start = min(st.t_start for st in seg.spiketrains)
                 t_stop = max(st.t_stop for st in seg.spiketrains)
-            segments.append(_SegmentData(_seconds(t_start), _seconds(t_stop), trains))
+            segments.append(_SegmentData(_seconds(t_start), _seconds(t_stop), trains, event_names))
     return segments
 
 
@@ -205,7 +215,7 @@ def _check_plexon_complete(path: Path, segments: list[_SegmentData]) -> None:
 _COMPLETENESS_CHECKS = {"PlexonIO": _check_plexon_complete}
 
 
-def _read_file(path: Path) -> tuple[str, list[_SegmentData]]:
+def _read_file(path: Path, event_channels: Sequence[str] = ()) -> tuple[str, list[_SegmentData]]:
     """Name of the neo IO class that read ``path`` and its segments' spike trains, materialised."""
     errors: list[str] = []
     unavailable: list[str] = []
@@ -219,7 +229,7 @@ def _read_file(path: Path) -> tuple[str, list[_SegmentData]]:
                 warnings.simplefilter("always")
                 io = io_class(os.fspath(path))
                 blocks = _read_blocks(io)
-                segments = _materialise(blocks)
+                segments = _materialise(blocks, event_channels)
             for w in caught:
                 if not issubclass(w.category, DeprecationWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -269,6 +279,7 @@ def open_neo(
     segment: int | None = None,
     t_start: float | None = None,
     t_stop: float | None = None,
+    event_channels: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Bin the spike trains of a file python-neo reads into a recording ``response(time, cell)``.
 
@@ -280,6 +291,9 @@ def open_neo(
     segment : index of one segment (counting through all blocks); default: all segments concatenated.
     t_start, t_stop : seconds; restrict every segment to ``[t_start, t_stop)`` (spikes outside are dropped
         and counted in ``attrs['n_spikes_outside']``). Default: each segment's own ``t_start``..``t_stop``.
+    event_channels : names of event channels to read as spike trains, one cell each (Spike2 files often store
+        the output of a window discriminator as an event channel, e.g. ``["Spikes"]``); the error for a file
+        without spike trains lists the event channels it has.
 
     Returns
     -------
@@ -303,12 +317,22 @@ def open_neo(
     bin_size = DEFAULT_BIN_SIZE_S if bin_size is None else bin_size
     if not (np.isfinite(bin_size) and bin_size > 0):
         raise ConfigError(f"bin_size must be a positive number of seconds, not {bin_size!r}")
-    io_name, segments = _read_file(file)
+    if event_channels is not None and (isinstance(event_channels, str)
+                                       or not all(isinstance(name, str) for name in event_channels)):
+        raise ConfigError(f"event_channels must be a list of channel names, e.g. ['Spikes'], not {event_channels!r}")
+    io_name, segments = _read_file(file, tuple(event_channels or ()))
     n_in_file = len(segments)
     n_trains = sum(len(s.trains) for s in segments)
+    events = sorted({name for s in segments for name in s.event_names})
+    missing = sorted(set(event_channels or ()) - set(events))
+    if missing:
+        raise DataFormatError(file=file, field="event_channels", expected=f"event channels among {events}",
+                              found=f"{missing}")
     if n_trains == 0:
+        hint = (f"it has event channels {events}: read them as spike trains with event_channels={events!r} "
+                f"(CLI: -o \"event_channels={events!r}\")") if events else "it holds only signals"
         raise DataFormatError(
-            "this reader found no sorted units in the file (only signals or events)", file=file,
+            f"this reader found no sorted units in the file; {hint}", file=file,
             field="spiketrains", expected="at least one spike train", found=f"{n_in_file} segment(s) without spike trains",
         )
     indices = list(range(n_in_file))

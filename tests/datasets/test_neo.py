@@ -12,7 +12,7 @@ import xarray as xr
 
 import neuromodels.datasets as nd
 from neuromodels.datasets.formats.neo_io import open_neo, sniff_neo
-from neuromodels.errors import DataFormatError
+from neuromodels.errors import ConfigError, DataFormatError
 
 neo = pytest.importorskip("neo")
 pq = pytest.importorskip("quantities")
@@ -100,9 +100,26 @@ def test_unit_names_made_unique_with_neo_ids(fixtures):
 
 def test_file_with_events_only_has_no_spike_trains(fixtures):
     # BURST.SMR holds one *event* channel titled 'Spikes' (972 times) and no spike trains for neo 0.14.
-    with pytest.raises(DataFormatError, match=r"BURST\.SMR: field 'spiketrains'") as err:
+    with pytest.raises(DataFormatError, match=r"BURST\.SMR: field 'spiketrains'.*event_channels=\['Spikes'\]") as err:
         open_neo(fixtures / "BURST.SMR")
     assert err.value.field == "spiketrains"
+
+
+def test_event_channels_are_read_as_spike_trains_on_request(fixtures):
+    import neo
+
+    rec = open_neo(fixtures / "BURST.SMR", event_channels=["Spikes"], bin_size=0.05)
+    (segment,) = neo.io.Spike2IO(str(fixtures / "BURST.SMR")).read_block().segments
+    (events,) = [ev for ev in segment.events if ev.name == "Spikes"]
+    assert list(rec["cell"].values) == ["Spikes"]
+    assert int(rec["response"].sum()) == events.size == 972
+    expected = np.histogram(events.times.rescale("s").magnitude,
+                            bins=rec["time"].values.tolist() + [float(rec["time"][-1]) + 0.05])[0]
+    np.testing.assert_array_equal(rec["response"].values[:, 0], expected)
+    with pytest.raises(DataFormatError, match=r"field 'event_channels'.*\['Spikes'\].*\['Spiks'\]"):
+        open_neo(fixtures / "BURST.SMR", event_channels=["Spiks"])
+    with pytest.raises(ConfigError, match="list of channel names"):
+        open_neo(fixtures / "BURST.SMR", event_channels="Spikes")
 
 
 def test_load_and_inspect_every_fixture(fixtures, capsys):
