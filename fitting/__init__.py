@@ -18,6 +18,7 @@ _LAZY = {
     **dict.fromkeys(["CheckpointError", "save_checkpoint", "load_checkpoint"], "checkpoint"),
     "RetinaEstimator": "estimator",
     **dict.fromkeys(["RetinaDataset", "from_recording", "train_valid_split"], "retina_data"),
+    **dict.fromkeys(["run_search", "load_space", "DEFAULT_SPACE"], "search"),
 }
 
 __all__ = list(_LAZY)

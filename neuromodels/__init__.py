@@ -27,6 +27,7 @@ from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError  #
 # Models, by name -> defining module; imported on first access so that `import neuromodels` stays light.
 _LAZY = {
     **dict.fromkeys(["RetinaCNN", "LNModel", "GLM"], "neuromodels.retina"),
+    **dict.fromkeys(["ConvRNN", "LayerSpec"], "neuromodels.convrnn"),
 }
 
 __all__ = ["__version__", "NeuromodelsError", "DataFormatError", "ConfigError", *_LAZY]

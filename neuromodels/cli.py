@@ -16,7 +16,12 @@ from neuromodels import __version__
 from neuromodels.errors import NeuromodelsError
 
 # module path -> its register(subparsers) function; each area adds its line here.
-COMMANDS: tuple[str, ...] = ("neuromodels.commands.data", "neuromodels.commands.scoring", "neuromodels.commands.fit")
+COMMANDS: tuple[str, ...] = (
+    "neuromodels.commands.data",
+    "neuromodels.commands.scoring",
+    "neuromodels.commands.fit",
+    "neuromodels.commands.convrnn",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

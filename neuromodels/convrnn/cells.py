@@ -1,0 +1,392 @@
+"""Convolutional recurrent cells with explicit state (Nayebi et al. 2018, arXiv:1807.00053, section 3 and S1).
+
+Every cell is an ``nn.Module`` that maps the layer's feedforward drive ``x`` (the output of the layer's
+convolution, ``(batch, channels, y, x)``) and its previous state to an output of the same shape and a new
+state::
+
+    state = cell.initial_state(batch, height, width)          # tuple of zero tensors
+    output, state = cell(x, state)                            # one time step
+    output, state = cell(x, state, bypass=r)                  # RGC: with the bypass input r (layer input)
+
+Conventions
+-----------
+* Shapes: ``x`` and ``output`` are ``(batch, channels, height, width)``; every state tensor is
+  ``(batch, channels, height, width)``; ``bypass`` is ``(batch, bypass_channels, height, width)``.
+* All recurrent convolutions are "same" convolutions (stride 1, zero padding ``kernel_size // 2``), so the
+  spatial shape is kept; ``depth_separable=True`` replaces each ``k x k`` convolution by a depthwise ``k x k``
+  followed by a pointwise ``1 x 1`` convolution (fewer parameters; the authors' searched cells use it).
+* ``activation`` is ``"elu"`` (the paper's choice for the RGC), ``"relu"``, ``"tanh"`` or ``"identity"``.
+* The zero state is the initial state of every cell (the paper starts every unrolled run from zeros).
+
+Cells (``CELLS`` maps the names to classes):
+
+``feedforward``  ``h' = f(x)``. No state. Used for the feedforward baseline and "recurrence off".
+``time_decay``   ``s' = tau . s + x``, ``h' = f(s')`` with one trainable ``tau = sigmoid(tau_logit)`` per
+                 channel (the paper's "time decay" baseline, S1.1: ``tau`` learned, kept in (0, 1) here so that
+                 the state cannot blow up over long unrolls; the paper does not say how it constrains tau).
+``vanilla``      ``h' = f(x + W_hh * h + b)`` (conv vanilla RNN).
+``lstm``         conv LSTM (Shi et al. 2015 without peepholes): ``[i, f, o, g] = W * [x, h] + b``,
+                 ``c' = sigmoid(f) . c + sigmoid(i) . tanh(g)``, ``h' = sigmoid(o) . tanh(c')``.
+``gru``          conv GRU (Cho et al. 2014): ``z, r = sigmoid(W_z,r * [x, h] + b)``,
+                 ``n = tanh(W_xn * x + r . (W_hn * h) + b)``, ``h' = (1 - z) . n + z . h``.
+``ugrnn``        Update-Gate RNN (Collins et al. 2017, eq. 6): ``g = sigmoid(W_g * [x, h] + b_g)``,
+                 ``c = tanh(W_c * [x, h] + b_c)``, ``h' = g . h + (1 - g) . c``.
+``intersection`` Intersection RNN (Collins et al. 2017, eq. 7): ``y_in = f(W_y * [x, h])``,
+                 ``h_in = tanh(W_h * [x, h])``, ``g_y, g_h = sigmoid(W_gy,gh * [x, h])``,
+                 output ``y = g_y . x + (1 - g_y) . y_in``, state ``h' = g_h . h + (1 - g_h) . h_in``.
+``rgc``          Reciprocal Gated Cell (Nayebi et al. 2018, eq. 1-2 in section 3.2 / Fig. 2b), two states
+                 ``c`` (cell) and ``h`` (output) that gate each other::
+
+                     c' = f((1 - g_cc) . c + (1 - g_hc) . (W_xc * x + b_xc))
+                     h' = f((1 - g_hh) . h + (1 - g_ch) . x)
+                     g_cc = tau_offset  + tau_scale  * sigmoid(W_cc * c + tau_bias)
+                     g_hh = tau_offset  + tau_scale  * sigmoid(W_hh * h + tau_bias)
+                     g_hc = gate_offset + gate_scale * sigmoid(W_hc * h + gate_bias)
+                     g_ch = gate_offset + gate_scale * sigmoid(W_ch * c [+ W_rh * r] + gate_bias)
+
+                 The "tau" gates decide how much of each state decays, the "gate" gates how much input
+                 enters; ``tau_bias``, ``gate_bias``, ``*_scale`` and ``*_offset`` are the knobs of the authors'
+                 searched cells (their code calls them ``tau_bias``, ``gate_bias``, ``*_multiplier``,
+                 ``*_offset``); with the defaults (bias 0, scale 1, offset 0) and zero weights every gate is
+                 exactly 0.5. ``bypass=True`` adds the term ``W_rh * r`` in which ``r`` is the layer's input
+                 (before its feedforward convolution), the paper's "bypass". The pairs ``(W_cc, W_ch)`` and
+                 ``(W_hh, W_hc)`` are stored as one convolution each (``from_c``, ``from_h``; the same map,
+                 fewer kernel calls); :meth:`ReciprocalGatedCell.gate_weights` returns the four kernels.
+
+References: A. Nayebi, D. Bear, J. Kubilius, K. Kar, S. Ganguli, D. Sussillo, J. J. DiCarlo, D. L. K. Yamins,
+"Task-Driven Convolutional Recurrent Models of the Visual System", NeurIPS 2018 (arXiv:1807.00053);
+J. Collins, J. Sohl-Dickstein, D. Sussillo, "Capacity and trainability in recurrent neural networks", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuromodels.errors import ConfigError
+
+__all__ = [
+    "CELLS", "ConvCell", "FeedforwardCell", "TimeDecayCell", "VanillaRNNCell", "ConvLSTMCell", "ConvGRUCell",
+    "UGRNNCell", "IntersectionRNNCell", "ReciprocalGatedCell", "make_cell", "activation_function", "same_conv",
+]
+
+State = tuple[torch.Tensor, ...]
+
+_ACTIVATIONS = {"elu": F.elu, "relu": F.relu, "tanh": torch.tanh, "identity": lambda v: v}
+
+
+def activation_function(name: str) -> Any:
+    """The element-wise nonlinearity called ``name`` (``elu``, ``relu``, ``tanh``, ``identity``)."""
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ConfigError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}") from None
+
+
+def same_conv(in_channels: int, out_channels: int, kernel_size: int, *, depth_separable: bool = False,
+              bias: bool = True) -> nn.Module:
+    """A stride-1 ``kernel_size`` convolution that keeps the spatial shape (zero padding ``kernel_size // 2``).
+
+    ``depth_separable``: a depthwise ``k x k`` convolution (``groups=in_channels``, no bias) followed by a
+    pointwise ``1 x 1`` convolution (with ``bias``); for ``kernel_size == 1`` it is a plain 1 x 1 convolution.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+    if depth_separable and kernel_size > 1:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels,
+                      bias=False),
+            nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+        )
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+class ConvCell(nn.Module):
+    """Base class: ``channels`` state/output channels, ``n_states`` state tensors, all zeros at the start."""
+
+    n_states: int = 1
+
+    def __init__(self, channels: int, *, activation: str = "elu") -> None:
+        super().__init__()
+        if int(channels) < 1:
+            raise ConfigError(f"channels must be >= 1, got {channels}")
+        self.channels = int(channels)
+        self.activation_name = activation
+        self.activation = activation_function(activation)
+
+    def initial_state(self, batch: int, height: int, width: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> State:
+        """``n_states`` zero tensors ``(batch, channels, height, width)``."""
+        dtype = dtype or torch.get_default_dtype()
+        return tuple(torch.zeros(batch, self.channels, height, width, dtype=dtype, device=device)
+                     for _ in range(self.n_states))
+
+    def forward(self, x: torch.Tensor, state: State, bypass: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, State]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FeedforwardCell(ConvCell):
+    """``h' = f(x)``: no memory (the feedforward CNN layer)."""
+
+    n_states = 0
+
+    def forward(self, x, state, bypass=None):
+        return self.activation(x), ()
+
+
+class TimeDecayCell(ConvCell):
+    """``s' = tau . s + x``, output ``f(s')``; ``tau = sigmoid(tau_logit)`` per channel, trainable."""
+
+    def __init__(self, channels: int, *, activation: str = "elu", tau_init: float = 0.5, **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        if not 0.0 < tau_init < 1.0:
+            raise ConfigError(f"tau_init must be in (0, 1), got {tau_init}")
+        self.tau_logit = nn.Parameter(torch.full((channels,), math.log(tau_init / (1.0 - tau_init))))
+
+    @property
+    def tau(self) -> torch.Tensor:
+        return torch.sigmoid(self.tau_logit)
+
+    def forward(self, x, state, bypass=None):
+        (s,) = state
+        s_new = self.tau.view(1, -1, 1, 1) * s + x
+        return self.activation(s_new), (s_new,)
+
+
+class VanillaRNNCell(ConvCell):
+    """``h' = f(x + W_hh * h + b)``."""
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, activation: str = "elu",
+                 depth_separable: bool = False, **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        self.recurrent = same_conv(channels, channels, kernel_size, depth_separable=depth_separable)
+
+    def forward(self, x, state, bypass=None):
+        (h,) = state
+        h_new = self.activation(x + self.recurrent(h))
+        return h_new, (h_new,)
+
+
+class ConvLSTMCell(ConvCell):
+    """Conv LSTM without peepholes; ``f`` gate bias initialised to ``forget_bias`` (1.0, Jozefowicz et al. 2015)."""
+
+    n_states = 2
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
+                 forget_bias: float = 1.0, activation: str = "tanh", **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        self.gates = same_conv(2 * channels, 4 * channels, kernel_size, depth_separable=depth_separable)
+        bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
+        with torch.no_grad():
+            bias[channels:2 * channels] += forget_bias
+
+    def forward(self, x, state, bypass=None):
+        c, h = state
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * self.activation(c_new)
+        return h_new, (c_new, h_new)
+
+
+class ConvGRUCell(ConvCell):
+    """Conv GRU (Cho et al. 2014, with the reset gate applied after the recurrent convolution as in cuDNN)."""
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
+                 activation: str = "tanh", **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        self.gates = same_conv(2 * channels, 2 * channels, kernel_size, depth_separable=depth_separable)
+        self.input_candidate = same_conv(channels, channels, kernel_size, depth_separable=depth_separable)
+        self.hidden_candidate = same_conv(channels, channels, kernel_size, depth_separable=depth_separable)
+
+    def forward(self, x, state, bypass=None):
+        (h,) = state
+        z, r = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
+        n = self.activation(self.input_candidate(x) + r * self.hidden_candidate(h))
+        h_new = (1 - z) * n + z * h
+        return h_new, (h_new,)
+
+
+class UGRNNCell(ConvCell):
+    """Update-gate RNN (Collins et al. 2017): ``h' = g . h + (1 - g) . tanh(W_c * [x, h] + b_c)``."""
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
+                 gate_bias: float = 1.0, activation: str = "tanh", **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        self.gates = same_conv(2 * channels, 2 * channels, kernel_size, depth_separable=depth_separable)
+        bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
+        with torch.no_grad():
+            bias[:channels] += gate_bias
+
+    def forward(self, x, state, bypass=None):
+        (h,) = state
+        g_pre, c_pre = self.gates(torch.cat([x, h], dim=1)).chunk(2, dim=1)
+        g = torch.sigmoid(g_pre)
+        h_new = g * h + (1 - g) * self.activation(c_pre)
+        return h_new, (h_new,)
+
+
+class IntersectionRNNCell(ConvCell):
+    """Intersection RNN (Collins et al. 2017): separate output ``y`` (with a skip of ``x``) and state ``h``."""
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
+                 gate_bias: float = 1.0, activation: str = "elu", **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        self.gates = same_conv(2 * channels, 4 * channels, kernel_size, depth_separable=depth_separable)
+        bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
+        with torch.no_grad():
+            bias[2 * channels:] += gate_bias
+
+    def forward(self, x, state, bypass=None):
+        (h,) = state
+        y_pre, h_pre, gy_pre, gh_pre = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        g_y, g_h = torch.sigmoid(gy_pre), torch.sigmoid(gh_pre)
+        y = g_y * x + (1 - g_y) * self.activation(y_pre)
+        h_new = g_h * h + (1 - g_h) * torch.tanh(h_pre)
+        return y, (h_new,)
+
+
+class ReciprocalGatedCell(ConvCell):
+    """Reciprocal Gated Cell (Nayebi et al. 2018, section 3.2): states ``(c, h)``, output ``h'``.
+
+    Parameters
+    ----------
+    channels: channels of ``x``, ``c`` and ``h``.
+    kernel_size: of the gate convolutions ``W_cc, W_hh, W_hc, W_ch`` (``gate_kernel_size`` overrides it) and of
+        the input convolution ``W_xc`` (``input_kernel_size`` overrides it).
+    tau_bias, gate_bias, tau_scale, gate_scale, tau_offset, gate_offset: the gate parametrisation (module doc).
+    bypass_channels: channels of the bypass input ``r`` (0: no bypass term ``W_rh * r``).
+    depth_separable: depthwise + pointwise convolutions everywhere.
+    activation: ``f`` (ELU in the paper).
+    """
+
+    n_states = 2
+
+    def __init__(self, channels: int, *, kernel_size: int = 3, gate_kernel_size: int | None = None,
+                 input_kernel_size: int | None = None, depth_separable: bool = False, activation: str = "elu",
+                 tau_bias: float = 0.0, gate_bias: float = 0.0, tau_scale: float = 1.0, gate_scale: float = 1.0,
+                 tau_offset: float = 0.0, gate_offset: float = 0.0, bypass_channels: int = 0, **_: Any) -> None:
+        super().__init__(channels, activation=activation)
+        gk = int(gate_kernel_size or kernel_size)
+        ik = int(input_kernel_size or kernel_size)
+        self.depth_separable = bool(depth_separable)
+        # W_cc and W_ch both convolve c, W_hh and W_hc both convolve h: each pair is one convolution with
+        # 2 * channels outputs (the same map as two convolutions, in fewer and larger kernel calls, which keeps
+        # the achieved FLOP/s close to a plain CNN's). Depth-separable pairs keep separate depthwise filters.
+        if self.depth_separable:
+            self.W_cc, self.W_ch = same_conv(channels, channels, gk, depth_separable=True, bias=False), \
+                same_conv(channels, channels, gk, depth_separable=True, bias=False)
+            self.W_hh, self.W_hc = same_conv(channels, channels, gk, depth_separable=True, bias=False), \
+                same_conv(channels, channels, gk, depth_separable=True, bias=False)
+        else:
+            self.from_c = same_conv(channels, 2 * channels, gk, bias=False)  # outputs [W_cc * c, W_ch * c]
+            self.from_h = same_conv(channels, 2 * channels, gk, bias=False)  # outputs [W_hh * h, W_hc * h]
+        self.W_xc = same_conv(channels, channels, ik, depth_separable=depth_separable, bias=True)
+        self.W_rh = same_conv(int(bypass_channels), channels, gk, depth_separable=depth_separable, bias=False) \
+            if bypass_channels else None
+        self.bypass_channels = int(bypass_channels)
+        for name, value in (("tau_bias", tau_bias), ("gate_bias", gate_bias)):
+            # one trainable bias per channel, initialised to the searched value
+            self.register_parameter(name, nn.Parameter(torch.full((channels,), float(value))))
+        self.tau_scale, self.gate_scale = float(tau_scale), float(gate_scale)
+        self.tau_offset, self.gate_offset = float(tau_offset), float(gate_offset)
+
+    def gate_weights(self) -> dict[str, torch.Tensor]:
+        """The ``(channels, channels, k, k)`` kernels ``W_cc, W_ch, W_hh, W_hc`` (not depth-separable cells)."""
+        if self.depth_separable:
+            raise ConfigError("gate_weights() is for cells without depth_separable convolutions")
+        w_c, w_h = self.from_c.weight.chunk(2, dim=0), self.from_h.weight.chunk(2, dim=0)
+        return {"W_cc": w_c[0], "W_ch": w_c[1], "W_hh": w_h[0], "W_hc": w_h[1]}
+
+    def _pre_gates(self, c: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.depth_separable:
+            return self.W_cc(c), self.W_ch(c), self.W_hh(h), self.W_hc(h)
+        return (*self.from_c(c).chunk(2, dim=1), *self.from_h(h).chunk(2, dim=1))
+
+    def gates(self, x: torch.Tensor, state: State, bypass: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The four gates ``g_cc, g_hh, g_hc, g_ch`` (each ``(batch, channels, y, x)``, in (offset, offset+scale))."""
+        c, h = state
+        tb, gb = self.tau_bias.view(1, -1, 1, 1), self.gate_bias.view(1, -1, 1, 1)
+        cc, ch, hh, hc = self._pre_gates(c, h)
+        if self.W_rh is not None:
+            if bypass is None:
+                raise ConfigError("this ReciprocalGatedCell has a bypass; pass bypass= (the layer input)")
+            ch = ch + self.W_rh(bypass)
+        return {
+            "g_cc": self.tau_offset + self.tau_scale * torch.sigmoid(cc + tb),
+            "g_hh": self.tau_offset + self.tau_scale * torch.sigmoid(hh + tb),
+            "g_hc": self.gate_offset + self.gate_scale * torch.sigmoid(hc + gb),
+            "g_ch": self.gate_offset + self.gate_scale * torch.sigmoid(ch + gb),
+        }
+
+    def _negative_pre_gates(self, c: torch.Tensor, h: torch.Tensor, bypass: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, ...]:
+        """Minus the gate pre-activations ``-(W_cc*c + tau_bias), -(W_ch*c [+ W_rh*r] + gate_bias),
+        -(W_hh*h + tau_bias), -(W_hc*h + gate_bias)``: ``1 - sigmoid(z) = sigmoid(-z)``, and negating the small
+        kernels costs less than negating the activations."""
+        if self.W_rh is not None and bypass is None:
+            raise ConfigError("this ReciprocalGatedCell has a bypass; pass bypass= (the layer input)")
+        if self.depth_separable:
+            tb, gb = self.tau_bias.view(1, -1, 1, 1), self.gate_bias.view(1, -1, 1, 1)
+            cc, ch, hh, hc = self._pre_gates(c, h)
+            cc, ch, hh, hc = -(cc + tb), -(ch + gb), -(hh + tb), -(hc + gb)
+        else:
+            # the gate biases ride in the convolutions' bias (one fused kernel instead of four additions)
+            bias = -torch.cat([self.tau_bias, self.gate_bias])
+            padding = self.from_c.padding
+            cc, ch = F.conv2d(c, -self.from_c.weight, bias, padding=padding).chunk(2, dim=1)
+            hh, hc = F.conv2d(h, -self.from_h.weight, bias, padding=padding).chunk(2, dim=1)
+        if self.W_rh is not None:
+            ch = ch - self.W_rh(bypass)
+        return cc, ch, hh, hc
+
+    @staticmethod
+    def _one_minus_gate(negative_pre: torch.Tensor, offset: float, scale: float) -> torch.Tensor:
+        # 1 - (offset + scale * sigmoid(z)); for the default gate (offset 0, scale 1) that is sigmoid(-z),
+        # one element-wise pass
+        if offset == 0.0 and scale == 1.0:
+            return torch.sigmoid(negative_pre)
+        return (1.0 - offset) - scale * torch.sigmoid(-negative_pre)
+
+    def forward(self, x, state, bypass=None):
+        c, h = state
+        cc, ch, hh, hc = self._negative_pre_gates(c, h, bypass)
+        keep_c = self._one_minus_gate(cc, self.tau_offset, self.tau_scale)     # 1 - g_cc
+        open_c = self._one_minus_gate(hc, self.gate_offset, self.gate_scale)   # 1 - g_hc
+        keep_h = self._one_minus_gate(hh, self.tau_offset, self.tau_scale)     # 1 - g_hh
+        open_h = self._one_minus_gate(ch, self.gate_offset, self.gate_scale)   # 1 - g_ch
+        c_new = self.activation(torch.addcmul(keep_c * c, open_c, self.W_xc(x)))
+        h_new = self.activation(torch.addcmul(keep_h * h, open_h, x))
+        return h_new, (c_new, h_new)
+
+
+CELLS: dict[str, type[ConvCell]] = {
+    "feedforward": FeedforwardCell,
+    "time_decay": TimeDecayCell,
+    "vanilla": VanillaRNNCell,
+    "lstm": ConvLSTMCell,
+    "gru": ConvGRUCell,
+    "ugrnn": UGRNNCell,
+    "intersection": IntersectionRNNCell,
+    "rgc": ReciprocalGatedCell,
+}
+
+
+def make_cell(name: str, channels: int, **options: Any) -> ConvCell:
+    """The cell called ``name`` (a key of :data:`CELLS`) with ``channels`` channels and its ``options``.
+
+    Options a cell does not use are ignored (so one option dict can serve every cell type in a search), except
+    ``bypass_channels`` > 0 for a cell without a bypass, which is refused.
+    """
+    if name not in CELLS:
+        raise ConfigError(f"cell must be one of {sorted(CELLS)}, got {name!r}")
+    if options.get("bypass_channels") and name != "rgc":
+        raise ConfigError(f"bypass is only defined for the 'rgc' cell, not {name!r}")
+    options = dict(options)
+    if name == "feedforward":
+        options = {k: v for k, v in options.items() if k == "activation"}
+    return CELLS[name](channels, **options)
