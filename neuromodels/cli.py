@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "neuromodels.commands.scoring",
     "neuromodels.commands.fit",
     "neuromodels.commands.convrnn",
+    "neuromodels.commands.theory",
 )
 
 

@@ -1,0 +1,469 @@
+"""Free-probability spectra of the input-output Jacobian of deep random networks.
+
+For a fully connected network ``h^l = W^l x^{l-1} + b^l``, ``x^l = phi(h^l)`` of width ``N``, with weights of
+variance ``sigma_w2 / N`` and biases of variance ``sigma_b2``, the input-output Jacobian is
+``J = D^L W^L ... D^1 W^1`` with ``D^l = diag(phi'(h^l))``. In the wide limit, at the fixed point ``q*`` of the
+length map, every ``h^l_i`` is ``N(0, q*)`` and the matrices ``W^l W^l^T`` and ``(D^l)^2`` are asymptotically free,
+so the S-transform of ``J J^T`` factorises (Pennington, Schoenholz & Ganguli 2017, arXiv:1711.04735, eq. 12-13;
+Pennington, Schoenholz & Ganguli 2018, arXiv:1802.09979, sec. 3):
+
+    S_{JJ^T}(t) = S_{D^2}(t)^L  S_{WW^T}(t)^L .
+
+Conventions used throughout (the paper's ``M_X(z) = sum_k m_k / z^k`` is our ``psi_X(1/z)``):
+
+* moment generating function ``psi_X(z) = E[x z / (1 - x z)] = sum_{k>=1} m_k z^k``;
+* ``chi_X`` is its functional inverse, ``psi_X(chi_X(t)) = t``;
+* S-transform ``S_X(t) = (1 + t) / t * chi_X(t)``; a scalar ``c`` has ``S = 1/c``;
+* orthogonal weights (``W W^T = sigma_w2 I``): ``S_W(t) = 1 / sigma_w2``;
+* Gaussian weights (``W W^T`` is ``sigma_w2`` times a free Poisson / Marchenko-Pastur matrix of ratio 1):
+  ``S_W(t) = 1 / (sigma_w2 (1 + t))``;
+* ``D^2``: ``psi_{D^2}(w) = E_u[x(u) w / (1 - x(u) w)]`` with ``x(u) = phi'(sqrt(q*) u)^2``, ``u ~ N(0,1)``,
+  by Gauss-Hermite quadrature (exact atoms for ReLU, hard-tanh and the identity, whose ``D^2`` is discrete).
+
+**Solving for the density.** Write ``t = psi_{JJ^T}(z)`` and introduce ``w = chi_{D^2}(t)`` so that
+``S_{D^2}(t) = (1+t) w / t``. Then ``z = chi_{JJ^T}(t) = t S_{JJ^T}(t) / (1+t)`` becomes one equation in ``w``:
+
+    A(w)^L = z (1 + t) / t ,    t = psi_{D^2}(w),    A(w) = (1 + t) w S_W(t) / t .
+
+We solve it by Newton's method in the complex variable ``w`` for ``z = 1/zeta``, ``zeta = x + i eta``, all
+``x`` of the grid at once (vectorised), continuing from ``eta`` far above the spectrum (where the series
+``t ~ m_1 z`` is the starting point and picks the physical branch) down towards the real axis along a geometric
+sequence of ``eta``. The Stieltjes transform is ``G(zeta) = (1 + t) / zeta`` and the density of the eigenvalues
+``lambda`` of ``J J^T`` (the squared singular values) is ``rho(x) = -Im G(x + i0) / pi``; the density of
+``log lambda`` is ``x rho(x) = -Im t / pi``, which is what we integrate for CDFs (it stays bounded where
+``rho`` has an integrable singularity at 0).
+
+**Deviation from the papers:** the papers solve the functional equations for specific cases in closed form
+(or with a polynomial root finder); we use one numerical path for every nonlinearity. The right edge of the
+support is found separately from the real-axis parametrisation ``x_edge = 1 / max_{w>0} chi_{JJ^T}(psi_{D^2}(w))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neuromodels.errors import ConfigError
+
+__all__ = [
+    "WEIGHT_KINDS",
+    "D2Distribution",
+    "d2_distribution",
+    "critical_sigma_w2",
+    "jacobian_moments",
+    "jacobian_spectral_edge",
+    "jjt_density",
+    "jjt_log_density",
+    "cdf_from_log_density",
+    "universal_log_density",
+    "universal_variance_q_star",
+    "fuss_catalan_moment",
+]
+
+WEIGHT_KINDS = ("orthogonal", "gaussian")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nonlinearities: the mean-field module (written alongside) owns them; a small private table keeps this module
+# usable on its own.
+
+
+@dataclass(frozen=True)
+class _Nonlinearity:
+    name: str
+    phi: Callable[[np.ndarray], np.ndarray]
+    dphi: Callable[[np.ndarray], np.ndarray]
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(x)
+
+
+_FALLBACK = {
+    "tanh": _Nonlinearity("tanh", np.tanh, lambda x: 1.0 / np.cosh(x) ** 2),
+    "relu": _Nonlinearity("relu", lambda x: np.maximum(x, 0.0), lambda x: (np.asarray(x) > 0).astype(float)),
+    "hard_tanh": _Nonlinearity("hard_tanh", lambda x: np.clip(x, -1.0, 1.0),
+                               lambda x: (np.abs(x) < 1).astype(float)),
+    "erf": _Nonlinearity("erf", lambda x: _erf(np.asarray(x)),
+                         lambda x: 2.0 / np.sqrt(np.pi) * np.exp(-np.asarray(x) ** 2)),
+    "sigmoid": _Nonlinearity("sigmoid", lambda x: 1 / (1 + np.exp(-np.asarray(x))),
+                             lambda x: np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))) ** 2),
+    "linear": _Nonlinearity("linear", lambda x: np.asarray(x, dtype=float),
+                            lambda x: np.ones_like(np.asarray(x, dtype=float))),
+}
+_ALIASES = {"hardtanh": "hard_tanh", "hard-tanh": "hard_tanh", "identity": "linear", "none": "linear"}
+
+
+def get_nonlinearity(phi: Any) -> Any:
+    """The nonlinearity object (``.name``, ``.phi``, ``.dphi``) for a name or an object that has them.
+
+    Uses :func:`neuromodels.analysis.theory.meanfield.get_nonlinearity` when that module is present, so
+    custom callables work here too; otherwise a built-in table with the same conventions (tanh, relu,
+    hard_tanh = ``clip(x, -1, 1)``, erf = ``erf(x)``, sigmoid = logistic, linear).
+    """
+    if hasattr(phi, "phi") and hasattr(phi, "dphi"):
+        return phi
+    try:
+        from neuromodels.analysis.theory.meanfield import get_nonlinearity as meanfield_get
+    except ImportError:
+        meanfield_get = None
+    if meanfield_get is not None:
+        try:
+            return meanfield_get(phi)
+        except Exception:  # a name the mean-field table lacks but ours has (e.g. 'linear') falls through
+            pass
+    if callable(phi):
+        raise ConfigError("a custom nonlinearity needs .phi and .dphi (use the mean-field get_nonlinearity)")
+    key = _ALIASES.get(str(phi).lower(), str(phi).lower())
+    if key not in _FALLBACK:
+        raise ConfigError(f"unknown nonlinearity phi={phi!r}; known: {', '.join(sorted(_FALLBACK))}")
+    return _FALLBACK[key]
+
+
+def _canonical_name(nonlinearity: Any) -> str:
+    name = str(getattr(nonlinearity, "name", "")).lower()
+    return _ALIASES.get(name, name)
+
+
+def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for E[f(u)], u ~ N(0, 1)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
+    return nodes, weights / math.sqrt(2 * math.pi)
+
+
+def _fixed_point_q_star(nonlinearity: Any, sigma_w2: float, sigma_b2: float) -> float:
+    """q* of the length map q -> sigma_w2 E[phi(sqrt(q) u)^2] + sigma_b2 (mean-field module's q_star if present)."""
+    try:
+        from neuromodels.analysis.theory.meanfield import q_star
+    except ImportError:
+        q_star = None
+    if q_star is not None:
+        try:
+            return float(q_star(sigma_w2, sigma_b2, phi=nonlinearity))
+        except Exception:
+            pass
+    nodes, weights = _gauss_hermite(201)
+    q = 1.0
+    for _ in range(2000):
+        q_new = sigma_w2 * float(weights @ nonlinearity.phi(math.sqrt(q) * nodes) ** 2) + sigma_b2
+        if not np.isfinite(q_new) or q_new > 1e12:
+            raise ConfigError(f"the length map has no finite fixed point at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
+        if abs(q_new - q) < 1e-13 * max(1.0, q):
+            return q_new
+        q = q_new
+    return q
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# D^2 = phi'(h)^2, h ~ N(0, q*)
+
+
+@dataclass(frozen=True)
+class D2Distribution:
+    """A discrete distribution for ``D^2 = phi'(h)^2`` with ``h ~ N(0, q*)``: ``values``, ``weights`` (sum 1)."""
+
+    values: np.ndarray
+    weights: np.ndarray
+
+    def moment(self, k: int) -> float:
+        return float(self.weights @ self.values**k)
+
+    def psi(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``psi(w) = E[x w / (1 - x w)]``, ``1 + psi(w) = E[1 / (1 - x w)]`` and ``psi'(w) = E[x / (1 - x w)^2]``.
+
+        ``1 + psi`` is computed on its own because it tends to 0 far left of the support (``psi -> -1``),
+        where ``1 + psi`` formed by addition would lose every digit.
+        """
+        w = np.asarray(w)
+        weighted = self.weights * self.values
+        inv = np.multiply.outer(w, -self.values)
+        inv += 1.0
+        np.reciprocal(inv, out=inv)
+        # plain ufunc reductions rather than BLAS mat-vecs: these are small, and threaded BLAS on a busy machine
+        # was measured 2-5x slower than this single-threaded path
+        psi = w * np.add.reduce(inv * weighted, axis=-1)
+        one_plus = np.add.reduce(inv * self.weights, axis=-1)
+        inv *= inv
+        inv *= weighted
+        return psi, one_plus, np.add.reduce(inv, axis=-1)
+
+
+def d2_distribution(phi: Any, q_star: float, n_quad: int = 96) -> D2Distribution:
+    """The law of ``phi'(h)^2`` for ``h ~ N(0, q_star)``.
+
+    ReLU, hard-tanh and the identity have a discrete ``D^2`` and get exact atoms (Gauss-Hermite would integrate
+    the step of hard-tanh's derivative with an O(1/n) error): ReLU ``{0, 1}`` with probability 1/2 each;
+    hard-tanh ``1`` with probability ``erf(1 / sqrt(2 q*))``; the identity ``1``. Other nonlinearities:
+    ``n_quad``-point Gauss-Hermite nodes ``x_i = phi'(sqrt(q*) u_i)^2`` with the Gauss weights.
+    """
+    nonlinearity = get_nonlinearity(phi)
+    if not (np.isfinite(q_star) and q_star > 0):
+        raise ConfigError(f"q_star must be a positive number, got {q_star!r}")
+    name = _canonical_name(nonlinearity)
+    if name == "relu":
+        return D2Distribution(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+    if name == "hard_tanh":
+        p_linear = math.erf(1.0 / math.sqrt(2.0 * q_star))
+        return D2Distribution(np.array([0.0, 1.0]), np.array([1.0 - p_linear, p_linear]))
+    if name == "linear":
+        return D2Distribution(np.array([1.0]), np.array([1.0]))
+    nodes, weights = _gauss_hermite(n_quad)
+    values = np.asarray(nonlinearity.dphi(math.sqrt(q_star) * nodes), dtype=float) ** 2
+    return D2Distribution(values, weights)
+
+
+def critical_sigma_w2(phi: Any, q_star: float) -> float:
+    """``sigma_w2 = 1 / E[phi'(h)^2]``, ``h ~ N(0, q*)``: the weight variance with ``chi_1 = 1`` at this ``q*``."""
+    return 1.0 / d2_distribution(phi, q_star).moment(1)
+
+
+def _check_common(depth: int, sigma_w2: float, weights: str) -> None:
+    if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+        raise ConfigError(f"depth must be a positive integer, got {depth!r}")
+    if not (np.isfinite(sigma_w2) and sigma_w2 > 0):
+        raise ConfigError(f"sigma_w2 must be positive, got {sigma_w2!r}")
+    if weights not in WEIGHT_KINDS:
+        raise ConfigError(f"weights must be one of {WEIGHT_KINDS}, got {weights!r}")
+
+
+def jacobian_moments(phi: Any, depth: int, sigma_w2: float, q_star: float,
+                     weights: str = "orthogonal") -> dict[str, float]:
+    """Mean and variance of the eigenvalues of ``J J^T`` (squared singular values of ``J``).
+
+    From the first two terms of ``S(t) = (1/m_1) (1 - (v / m_1^2) t + O(t^2))``, which multiply under free
+    products (Pennington et al. 2017 eq. 16-17; 2018 sec. 3.3): with ``mu_k = E[phi'(h)^{2k}]``,
+    ``chi = sigma_w2 mu_1``,
+
+        mean = chi^L,
+        variance = chi^{2L} L (mu_2 / mu_1^2 - 1 + [Gaussian weights]).
+
+    The Gaussian term is the relative variance 1 of a Marchenko-Pastur matrix of ratio 1; orthogonal weights add
+    nothing. At criticality (chi = 1) ReLU gives variance L (orthogonal) and 2 L (Gaussian).
+    """
+    _check_common(depth, sigma_w2, weights)
+    law = d2_distribution(phi, q_star)
+    mu1, mu2 = law.moment(1), law.moment(2)
+    chi = sigma_w2 * mu1
+    relative = mu2 / mu1**2 - 1.0 + (1.0 if weights == "gaussian" else 0.0)
+    mean = chi**depth
+    return {"mean": mean, "variance": mean**2 * depth * relative, "chi": chi, "mu1": mu1, "mu2": mu2,
+            "relative_variance_per_layer": relative}
+
+
+def _log_s_weights(t: np.ndarray, sigma_w2: float, weights: str,
+                   one_plus_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``log S_{WW^T}(t)`` and its derivative in ``t``."""
+    if weights == "orthogonal":
+        return np.full_like(t, -math.log(sigma_w2)), np.zeros_like(t)
+    one_plus_t = 1.0 + t if one_plus_t is None else one_plus_t
+    return -math.log(sigma_w2) - np.log(one_plus_t), -1.0 / one_plus_t
+
+
+def jacobian_spectral_edge(phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal",
+                           n_quad: int = 96) -> float:
+    """Right edge of the support of the eigenvalue density of ``J J^T``.
+
+    On the real axis right of the support, ``z = 1/x`` and ``w`` are real, ``0 < w < 1 / max D^2``, and
+    ``z = chi_{JJ^T}(t) = t A(w)^L / (1 + t)``; the edge is ``1 / max_w z(w)`` (where ``dz/dw = 0``). For the
+    identity with Gaussian weights this gives the Fuss-Catalan edge ``(L+1)^{L+1} / L^L`` (times sigma_w2^L).
+    """
+    _check_common(depth, sigma_w2, weights)
+    from scipy.optimize import minimize_scalar
+
+    law = d2_distribution(phi, q_star, n_quad)
+    w_max = 1.0 / law.values.max()
+
+    def neg_log_z(s: float) -> float:
+        w = w_max / (1.0 + math.exp(-s))  # logistic map keeps w inside (0, w_max)
+        t, one_plus_t, _ = law.psi(np.array(w))
+        log_a = math.log(one_plus_t) + math.log(w) - math.log(t) + float(_log_s_weights(np.array(t), sigma_w2,
+                                                                                          weights)[0])
+        return -(math.log(t) - math.log(one_plus_t) + depth * log_a)
+
+    grid = np.linspace(-30, 30, 241)
+    values = np.array([neg_log_z(s) for s in grid])
+    best = int(np.argmin(values))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    result = minimize_scalar(neg_log_z, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+    return math.exp(min(result.fun, values[best]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Newton continuation towards the real axis
+
+
+def _newton_continuation(x: np.ndarray, residual: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+                         initial: Callable[[np.ndarray], np.ndarray], scale: float, *, steps: int = 40,
+                         newton: int = 4, eta_final: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Solve ``residual(u, z) = 0`` for ``z = 1/(x + i eta)``, ``eta`` from ``100 scale`` down to ``eta_final x``.
+
+    ``residual`` returns ``(f, f')``; the unknowns of all ``x`` move together (vectorised). Each step warm-starts
+    from the previous ``eta``; a Newton step that increases ``|f|`` is halved (up to 5 times). Returns the
+    solution ``u`` at the final ``eta`` and the final ``zeta``.
+    """
+    x = np.asarray(x, dtype=float)
+    eta_start = 100.0 * scale + 100.0 * x
+    eta_end = eta_final * np.maximum(x, 1e-300)
+    ratios = np.linspace(0.0, 1.0, steps)
+    zeta = x + 1j * eta_start
+    u = initial(1.0 / zeta)
+    tol = 1e-11
+    for r in ratios:
+        eta = eta_start ** (1 - r) * eta_end**r
+        zeta = x + 1j * eta
+        z = 1.0 / zeta
+        f, df = residual(u, z)
+        # Newton only on the points not yet converged (an active set), so converged points cost nothing
+        active = np.nonzero(~(np.abs(f) < tol))[0]
+        for _ in range(newton):
+            if len(active) == 0:
+                break
+            ua, za, fa, dfa = u[active], z[active], f[active], df[active]
+            with np.errstate(all="ignore"):
+                step = -fa / dfa
+            step = np.where(np.isfinite(step), step, 0.0)
+            fnorm = np.abs(fa)
+            f_trial, df_trial = residual(ua + step, za)
+            for _ in range(5):
+                worse = ~(np.abs(f_trial) <= fnorm)
+                if not worse.any():
+                    break
+                step = np.where(worse, step / 2, step)
+                f_trial, df_trial = residual(ua + step, za)
+            accept = np.abs(f_trial) <= fnorm
+            u[active] = np.where(accept, ua + step, ua)
+            f[active] = np.where(accept, f_trial, fa)
+            df[active] = np.where(accept, df_trial, dfa)
+            active = active[~(np.abs(f[active]) < tol)]
+    return u, zeta
+
+
+def _jjt_solve(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str,
+               n_quad: int, steps: int, newton: int) -> tuple[np.ndarray, np.ndarray]:
+    """``1 + t = 1 + psi_{JJ^T}(1/zeta)`` and ``zeta`` near ``x`` (see the module docstring)."""
+    _check_common(depth, sigma_w2, weights)
+    law = d2_distribution(phi, q_star, n_quad)
+    moments = jacobian_moments(phi, depth, sigma_w2, q_star, weights)
+    mu1 = law.moment(1)
+    gaussian = weights == "gaussian"
+
+    def residual(w: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            t, one_plus_t, dt = law.psi(w)
+            log_sw, dlog_sw = _log_s_weights(t, sigma_w2, weights, one_plus_t)
+            # log R = L log A - log B with A = (1+t) w S_W(t) / t and B = z (1+t) / t
+            log_one_plus_t = np.log(one_plus_t)
+            log_r = depth * (log_one_plus_t + np.log(w) - np.log(t) + log_sw) - (np.log(z) + log_one_plus_t
+                                                                                - np.log(t))
+            r = np.exp(log_r)
+            dlog_a = dt / one_plus_t + 1 / w - dt / t + dlog_sw * dt
+            dlog_b = dt / one_plus_t - dt / t
+            return r - 1.0, r * (depth * dlog_a - dlog_b)
+
+    def initial(z: np.ndarray) -> np.ndarray:
+        return moments["mean"] * z / mu1
+
+    del gaussian
+    scale = moments["mean"] + 10.0 * math.sqrt(max(moments["variance"], 0.0)) + 1.0
+    w, zeta = _newton_continuation(x, residual, initial, scale, steps=steps, newton=newton)
+    _, one_plus_t, _ = law.psi(w)
+    return one_plus_t, zeta
+
+
+def jjt_density(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float,
+                weights: str = "orthogonal", *, n_quad: int = 96, steps: int = 40, newton: int = 4) -> np.ndarray:
+    """Eigenvalue density ``rho(x)`` of ``J J^T`` (squared singular values of the Jacobian), ``x > 0``.
+
+    ``x``: array of eigenvalues (any shape, positive). ``depth`` = L layers, each a weight matrix followed by
+    ``phi``; ``sigma_w2``: weight variance times width; ``q_star``: variance of the pre-activations (the
+    ``D^2`` law); ``weights``: ``"orthogonal"`` or ``"gaussian"``. Atoms (e.g. ReLU's atom at 0) are not part of
+    ``rho``. Accuracy: relative ~1e-6 away from edges (the final ``eta`` is ``1e-9 x``).
+    """
+    x = np.asarray(x, dtype=float)
+    if np.any(~np.isfinite(x)) or np.any(x <= 0):
+        raise ConfigError("x must hold positive finite eigenvalues")
+    one_plus_t, zeta = _jjt_solve(x.ravel(), phi, depth, sigma_w2, q_star, weights, n_quad, steps, newton)
+    density = -np.imag(one_plus_t / zeta) / math.pi
+    return np.maximum(density, 0.0).reshape(x.shape)
+
+
+def jjt_log_density(log_x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float,
+                    weights: str = "orthogonal", **kwargs: Any) -> np.ndarray:
+    """Density of ``log lambda`` (natural log) for the eigenvalues ``lambda`` of ``J J^T``: ``x rho(x)``."""
+    log_x = np.asarray(log_x, dtype=float)
+    return jjt_density(np.exp(log_x), phi, depth, sigma_w2, q_star, weights, **kwargs) * np.exp(log_x)
+
+
+def cdf_from_log_density(log_x: np.ndarray, log_density: np.ndarray) -> np.ndarray:
+    """CDF of ``lambda`` at ``exp(log_x)`` as ``1 - integral_{log_x}^{top}`` (trapezoid on the increasing grid).
+
+    Counting from the top edge puts any atom at zero and any mass below the grid into the CDF's lowest
+    value, so the CDF is right wherever the grid resolves the density.
+    """
+    log_x = np.asarray(log_x, dtype=float)
+    segments = 0.5 * (log_density[1:] + log_density[:-1]) * np.diff(log_x)
+    upper = np.concatenate([np.cumsum(segments[::-1])[::-1], [0.0]])
+    return np.clip(1.0 - upper, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Universal limits (Pennington et al. 2018)
+
+
+def universal_log_density(log_x: np.ndarray, variance: float, universality: str = "smooth", *,
+                          steps: int = 40, newton: int = 4) -> np.ndarray:
+    """Density of ``log lambda`` for the depth -> infinity limits of critical orthogonal networks.
+
+    As ``L -> infinity`` with ``chi = 1`` and ``q*`` scaled so that ``variance = L (mu_2/mu_1^2 - 1)`` stays fixed,
+    ``log S_{D^2}`` keeps only its linear term (higher free cumulants of ``D^2`` are of higher order in ``q*``),
+    so ``S_{JJ^T}(t) -> exp(-variance t)`` for smooth nonlinearities (tanh, erf: ``D^2 = 1 - O(q*)``, the
+    "smooth" class); for a Bernoulli ``D^2`` (hard-tanh: ``P(D^2 = 1) = p -> 1`` with ``sigma_w2 = 1/p``),
+    ``L log[p (1+t) / (p + t)] -> -variance t / (1 + t)`` with ``variance = L (1-p)/p`` (the "Bernoulli" class;
+    our derivation of the limits of Pennington et al. 2018, sec. 4). Returned on the ``log_x`` grid.
+    """
+    if universality not in ("smooth", "bernoulli"):
+        raise ConfigError(f"universality must be 'smooth' or 'bernoulli', got {universality!r}")
+    if not (np.isfinite(variance) and variance > 0):
+        raise ConfigError(f"variance must be positive, got {variance!r}")
+    log_x = np.asarray(log_x, dtype=float)
+    x = np.exp(log_x.ravel())
+    bernoulli = universality == "bernoulli"
+
+    def residual(t: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            if bernoulli:
+                log_s, dlog_s = -variance * t / (1 + t), -variance / (1 + t) ** 2
+            else:
+                log_s, dlog_s = -variance * t, np.full_like(t, -variance)
+            r = np.exp(np.log(t) + log_s - np.log(z) - np.log1p(t))
+            return r - 1.0, r * (1 / t + dlog_s - 1 / (1 + t))
+
+    t, zeta = _newton_continuation(x, residual, lambda z: z, 1.0 + 10 * math.sqrt(variance),
+                                   steps=steps, newton=newton)
+    density = -np.imag(x * (1.0 + t) / zeta) / math.pi
+    return np.maximum(density, 0.0).reshape(log_x.shape)
+
+
+def universal_variance_q_star(phi: Any, depth: int, variance: float) -> float:
+    """The ``q*`` at which a critical orthogonal network of this depth has ``J J^T`` variance ``variance``.
+
+    Solves ``L (mu_2(q*)/mu_1(q*)^2 - 1) = variance`` by bisection in ``log q*`` (the left side grows with q*).
+    """
+    from scipy.optimize import brentq
+
+    def gap(log_q: float) -> float:
+        law = d2_distribution(phi, math.exp(log_q))
+        return depth * (law.moment(2) / law.moment(1) ** 2 - 1.0) - variance
+
+    return math.exp(brentq(gap, math.log(1e-8), math.log(1e2), xtol=1e-12))
+
+
+def fuss_catalan_moment(depth: int, k: int) -> float:
+    """``k``-th moment ``C((L+1)k, k) / (L k + 1)`` of the Fuss-Catalan law of order ``L``."""
+    return math.comb((depth + 1) * k, k) / (depth * k + 1)
