@@ -19,6 +19,7 @@ _LAZY = {
     "RetinaEstimator": "estimator",
     **dict.fromkeys(["RetinaDataset", "from_recording", "train_valid_split"], "retina_data"),
     **dict.fromkeys(["run_search", "load_space", "DEFAULT_SPACE"], "search"),
+    **dict.fromkeys(["SuperSpike", "van_rossum_loss", "train_bptt", "run_task"], "superspike"),
 }
 
 __all__ = list(_LAZY)

@@ -28,6 +28,7 @@ from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError  #
 _LAZY = {
     **dict.fromkeys(["RetinaCNN", "LNModel", "GLM"], "neuromodels.retina"),
     **dict.fromkeys(["ConvRNN", "LayerSpec"], "neuromodels.convrnn"),
+    **dict.fromkeys(["SpikingNetwork", "simulate"], "neuromodels.spiking"),
 }
 
 __all__ = ["__version__", "NeuromodelsError", "DataFormatError", "ConfigError", *_LAZY]

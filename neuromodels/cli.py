@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "neuromodels.commands.fit",
     "neuromodels.commands.convrnn",
     "neuromodels.commands.theory",
+    "neuromodels.commands.spiking",
 )
 
 

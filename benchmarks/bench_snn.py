@@ -1,0 +1,307 @@
+"""Benchmark: spiking-network simulation and one training step, ours vs snnTorch, Norse and Brian2, in one run.
+
+Network (issue 6): 1,000 Poisson inputs (10 Hz) -> 200 current-based LIF neurons (tau_mem 10 ms, tau_syn 5 ms,
+threshold 1, reset 0, exact propagator), 1 s at dt = 1 ms and 0.1 ms, batch 1 and 64 trials, float32, one CPU
+thread.  Rows:
+
+* forward: ours = :func:`neuromodels.spiking.simulate`'s engine (``run_network_numpy``); the plain torch loop
+  (``run_network``, no autograd) for reference; snnTorch ``Synaptic`` (reset to zero) and Norse ``LIF`` driven by
+  a bias-free ``Linear`` layer, step by step; Brian2's numpy runtime (the network run only, objects built
+  beforehand; batch 64 as 64 separate runs, extrapolated from the first few and marked so).  Brian2
+  cpp_standalone is timed on the compiled binary (compile excluded) when ``--standalone`` is given and a compiler
+  works.
+* training step: ours = one SuperSpike block (simulation + rule + RMaxProp update) and one BPTT step
+  (surrogate-gradient forward + backward + Adam); peers = forward with their surrogate + backward of a van Rossum
+  loss + Adam.  BPTT steps at batch 64 or dt = 0.1 ms take minutes each and run only with ``--full``; at
+  dt = 0.1 ms and batch 64 they are never run (the graphs need > 10 GB).
+
+Targets: ours at least as fast as the fastest peer at batch 1 (forward); >= 5x faster than Brian2's runtime mode
+at batch 64.  Peers are timed only where importable (a message says which are missing); install them in the
+benchmark's own environment (``pip install snntorch norse``), not as dependencies.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_snn.py [--quick] [--standalone]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+N_IN, N_OUT, DURATION, RATE = 1000, 200, 1.0, 10.0
+TAU_MEM, TAU_SYN = 10e-3, 5e-3
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def make_network(dt: float):
+    from neuromodels.spiking import SpikingNetwork
+
+    return SpikingNetwork(N_IN, [N_OUT], weight_mean=0.7, weight_std=0.5, seed=1, dt=dt)
+
+
+def make_inputs(dt: float, batch: int) -> np.ndarray:
+    from neuromodels.spiking import poisson_spikes
+
+    return poisson_spikes(N_IN, RATE, DURATION, dt, trials=batch, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------------------- ours
+def ours_forward(net, x, dt):
+    from neuromodels.spiking import simulate
+
+    return lambda: simulate(net, x, dt, method="exact", dtype="float32")  # engine="auto"
+
+
+def ours_torch_forward(net, x, dt):
+    from neuromodels.spiking import run_network
+
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    return lambda: run_network(net, xt, dt, "exact")
+
+
+def ours_superspike_step(net, x, dt):
+    from neuromodels.fitting.superspike import SuperSpike
+
+    rule = SuperSpike(net, dtype="float32")
+    target = make_target(x.shape[0], x.shape[1])
+    return lambda: rule.step(x, target)
+
+
+def ours_bptt_step(net, x, dt):
+    from neuromodels.fitting.superspike import van_rossum_loss
+
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    target = torch.as_tensor(make_target(x.shape[0], x.shape[1]), dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        van_rossum_loss(net(xt), target, dt).backward()
+        opt.step()
+    return step
+
+
+def make_target(batch: int, n_steps: int) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.random((batch, n_steps, N_OUT)) < 10.0 * DURATION / n_steps).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------- peers
+def snntorch_step(net, x, dt, train: bool):
+    import snntorch
+
+    fc = torch.nn.Linear(N_IN, N_OUT, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(net.feedforward[0].detach().T)
+    lif = snntorch.Synaptic(alpha=math.exp(-dt / TAU_SYN), beta=math.exp(-dt / TAU_MEM), threshold=1.0,
+                            reset_mechanism="zero")
+    xt = torch.as_tensor(x, dtype=torch.float32).transpose(0, 1).contiguous()  # (time, batch, in)
+    target = torch.as_tensor(make_target(x.shape[0], x.shape[1]), dtype=torch.float32)
+    opt = torch.optim.Adam(fc.parameters(), lr=1e-3)
+
+    def run():
+        syn, mem = lif.reset_mem() if hasattr(lif, "reset_mem") else lif.init_synaptic()
+        spikes = []
+        currents = fc(xt)
+        for n in range(xt.shape[0]):
+            spk, syn, mem = lif(currents[n], syn, mem)
+            spikes.append(spk)
+        return torch.stack(spikes, 1)
+
+    if not train:
+        def forward():
+            with torch.no_grad():
+                run()
+        return forward
+
+    from neuromodels.fitting.superspike import van_rossum_loss
+
+    def step():
+        opt.zero_grad()
+        van_rossum_loss(run(), target, dt).backward()
+        opt.step()
+    return step
+
+
+def norse_step(net, x, dt, train: bool):
+    import norse.torch as nt
+
+    fc = torch.nn.Linear(N_IN, N_OUT, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(net.feedforward[0].detach().T)
+    params = nt.LIFParameters(tau_syn_inv=torch.tensor(1 / TAU_SYN), tau_mem_inv=torch.tensor(1 / TAU_MEM),
+                              v_leak=torch.tensor(0.0), v_th=torch.tensor(1.0), v_reset=torch.tensor(0.0))
+    lif = nt.LIF(params, dt=dt)
+    xt = torch.as_tensor(x, dtype=torch.float32).transpose(0, 1).contiguous()
+    target = torch.as_tensor(make_target(x.shape[0], x.shape[1]), dtype=torch.float32)
+    opt = torch.optim.Adam(fc.parameters(), lr=1e-3)
+
+    if not train:
+        def forward():
+            with torch.no_grad():
+                lif(fc(xt))
+        return forward
+
+    from neuromodels.fitting.superspike import van_rossum_loss
+
+    def step():
+        opt.zero_grad()
+        out, _ = lif(fc(xt))
+        van_rossum_loss(out.transpose(0, 1), target, dt).backward()
+        opt.step()
+    return step
+
+
+def brian2_forward_seconds(net, x, dt, trials_to_time: int) -> tuple[float, bool]:
+    """Seconds for ``len(x)`` trials in Brian2's numpy runtime (run only); extrapolated if fewer were timed."""
+    from neuromodels.spiking.brian2_bridge import to_brian2
+
+    timed = min(len(x), trials_to_time)
+    total = 0.0
+    for trial in x[:timed]:
+        model = to_brian2(net, trial, dt, dtype="float32")
+        started = time.perf_counter()
+        model.run()
+        total += time.perf_counter() - started
+    return total * len(x) / timed, timed < len(x)
+
+
+def brian2_standalone_seconds(net, x, dt) -> float | None:
+    """Run time of the compiled cpp_standalone binary (compile excluded), one trial; None if it does not build."""
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="bench_snn_standalone_")
+    np.save(os.path.join(folder, "x.npy"), x[0])
+    np.save(os.path.join(folder, "w.npy"), net.feedforward[0].detach().numpy())
+    script = f"""
+import time, numpy as np, brian2 as b2
+b2.set_device('cpp_standalone', directory={folder!r} + '/build', build_on_run=False)
+x = np.load({folder!r} + '/x.npy'); w = np.load({folder!r} + '/w.npy')
+steps, ch = np.nonzero(x)
+inp = b2.SpikeGeneratorGroup({N_IN}, ch, steps * {dt} * b2.second, dt={dt} * b2.second)
+g = b2.NeuronGroup({N_OUT}, 'dv/dt = (-v + I)/(10*ms) : 1\\ndI/dt = -I/(5*ms) : 1', threshold='v > 1', reset='v = 0',
+                   method='exact', dt={dt} * b2.second)
+s = b2.Synapses(inp, g, 'w : 1', on_pre='I_post += w', dt={dt} * b2.second)
+pre, post = np.nonzero(w); s.connect(i=pre, j=post); s.w = w[pre, post]
+m = b2.SpikeMonitor(g)
+b2.run({DURATION} * b2.second)
+b2.device.build(compile=True, run=False, directory={folder!r} + '/build')
+t = time.perf_counter(); b2.device.run(directory={folder!r} + '/build'); print('RUN', time.perf_counter() - t)
+print('SPIKES', m.num_spikes)
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return None
+    seconds = None
+    for line in out.stdout.splitlines():
+        if line.startswith("RUN"):
+            seconds = float(line.split()[1])
+        if line.startswith("SPIKES"):
+            print(f"  (cpp_standalone run produced {line.split()[1]} spikes)")
+    return seconds
+
+
+def available(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except Exception:  # noqa: BLE001  (a peer that fails to import for any reason is simply not timed)
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="dt = 1 ms only")
+    parser.add_argument("--standalone", action="store_true", help="also time Brian2 cpp_standalone (compiles C++)")
+    parser.add_argument("--full", action="store_true",
+                        help="also time BPTT training steps at batch 64 and at dt = 0.1 ms (minutes each)")
+    parser.add_argument("--brian2-trials", type=int, default=3, help="Brian2 trials timed at batch 64 (extrapolated)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    peers = {name: available(name) for name in ("snntorch", "norse", "brian2")}
+    for name, ok in peers.items():
+        if not ok:
+            print(f"[skip] {name} is not installed: not timed (pip install {name} in the benchmark's environment)")
+    dts = [1e-3] if args.quick else [1e-3, 1e-4]
+    verdicts = []
+    for dt in dts:
+        for batch in (1, 64):
+            net = make_network(dt)
+            x = make_inputs(dt, batch)
+            repeats = 3 if dt * batch >= 1e-3 and batch * (1e-3 / dt) <= 10 else 1
+            label = f"dt={dt * 1e3:g} ms batch={batch}"
+            ours = best_of(ours_forward(net, x, dt), repeats)
+            rows = {"ours (simulate, auto engine)": ours,
+                    "ours (torch loop)": best_of(ours_torch_forward(net, x, dt), repeats)}
+            if peers["snntorch"]:
+                rows["snnTorch"] = best_of(snntorch_step(net, x, dt, train=False), repeats)
+            if peers["norse"]:
+                rows["Norse"] = best_of(norse_step(net, x, dt, train=False), repeats)
+            brian_time = None
+            if peers["brian2"]:
+                brian_time, extrapolated = brian2_forward_seconds(net, x, dt, args.brian2_trials if batch > 1 else 1)
+                rows["Brian2 numpy" + (" (extrapolated)" if extrapolated else "")] = brian_time
+            if args.standalone and peers["brian2"] and batch == 1:
+                standalone = brian2_standalone_seconds(net, x, dt)
+                if standalone is None:
+                    print(f"[skip] Brian2 cpp_standalone did not build/run at {label}")
+                else:
+                    rows["Brian2 cpp_standalone (run only)"] = standalone
+            print(f"\nforward, {label}")
+            for name, seconds in rows.items():
+                print(f"  {name:38s} {seconds:8.3f} s   ratio peer/ours {seconds / ours:7.2f}")
+            peer_times = {k: v for k, v in rows.items() if not k.startswith("ours")}
+            if batch == 1 and peer_times:
+                fastest = min(peer_times, key=peer_times.get)
+                ok = ours <= peer_times[fastest]
+                verdicts.append(ok)
+                print(f"  target: at least as fast as the fastest peer ({fastest}, {peer_times[fastest]:.3f} s): "
+                      f"{'PASS' if ok else 'FAIL'} ({peer_times[fastest] / ours:.2f}x)")
+            if batch == 64 and brian_time is not None:
+                ok = brian_time / ours >= 5
+                verdicts.append(ok)
+                print(f"  target: >= 5x faster than Brian2 runtime: {'PASS' if ok else 'FAIL'} "
+                      f"({brian_time / ours:.1f}x)")
+
+            train_rows = {}
+            if not (dt < 1e-3 and batch > 1):
+                train_rows["ours SuperSpike block"] = best_of(ours_superspike_step(net, x, dt), 1)
+                if (batch == 1 and dt >= 1e-3) or args.full:
+                    train_rows["ours BPTT step (Adam)"] = best_of(ours_bptt_step(make_network(dt), x, dt), 1)
+                    if peers["snntorch"]:
+                        train_rows["snnTorch BPTT step"] = best_of(snntorch_step(net, x, dt, train=True), 1)
+                    if peers["norse"]:
+                        train_rows["Norse BPTT step"] = best_of(norse_step(net, x, dt, train=True), 1)
+                else:
+                    print("  (BPTT steps at batch 64 or dt = 0.1 ms take minutes: pass --full)")
+                print(f"training step, {label}")
+                base = train_rows["ours SuperSpike block"]
+                for name, seconds in train_rows.items():
+                    print(f"  {name:38s} {seconds:8.3f} s   ratio vs ours SuperSpike {seconds / base:7.2f}")
+            else:
+                print(f"training step, {label}: skipped (BPTT graph of 10,000 steps x 64 trials needs > 10 GB)")
+    print(f"\noverall: {'PASS' if all(verdicts) else 'FAIL'} ({sum(verdicts)}/{len(verdicts)} targets met)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""The identical model in Brian2 (:func:`to_brian2`) and a spike-for-spike comparison (:func:`cross_check`).
+
+Brian2 (Stimberg, Brette & Goodman 2019, eLife 8:e47314) is the reference: each layer becomes a ``NeuronGroup``
+with the equations below (as strings), the input raster a ``SpikeGeneratorGroup``, every weight matrix a
+``Synapses`` object with ``on_pre='I_post += w'`` (no delay), and Brian2's default schedule
+``start -> groups -> thresholds -> synapses -> resets -> end`` gives the ordering that
+:mod:`neuromodels.spiking.neurons` reproduces.  Spikes are compared in time steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neuromodels.errors import ConfigError
+from neuromodels.spiking.network import _input_array, simulate
+
+__all__ = ["to_brian2", "cross_check", "CrossCheck", "LIF_EQUATIONS", "match_spikes"]
+
+#: The model equations given to Brian2 (dimensionless v and I; tau_mem, tau_syn, v_rest come from the namespace).
+LIF_EQUATIONS = """
+dv/dt = (v_rest - v + I) / tau_mem : 1 (unless refractory)
+dI/dt = -I / tau_syn : 1
+"""
+#: Without a refractory period the flag is dropped (Brian2 warns about an unused flag otherwise).
+LIF_EQUATIONS_NO_REFRACTORY = LIF_EQUATIONS.replace(" (unless refractory)", "")
+
+
+@dataclass
+class Brian2Model:
+    """A built Brian2 network: ``network`` (``brian2.Network``), ``groups`` (one ``NeuronGroup`` per layer),
+    ``spike_monitors`` and ``state_monitors`` (per layer, ``None`` if voltages are not recorded), ``inputs``."""
+
+    network: Any
+    groups: list[Any]
+    spike_monitors: list[Any]
+    state_monitors: list[Any]
+    inputs: Any
+    dt: float
+    n_steps: int
+    dtype: str = "float64"
+    target: str = "numpy"
+
+    def run(self) -> None:
+        """Run for the input's duration with the float type and code-generation target it was built with."""
+        import brian2 as b2
+
+        previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
+        b2.prefs.core.default_float_dtype = np.float32 if self.dtype == "float32" else np.float64
+        b2.prefs.codegen.target = self.target
+        try:
+            self.network.run(self.n_steps * self.dt * b2.second)
+        finally:
+            b2.prefs.core.default_float_dtype = previous_dtype
+            b2.prefs.codegen.target = previous_target
+
+    def rasters(self) -> np.ndarray:
+        """``(time, neuron)`` uint8 raster over all layers, from the spike monitors (time steps by rounding)."""
+        sizes = [len(g) for g in self.groups]
+        raster = np.zeros((self.n_steps, sum(sizes)), dtype=np.uint8)
+        offset = 0
+        for monitor, size in zip(self.spike_monitors, sizes):
+            steps = np.round(np.asarray(monitor.t_) / self.dt).astype(np.int64)
+            raster[steps, offset + np.asarray(monitor.i, dtype=np.int64)] = 1
+            offset += size
+        return raster
+
+
+def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str | None = None,
+              dtype: str = "float64", record_voltages: bool = False, target: str = "numpy") -> Brian2Model:
+    """Build the Brian2 model identical to ``network`` driven by one trial of ``input_spikes`` ``(time, input)``.
+
+    ``target``: Brian2's ``codegen.target`` (``"numpy"``: no compiler; ``"cython"``).  The floating-point type is set
+    with ``brian2.prefs.core.default_float_dtype`` while the objects are created (restored afterwards).
+    Call ``.run()`` on the result, then ``.rasters()``.
+    """
+    import brian2 as b2
+
+    method = method or network.method
+    arr, single = _input_array(input_spikes, network.n_inputs)
+    if arr.shape[0] != 1:
+        raise ConfigError("to_brian2 takes one trial (time, input); loop over trials for more")
+    raster = arr[0]
+    n_steps = raster.shape[0]
+    previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
+    b2.prefs.core.default_float_dtype = np.float32 if dtype == "float32" else np.float64
+    b2.prefs.codegen.target = target
+    try:
+        clock_dt = dt * b2.second
+        steps, channels = np.nonzero(raster)
+        # the 1e-3 dt shift mirrors Brian2's own rounding of spike times to steps
+        inputs = b2.SpikeGeneratorGroup(network.n_inputs, channels, steps * dt * b2.second, dt=clock_dt,
+                                        name="inputs")
+        objects: list[Any] = [inputs]
+        groups, spike_monitors, state_monitors = [], [], []
+        previous = inputs
+        for layer, (params, size) in enumerate(zip(network.neurons, network.layer_sizes)):
+            namespace = {"tau_mem": params.tau_mem * b2.second, "tau_syn": params.tau_syn * b2.second,
+                         "v_rest": params.v_rest, "v_th": params.threshold, "v_reset": params.reset}
+            refractory = params.refractory * b2.second if params.refractory > 0 else False
+            equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
+            group = b2.NeuronGroup(size, equations, threshold="v > v_th", reset="v = v_reset",
+                                   refractory=refractory, method=method, namespace=namespace, dt=clock_dt,
+                                   name=f"layer{layer}")
+            group.v = params.v_rest
+            objects.append(group)
+            weight_sets = [(previous, network.feedforward[layer], "ff")]
+            w_rec = network.recurrent_weights(layer)
+            if w_rec is not None:
+                weight_sets.append((group, w_rec, "rec"))
+            for source, weights, kind in weight_sets:
+                w = weights.detach().cpu().double().numpy()
+                pre, post = np.nonzero(w)
+                syn = b2.Synapses(source, group, "w : 1", on_pre="I_post += w", dt=clock_dt,
+                                  name=f"syn_{kind}{layer}")
+                syn.connect(i=pre, j=post)
+                syn.w = w[pre, post]
+                objects.append(syn)
+            spike_monitor = b2.SpikeMonitor(group, name=f"spikes{layer}")
+            objects.append(spike_monitor)
+            spike_monitors.append(spike_monitor)
+            if record_voltages:
+                state_monitor = b2.StateMonitor(group, "v", record=True, dt=clock_dt, name=f"voltage{layer}")
+                objects.append(state_monitor)
+                state_monitors.append(state_monitor)
+            else:
+                state_monitors.append(None)
+            groups.append(group)
+            previous = group
+        net = b2.Network(*objects)
+    finally:
+        b2.prefs.core.default_float_dtype = previous_dtype
+        b2.prefs.codegen.target = previous_target
+    return Brian2Model(net, groups, spike_monitors, state_monitors, inputs, float(dt), n_steps, dtype, target)
+
+
+def match_spikes(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> int:
+    """Number of spikes of raster ``a`` paired one-to-one with spikes of ``b`` (same neuron, ``|dstep| <= tolerance``).
+
+    Rasters ``(time, neuron)``; spikes are paired greedily in time order per neuron, which is optimal for
+    one-dimensional matching with a symmetric window.
+    """
+    matched = 0
+    for neuron in range(a.shape[1]):
+        ta, tb = np.flatnonzero(a[:, neuron]), np.flatnonzero(b[:, neuron])
+        i = j = 0
+        while i < len(ta) and j < len(tb):
+            if abs(ta[i] - tb[j]) <= tolerance:
+                matched += 1
+                i += 1
+                j += 1
+            elif ta[i] < tb[j]:
+                i += 1
+            else:
+                j += 1
+    return matched
+
+
+@dataclass
+class CrossCheck:
+    """Result of :func:`cross_check` (all spike counts over all layers' neurons)."""
+
+    counts_ours: np.ndarray
+    counts_brian2: np.ndarray
+    n_spikes_ours: int
+    n_spikes_brian2: int
+    identical: bool
+    max_count_difference: int
+    fraction_matched: float
+    raster_ours: np.ndarray = field(repr=False)
+    raster_brian2: np.ndarray = field(repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"identical": self.identical, "n_spikes_ours": self.n_spikes_ours,
+                "n_spikes_brian2": self.n_spikes_brian2, "max_count_difference": self.max_count_difference,
+                "fraction_matched": self.fraction_matched, **self.settings}
+
+
+def cross_check(network: Any, inputs: Any, dt: float = 1e-3, *, method: str | None = None, dtype: str = "float64",
+                target: str = "numpy", tolerance_steps: int = 1) -> CrossCheck:
+    """Simulate one trial of ``inputs`` ``(time, input)`` with ours and with Brian2 and compare the rasters.
+
+    ``fraction_matched``: spikes paired within ``+-tolerance_steps`` steps (:func:`match_spikes`) divided by the
+    larger of the two spike totals (1.0 when neither spikes); ``identical``: the rasters are equal.
+    """
+    method = method or network.method
+    arr, _ = _input_array(inputs, network.n_inputs)
+    if arr.shape[0] != 1:
+        raise ConfigError("cross_check takes one trial (time, input)")
+    ours = simulate(network, arr[0], dt, method=method, dtype=dtype)["spikes"].values
+    model = to_brian2(network, arr[0], dt, method=method, dtype=dtype, target=target)
+    model.run()
+    theirs = model.rasters()
+    counts_ours, counts_brian2 = ours.sum(0).astype(np.int64), theirs.sum(0).astype(np.int64)
+    total = max(int(counts_ours.sum()), int(counts_brian2.sum()))
+    matched = match_spikes(ours, theirs, tolerance_steps)
+    return CrossCheck(
+        counts_ours=counts_ours, counts_brian2=counts_brian2, n_spikes_ours=int(counts_ours.sum()),
+        n_spikes_brian2=int(counts_brian2.sum()), identical=bool(np.array_equal(ours, theirs)),
+        max_count_difference=int(np.abs(counts_ours - counts_brian2).max(initial=0)),
+        fraction_matched=1.0 if total == 0 else matched / total, raster_ours=ours, raster_brian2=theirs,
+        settings={"dt": float(dt), "method": method, "dtype": dtype, "target": target,
+                  "tolerance_steps": int(tolerance_steps)},
+    )

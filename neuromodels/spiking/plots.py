@@ -1,0 +1,73 @@
+"""Figures for spiking results (matplotlib, Agg; pyplot imported inside the functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from neuromodels.datasets._io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_raster(spikes: np.ndarray, dt: float, *, layer: np.ndarray | None = None, title: str = "",
+                ax: Any = None, color: str = "k") -> Any:
+    """Dot raster of a ``(time, neuron)`` 0/1 array; layers separated by lines when ``layer`` is given."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    steps, neurons = np.nonzero(np.asarray(spikes))
+    ax.scatter(steps * dt, neurons, s=1.5, c=color, marker="|", linewidths=0.6)
+    if layer is not None:
+        for boundary in np.flatnonzero(np.diff(np.asarray(layer))):
+            ax.axhline(boundary + 0.5, color="tab:red", lw=0.6)
+    ax.set_xlim(0, spikes.shape[0] * dt)
+    ax.set_ylim(-0.5, spikes.shape[1] - 0.5)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("neuron")
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def plot_rate_histogram(rates: np.ndarray, *, title: str = "") -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.hist(np.asarray(rates), bins=30, color="tab:blue", edgecolor="white")
+    ax.set_xlabel("firing rate (Hz)")
+    ax.set_ylabel("neurons")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_loss_curves(curves: dict[str, list[float]], *, ylabel: str = "van Rossum loss", title: str = "",
+                     logy: bool = True) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False)
+    return fig

@@ -1,0 +1,128 @@
+"""LIF discretisation, ordering and inputs: closed forms, scipy's matrix exponential, torch == numpy paths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from neuromodels.errors import ConfigError
+from neuromodels.spiking import (
+    LIFParameters,
+    SpikingNetwork,
+    frozen_poisson,
+    poisson_spikes,
+    propagator,
+    refractory_steps,
+    run_network,
+    simulate,
+    spike_rates,
+)
+from neuromodels.spiking.network import run_network_numpy
+
+
+@pytest.mark.parametrize("tau_mem,tau_syn,v_rest,dt", [
+    (10e-3, 5e-3, 0.0, 1e-3), (10e-3, 5e-3, -0.3, 1e-4), (20e-3, 2e-3, 0.5, 0.5e-3), (8e-3, 8e-3, 0.2, 1e-3),
+])
+def test_exact_propagator_is_the_matrix_exponential(tau_mem, tau_syn, v_rest, dt):
+    params = LIFParameters(tau_mem=tau_mem, tau_syn=tau_syn, v_rest=v_rest, reset=-1.0)
+    p = propagator(params, dt, "exact")
+    generator = np.array([[-1 / tau_mem, 1 / tau_mem, v_rest / tau_mem], [0, -1 / tau_syn, 0], [0, 0, 0]])
+    expm = scipy.linalg.expm(generator * dt)
+    ours = np.array([[p.a_vv, p.a_vi, p.b_v], [0.0, p.a_ii, 0.0], [0, 0, 1]])
+    np.testing.assert_allclose(ours, expm, rtol=1e-12, atol=1e-15)
+    euler = propagator(params, dt, "euler")
+    np.testing.assert_allclose([[euler.a_vv, euler.a_vi, euler.b_v], [0, euler.a_ii, 0]],
+                               (np.eye(3) + generator * dt)[:2], rtol=1e-14, atol=1e-16)
+
+
+def test_single_input_spike_gives_the_double_exponential_psp():
+    net = SpikingNetwork(1, [1], neuron=LIFParameters(threshold=10.0))
+    w, dt, spike_step = 0.3, 1e-4, 50
+    net.set_weights(0, [[w]])
+    raster = np.zeros((400, 1), dtype=np.uint8)
+    raster[spike_step, 0] = 1
+    v = simulate(net, raster, dt, record_voltages=True)["voltage"].values[:, 0]
+    t = (np.arange(400) - (spike_step + 1)) * dt
+    tm, ts = 10e-3, 5e-3
+    # v recorded at the start of step n is the state at time n dt; I jumped at (spike_step + 1) dt
+    after = np.maximum(t, 0)
+    expected = np.where(t >= 0, w * ts / (ts - tm) * (np.exp(-after / ts) - np.exp(-after / tm)), 0)
+    np.testing.assert_allclose(v, expected, atol=1e-14)
+    peak_time = (np.argmax(v) - spike_step - 1) * dt
+    analytic_peak = tm * ts / (tm - ts) * math.log(tm / ts)  # 6.93 ms
+    assert abs(peak_time - analytic_peak) <= dt
+
+
+def test_refractory_neuron_fires_every_refractory_period_under_huge_drive():
+    dt = 1e-4
+    params = LIFParameters(refractory=2e-3)
+    assert refractory_steps(2e-3, dt) == 20 and refractory_steps(0.3e-3, 1e-4) == 3
+    net = SpikingNetwork(1, [1], neuron=params)
+    net.set_weights(0, [[1000.0]])
+    raster = np.ones((300, 1), dtype=np.uint8)
+    spikes = simulate(net, raster, dt)["spikes"].values[:, 0]
+    steps = np.flatnonzero(spikes)
+    assert steps[0] == 1  # input at step 0 acts from step 1 (synapses come after the threshold)
+    assert set(np.diff(steps)) == {20}
+    without = SpikingNetwork(1, [1])
+    without.set_weights(0, [[1000.0]])
+    assert np.flatnonzero(simulate(without, raster, dt)["spikes"].values[:, 0]).tolist() == list(range(1, 300))
+
+
+def test_numpy_and_torch_paths_agree_bit_for_bit():
+    net = SpikingNetwork(300, [80, 40], recurrent=[True, False], neuron=LIFParameters(refractory=1e-3),
+                         weight_mean=0.8, weight_std=0.5, seed=3)
+    x = poisson_spikes(300, 20.0, 0.3, 1e-3, trials=3, seed=1)
+    for method in ("exact", "euler"):
+        a = run_network_numpy(net, x, 1e-3, method, dtype="float64", record_voltage=True)
+        b = run_network(net, torch.as_tensor(x, dtype=torch.float64), 1e-3, method, record_voltage=True)
+        for sa, sb, va, vb in zip(a.spikes, b.spikes, a.voltage, b.voltage):
+            assert sa.sum() > 100
+            np.testing.assert_array_equal(sa, sb.numpy())
+            np.testing.assert_array_equal(va, vb.numpy())
+
+
+def test_simulate_returns_labelled_dataset_and_rates():
+    net = SpikingNetwork(100, [20, 10], weight_mean=1.0, seed=0)
+    x = poisson_spikes(100, 30.0, 0.5, 1e-3, trials=2, seed=0)
+    ds = simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32")
+    assert ds["spikes"].dims == ("trial", "time", "neuron") and ds.sizes == {"trial": 2, "time": 400, "neuron": 30}
+    assert ds["voltage"].dtype == np.float32
+    assert list(ds["layer"].values) == [0] * 20 + [1] * 10
+    rates = spike_rates(ds)
+    np.testing.assert_allclose(rates.values, ds["spikes"].sum(("trial", "time")).values / 2 / 0.4)
+    assert ds.attrs["method"] == "exact" and ds.attrs["dt"] == 1e-3
+    by_torch = simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32", engine="torch")
+    assert by_torch.equals(simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32", engine="numpy"))
+    assert by_torch.equals(ds)
+
+
+def test_poisson_inputs_rates_and_frozen_repeats():
+    x = poisson_spikes(500, 20.0, 2.0, 1e-3, trials=2, seed=4)
+    rate = x.mean() / 1e-3
+    p = 20.0 * 1e-3
+    assert abs(rate - 20.0) < 4 * math.sqrt(p * (1 - p) / x.size) / 1e-3
+    assert not np.array_equal(x[0], x[1])
+    frozen = frozen_poisson(50, 10.0, 0.5, 1e-3, trials=3, seed=1)
+    assert np.array_equal(frozen[0], frozen[2])
+    assert np.array_equal(frozen[0], poisson_spikes(50, 10.0, 0.5, 1e-3, seed=1)[0])
+
+
+def test_bad_parameters_raise_config_errors():
+    with pytest.raises(ConfigError, match="tau_mem"):
+        LIFParameters(tau_mem=-1.0)
+    with pytest.raises(ConfigError, match="neuron.tau_membrane"):
+        LIFParameters.from_dict({"tau_membrane": 1.0})
+    with pytest.raises(ConfigError, match="method"):
+        propagator(LIFParameters(), 1e-3, "rk4")
+    net = SpikingNetwork(10, [5])
+    with pytest.raises(ConfigError, match="input_spikes"):
+        simulate(net, np.zeros((100, 9)), 1e-3)
+    with pytest.raises(ConfigError, match="duration"):
+        simulate(net, np.zeros((100, 10)), 1e-3, duration=1.0)
+    with pytest.raises(ConfigError, match="rate"):
+        poisson_spikes(10, 2000.0, 1.0, 1e-3)
