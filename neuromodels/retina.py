@@ -34,6 +34,7 @@ __all__ = [
     "RetinaCNN",
     "LNModel",
     "GLM",
+    "raised_cosine_basis",
     "GaussianNoise",
     "ParametricSoftplus",
     "FactorizedReadout",
@@ -557,6 +558,36 @@ class LNModel(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------------------- GLM
+def raised_cosine_basis(n_basis: int, length: int, *, offset: float = 2.0, normalize: bool = True) -> torch.Tensor:
+    """Raised-cosine bumps on a log-stretched time axis (Pillow et al. 2005, J Neurosci 25; 2008, Methods).
+
+    Returns ``(length, n_basis)``; row ``lag`` (0 = the current bin) holds the basis functions at that lag.
+    Time is stretched as ``u(lag) = log(lag + offset)``; bump ``j`` is ``(1 + cos(pi (u - c_j) / (2 d))) / 2``
+    for ``|u - c_j| < 2 d`` and 0 elsewhere, with centres ``c_j`` equally spaced by ``d`` from ``u(0)`` to
+    ``u(length - 1)`` (Pillow's width: each bump spans four spacings, so that between the second and the
+    second-to-last centre the bumps sum to 2, a constant): the basis represents smooth filters with fine
+    resolution at short lags and coarse resolution at long ones, which is how neural filters look.
+    ``offset`` (in bins) sets how strongly time is stretched (larger: closer to linear spacing).
+    ``n_basis=1`` gives one bump centred at lag 0 that spans the whole window.
+    ``normalize=True`` scales each bump to unit L2 norm, so that white noise projected on any bump has the
+    variance of one frame (the late, wide bumps would otherwise give inputs several times larger than the
+    early ones, and Adam's equal step per weight would swing the drive by as much).
+    """
+    if n_basis < 1 or length < 1:
+        raise ConfigError(f"a raised-cosine basis needs n_basis >= 1 and length >= 1, got {n_basis} and {length}")
+    if offset <= 0:
+        raise ConfigError(f"the raised-cosine offset must be > 0 bins, got {offset}")
+    stretched = torch.log(torch.arange(length, dtype=torch.float64) + offset)
+    first, last = float(stretched[0]), float(stretched[-1])
+    spacing = (last - first) / (n_basis - 1) if n_basis > 1 else max(last - first, 1e-6) / 2.0
+    centres = first + spacing * torch.arange(n_basis, dtype=torch.float64)
+    phase = (stretched[:, None] - centres[None, :]) * math.pi / (2.0 * spacing)
+    basis = 0.5 * (1.0 + torch.cos(torch.clamp(phase, -math.pi, math.pi)))
+    if normalize:
+        basis = basis / basis.norm(dim=0, keepdim=True)
+    return basis.to(torch.float32)
+
+
 class GLM(nn.Module):
     """Poisson generalised linear model with spike history and optional coupling (Pillow et al. 2008).
 
@@ -566,7 +597,24 @@ class GLM(nn.Module):
     bin ``t - 1``: the filter sees only strictly past spikes.
 
     ``coupling=True`` gives every cell a filter on every other cell's past spikes (``(cell, cell, lag)``);
-    otherwise each cell sees only its own history. ``l2_weight`` applies to the stimulus filter.
+    otherwise each cell sees only its own history. ``l2_weight`` applies to the (assembled) stimulus filter.
+
+    **Stimulus filter.** By default ``k`` is a free ``history x y x x`` array per cell (100,000 weights for
+    40 frames of 50x50). One minute of spikes cannot constrain that many weights: the filter fits the spike
+    noise. Three constraints, combinable, shrink it the way Pillow et al. (2008, Methods) did:
+
+    * ``spatial_downsample=d``: the spatial filter lives on a grid ``d`` times coarser (each weight covers a
+      ``d x d`` block of pixels; the stimulus is summed over blocks, zero-padded at the far edges);
+    * ``temporal_basis=n``: the time course is a combination of ``n`` raised cosines on a log-stretched
+      time axis (:func:`raised_cosine_basis`; Pillow et al. used 10 bumps for 15 frames at 120 Hz);
+    * ``rank=k``: the filter is a sum of ``k`` space-time separable terms ``temporal_k(t) spatial_k(y, x)``
+      (Pillow et al. used rank 2).
+
+    With ``rank=2, spatial_downsample=2, temporal_basis=8`` a cell has ``2 * (625 + 8) = 1,266`` stimulus
+    weights instead of 100,000. A separable filter starts with zero spatial maps and random unit time
+    courses: the maps' gradient is then non-zero (it is proportional to the time course) and differs between
+    terms, which breaks their symmetry; unconstrained filters start at zero (the log-likelihood is concave in
+    them).
 
     :meth:`simulate` runs the model as a generator, drawing Poisson spikes bin by bin and feeding them back
     through the history and coupling filters, which is how a GLM's refractoriness and bursting appear.
@@ -581,22 +629,150 @@ class GLM(nn.Module):
         spike_history: int = 20,
         coupling: bool = False,
         l2_weight: float = 1e-2,
+        rank: int | None = None,
+        spatial_downsample: int = 1,
+        temporal_basis: int | None = None,
+        nonlinearity: str = "exp",
     ) -> None:
         super().__init__()
         frame = _as_pair(frame_shape)
         if spike_history < 1:
             raise ConfigError(f"spike_history must be >= 1 bin, got {spike_history}")
+        if rank is not None and rank < 1:
+            raise ConfigError(f"rank must be None (full) or >= 1, got {rank}")
+        if spatial_downsample < 1:
+            raise ConfigError(f"spatial_downsample must be >= 1 pixel, got {spatial_downsample}")
+        if temporal_basis is not None and not 1 <= temporal_basis <= history:
+            raise ConfigError(f"temporal_basis must be None or 1..history={history} functions, got {temporal_basis}")
         self.n_cells = int(n_cells)
         self.history = int(history)
         self.frame_shape = frame
         self.spike_history = int(spike_history)
         self.coupling = bool(coupling)
         self.l2_weight = float(l2_weight)
-        self.stimulus_filter = nn.Linear(self.history * frame[0] * frame[1], self.n_cells)
-        nn.init.zeros_(self.stimulus_filter.weight)  # as LNModel: the log-likelihood is concave in it
+        self.rank = None if rank is None else int(rank)
+        self.spatial_downsample = int(spatial_downsample)
+        self.temporal_basis = None if temporal_basis is None else int(temporal_basis)
+        self.nonlinearity_name = nonlinearity
+        self.nonlinearity = _nonlinearity(nonlinearity, self.n_cells)
+        self.constrained = self.rank is not None or self.spatial_downsample > 1 or self.temporal_basis is not None
+        if not self.constrained:
+            self.stimulus_filter = nn.Linear(self.history * frame[0] * frame[1], self.n_cells)
+            nn.init.zeros_(self.stimulus_filter.weight)  # as LNModel: the log-likelihood is concave in it
+        else:
+            d = self.spatial_downsample
+            self.coarse_shape = (-(-frame[0] // d), -(-frame[1] // d))
+            n_coarse = self.coarse_shape[0] * self.coarse_shape[1]
+            if self.temporal_basis is None:
+                basis = torch.eye(self.history)
+            else:
+                basis = raised_cosine_basis(self.temporal_basis, self.history)
+            # rows in window order: index history-1 is the current frame (lag 0)
+            self.register_buffer("basis", basis.flip(0).contiguous(), persistent=False)
+            n_time = basis.shape[1]
+            if self.rank is None:
+                self.weight = nn.Parameter(torch.zeros(self.n_cells, n_time, n_coarse))
+            else:
+                self.spatial = nn.Parameter(torch.zeros(self.n_cells, self.rank, n_coarse))
+                temporal = torch.randn(self.n_cells, self.rank, n_time)
+                self.temporal = nn.Parameter(temporal / temporal.norm(dim=-1, keepdim=True))
+            self.bias = nn.Parameter(torch.zeros(self.n_cells))
         sources = self.n_cells if coupling else 1
         self.history_filter = nn.Parameter(torch.zeros(self.n_cells, sources, self.spike_history))
 
+    # ------------------------------------------------------------------------------------ stimulus filter
+    def _coarse(self, windows: torch.Tensor) -> torch.Tensor:
+        """``(batch, history, y, x) -> (batch, history, coarse pixels)``: ``d x d`` block sums divided by ``d``.
+
+        Dividing by ``d`` keeps a white-noise input at unit variance per coarse pixel (a block sum of ``d**2``
+        independent pixels has standard deviation ``d``), the scale Adam's step size is tuned for.
+        """
+        d = self.spatial_downsample
+        if d == 1:
+            return windows.flatten(2)
+        (cy, cx), (fy, fx) = self.coarse_shape, self.frame_shape
+        padded = F.pad(windows, (0, cx * d - fx, 0, cy * d - fy))
+        return padded.view(*windows.shape[:2], cy, d, cx, d).sum((3, 5)).flatten(2) / d
+
+    def _coarse_time_weights(self) -> torch.Tensor:
+        """The stimulus filter on the coarse grid, in basis coordinates: ``(cell, n_time, coarse pixels)``."""
+        if self.rank is None:
+            return self.weight
+        return torch.einsum("ckn,ckp->cnp", self.temporal, self.spatial)
+
+    def stimulus_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """The stimulus as the filter sees it, ``(batch, n_features)``: the window itself (unconstrained
+        filter), or its block sums (``/ d``) projected on the temporal basis, ``n_time x coarse pixels``."""
+        if not self.constrained:
+            return windows.flatten(1)
+        return torch.einsum("bhp,hn->bnp", self._coarse(windows), self.basis).flatten(1)
+
+    def _stimulus_drive(self, windows: torch.Tensor) -> torch.Tensor:
+        if not self.constrained:
+            return self.stimulus_filter(windows.flatten(1))
+        # project on the temporal basis first: (batch, n_time, coarse pixels), then one product per cell
+        return self.stimulus_features(windows) @ self._coarse_time_weights().flatten(1).T + self.bias
+
+    @torch.no_grad()
+    def init_stimulus_filter(self, sta: torch.Tensor) -> None:
+        """Start the stimulus filter at the spike-triggered average ``sta`` ``(cell, n_features)`` (in the
+        coordinates of :meth:`stimulus_features`, mean stimulus subtracted), truncated to ``rank`` terms.
+
+        Why the STA: for an exponential nonlinearity and Gaussian stimulus features of covariance ``C``, the
+        STA equals ``C k`` exactly (Bussgang; Paninski 2003, Network 14), so on white features (``C`` about
+        the identity, which :meth:`stimulus_features` aims at) it is the maximum-likelihood filter up to
+        noise; the truncation to ``rank`` separable terms (SVD of each cell's ``time x space`` STA) removes
+        much of that noise. Pillow et al. (2008) started their fits the same way. A random start, in
+        contrast, lets the two factors of a separable filter fit the spike noise before they find the
+        receptive field.
+        """
+        sta = torch.as_tensor(sta, dtype=torch.float32)
+        if not self.constrained:
+            self.stimulus_filter.weight.copy_(sta.view_as(self.stimulus_filter.weight))
+            return
+        shaped = sta.view(self.n_cells, self.basis.shape[1], -1)  # (cell, n_time, coarse pixels)
+        if self.rank is None:
+            self.weight.copy_(shaped)
+            return
+        u, sv, vh = torch.linalg.svd(shaped, full_matrices=False)  # u (cell, n_time, r), vh (cell, r, coarse)
+        k = min(self.rank, sv.shape[-1])
+        self.temporal.zero_()
+        self.spatial.zero_()
+        self.temporal[:, :k] = u[..., :k].transpose(1, 2)
+        self.spatial[:, :k] = sv[:, :k, None] * vh[:, :k]
+
+    @torch.no_grad()
+    def scale_stimulus_filter(self, gain: torch.Tensor, bias: torch.Tensor) -> None:
+        """Multiply each cell's stimulus filter by ``gain`` ``(cell,)`` and set the constant term to ``bias``."""
+        gain = torch.as_tensor(gain, dtype=torch.float32)
+        if not self.constrained:
+            self.stimulus_filter.weight.mul_(gain[:, None])
+        elif self.rank is None:
+            self.weight.mul_(gain[:, None, None])
+        else:
+            self.spatial.mul_(gain[:, None, None])
+        self.stimulus_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def _full_filters(self) -> torch.Tensor:
+        if not self.constrained:
+            return self.stimulus_filter.weight.view(self.n_cells, self.history, *self.frame_shape)
+        coarse = torch.einsum("hn,cnp->chp", self.basis, self._coarse_time_weights())
+        coarse = coarse.reshape(self.n_cells, self.history, *self.coarse_shape)
+        d = self.spatial_downsample
+        full = coarse.repeat_interleave(d, dim=2).repeat_interleave(d, dim=3) / d  # see _coarse: sums / d
+        return full[..., :self.frame_shape[0], :self.frame_shape[1]]
+
+    @property
+    def filters(self) -> torch.Tensor:
+        """Stimulus filters at full resolution, ``(cell, history, y, x)``; ``[:, -1]`` weighs the current frame."""
+        return self._full_filters().detach()
+
+    @property
+    def stimulus_bias(self) -> torch.Tensor:
+        """The constant term ``b`` of the log rate, ``(cell,)``."""
+        return self.stimulus_filter.bias if not self.constrained else self.bias
+
+    # ------------------------------------------------------------------------------------------------ model
     def _history_drive(self, past_spikes: torch.Tensor) -> torch.Tensor:
         # past_spikes: (batch, lag, cell) -> drive (batch, cell)
         if self.coupling:
@@ -609,26 +785,33 @@ class GLM(nn.Module):
             raise ConfigError(
                 f"GLM expects past spikes (batch, {self.spike_history}, {self.n_cells}), got {tuple(past_spikes.shape)}"
             )
-        drive = self.stimulus_filter(stimulus.flatten(1)) + self._history_drive(past_spikes)
-        return torch.exp(torch.clamp(drive, max=20.0))
+        drive = self._stimulus_drive(stimulus) + self._history_drive(past_spikes)
+        return self.nonlinearity(drive)
 
     def regularization(self, output: torch.Tensor) -> torch.Tensor:
-        return self.l2_weight * self.stimulus_filter.weight.square().sum()
-
-    @property
-    def filters(self) -> torch.Tensor:
-        """Stimulus filters ``(cell, history, y, x)``."""
-        return self.stimulus_filter.weight.detach().view(self.n_cells, self.history, *self.frame_shape)
+        """``l2_weight * sum(k**2)`` over the stimulus filter (for a constrained filter: over its coarse-grid,
+        per-frame form, which is the full-resolution filter's sum of squares up to the cropped edge blocks)."""
+        if not self.constrained:
+            return self.l2_weight * self.stimulus_filter.weight.square().sum()
+        per_frame = torch.einsum("hn,cnp->chp", self.basis, self._coarse_time_weights())
+        return self.l2_weight * per_frame.square().sum()
 
     @torch.no_grad()
     def init_output_bias(self, mean_rate: torch.Tensor) -> None:
+        """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``)."""
         rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
-        self.stimulus_filter.bias.copy_(torch.log(rate))
+        if self.nonlinearity_name == "exp":
+            value = torch.log(rate)
+        elif self.nonlinearity_name == "softplus":
+            value = _inverse_softplus(rate)
+        else:
+            value = _inverse_softplus(rate / self.nonlinearity.alpha) / self.nonlinearity.beta
+        self.stimulus_bias.copy_(value)
 
     @torch.no_grad()
     def stimulus_drive(self, windows: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Log-rate contribution of the stimulus (filter + bias), ``(n_windows, cell)``, batched."""
-        parts = [self.stimulus_filter(windows[i:i + batch_size].flatten(1)) for i in range(0, len(windows), batch_size)]
+        parts = [self._stimulus_drive(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
         return torch.cat(parts) if parts else windows.new_zeros((0, self.n_cells))
 
     @torch.no_grad()
@@ -661,7 +844,7 @@ class GLM(nn.Module):
         spikes = torch.zeros(n_trials, n_bins, self.n_cells, dtype=drive.dtype)
         rates = torch.zeros_like(spikes)
         for t in range(n_bins):
-            rate = torch.exp(torch.clamp(drive[t] + self._history_drive(past), max=20.0))
+            rate = self.nonlinearity(drive[t] + self._history_drive(past))
             count = torch.poisson(rate, generator=generator)
             spikes[:, t] = count
             rates[:, t] = rate
@@ -670,7 +853,9 @@ class GLM(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return {"n_cells": self.n_cells, "history": self.history, "frame_shape": list(self.frame_shape),
-                "spike_history": self.spike_history, "coupling": self.coupling, "l2_weight": self.l2_weight}
+                "spike_history": self.spike_history, "coupling": self.coupling, "l2_weight": self.l2_weight,
+                "rank": self.rank, "spatial_downsample": self.spatial_downsample,
+                "temporal_basis": self.temporal_basis, "nonlinearity": self.nonlinearity_name}
 
 
 # ---------------------------------------------------------------------------------------------------- factory

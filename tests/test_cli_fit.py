@@ -28,15 +28,15 @@ def small_recording(tmp_path_factory) -> str:
 
 def test_fit_writes_the_report_folder(small_recording, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["fit", "--data", small_recording, "--model", "cnn,ln", "--epochs", "1", "--history", "10",
+    code = main(["fit", "--data", small_recording, "--model", "cnn,ln,glm", "--epochs", "1", "--history", "10",
                  "--param", "cnn.channels=[2,2]", "--param", "cnn.kernel_sizes=[5,3]", "--param", "ln.rank=1",
                  "--no-progress", "--out", str(out)])
     assert code == 0
     table = capsys.readouterr().out
-    assert "CC CNN" in table and "CC LN" in table and "ceiling" in table and "median" in table
+    assert "CC CNN" in table and "CC LN" in table and "CC GLM" in table and "ceiling" in table and "median" in table
     report = json.loads((out / "report.json").read_text())
     assert report["cells"] == ["cell00", "cell01", "cell02"] and report["n_repeats"] == 4
-    for kind in ("cnn", "ln"):
+    for kind in ("cnn", "ln", "glm"):
         info = report["models"][kind]
         assert len(info["metrics"]["cc"]) == 3 and len(info["metrics"]["feve"]) == 3
         assert info["history"]["epoch"] == [1]
@@ -46,6 +46,9 @@ def test_fit_writes_the_report_folder(small_recording, tmp_path, capsys):
         assert (out / kind / "filters.png").read_bytes()[:4] == b"\x89PNG"
     assert report["models"]["cnn"]["model_config"]["channels"] == [2, 2]
     assert report["models"]["ln"]["model_config"]["rank"] == 1
+    glm = report["models"]["glm"]["model_config"]  # the estimator's constrained GLM (docs/retina.md)
+    assert (glm["rank"], glm["spatial_downsample"], glm["temporal_basis"], glm["nonlinearity"]) == (2, 5, 6, "softplus")
+    assert report["models"]["glm"]["n_parameters"] < 3 * 400  # 3 cells: 2 x (4x4 + 6) + bias + 20 history lags
     assert len(report["ceiling"]["cc_max"]) == 3
     for name in ("cc_vs_ceiling.png", "test_traces.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"

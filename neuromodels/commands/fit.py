@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, noise)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: cnn 1e-3, ln/glm 1e-4)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: cnn and glm 1e-3, ln 1e-4)")
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (default 3)")
     parser.add_argument("--history", type=int, default=40, help="frames of stimulus history (default 40)")
     parser.add_argument("--param", action="append", default=[], metavar="[MODEL.]KEY=VALUE",

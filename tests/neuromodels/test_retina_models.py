@@ -344,54 +344,79 @@ def test_cnn_predicts_the_virtual_retina_better_than_ln():
 
 
 # ---------------------------------------------------------------------------------------- real data: fly H1
-def _fly_h1(shared_data):
+H1_HISTORY = 100  # 200 ms at 500 Hz
+
+
+@pytest.fixture(scope="module")
+def fly_h1(shared_data, tmp_path_factory):
+    """``(stim, rho)`` of the H1 recording, gunzipped into a temporary folder (never into the repository)."""
     import gzip
-    import io
+    import shutil
 
     import scipy.io
 
     path = shared_data / "fly-h1" / "c1p8.mat.gz"
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    data = scipy.io.loadmat(io.BytesIO(gzip.open(path).read()))
+    target = tmp_path_factory.mktemp("fly_h1") / "c1p8.mat"
+    with gzip.open(path) as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink)
+    data = scipy.io.loadmat(target)
     return data["stim"].ravel().astype(np.float32), data["rho"].ravel().astype(np.int64)  # 500 Hz
 
 
-def test_fly_h1_spike_triggered_average_has_the_classic_shape(shared_data):
-    """H1 (de Ruyter van Steveninck; Dayan & Abbott Fig. 1.9): positive STA peaking ~15-40 ms before a spike."""
-    stim, rho = _fly_h1(shared_data)
-    history = 150  # 300 ms at 500 Hz
-    windows = history_view_numpy(stim, history)  # (n - 149, 150): window i ends at sample i + 149
+def _spike_triggered_average(stim: np.ndarray, rho: np.ndarray, history: int) -> np.ndarray:
+    windows = history_view_numpy(stim, history)  # (n - history + 1, history): window i ends at sample i + history - 1
     spikes = rho[history - 1:].astype(np.float64)
-    sta = (windows * spikes[:, None]).sum(0) / spikes.sum()
+    return (windows * spikes[:, None]).sum(0) / spikes.sum()
+
+
+def test_fly_h1_spike_triggered_average_has_the_classic_shape(fly_h1):
+    """H1 (de Ruyter van Steveninck; Dayan & Abbott Fig. 1.9): positive STA peaking ~15-40 ms before a spike."""
+    stim, rho = fly_h1
+    assert stim.shape == rho.shape == (600_000,) and int(rho.sum()) == 53_601
+    history = 150  # 300 ms
+    sta = _spike_triggered_average(stim, rho, history)
     lags_ms = (np.arange(history) - (history - 1)) * 2.0
     peak = int(np.argmax(sta))
-    assert -40.0 <= lags_ms[peak] <= -15.0
+    assert -40.0 <= lags_ms[peak] <= -15.0  # measured: -28 ms
+    assert sta[peak] > 10 * np.abs(sta).min() and sta[peak] > 0.5 * stim.std()  # a large positive lobe
     assert sta[peak] > 10 * np.abs(sta[lags_ms < -200]).max()  # gone by 200 ms
     assert abs(sta[-1]) < 0.05 * sta[peak]  # causal: nothing at lag 0
 
 
-@pytest.mark.slow
-def test_ln_model_on_fly_h1(shared_data):
-    """LN model fitted to the H1 recording: its filter is the STA's shape and it predicts held-out spikes."""
+def test_ln_model_on_fly_h1(fly_h1):
+    """LN model fitted to H1 through RetinaEstimator: its filter is the STA's shape; it predicts held-out spikes.
+
+    1x1-pixel frames at 500 Hz (2 ms bins), 100-sample (200 ms) history, softplus; trained on the first 80%
+    (early stopping on 2 s blocks of it), tested on the last 20% (a contiguous block of 120 s). Measured
+    (seed 0): test CC 0.361 in 2 ms bins, 0.682 in 10 ms bins, 0.750 in 20 ms bins; filter peak -28 ms;
+    correlation of the filter with the STA 0.988.
+    """
     from neuromodels.datasets.recording import recording_from_counts
     from neuromodels.fitting.estimator import RetinaEstimator
 
-    stim, rho = _fly_h1(shared_data)
+    torch.set_num_threads(1)
+    stim, rho = fly_h1
     n, dt, cut = len(stim), 0.002, int(0.8 * len(stim))
     rec = recording_from_counts(rho[:, None], np.arange(n) * dt, dt, ["H1"], source="c1p8.mat.gz",
                                 stimulus=stim[:, None, None])
     rec = rec.assign_coords(split=("time", np.array(["train"] * cut + ["test"] * (n - cut), dtype=object)))
-    est = RetinaEstimator("ln", history=100, epochs=3, batch_size=1024, lr=1e-3, l2_weight=0.0).fit(rec)
+    est = RetinaEstimator("ln", history=H1_HISTORY, epochs=3, batch_size=1024, lr=1e-3, l2_weight=0.0).fit(rec)
     test = rec.isel(time=slice(cut, None))
     prediction = est.predict(test).values[:, 0]
     counts = test["response"].values[:, 0]
-    cc_2ms = np.corrcoef(prediction, counts)[0, 1]
-    ten = (len(counts) // 5) * 5
-    cc_10ms = np.corrcoef(prediction[:ten].reshape(-1, 5).sum(1), counts[:ten].reshape(-1, 5).sum(1))[0, 1]
+
+    def binned_cc(k: int) -> float:
+        m = (len(counts) // k) * k
+        return float(np.corrcoef(prediction[:m].reshape(-1, k).sum(1), counts[:m].reshape(-1, k).sum(1))[0, 1])
+
     learned = est.model_.filters[0, :, 0, 0].numpy()
-    lags_ms = (np.arange(100) - 99) * 2.0
-    print(f"\nfly H1 LN: test CC {cc_2ms:.3f} (2 ms bins), {cc_10ms:.3f} (10 ms bins); "
-          f"filter peak at {lags_ms[np.argmax(learned)]:.0f} ms")
+    sta = _spike_triggered_average(stim[:cut], rho[:cut], H1_HISTORY)
+    lags_ms = (np.arange(H1_HISTORY) - (H1_HISTORY - 1)) * 2.0
+    agreement = float(np.corrcoef(learned, sta)[0, 1])
+    print(f"\nfly H1 LN: test CC {binned_cc(1):.3f} (2 ms bins), {binned_cc(5):.3f} (10 ms), {binned_cc(10):.3f} "
+          f"(20 ms); filter peak at {lags_ms[np.argmax(learned)]:.0f} ms; corr(filter, STA) {agreement:.3f}")
     assert -40.0 <= lags_ms[np.argmax(learned)] <= -15.0
-    assert cc_2ms > 0.3 and cc_10ms > 0.6
+    assert agreement > 0.9  # white-noise input: the LN filter is the STA up to scale (Bussgang)
+    assert binned_cc(1) > 0.3 and binned_cc(5) > 0.6
