@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/neuromodels data inspect sample:retina
-	$(BIN)/neuromodels fit --data sample:retina --model cnn,ln --out $(OUT)/demo/retina
 	$(BIN)/neuromodels data inspect sample:ventral
 	$(BIN)/neuromodels data convert sample:ventral $(OUT)/demo/ventral.nc
+	$(BIN)/neuromodels ceiling $(OUT)/demo/ventral.nc --out $(OUT)/demo/ceiling
+	$(BIN)/neuromodels simulate --example feedforward --out $(OUT)/demo/snn
+	$(BIN)/neuromodels theory depth-scales --sigma-b2 0.05 --out $(OUT)/demo/theory
+	$(BIN)/neuromodels data inspect sample:retina
+	# the main job, last: CNN and LN fitted to the virtual retina, ending with the per-cell table vs the ceiling
+	$(BIN)/neuromodels fit --data sample:retina --model cnn,ln --out $(OUT)/demo/retina
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
