@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from neuromodels._figures import save_figure
 
 __all__ = ["peak_spatial_filters", "plot_filters", "plot_test_traces", "plot_cc_vs_ceiling", "save_figure"]
 
@@ -128,14 +128,3 @@ def plot_cc_vs_ceiling(metrics: Mapping[str, xr.Dataset]) -> Any:
     return fig
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically (temporary file + rename) and close it."""
-    from neuromodels.datasets._io import atomic_path
-
-    path = Path(path)
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        _pyplot().close(fig)
-    return path

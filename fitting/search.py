@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from neuromodels.errors import ConfigError
+from neuromodels._figures import save_figure
 
 __all__ = ["DEFAULT_SPACE", "load_space", "open_storage", "run_search", "results_table", "write_report",
            "build_model"]
@@ -317,8 +318,6 @@ def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | 
     ax.set_xlabel("best validation accuracy")
     ax.set_title(f"study {study.study_name!r}: top {len(shown)} of {report['finished']} finished trials", fontsize=8)
     fig.tight_layout()
-    with atomic_path(paths["png"], suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, paths["png"])
     return report
 

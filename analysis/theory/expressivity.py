@@ -41,6 +41,7 @@ from neuromodels.errors import ConfigError
 
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
+from neuromodels._figures import save_figure
 
 __all__ = [
     "circle_trajectory",
@@ -258,11 +259,7 @@ def plot_trajectory(stats: Any, path: str | Path | None = None) -> Any:
     right.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        from neuromodels.datasets._io import atomic_path
-
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
+        save_figure(fig, path)
     return fig
 
 

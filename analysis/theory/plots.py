@@ -7,10 +7,10 @@ matplotlib ``Figure``; :func:`save_figure` writes it as PNG atomically. pyplot i
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from neuromodels._figures import save_figure
 
 __all__ = ["plot_phase_diagram", "plot_depth_scales", "plot_propagation", "plot_trainability", "save_figure"]
 
@@ -25,15 +25,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically and close it."""
-    from neuromodels.datasets._io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
-    return path
 
 
 def plot_phase_diagram(ds: Any, variable: str = "chi_1", *, ax: Any = None, title: str | None = None) -> Any:

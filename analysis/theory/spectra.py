@@ -29,6 +29,7 @@ from neuromodels.errors import ConfigError
 
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
+from neuromodels._figures import save_figure
 
 __all__ = [
     "random_mlp",
@@ -421,11 +422,7 @@ def plot_spectrum(spectrum: Any, eigenvalues: np.ndarray | None = None, path: st
     ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        from neuromodels.datasets._io import atomic_path
-
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
+        save_figure(fig, path)
     return fig
 
 

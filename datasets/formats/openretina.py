@@ -197,7 +197,6 @@ def open_openretina(
         ``split``, ``stimulus_name``; attrs ``frame_rate_hz``, ``source`` (the folder), ``session``, ``sessions``.
     """
     import dask.array as da
-    import h5py
 
     from neuromodels.datasets.formats.retina_hdf5 import STIMULUS_SCALES, _FrameReader, stream_frame_statistics
 

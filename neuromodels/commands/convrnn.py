@@ -119,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
     from neuromodels.convrnn.training import accuracy, image_task, train_classifier
+    from neuromodels._figures import save_figure
     from neuromodels.datasets._io import atomic_path
     from neuromodels.errors import ConfigError
 
@@ -162,9 +163,7 @@ def _train(args: argparse.Namespace) -> int:
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"{args.cell} ConvRNN on {args.data}: test {test_accuracy:.3f}", fontsize=8)
     fig.tight_layout()
-    with atomic_path(out / "learning_curve.png", suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "learning_curve.png")
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

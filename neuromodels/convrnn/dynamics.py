@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from neuromodels.errors import ConfigError, DataFormatError
+from neuromodels._figures import save_figure
 
 __all__ = ["temporal_features", "steps_to_time_bins", "temporal_predictivity", "step_bin_scores",
            "plot_time_courses", "synthetic_assembly", "dynamics_demo"]
@@ -253,7 +254,6 @@ def plot_time_courses(results: dict[str, xr.Dataset], path: Any, *, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neuromodels.datasets._io import atomic_path
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, result in results.items():
@@ -267,9 +267,7 @@ def plot_time_courses(results: dict[str, xr.Dataset], path: Any, *, title: str =
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return str(path)
 
 

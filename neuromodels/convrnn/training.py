@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from neuromodels.convrnn.model import ConvRNN, LayerSpec, count_parameters
 from neuromodels.errors import ConfigError
+from neuromodels._figures import save_figure
 
 __all__ = ["image_task", "train_classifier", "accuracy", "cross_entropy", "match_width", "memory_task_comparison",
            "MEMORY_TASK_CELLS", "write_memory_task_report"]
@@ -235,7 +236,5 @@ def write_memory_task_report(result: dict[str, Any], out: Any) -> dict[str, str]
                  f"read out at step {st['readout_step']}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(paths["png"], suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, paths["png"])
     return {k: str(v) for k, v in paths.items()}

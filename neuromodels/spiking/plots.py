@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from neuromodels._figures import save_figure
 
 __all__ = ["plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
 
 
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save ``fig`` as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    from neuromodels.datasets._io import atomic_path
-
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def plot_raster(spikes: np.ndarray, dt: float, *, layer: np.ndarray | None = None, title: str = "",
