@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,9 @@ class BlockResult:
     loss: float
     output: np.ndarray
     spikes: list[np.ndarray] = field(repr=False, default_factory=list)
+
+
+SUPERSPIKE_CHECKPOINT = "superspike.pt"
 
 
 class SuperSpike:
@@ -306,19 +310,62 @@ class SuperSpike:
         return block
 
     def train(self, input_spikes: Any, target_spikes: Any, trials: int, *, progress: bool | None = None,
-              sampler: Any = None) -> list[float]:
+              sampler: Any = None, checkpoint_dir: Any = None, checkpoint_every: int = 10,
+              resume: bool = False) -> list[float]:
         """``trials`` blocks on the same (frozen) inputs and targets, or on ``sampler(trial) -> (inputs, targets)``;
-        returns the loss of every block (before its update)."""
+        returns the loss of every block (before its update).
+
+        ``checkpoint_dir``: every ``checkpoint_every`` blocks (and at the end) the weights, the RMaxProp state,
+        the feedback matrices and the losses so far are written atomically to ``superspike.pt`` there, with the
+        same writer as :func:`neuromodels.fitting.fit`. ``resume=True`` continues from that file to the same
+        weights and losses as an uninterrupted run (blocks are deterministic given the trial index, so a
+        ``sampler`` must be too); a checkpoint of a run with other settings is refused.
+        """
         from tqdm.auto import tqdm
 
-        losses = []
-        bar = tqdm(range(int(trials)), desc="superspike", unit="block",
-                   disable=None if progress is None else not progress)
+        from neuromodels.fitting.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+        if checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        path = None if checkpoint_dir is None else Path(checkpoint_dir) / SUPERSPIKE_CHECKPOINT
+        losses: list[float] = []
+        if resume and path is not None and path.is_file():
+            state = load_checkpoint(path)
+            if state.get("settings") != self._settings():
+                raise CheckpointError(f"{path}: written by a SuperSpike run with other settings "
+                                      f"({state.get('settings')}), not {self._settings()}")
+            self._load_state(state)
+            losses = [float(v) for v in state["losses"]]
+        elif resume and path is None:
+            raise ConfigError("resume=True needs a checkpoint_dir")
+        bar = tqdm(range(len(losses), int(trials)), desc="superspike", unit="block", initial=len(losses),
+                   total=int(trials), disable=None if progress is None else not progress)
         for trial in bar:
             x, y = sampler(trial) if sampler is not None else (input_spikes, target_spikes)
             losses.append(self.step(x, y).loss)
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+            if path is not None and (len(losses) % checkpoint_every == 0 or len(losses) == int(trials)):
+                save_checkpoint(self._state(losses), path)
         return losses
+
+    # -- checkpoints
+    def _settings(self) -> dict[str, Any]:
+        return {"format": "neuromodels.superspike/1", "learning_rate": self.learning_rate, "feedback": self.feedback,
+                "beta": self.beta, "tau_rms": self.tau_rms, "weight_limit": self.weight_limit,
+                "regulariser_strength": self.regulariser_strength, "online": self.online, "dtype": self.dtype,
+                "layer_sizes": list(self.network.layer_sizes), "n_inputs": int(self.network.n_inputs)}
+
+    def _state(self, losses: Sequence[float]) -> dict[str, Any]:
+        return {"settings": self._settings(), "network": self.network.state_dict(), "losses": list(losses),
+                "rms": [torch.from_numpy(r.copy()) for r in self.rms],
+                "feedback_matrices": [None if m is None else torch.from_numpy(m.copy())
+                                      for m in self.feedback_matrices]}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.rms = [r.double().numpy().copy() for r in state["rms"]]
+        self.feedback_matrices = [None if m is None else m.double().numpy().copy()
+                                  for m in state["feedback_matrices"]]
 
 
 # --------------------------------------------------------------------------------------------------------- BPTT

@@ -131,3 +131,31 @@ def test_bad_arguments():
         SuperSpike(SpikingNetwork(5, [3], recurrent=True))
     with pytest.raises(ConfigError, match="target_spikes"):
         SuperSpike(_tiny()).gradients(*_data(n_out=4))
+
+
+@pytest.mark.parametrize("feedback", ["symmetric", "random"])
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, feedback):
+    from neuromodels.fitting.checkpoint import CheckpointError
+
+    def setup(seed=4):
+        net = SpikingNetwork(30, [12, 5], weight_mean=0.5, weight_std=0.5, seed=seed)
+        return net, SuperSpike(net, learning_rate=5e-3, feedback=feedback, seed=seed)
+
+    x = poisson_spikes(30, rate=20.0, duration=0.2, dt=1e-3, seed=0)[0]
+    target = poisson_spikes(5, rate=10.0, duration=0.2, dt=1e-3, seed=1)[0]
+    whole_net, whole = setup()
+    expected = whole.train(x[None], target[None], trials=6, progress=False)
+
+    first_net, first = setup()
+    first.train(x[None], target[None], trials=3, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
+    resumed_net, resumed = setup(seed=99)  # other initial weights and feedback: everything must come from the file
+    losses = resumed.train(x[None], target[None], trials=6, progress=False, checkpoint_dir=tmp_path,
+                           checkpoint_every=1, resume=True)
+    assert losses == expected
+    for a, b in zip(whole_net.state_dict().values(), resumed_net.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.rms, resumed.rms):
+        np.testing.assert_array_equal(a, b)
+    other = SuperSpike(SpikingNetwork(30, [12, 5], seed=4), learning_rate=1e-2, feedback=feedback)
+    with pytest.raises(CheckpointError, match="other settings"):
+        other.train(x[None], target[None], trials=6, progress=False, checkpoint_dir=tmp_path, resume=True)
