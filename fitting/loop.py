@@ -15,6 +15,19 @@ Determinism: with a fixed ``seed`` two runs on the same machine and thread count
 The shuffling order of epoch ``e`` comes from a generator seeded by ``(seed, e)``, and the global torch RNG
 (noise layers, dropout) is seeded once and saved in every checkpoint, so a resumed run draws the same
 numbers as an uninterrupted one and ends at the same weights (``torch.equal``).
+
+Data parallelism (``torchrun``): when ``torch.distributed`` is initialised with more than one process (or
+``distributed=True`` under ``torchrun``, which then initialises it: NCCL on CUDA, gloo on CPU), every rank
+runs :func:`fit` on the same data and seed. The model is wrapped in
+``torch.nn.parallel.DistributedDataParallel``; every epoch's order (identical on all ranks, seeded by
+``(seed, epoch)``) is cut into global batches of ``batch_size * world_size`` samples and each rank takes its
+own disjoint part of each (``torch.tensor_split``). Each rank's objective is weighted by
+``n_rank * world_size / n_global`` before the gradient all-reduce (which averages), so with a loss that is a
+mean over samples the update equals the single-process update with batch ``batch_size * world_size``, up to
+floating-point rounding, the last (short) global batch included. Every rank evaluates the whole validation
+set; the epoch's numbers are then broadcast from rank 0, so early stopping, the learning-rate schedule,
+``restore_best`` and the returned :class:`History` are identical on all ranks. Only rank 0 writes checkpoints
+and shows progress bars; ``checkpoint_dir`` must be on a file system every rank can read (to resume).
 """
 
 from __future__ import annotations
@@ -232,6 +245,7 @@ def fit(
     callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]] = (),
     eval_batch_size: int | None = None,
     deterministic: bool = True,
+    distributed: bool | str = "auto",
 ) -> History:
     """Train ``model`` in place on ``train``, early-stopping on ``valid``; return the :class:`History`.
 
@@ -255,6 +269,16 @@ def fit(
     callbacks: ``callback(epoch, logs)`` after every epoch (after the checkpoint is written); returning
         ``True`` stops training.
     deterministic: run under ``torch.use_deterministic_algorithms(True, warn_only=True)`` (restored after).
+    distributed: data-parallel training across the processes of ``torchrun`` (module docstring).
+        ``"auto"`` (default): data-parallel when the caller has initialised ``torch.distributed`` with more
+        than one process, otherwise the single-process loop (unchanged). ``True``: as ``"auto"``, and if
+        ``torch.distributed`` is not initialised yet, initialise it from ``torchrun``'s environment
+        (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``; backend NCCL when ``device`` is CUDA,
+        gloo otherwise; ConfigError outside ``torchrun``). ``False``: never (each process trains alone).
+        ``batch_size`` is per rank (the global batch is ``batch_size * world_size``); on CUDA a device
+        without index becomes ``cuda:LOCAL_RANK``. Noise layers and dropout draw the same numbers on every
+        rank (each rank seeds the global RNG with ``seed``), so only deterministic models reproduce the
+        single-process run. Resuming needs the same number of processes.
     """
     train = _as_dataset(train, "train")
     valid = _as_dataset(valid, "valid")
@@ -264,6 +288,9 @@ def fit(
         raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
     loss_fn = get_loss(loss)
     device = torch.device(device)
+    group = _DataParallel.setup(distributed, device)
+    if group is not None:
+        device = group.device
     eval_batch_size = eval_batch_size or max(batch_size, 256)
     model.to(device)
     regularisers = list(regularisers)
@@ -279,6 +306,9 @@ def fit(
     )
     settings = {"seed": int(seed), "batch_size": int(batch_size), "loss": loss if isinstance(loss, str) else "callable",
                 "n_train": len(train)}
+    if group is not None:
+        settings["world_size"] = group.world
+    is_main = group is None or group.rank == 0
 
     history = History()
     start_epoch = 0
@@ -310,24 +340,34 @@ def fit(
         else:
             torch.manual_seed(seed)
 
+        train_model = model
+        if group is not None:
+            group.check_same_start(start_epoch, checkpoint_path)
+            # after every rank has read the checkpoint: DDP's constructor synchronises the ranks
+            train_model = group.wrap(model)
+
         from tqdm.auto import tqdm
 
-        n_batches = math.ceil(len(train) / batch_size)
+        global_batch = batch_size if group is None else batch_size * group.world
+        n_batches = math.ceil(len(train) / global_batch)
         # a run that stopped early is over; one that reached its epochs continues if `epochs` grew
         remaining = range(start_epoch, start_epoch if history.stopped_early else max(epochs, start_epoch))
-        epoch_bar = tqdm(remaining, initial=start_epoch, total=max(epochs, start_epoch), disable=not progress,
-                         desc="epochs", unit="epoch")
+        epoch_bar = tqdm(remaining, initial=start_epoch, total=max(epochs, start_epoch),
+                         disable=not progress or not is_main, desc="epochs", unit="epoch")
         stop = False
         for epoch in epoch_bar:
             started = _time.perf_counter()
-            model.train()
+            train_model.train()
             total, penalty_total, count = 0.0, 0.0, 0
             order = _epoch_order(len(train), seed, epoch)
-            batch_bar = tqdm(_batches(train, order, batch_size), total=n_batches, disable=not progress,
+            shards = (_batches(train, order, batch_size) if group is None
+                      else group.shards(train, order, batch_size))
+            batch_bar = tqdm(shards, total=n_batches, disable=not progress or not is_main,
                              leave=False, desc=f"epoch {epoch + 1}", unit="batch")
-            for inputs, target in batch_bar:
+            for batch in batch_bar:
+                inputs, target = batch[0], batch[1]
                 inputs, target = _to_device(inputs, device), _to_device(target, device)
-                output = _call(model, inputs)
+                output = _call(train_model, inputs)
                 data_loss = loss_fn(output, target)
                 penalty = output.new_zeros(())
                 if hasattr(model, "regularization"):
@@ -335,7 +375,13 @@ def fit(
                 for reg in regularisers:
                     penalty = penalty + reg.penalty(model)
                 opt.zero_grad(set_to_none=True)
-                (data_loss + penalty).backward()
+                if group is None:
+                    (data_loss + penalty).backward()
+                else:
+                    # DDP averages gradients over ranks; this weight turns the average into the mean over the
+                    # global batch (1 on full batches, 0 on a rank with only a stand-in sample)
+                    weight = batch[2]
+                    ((data_loss + penalty) * weight).backward()
                 if max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 for reg in regularisers:
@@ -345,7 +391,7 @@ def fit(
                 for reg in regularisers:
                     if hasattr(reg, "on_step"):
                         reg.on_step(model)
-                n = len(target)
+                n = len(target) if group is None else batch[3]
                 total += float(data_loss.detach()) * n
                 penalty_total += float(penalty.detach()) * n
                 count += n
@@ -354,11 +400,15 @@ def fit(
                         f"training diverged at epoch {epoch + 1} (loss {float(data_loss.detach())}); lower lr (now {lr})"
                     )
                 batch_bar.set_postfix(loss=f"{float(data_loss.detach()):.4f}", refresh=False)
+            if group is not None:
+                total, penalty_total, count = group.sum([total, penalty_total, count])
             logs: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / count,
                                       "train_penalty": penalty_total / count}
             if valid is not None:
                 logs.update(_evaluate(model, valid, loss_fn, eval_batch_size, device))
             logs["lr"] = float(opt.param_groups[0]["lr"])
+            if group is not None:
+                logs = group.broadcast_logs(logs)
             monitored = logs.get("valid_loss", logs["train_loss"])
             scheduler.step(monitored)
             for reg in regularisers:
@@ -374,10 +424,12 @@ def fit(
             if valid is not None and patience is not None and bad_epochs >= patience:
                 history.stopped_early = stop = True
             logs["seconds"] = _time.perf_counter() - started
+            if group is not None:
+                logs["seconds"] = group.broadcast_logs({"seconds": logs["seconds"]})["seconds"]
             history.records.append(logs)
             epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("train_loss", "valid_loss",
                                                                                  "valid_cc")}, refresh=False)
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and is_main:
                 # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
                 save_checkpoint(
                     _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss, best_state,
@@ -387,6 +439,8 @@ def fit(
             for callback in callbacks:
                 if callback(epoch + 1, dict(logs)):
                     stop = True
+            if group is not None:
+                stop = group.any(stop)  # a callback that stops on one rank stops them all
             if stop:
                 break
         epoch_bar.close()
@@ -397,6 +451,103 @@ def fit(
             torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
     model.eval()
     return history
+
+
+# ------------------------------------------------------------------------------------------- data parallelism
+class _DataParallel:
+    """The process group of a data-parallel :func:`fit` and the few collectives the loop needs."""
+
+    def __init__(self, rank: int, world: int, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank, self.world, self.device = rank, world, device
+        # NCCL moves CUDA tensors only; gloo CPU ones
+        self.comm_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    @classmethod
+    def setup(cls, distributed: bool | str, device: torch.device) -> _DataParallel | None:
+        if distributed not in ("auto", True, False):
+            raise ConfigError(f"distributed must be 'auto', True or False, got {distributed!r}")
+        if distributed is False:
+            return None
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            if distributed is True:
+                raise ConfigError("distributed=True but this torch build has no torch.distributed")
+            return None
+        if not dist.is_initialized():
+            if distributed == "auto":
+                return None
+            if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+                raise ConfigError("distributed=True needs torch.distributed initialised or torchrun's environment "
+                                  "(WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT); launch with torchrun")
+            if device.type == "cuda":
+                torch.cuda.set_device(_local_cuda_device(device))
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if dist.get_world_size() < 2:
+            return None
+        if device.type == "cuda":
+            device = _local_cuda_device(device)
+            torch.cuda.set_device(device)
+        return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # find_unused_parameters: a ConvRNN whose readout comes before some edge's output leaves parameters
+        # without gradient, which plain DDP takes for a hang and refuses
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    def shards(self, dataset: Any, order: torch.Tensor, batch_size: int) -> Iterator[tuple[Any, Any, float, int]]:
+        """``(inputs, target, weight, n)`` of this rank's part of every global batch of the epoch ``order``.
+
+        A rank left without samples by a short last batch gets one stand-in sample with weight 0, so that it
+        still joins the gradient all-reduce; ``n`` (0 there) counts real samples.
+        """
+        for chunk in torch.split(order, batch_size * self.world):
+            part = torch.tensor_split(chunk, self.world)[self.rank]
+            n = len(part)
+            inputs, target = next(_batches(dataset, part if n else chunk[:1], batch_size))
+            yield inputs, target, n * self.world / len(chunk), n
+
+    def _tensor(self, values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.comm_device)
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        tensor = self._tensor(values)
+        self.dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum([1.0 if flag else 0.0])[0] > 0
+
+    def broadcast_logs(self, logs: dict[str, float]) -> dict[str, float]:
+        """Rank 0's numbers on every rank (same keys everywhere): one decision, one history."""
+        keys = list(logs)
+        tensor = self._tensor([logs[k] for k in keys])
+        self.dist.broadcast(tensor, src=0)
+        out = dict(zip(keys, tensor.tolist()))
+        if "epoch" in out:
+            out["epoch"] = int(round(out["epoch"]))
+        return out
+
+    def check_same_start(self, start_epoch: int, checkpoint_path: Path | None) -> None:
+        starts = [0.0] * self.world
+        starts[self.rank] = float(start_epoch)
+        starts = self.sum(starts)
+        if min(starts) != max(starts):
+            raise CheckpointError(
+                f"{checkpoint_path}: the ranks resume from different epochs {[int(e) for e in starts]}; "
+                "checkpoint_dir must be on a file system that every rank reads"
+            )
+
+
+def _local_cuda_device(device: torch.device) -> torch.device:
+    if device.index is not None:
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device("cuda", local_rank)
 
 
 def _checkpoint_state(model, opt, scheduler, regularisers, history, epoch, best_loss, best_state, bad_epochs,
@@ -429,9 +580,11 @@ def _check_compatible(state: dict[str, Any], model: torch.nn.Module, settings: d
         raise CheckpointError(
             f"{path}: written for a different model architecture; use another checkpoint folder or resume=False"
         )
-    for key in ("seed", "batch_size", "loss", "n_train"):
-        if state["settings"].get(key) != settings[key]:
+    defaults = {"world_size": 1}  # single-process checkpoints do not record it
+    for key in ("seed", "batch_size", "loss", "n_train", "world_size"):
+        saved_value, value = state["settings"].get(key, defaults.get(key)), settings.get(key, defaults.get(key))
+        if saved_value != value:
             raise CheckpointError(
-                f"{path}: written with {key}={state['settings'].get(key)!r}, this run has {key}={settings[key]!r}; "
+                f"{path}: written with {key}={saved_value!r}, this run has {key}={value!r}; "
                 "an exact resume needs the same settings (or pass resume=False)"
             )

@@ -12,10 +12,14 @@
   ``docs/convrnn.md``): MNIST shown for ``image_steps`` steps then removed, read out later, so that the
   answer has to be held in the recurrent state.
 
-The same code trains on an ImageNet-style folder (:func:`neuromodels.datasets.images.load_image_folder`)
-and, launched with ``torchrun``, data-parallel by wrapping the model in
-``torch.nn.parallel.DistributedDataParallel`` before calling :func:`train_classifier`; that path is not
-exercised on this project's machines (no GPUs), see docs/convrnn.md.
+The same code trains on an ImageNet-style folder (``ImageDataset(load_image_folder(path))`` from
+:mod:`neuromodels.datasets.images`: ``train`` and ``valid`` may be map-style datasets of ``(image, label)``)
+and, launched with ``torchrun``, data-parallel: pass ``distributed=True`` (or initialise
+``torch.distributed`` before the call) and the loop wraps the model in
+``torch.nn.parallel.DistributedDataParallel``, shards every global batch of ``batch_size * world_size`` over
+the ranks and keeps the validation, early stopping, history and checkpoints (rank 0) consistent; do not wrap
+the model yourself. Tested with 2 gloo ranks on CPU (``tests/fitting/test_distributed.py``); the NCCL/GPU
+path has not been run on this project's machines. Command lines: docs/convrnn.md.
 """
 
 from __future__ import annotations
@@ -77,29 +81,45 @@ def image_task(name: str = "digits", *, n_train: int | None = None, n_valid: int
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 512) -> float:
-    """Fraction of ``data = (X, y)`` whose arg-max logit is the label (eval mode; mode restored)."""
+def accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 512) -> float:
+    """Fraction of ``data`` whose arg-max logit is the label (eval mode; mode restored).
+
+    ``data``: ``(X, y)`` tensors, or a map-style dataset of ``(image, label)`` items (e.g.
+    :class:`neuromodels.datasets.images.ImageDataset` over :func:`~neuromodels.datasets.images.load_image_folder`).
+    Batches go to the device of the model's parameters.
+    """
     was_training = model.training
     model.eval()
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
     try:
-        x, y = data
-        correct = sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-                      for i in range(0, len(x), batch_size))
+        if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
+            x, y = data
+            n = len(x)
+            batches = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size))
+        else:
+            n = len(data)
+            batches = (torch.utils.data.default_collate([data[j] for j in range(i, min(i + batch_size, n))])
+                       for i in range(0, n, batch_size))
+        correct = sum(int((model(xb.to(device)).argmax(-1) == torch.as_tensor(yb).to(device)).sum())
+                      for xb, yb in batches)
     finally:
         model.train(was_training)
-    return correct / len(x)
+    return correct / n
 
 
-def train_classifier(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
-                     valid: tuple[torch.Tensor, torch.Tensor], *, epochs: int = 5, lr: float = 3e-3,
+def train_classifier(model: torch.nn.Module, train: Any, valid: Any, *, epochs: int = 5, lr: float = 3e-3,
                      batch_size: int = 64, seed: int = 0, progress: bool = False,
                      report: Callable[[int, float], bool | None] | None = None,
                      checkpoint_dir: Any = None, **fit_options: Any):
     """Train ``model`` (logits ``(batch, classes)``) with cross-entropy through :func:`neuromodels.fitting.fit`.
 
+    ``train``, ``valid``: ``(X, y)`` tensors or map-style datasets of ``(image, label)`` items.
     Returns the loop's :class:`~neuromodels.fitting.loop.History`; every record also holds ``valid_accuracy``.
     ``report(epoch, valid_accuracy)`` is called after every epoch; returning ``True`` stops training (pruning).
-    Other keywords go to :func:`~neuromodels.fitting.fit` (``patience`` defaults to ``None``: run all epochs).
+    Other keywords go to :func:`~neuromodels.fitting.fit` (``patience`` defaults to ``None``: run all epochs),
+    e.g. ``device="cuda"`` and ``distributed=True`` under ``torchrun`` (then ``batch_size`` is per rank, every
+    rank computes the full validation accuracy and a stop from ``report`` on any rank stops all of them).
     """
     from neuromodels.fitting import fit
 
