@@ -71,7 +71,8 @@ from neuromodels.errors import ConfigError
 
 __all__ = [
     "CELLS", "ConvCell", "FeedforwardCell", "TimeDecayCell", "VanillaRNNCell", "ConvLSTMCell", "ConvGRUCell",
-    "UGRNNCell", "IntersectionRNNCell", "ReciprocalGatedCell", "make_cell", "activation_function", "same_conv",
+    "UGRNNCell", "IntersectionRNNCell", "ReciprocalGatedCell", "MEDIAN_RGC_OPTIONS", "make_cell",
+    "activation_function", "same_conv",
 ]
 
 State = tuple[torch.Tensor, ...]
@@ -259,6 +260,9 @@ class ReciprocalGatedCell(ConvCell):
     kernel_size: of the gate convolutions ``W_cc, W_hh, W_hc, W_ch`` (``gate_kernel_size`` overrides it) and of
         the input convolution ``W_xc`` (``input_kernel_size`` overrides it).
     tau_bias, gate_bias, tau_scale, gate_scale, tau_offset, gate_offset: the gate parametrisation (module doc).
+    gate_nonlinearity: ``"sigmoid"`` (default) or ``"tanh"``, the squashing of the cross gates ``g_hc, g_ch``
+        (the authors' searched median cell uses tanh there and sigmoid for ``g_cc, g_hh``; see
+        :data:`MEDIAN_RGC_OPTIONS`).
     bypass_channels: channels of the bypass input ``r`` (0: no bypass term ``W_rh * r``).
     depth_separable: depthwise + pointwise convolutions everywhere.
     activation: ``f`` (ELU in the paper).
@@ -269,8 +273,13 @@ class ReciprocalGatedCell(ConvCell):
     def __init__(self, channels: int, *, kernel_size: int = 3, gate_kernel_size: int | None = None,
                  input_kernel_size: int | None = None, depth_separable: bool = False, activation: str = "elu",
                  tau_bias: float = 0.0, gate_bias: float = 0.0, tau_scale: float = 1.0, gate_scale: float = 1.0,
-                 tau_offset: float = 0.0, gate_offset: float = 0.0, bypass_channels: int = 0, **_: Any) -> None:
+                 tau_offset: float = 0.0, gate_offset: float = 0.0, gate_nonlinearity: str = "sigmoid",
+                 bypass_channels: int = 0, **_: Any) -> None:
         super().__init__(channels, activation=activation)
+        if gate_nonlinearity not in ("sigmoid", "tanh"):
+            raise ConfigError(f"gate_nonlinearity must be 'sigmoid' or 'tanh', got {gate_nonlinearity!r}")
+        self.gate_nonlinearity = gate_nonlinearity
+        self._gate_squash = torch.sigmoid if gate_nonlinearity == "sigmoid" else torch.tanh
         gk = int(gate_kernel_size or kernel_size)
         ik = int(input_kernel_size or kernel_size)
         self.depth_separable = bool(depth_separable)
@@ -319,8 +328,8 @@ class ReciprocalGatedCell(ConvCell):
         return {
             "g_cc": self.tau_offset + self.tau_scale * torch.sigmoid(cc + tb),
             "g_hh": self.tau_offset + self.tau_scale * torch.sigmoid(hh + tb),
-            "g_hc": self.gate_offset + self.gate_scale * torch.sigmoid(hc + gb),
-            "g_ch": self.gate_offset + self.gate_scale * torch.sigmoid(ch + gb),
+            "g_hc": self.gate_offset + self.gate_scale * self._gate_squash(hc + gb),
+            "g_ch": self.gate_offset + self.gate_scale * self._gate_squash(ch + gb),
         }
 
     def _negative_pre_gates(self, c: torch.Tensor, h: torch.Tensor, bypass: torch.Tensor | None
@@ -345,9 +354,12 @@ class ReciprocalGatedCell(ConvCell):
         return cc, ch, hh, hc
 
     @staticmethod
-    def _one_minus_gate(negative_pre: torch.Tensor, offset: float, scale: float) -> torch.Tensor:
-        # 1 - (offset + scale * sigmoid(z)); for the default gate (offset 0, scale 1) that is sigmoid(-z),
-        # one element-wise pass
+    def _one_minus_gate(negative_pre: torch.Tensor, offset: float, scale: float, squash: str = "sigmoid"
+                        ) -> torch.Tensor:
+        # 1 - (offset + scale * s(z)) with z = -negative_pre. sigmoid: for the default gate (offset 0, scale 1)
+        # that is sigmoid(-z), one element-wise pass; tanh is odd, so -tanh(z) = tanh(-z).
+        if squash == "tanh":
+            return (1.0 - offset) + scale * torch.tanh(negative_pre)
         if offset == 0.0 and scale == 1.0:
             return torch.sigmoid(negative_pre)
         return (1.0 - offset) - scale * torch.sigmoid(-negative_pre)
@@ -356,12 +368,32 @@ class ReciprocalGatedCell(ConvCell):
         c, h = state
         cc, ch, hh, hc = self._negative_pre_gates(c, h, bypass)
         keep_c = self._one_minus_gate(cc, self.tau_offset, self.tau_scale)     # 1 - g_cc
-        open_c = self._one_minus_gate(hc, self.gate_offset, self.gate_scale)   # 1 - g_hc
+        open_c = self._one_minus_gate(hc, self.gate_offset, self.gate_scale, self.gate_nonlinearity)  # 1 - g_hc
         keep_h = self._one_minus_gate(hh, self.tau_offset, self.tau_scale)     # 1 - g_hh
-        open_h = self._one_minus_gate(ch, self.gate_offset, self.gate_scale)   # 1 - g_ch
+        open_h = self._one_minus_gate(ch, self.gate_offset, self.gate_scale, self.gate_nonlinearity)  # 1 - g_ch
         c_new = self.activation(torch.addcmul(keep_c * c, open_c, self.W_xc(x)))
         h_new = self.activation(torch.addcmul(keep_h * h, open_h, x))
         return h_new, (c_new, h_new)
+
+
+# The searched "median" Reciprocal Gated Cell of Nayebi et al. 2018, as published with the authors' model zoo
+# (neuroailab/convrnns, convrnns/configs/median_rgcell_cfg.py): gate offsets, multipliers and biases, 7 x 7
+# depth-separable gate convolutions and a tanh cross gate. With offset o and multiplier -o the gates lie in
+# (0, o) and start near 0 (biases 4.1 and 2.8), i.e. the cell starts close to a perfect integrator of its input.
+# Not carried over: the zoo's separate 3 x 3 input/output convolutions that are not depth-separable (our
+# depth_separable flag applies to every recurrent convolution), its 8 x 8 feedback filters and its weight decay.
+MEDIAN_RGC_OPTIONS: dict[str, Any] = {
+    "tau_offset": 0.9219348064291611,
+    "tau_scale": -0.9219348064291611,
+    "tau_bias": 4.147336708899556,
+    "gate_offset": 0.7006566684988862,
+    "gate_scale": -0.7006566684988862,
+    "gate_bias": 2.776542926439013,
+    "gate_nonlinearity": "tanh",
+    "gate_kernel_size": 7,
+    "depth_separable": True,
+    "activation": "elu",
+}
 
 
 CELLS: dict[str, type[ConvCell]] = {

@@ -161,3 +161,32 @@ def test_rgc_fast_path_matches_its_gates(depth_separable):
     expected_c = F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(x))
     torch.testing.assert_close(c_new, expected_c, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * x), rtol=1e-12, atol=1e-12)
+
+
+def test_median_cell_preset_gates_and_fast_path():
+    import math
+
+    from neuromodels.convrnn.cells import MEDIAN_RGC_OPTIONS
+
+    torch.manual_seed(6)
+    cell = make_cell("rgc", 4, **MEDIAN_RGC_OPTIONS).double()
+    x, c, h = (torch.randn(2, 4, 9, 9, dtype=torch.float64) for _ in range(3))
+    g = cell.gates(x, (c, h))
+    out, (c_new, h_new) = cell(x, (c, h))
+    torch.testing.assert_close(c_new, F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(x)),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * x), rtol=1e-12, atol=1e-12)
+    # offset o and multiplier -o: gates in (0, 2 o) for tanh, (0, o) for sigmoid
+    assert float(g["g_cc"].min()) > 0 and float(g["g_cc"].max()) < 0.9219348064291611
+    assert float(g["g_ch"].min()) > 0 and float(g["g_ch"].max()) < 2 * 0.7006566684988862
+    # with zero recurrent weights the gates are the closed forms o (1 - sigmoid(b)) and o (1 - tanh(b))
+    for p in cell.parameters():
+        if p.dim() > 1:
+            torch.nn.init.zeros_(p)
+    g0 = cell.gates(x, (c, h))
+    sigmoid = 1 / (1 + math.exp(-4.147336708899556))
+    assert torch.allclose(g0["g_cc"], torch.tensor(0.9219348064291611 * (1 - sigmoid), dtype=torch.float64))
+    assert torch.allclose(g0["g_hc"],
+                          torch.tensor(0.7006566684988862 * (1 - math.tanh(2.776542926439013)), dtype=torch.float64))
+    with pytest.raises(ConfigError, match="gate_nonlinearity"):
+        make_cell("rgc", 4, gate_nonlinearity="relu")
