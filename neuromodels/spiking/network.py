@@ -277,15 +277,25 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
 
 
 def _synaptic_jumps(pre: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``pre (time, batch, n_pre) @ weights (n_pre, n_post)`` for a sparse 0/1 raster (CSR product when sparse)."""
+    """``pre (time, batch, n_pre) @ weights (n_pre, n_post)`` for a 0/1 raster of any dtype.
+
+    Sparse rasters (< 5% ones, the usual case) go through a CSR matrix built straight from the spike indices, so
+    the dense raster is never converted to floats; each output row sums its spiking inputs' weights in input
+    order, as the dense product would.
+    """
     flat = pre.reshape(-1, pre.shape[-1])
-    if flat.size and np.count_nonzero(flat) < 0.05 * flat.size:
+    n_post = weights.shape[1]
+    rows, cols = np.nonzero(flat)
+    if flat.size and rows.size < 0.05 * flat.size:
         import scipy.sparse
 
-        out = scipy.sparse.csr_matrix(flat) @ weights
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=flat.shape[0]))])
+        matrix = scipy.sparse.csr_matrix((np.ones(rows.size, dtype=weights.dtype), cols, indptr),
+                                         shape=flat.shape)
+        out = matrix @ weights
     else:
-        out = flat @ weights
-    return np.ascontiguousarray(out, dtype=weights.dtype).reshape(pre.shape[0], pre.shape[1], weights.shape[1])
+        out = flat.astype(weights.dtype) @ weights
+    return np.ascontiguousarray(out, dtype=weights.dtype).reshape(pre.shape[0], pre.shape[1], n_post)
 
 
 def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method: str = "exact", *,
@@ -298,7 +308,7 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     np_dtype = np.dtype(dtype)
-    previous = np.ascontiguousarray(np.asarray(input_spikes).transpose(1, 0, 2)).astype(np_dtype)  # (time, batch, n)
+    previous = np.ascontiguousarray(np.asarray(input_spikes).transpose(1, 0, 2))  # (time, batch, n), 0/1
     n_steps, batch = previous.shape[:2]
     out_spikes, out_voltage, out_membrane = [], [], []
     for layer, (params, n_post) in enumerate(zip(network.neurons, network.layer_sizes)):
@@ -349,7 +359,7 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
             out_voltage.append(voltage.transpose(1, 0, 2))
         if membrane is not None:
             out_membrane.append(membrane.transpose(1, 0, 2))
-        previous = spikes.astype(np_dtype)
+        previous = spikes
     return NetworkRun(out_spikes, out_voltage if record_voltage else None,
                       out_membrane if record_membrane else None)
 
