@@ -26,6 +26,7 @@ def test_wheel_contains_only_the_neuromodels_package(tmp_path):
     for sub in ("datasets", "datasets/formats", "fitting", "analysis"):
         assert f"neuromodels/{sub}/__init__.py" in names
     assert "neuromodels/datasets/binning.py" in names
+    assert "neuromodels/spiking/_lif_kernel.c" in names  # compiled on first use by neuromodels.spiking._compiled
     # every package of the source tree is in the wheel (a missing one breaks `pip install .` only)
     mapping = {"neuromodels": "neuromodels", "datasets": "neuromodels/datasets", "fitting": "neuromodels/fitting",
                "analysis": "neuromodels/analysis"}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from neuromodels.errors import ConfigError
+from neuromodels.spiking import _compiled
 from neuromodels.spiking.neurons import METHODS, LIFParameters, propagator, refractory_steps
 
 __all__ = ["SpikingNetwork", "simulate", "run_network", "run_network_numpy", "NetworkRun", "superspike_surrogate",
@@ -276,6 +277,20 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
                       out_membrane if record_membrane else None)
 
 
+def _nonzero_positions(raster: np.ndarray) -> np.ndarray:
+    """Flat indices of the nonzero entries of a C-contiguous raster, ascending (as ``np.flatnonzero``).
+
+    One-byte rasters (uint8, bool) are scanned 8 bytes at a time: with ~1% ones, ``flatnonzero`` over the
+    uint64 words and then over the few words that hold a spike is ~10x faster than over the bytes.
+    """
+    data = np.ascontiguousarray(raster).reshape(-1)
+    if data.dtype.itemsize != 1 or data.size % 8:
+        return np.flatnonzero(data)
+    words = np.flatnonzero(data.view(np.uint64))
+    word_rows, byte = np.nonzero(data.reshape(-1, 8)[words])
+    return words[word_rows] * 8 + byte
+
+
 def _synaptic_jumps(pre: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``pre (time, batch, n_pre) @ weights (n_pre, n_post)`` for a 0/1 raster of any dtype.
 
@@ -285,7 +300,8 @@ def _synaptic_jumps(pre: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """
     flat = pre.reshape(-1, pre.shape[-1])
     n_post = weights.shape[1]
-    rows, cols = np.nonzero(flat)
+    positions = _nonzero_positions(flat)
+    rows, cols = np.divmod(positions, flat.shape[1])
     if flat.size and rows.size < 0.05 * flat.size:
         import scipy.sparse
 
@@ -328,32 +344,41 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
         spikes = np.zeros((n_steps, batch, n_post), dtype=bool)
         voltage = np.empty((n_steps, batch, n_post), dtype=np_dtype) if record_voltage else None
         membrane = np.empty((n_steps, batch, n_post), dtype=np_dtype) if record_membrane else None
-        for n in range(n_steps):
-            if voltage is not None:
-                voltage[n] = v
-            np.multiply(v, a_vv, out=v_new)
-            np.multiply(current, a_vi, out=scratch)
-            v_new += scratch
-            v_new += b_v
-            current *= a_ii
-            if ref_steps:
-                since_spike += 1  # steps since the last spike, as Brian2's timestep(t - lastspike, dt)
-                np.greater_equal(since_spike, ref_steps, out=not_refractory)
-                np.copyto(v, v_new, where=not_refractory)
-            else:
-                v, v_new = v_new, v
-            if membrane is not None:
-                membrane[n] = v
-            fired = spikes[n]
-            np.greater(v, threshold, out=fired)
-            if ref_steps:
-                fired &= not_refractory
-            current += jumps[n]
-            if w_rec is not None and fired.any():
-                current += fired.astype(np_dtype) @ w_rec
-            np.copyto(v, reset, where=fired)
-            if ref_steps:
-                since_spike[fired] = 0
+        kernel = _compiled.lif_kernel() if w_rec is None and np_dtype in (np.float64, np.float32) else None
+        if kernel is not None:  # the same loop in C (see _compiled.py): bit-identical, ~10x faster at batch 1
+            fired_bytes = np.zeros((n_steps, batch, n_post), dtype=np.uint8)
+            since = since_spike if since_spike is not None else np.zeros((batch, n_post), dtype=np.int64)
+            _compiled.run_layer(kernel, np.ascontiguousarray(jumps, dtype=np_dtype), v, current,
+                                (a_vv, a_vi, a_ii, b_v), threshold, reset, ref_steps, since, fired_bytes,
+                                voltage, membrane)
+            spikes = fired_bytes.view(bool)
+        else:
+            for n in range(n_steps):
+                if voltage is not None:
+                    voltage[n] = v
+                np.multiply(v, a_vv, out=v_new)
+                np.multiply(current, a_vi, out=scratch)
+                v_new += scratch
+                v_new += b_v
+                current *= a_ii
+                if ref_steps:
+                    since_spike += 1  # steps since the last spike, as Brian2's timestep(t - lastspike, dt)
+                    np.greater_equal(since_spike, ref_steps, out=not_refractory)
+                    np.copyto(v, v_new, where=not_refractory)
+                else:
+                    v, v_new = v_new, v
+                if membrane is not None:
+                    membrane[n] = v
+                fired = spikes[n]
+                np.greater(v, threshold, out=fired)
+                if ref_steps:
+                    fired &= not_refractory
+                current += jumps[n]
+                if w_rec is not None and fired.any():
+                    current += fired.astype(np_dtype) @ w_rec
+                np.copyto(v, reset, where=fired)
+                if ref_steps:
+                    since_spike[fired] = 0
         out_spikes.append(spikes.transpose(1, 0, 2).astype(np.uint8))
         if voltage is not None:
             out_voltage.append(voltage.transpose(1, 0, 2))
