@@ -168,6 +168,16 @@ class _Exp(nn.Module):
         return torch.exp(torch.clamp(x, max=20.0))
 
 
+def _drive_for_rate(mean_rate: torch.Tensor, name: str, nonlinearity: nn.Module) -> torch.Tensor:
+    """The input at which the output nonlinearity ``name`` gives ``mean_rate`` (clamped to >= 1e-4 per bin)."""
+    rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
+    if name == "exp":
+        return torch.log(rate)
+    if name == "softplus":
+        return _inverse_softplus(rate)
+    return _inverse_softplus(rate / nonlinearity.alpha) / nonlinearity.beta
+
+
 def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:
     return value + torch.log(-torch.expm1(-value))
 
@@ -542,15 +552,8 @@ class LNModel(nn.Module):
     @torch.no_grad()
     def init_output_bias(self, mean_rate: torch.Tensor) -> None:
         """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``)."""
-        rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
-        if self.nonlinearity_name == "exp":
-            value = torch.log(rate)
-        elif self.nonlinearity_name == "softplus":
-            value = _inverse_softplus(rate)
-        else:
-            nl = self.nonlinearity
-            value = _inverse_softplus(rate / nl.alpha) / nl.beta
-        (self.linear.bias if self.rank is None else self.bias).copy_(value)
+        (self.linear.bias if self.rank is None else self.bias).copy_(
+            _drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity))
 
     def config(self) -> dict[str, Any]:
         return {"n_cells": self.n_cells, "history": self.history, "frame_shape": list(self.frame_shape),
@@ -799,14 +802,7 @@ class GLM(nn.Module):
     @torch.no_grad()
     def init_output_bias(self, mean_rate: torch.Tensor) -> None:
         """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``)."""
-        rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
-        if self.nonlinearity_name == "exp":
-            value = torch.log(rate)
-        elif self.nonlinearity_name == "softplus":
-            value = _inverse_softplus(rate)
-        else:
-            value = _inverse_softplus(rate / self.nonlinearity.alpha) / self.nonlinearity.beta
-        self.stimulus_bias.copy_(value)
+        self.stimulus_bias.copy_(_drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity))
 
     @torch.no_grad()
     def stimulus_drive(self, windows: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
