@@ -15,7 +15,6 @@ ends in an underscore (``model_``, ``history_``, ``cells_``, ``stimulus_mean_``,
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 import xarray as xr
 
 from neuromodels.errors import ConfigError, DataFormatError
+from neuromodels._reports import jsonable
 
 __all__ = ["RetinaEstimator", "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_MODEL_PARAMS", "spike_triggered_average",
            "init_glm_from_sta"]
@@ -328,15 +328,15 @@ class RetinaEstimator:
         self._check_fitted()
         state = {
             "format": "neuromodels.RetinaEstimator/1",
-            "params": json.dumps(_jsonable(self.get_params())),
-            "model_config": json.dumps(_jsonable(self.model_.config())),
+            "params": json.dumps(jsonable(self.get_params())),
+            "model_config": json.dumps(jsonable(self.model_.config())),
             "state_dict": self.model_.state_dict(),
             "cells": list(self.cells_),
             "frame_shape": list(self.frame_shape_),
             "stimulus_mean": float(self.stimulus_mean_),
             "stimulus_std": float(self.stimulus_std_),
             "frame_rate_hz": float(self.frame_rate_hz_),
-            "history": json.dumps(_jsonable(self.history_.as_dict())),
+            "history": json.dumps(jsonable(self.history_.as_dict())),
         }
         return save_checkpoint(state, path)
 
@@ -466,15 +466,3 @@ def _stimulus_frames(stimulus: Any, frame_rate_hz: float) -> tuple[np.ndarray, n
     return frames, time
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value

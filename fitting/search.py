@@ -48,6 +48,7 @@ from typing import Any
 
 from neuromodels.errors import ConfigError
 from neuromodels._figures import save_figure
+from neuromodels._reports import write_json
 
 __all__ = ["DEFAULT_SPACE", "load_space", "open_storage", "run_search", "results_table", "write_report",
            "build_model"]
@@ -303,8 +304,7 @@ def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | 
               "stale": counts["running"], "best": best, "elapsed_s": elapsed_s,
               "space": json.loads(study.user_attrs.get("space", "{}")),
               "files": {k: str(v) for k, v in paths.items()}}
-    with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str))
+    write_json(paths["json"], report)
 
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(3, min(top, len(complete))) + 1.2))
     shown = complete.head(top)

@@ -42,6 +42,7 @@ from neuromodels.errors import ConfigError
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
 from neuromodels._figures import save_figure
+from neuromodels._reports import jsonable, write_json
 
 __all__ = [
     "circle_trajectory",
@@ -270,7 +271,7 @@ def trajectory_command(args: Any) -> int:
     optional ``weights`` (default gaussian, as Raghu et al.), ``seed``, ``q`` (default 1).
     Writes ``trajectory.nc``, ``trajectory.png``, ``report.json`` under ``out``.
     """
-    from .spectra import _json_ready, _write_json, _write_netcdf
+    from .spectra import _write_netcdf
 
     sigma_w2 = 4.0 if getattr(args, "sigma_w2", None) is None else float(args.sigma_w2)
     sigma_b2 = 0.0 if getattr(args, "sigma_b2", None) is None else float(args.sigma_b2)
@@ -298,14 +299,14 @@ def trajectory_command(args: Any) -> int:
     out = getattr(args, "out", None)
     if out:
         out = Path(out)
-        stats.attrs["parameters_json"] = json.dumps(_json_ready(report["parameters"]))
+        stats.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
         _write_netcdf(out / "trajectory.nc", stats)
         plot_trajectory(stats, out / "trajectory.png")
         report["files"] = {"netcdf": str(out / "trajectory.nc"), "figure": str(out / "trajectory.png"),
                            "report": str(out / "report.json")}
-        _write_json(out / "report.json", report)
+        write_json(out / "report.json", report)
     if getattr(args, "json", False):
-        print(json.dumps(_json_ready(report), indent=2))
+        print(json.dumps(jsonable(report), indent=2))
     else:
         print(f"{a['phi']} width {a['width']} sigma_w2={a['sigma_w2']:g} sigma_b2={a['sigma_b2']:g}, "
               f"{a['points']} points on the circle")

@@ -30,6 +30,7 @@ from neuromodels.errors import ConfigError
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
 from neuromodels._figures import save_figure
+from neuromodels._reports import jsonable, write_json
 
 __all__ = [
     "random_mlp",
@@ -426,25 +427,6 @@ def plot_spectrum(spectrum: Any, eigenvalues: np.ndarray | None = None, path: st
     return fig
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(_json_ready(payload), indent=2))
-
-
 def _write_netcdf(path: Path, dataset: Any) -> None:
     from neuromodels.datasets._io import atomic_path
 
@@ -489,14 +471,14 @@ def spectrum_command(args: Any) -> int:
     out = getattr(args, "out", None)
     if out:
         out = Path(out)
-        spectrum.attrs["parameters_json"] = json.dumps(_json_ready(report["parameters"]))
+        spectrum.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
         _write_netcdf(out / "spectrum.nc", spectrum)
         plot_spectrum(spectrum, eigenvalues, out / "spectrum.png")
         report["files"] = {"netcdf": str(out / "spectrum.nc"), "figure": str(out / "spectrum.png"),
                            "report": str(out / "report.json")}
-        _write_json(out / "report.json", report)
+        write_json(out / "report.json", report)
     if getattr(args, "json", False):
-        print(json.dumps(_json_ready(report), indent=2))
+        print(json.dumps(jsonable(report), indent=2))
     else:
         t = report["theory"]
         print(f"{a['phi']} {a['weights']} depth {depth}: sigma_w2={a['sigma_w2']:.6g} sigma_b2={a['sigma_b2']:.6g} "

@@ -120,6 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
     from neuromodels.convrnn.training import accuracy, image_task, train_classifier
     from neuromodels._figures import save_figure
+    from neuromodels._reports import write_json
     from neuromodels.datasets._io import atomic_path
     from neuromodels.errors import ConfigError
 
@@ -150,8 +151,7 @@ def _train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.pt") as tmp:
         torch.save({"config": model.config, "state_dict": model.state_dict()}, tmp)
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str))
+    write_json(out / "report.json", report)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -128,29 +128,22 @@ def _load_recording(args: argparse.Namespace) -> Any:
     return rec
 
 
-def _write_json(path: Path, data: Any) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def _metrics_json(metrics: Any) -> dict[str, Any]:
-    from neuromodels.fitting.estimator import _jsonable
+    from neuromodels._reports import jsonable
 
-    return {name: _jsonable(metrics[name].values.tolist()) for name in ("cc", "cc_max", "cc_norm", "fev", "feve")}
+    return {name: jsonable(metrics[name].values.tolist()) for name in ("cc", "cc_max", "cc_norm", "fev", "feve")}
 
 
 def _summary(metrics: Any) -> dict[str, Any]:
     import numpy as np
 
-    from neuromodels.fitting.estimator import _jsonable
+    from neuromodels._reports import jsonable
 
     out = {}
     for name in ("cc", "cc_norm", "feve"):
         values = np.asarray(metrics[name].values, dtype=float)
-        out[f"median_{name}"] = _jsonable(float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan"))
-        out[f"mean_{name}"] = _jsonable(float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"))
+        out[f"median_{name}"] = jsonable(float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan"))
+        out[f"mean_{name}"] = jsonable(float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"))
     return out
 
 
@@ -190,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
     from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
     from neuromodels.analysis.retina_metrics import repeated_trials
     from neuromodels.datasets.recording import split
-    from neuromodels.fitting.estimator import RetinaEstimator, _jsonable
+    from neuromodels._reports import jsonable, write_json
+    from neuromodels.fitting.estimator import RetinaEstimator
     from neuromodels.retina import count_parameters
 
     out = Path(args.out)
@@ -233,26 +227,26 @@ def _run(args: argparse.Namespace) -> int:
         save_figure(plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate), out / kind / "filters.png")
         report["figures"].append(f"{kind}/filters.png")
         report["models"][kind] = {
-            "parameters": _jsonable(estimator.get_params()),
-            "model_config": _jsonable(model.config()),
+            "parameters": jsonable(estimator.get_params()),
+            "model_config": jsonable(model.config()),
             "n_parameters": count_parameters(model),
             "fit_seconds": fit_seconds,
             "epochs_run": len(estimator.history_),
             "metrics": _metrics_json(metrics),
             "summary": _summary(metrics),
-            "history": _jsonable(estimator.history_.as_dict()),
+            "history": jsonable(estimator.history_.as_dict()),
             "model_file": f"{kind}/model.pt",
             "checkpoint": f"{kind}/training/checkpoint.pt",
         }
     first = next(iter(all_metrics.values()))
     report["ceiling"] = {"method": "cc_max (Schoppe et al. 2016)",
-                         "cc_max": _jsonable(first["cc_max"].values.tolist()),
-                         "fev": _jsonable(first["fev"].values.tolist())}
+                         "cc_max": jsonable(first["cc_max"].values.tolist()),
+                         "fev": jsonable(first["fev"].values.tolist())}
     save_figure(plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}), out / "cc_vs_ceiling.png")
     save_figure(plot_test_traces({k.upper(): p for k, p in predictions.items()}, trial_mean,
                                  frame_rate_hz=frame_rate), out / "test_traces.png")
     report["figures"] += ["cc_vs_ceiling.png", "test_traces.png"]
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
 
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)

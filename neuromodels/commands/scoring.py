@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from neuromodels._reports import jsonable
 
 CEILING_METHODS = ("split_half", "cc_max", "fev", "oracle")
 REGRESSIONS = ("pls", "ridge", "linear")
@@ -201,42 +201,11 @@ def _write_report(folder: Path, report: dict[str, Any], figures: Mapping[str, An
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _number(x: Any) -> float | None:
-    value = float(x)
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(x: Any) -> Any:
-    """Numbers, arrays and DataArrays as JSON values; NaN and infinities become null."""
-    import numpy as np
-    import xarray as xr
-
-    if isinstance(x, xr.DataArray):
-        x = x.values
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        if x.ndim == 0:
-            return _jsonable(x.item())
-        return [_jsonable(v) for v in x.tolist()] if x.dtype.kind in "fc" else _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return _number(x)
-    if x is None or isinstance(x, str):
-        return x
-    return str(x)
-
-
 def _time_bins(da: Any) -> dict[str, Any] | None:
     if "time_bin" not in da.dims:
         return None
-    return {"time_bin_start_ms": _jsonable(da["time_bin_start"].values) if "time_bin_start" in da.coords else None,
-            "time_bin_end_ms": _jsonable(da["time_bin_end"].values) if "time_bin_end" in da.coords else None}
+    return {"time_bin_start_ms": jsonable(da["time_bin_start"].values) if "time_bin_start" in da.coords else None,
+            "time_bin_end_ms": jsonable(da["time_bin_end"].values) if "time_bin_end" in da.coords else None}
 
 
 class _Warnings:
@@ -280,7 +249,7 @@ def _header(command: str) -> dict[str, Any]:
 
 def _fmt(x: Any) -> str:
     """A number to 4 decimals; per-time-bin values as a list (or their maximum when there are many)."""
-    value = _jsonable(x)
+    value = jsonable(x)
     if isinstance(value, list):
         if len(value) <= 8:
             return "[" + ", ".join("NaN" if v is None else f"{v:.3f}" for v in value) + "]"
@@ -295,11 +264,11 @@ def _fmt(x: Any) -> str:
 def _ceiling_summary(result: Any) -> dict[str, Any]:
     per = result["ceiling_per_neuroid"]
     summary = {
-        "ceiling": _jsonable(result["ceiling"]),
-        "error": _jsonable(result["error"]) if "error" in result else None,
-        "neuroid_id": _jsonable(per["neuroid_id"].values) if "neuroid_id" in per.coords else None,
-        "ceiling_per_neuroid": _jsonable(per),
-        "settings": _jsonable(dict(result.attrs)),
+        "ceiling": jsonable(result["ceiling"]),
+        "error": jsonable(result["error"]) if "error" in result else None,
+        "neuroid_id": jsonable(per["neuroid_id"].values) if "neuroid_id" in per.coords else None,
+        "ceiling_per_neuroid": jsonable(per),
+        "settings": jsonable(dict(result.attrs)),
     }
     bins = _time_bins(per)
     if bins:
@@ -387,7 +356,7 @@ def _score(args: argparse.Namespace) -> int:
     for region, da in regions.items():
         entry: dict[str, Any] = {
             "n_neuroids": int(da.sizes["neuroid"]),
-            "neuroid_id": _jsonable(da["neuroid_id"].values),
+            "neuroid_id": jsonable(da["neuroid_id"].values),
             "ceiling": _ceiling_summary(ceilings[region]) if ceilings else None,
             "layers": {},
         }
@@ -399,16 +368,16 @@ def _score(args: argparse.Namespace) -> int:
             layer_entry = {
                 "file": files[layer],
                 "n_features": int(features[layer].sizes["feature"]),
-                "score": _jsonable(res["score"]),
-                "error": _jsonable(res["error"]),
-                "r_per_neuroid": _jsonable(res["r_per_neuroid"]),
-                "r_per_split": _jsonable(res["r"]),
+                "score": jsonable(res["score"]),
+                "error": jsonable(res["error"]),
+                "r_per_neuroid": jsonable(res["r_per_neuroid"]),
+                "r_per_split": jsonable(res["r"]),
             }
             if "ceiled_score" in res:
-                layer_entry["ceiled_score"] = _jsonable(res["ceiled_score"])
-                layer_entry["ceiled_error"] = _jsonable(res["ceiled_error"])
+                layer_entry["ceiled_score"] = jsonable(res["ceiled_score"])
+                layer_entry["ceiled_error"] = jsonable(res["ceiled_error"])
             shared = report["settings"]
-            layer_entry["settings"] = {k: v for k, v in _jsonable(dict(res.attrs)).items()
+            layer_entry["settings"] = {k: v for k, v in jsonable(dict(res.attrs)).items()
                                        if k not in shared or shared[k] != v}
             entry["layers"][layer] = layer_entry
         report["regions"][region] = entry
@@ -448,7 +417,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _common_settings(results: Mapping[Any, Any]) -> dict[str, Any]:
     """The predictivity settings shared by every job (per-layer differences go into each layer's entry)."""
-    all_attrs = [_jsonable(dict(res.attrs)) for res in results.values()]
+    all_attrs = [jsonable(dict(res.attrs)) for res in results.values()]
     first = all_attrs[0]
     return {k: v for k, v in first.items() if all(a.get(k) == v for a in all_attrs[1:])}
 

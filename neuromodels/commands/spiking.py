@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from neuromodels._reports import write_json
 
 TASKS = ("timing", "raster", "xor")
 
@@ -49,13 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", default="reports/train-snn", help="output folder (default: reports/train-snn)")
     train.add_argument("--json", action="store_true", help="print the report as JSON")
     train.set_defaults(handler=_train)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
 def _netcdf_attrs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +132,7 @@ def _simulate(args: argparse.Namespace) -> int:
               "mean_rate_per_layer_hz": [float(rates[result["layer"].values == i].mean())
                                          for i in range(len(setup.network.layer_sizes))],
               "files": ["simulation.nc", "raster.png", "rates.png", "report.json"], "config": config}
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:
@@ -167,8 +161,8 @@ def _train(args: argparse.Namespace) -> int:
     save_figure(fig, out / "raster.png")
     report = {"task": args.task, "method": args.method, "feedback": args.feedback, **result.summary(),
               "files": ["loss.json", "loss.png", "raster.png", "report.json"]}
-    _write_json(out / "loss.json", {"loss": result.losses, **{k: v for k, v in report.items() if k != "files"}})
-    _write_json(out / "report.json", report)
+    write_json(out / "loss.json", {"loss": result.losses, **{k: v for k, v in report.items() if k != "files"}})
+    write_json(out / "report.json", report)
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:

@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from neuromodels._reports import jsonable, write_json
 
 PHI_CHOICES = ("tanh", "erf", "relu", "hard_tanh", "sigmoid", "linear")
 
@@ -130,26 +131,6 @@ def _check_rho(rho: float) -> None:
         raise ConfigError(f"--rho (dropout keep probability) must be in (0, 1], got {rho}")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return [_json_default(v) for v in value.tolist()] if value.ndim else _json_default(value.item())
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if np.isfinite(v) else str(v)
-    if isinstance(value, np.integer):
-        return int(value)
-    return str(value)
-
-
 def _clean(value: Any) -> Any:
     """Floats to JSON-safe values (``inf``/``nan`` as strings), recursively."""
     import math
@@ -210,9 +191,9 @@ def _phase_diagram(args: argparse.Namespace) -> int:
         "files": ["phase_diagram.nc", *figures, "report.json"],
     }
     report = _clean(report)
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     if args.json:
-        json.dump(report, sys.stdout, indent=2, default=_json_default)
+        json.dump(jsonable(report), sys.stdout, indent=2)
         print()
     else:
         print(f"{args.phi}: {sw.size} x {sb.size} phase diagram in {seconds:.2f} s "
@@ -260,9 +241,9 @@ def _depth_scales(args: argparse.Namespace) -> int:
              "phase": phase(float(np.atleast_1d(scales["chi_1"])[i]))} for i, s in enumerate(sw)]
     report = _clean({"arguments": _arguments(args), "sigma_b2": float(args.sigma_b2), "critical_sigma_w2": critical,
                      "rows": rows, "files": [*files, "report.json"]})
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     if args.json:
-        json.dump(report, sys.stdout, indent=2, default=_json_default)
+        json.dump(jsonable(report), sys.stdout, indent=2)
         print()
     else:
         print(f"{args.phi}, sigma_b2 = {args.sigma_b2:g}, rho = {args.rho:g}: critical sigma_w2 = {critical:.5f}")

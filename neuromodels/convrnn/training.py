@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from neuromodels.convrnn.model import ConvRNN, LayerSpec, count_parameters
 from neuromodels.errors import ConfigError
 from neuromodels._figures import save_figure
+from neuromodels._reports import write_json
 
 __all__ = ["image_task", "train_classifier", "accuracy", "cross_entropy", "match_width", "memory_task_comparison",
            "MEMORY_TASK_CELLS", "write_memory_task_report"]
@@ -225,7 +226,6 @@ def memory_task_comparison(*, cells: Sequence[str] = MEMORY_TASK_CELLS, seeds: S
 def write_memory_task_report(result: dict[str, Any], out: Any) -> dict[str, str]:
     """Write ``convrnn_memory_task.json`` (table + settings) and ``convrnn_memory_task.png`` (bar chart with
     s.e.m. error bars) into the folder ``out``, atomically. Returns ``{"json": path, "png": path}``."""
-    import json
     from pathlib import Path
 
     import matplotlib
@@ -233,13 +233,10 @@ def write_memory_task_report(result: dict[str, Any], out: Any) -> dict[str, str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neuromodels.datasets._io import atomic_path
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "convrnn_memory_task.json", "png": out / "convrnn_memory_task.png"}
-    with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(paths["json"], result)
     labels = list(result["table"])
     means = [result["table"][k]["mean"] for k in labels]
     sems = [result["table"][k]["sem"] for k in labels]
