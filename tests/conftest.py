@@ -22,3 +22,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA} (present in the team's checkouts and CI only)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def failing_stimulus():
+    """``make(recording, chunks)``: a copy whose dask-backed stimulus raises ``RuntimeError("disk full")`` once
+    the writer reaches its second chunk along time, to check that failed writes leave nothing behind."""
+    import dask.array as da
+    import numpy as np
+
+    def explode_after_first_block(block, block_info=None):
+        if block_info[0]["chunk-location"][0] >= 1:
+            raise RuntimeError("disk full")
+        return block
+
+    def make(recording, chunks):
+        broken = recording.copy()
+        stimulus = da.from_array(recording["stimulus"].values, chunks=chunks)
+        broken["stimulus"] = (("time", "y", "x"), stimulus.map_blocks(explode_after_first_block, dtype=np.float32))
+        return broken
+
+    return make

@@ -222,22 +222,13 @@ def test_bad_arguments(editable):
         open_openretina(editable, channel="max")
 
 
-def test_writes_are_atomic(recording, tmp_path):
-    import dask.array as da
-
+def test_writes_are_atomic(recording, tmp_path, failing_stimulus):
     target = tmp_path / "out"
     write_openretina(recording, target)
     with pytest.raises(ConfigError, match="overwrite=True"):
         write_openretina(recording, target)
 
-    def explode_after_first_block(block, block_info=None):
-        if block_info[0]["chunk-location"][0] >= 1:
-            raise RuntimeError("disk full")
-        return block
-
-    broken = recording.copy()
-    stimulus = da.from_array(recording["stimulus"].values, chunks=(100, 6, 8))
-    broken["stimulus"] = (("time", "y", "x"), stimulus.map_blocks(explode_after_first_block, dtype=np.float32))
+    broken = failing_stimulus(recording, (100, 6, 8))
     with pytest.raises(RuntimeError, match="disk full"):
         write_openretina(broken, target, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no half-written folder left beside it

@@ -318,17 +318,8 @@ def test_bad_arguments(written):
         open_retina_hdf5(written, splits=("validation",))
 
 
-def test_failed_write_leaves_nothing(recording, tmp_path):
-    import dask.array as da
-
-    def explode_after_first_block(block, block_info=None):
-        if block_info[0]["chunk-location"][0] >= 1:
-            raise RuntimeError("disk full")
-        return block
-
-    broken = recording.copy()
-    stimulus = da.from_array(recording["stimulus"].values, chunks=(300, 9, 7))
-    broken["stimulus"] = (("time", "y", "x"), stimulus.map_blocks(explode_after_first_block, dtype=np.float32))
+def test_failed_write_leaves_nothing(recording, tmp_path, failing_stimulus):
+    broken = failing_stimulus(recording, (300, 9, 7))
     target = tmp_path / "out.h5"
     with pytest.raises(RuntimeError, match="disk full"):
         write_retina_hdf5(broken, target)
