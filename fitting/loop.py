@@ -217,6 +217,36 @@ def _evaluate(model: torch.nn.Module, dataset: Any, loss_fn: Callable[..., torch
     return result
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's weights and floating-point buffers (see ``fit``)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = float(decay)
+        self.steps = 0
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        current = model.state_dict()
+        for name, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(decay).add_(current[name].detach(), alpha=1.0 - decay)
+            else:
+                value.copy_(current[name])
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.model.state_dict(), "steps": torch.tensor(self.steps)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["weights"])
+        self.steps = int(state["steps"])
+
+
 # ---------------------------------------------------------------------------------------------------------- fit
 def fit(
     model: torch.nn.Module,
@@ -237,6 +267,7 @@ def fit(
     min_delta: float = 0.0,
     restore_best: bool = True,
     max_grad_norm: float | None = None,
+    average_decay: float | None = None,
     seed: int = 0,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -260,6 +291,14 @@ def fit(
         ``valid``).
     patience: stop after this many epochs without a validation-loss improvement larger than ``min_delta``
         (``None``: never); with ``restore_best`` the model ends with the best epoch's weights.
+    average_decay: keep an exponential moving average of the weights (Polyak averaging; Polyak & Juditsky
+        1992), updated after every optimiser step: ``avg = d * avg + (1 - d) * w`` with
+        ``d = min(average_decay, (1 + n) / (10 + n))`` at step ``n`` (TensorFlow's
+        ``ExponentialMovingAverage`` warm-up, so the average is not dominated by the initial weights).
+        Floating-point buffers (batch-norm statistics) are averaged too. Validation, early stopping, the
+        learning-rate schedule and the returned weights then use the averaged model: with a noisy gradient
+        (a short recording, small batches) it sits nearer the bottom of the valley than the last iterate.
+        ``None`` (default): no averaging.
     seed: seeds the global torch RNG at the start of a fresh run and every epoch's shuffling.
     checkpoint_dir: write ``checkpoint.pt`` there after every epoch (atomically): the last epoch's weights
         and optimiser state, the best weights, the history and the RNG states. With ``resume=True`` an
@@ -298,6 +337,10 @@ def fit(
         if not hasattr(reg, "penalty"):
             raise ConfigError(f"regulariser {reg!r} has no penalty(model) method")
     callbacks = list(callbacks)
+    if average_decay is not None and not 0.0 < average_decay < 1.0:
+        raise ConfigError(f"average_decay must be in (0, 1) or None, got {average_decay}")
+    averaged = _WeightAverage(model, average_decay) if average_decay is not None else None
+    eval_model = model if averaged is None else averaged.model
 
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -306,6 +349,8 @@ def fit(
     )
     settings = {"seed": int(seed), "batch_size": int(batch_size), "loss": loss if isinstance(loss, str) else "callable",
                 "n_train": len(train)}
+    if averaged is not None:
+        settings["average_decay"] = float(average_decay)
     if group is not None:
         settings["world_size"] = group.world
     is_main = group is None or group.rank == 0
@@ -329,6 +374,8 @@ def fit(
             for reg, reg_state in zip(regularisers, state.get("regularisers", [])):
                 if reg_state is not None and hasattr(reg, "load_state_dict"):
                     reg.load_state_dict(reg_state)
+            if averaged is not None:
+                averaged.load_state_dict(state["average"])
             set_rng_state(state["rng"])
             start_epoch = int(state["epoch"])
             best_loss = float(state["best_loss"])
@@ -391,6 +438,8 @@ def fit(
                 for reg in regularisers:
                     if hasattr(reg, "on_step"):
                         reg.on_step(model)
+                if averaged is not None:
+                    averaged.update(model)
                 n = len(target) if group is None else batch[3]
                 total += float(data_loss.detach()) * n
                 penalty_total += float(penalty.detach()) * n
@@ -405,7 +454,7 @@ def fit(
             logs: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / count,
                                       "train_penalty": penalty_total / count}
             if valid is not None:
-                logs.update(_evaluate(model, valid, loss_fn, eval_batch_size, device))
+                logs.update(_evaluate(eval_model, valid, loss_fn, eval_batch_size, device))
             logs["lr"] = float(opt.param_groups[0]["lr"])
             if group is not None:
                 logs = group.broadcast_logs(logs)
@@ -417,7 +466,7 @@ def fit(
 
             if monitored < best_loss - min_delta or best_state is None:
                 best_loss, bad_epochs = monitored, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
                 history.best_epoch = epoch + 1
             else:
                 bad_epochs += 1
@@ -433,7 +482,7 @@ def fit(
                 # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
                 save_checkpoint(
                     _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss, best_state,
-                                      bad_epochs, stop, settings),
+                                      bad_epochs, stop, settings, averaged),
                     checkpoint_path,
                 )
             for callback in callbacks:
@@ -446,6 +495,8 @@ def fit(
         epoch_bar.close()
         if restore_best and best_state is not None:
             model.load_state_dict(best_state)
+        elif averaged is not None:
+            model.load_state_dict(averaged.model.state_dict())
     finally:
         if deterministic:
             torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
@@ -551,8 +602,8 @@ def _local_cuda_device(device: torch.device) -> torch.device:
 
 
 def _checkpoint_state(model, opt, scheduler, regularisers, history, epoch, best_loss, best_state, bad_epochs,
-                      finished, settings) -> dict[str, Any]:
-    return {
+                      finished, settings, averaged=None) -> dict[str, Any]:
+    state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": int(epoch),
         "model": model.state_dict(),
@@ -569,6 +620,9 @@ def _checkpoint_state(model, opt, scheduler, regularisers, history, epoch, best_
         "rng": rng_state(),
         "settings": dict(settings),
     }
+    if averaged is not None:
+        state["average"] = averaged.state_dict()
+    return state
 
 
 def _check_compatible(state: dict[str, Any], model: torch.nn.Module, settings: dict[str, Any], path: Path) -> None:
@@ -581,7 +635,7 @@ def _check_compatible(state: dict[str, Any], model: torch.nn.Module, settings: d
             f"{path}: written for a different model architecture; use another checkpoint folder or resume=False"
         )
     defaults = {"world_size": 1}  # single-process checkpoints do not record it
-    for key in ("seed", "batch_size", "loss", "n_train", "world_size"):
+    for key in ("seed", "batch_size", "loss", "n_train", "world_size", "average_decay"):
         saved_value, value = state["settings"].get(key, defaults.get(key)), settings.get(key, defaults.get(key))
         if saved_value != value:
             raise CheckpointError(

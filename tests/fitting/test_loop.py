@@ -226,3 +226,67 @@ def test_bad_arguments_raise_config_errors():
         fit(torch.nn.Linear(2, 1), (x, y), optimizer="sgd", progress=False)
     with pytest.raises(ConfigError, match="diverged"):
         fit(torch.nn.Linear(2, 1), (x * 1e30, y), loss="mse", progress=False)
+
+
+class _RecordSteps:
+    """Records the model's state after every optimiser step (a Regulariser with no penalty)."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+        return torch.zeros(())
+
+    def on_step(self, model: torch.nn.Module) -> None:
+        self.states.append(_weights(model))
+
+
+def test_weight_averaging_keeps_the_moving_average_of_every_step():
+    """The kept weights (and batch-norm statistics) are the warmed-up EMA of the iterates, computed by hand."""
+    torch.manual_seed(0)
+    x = torch.randn(120, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3 * torch.randn(120, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    initial = _weights(model)
+    record = _RecordSteps()
+    decay = 0.9
+    history = fit(model, (x, y), (x[:40], y[:40]), loss="mse", epochs=3, batch_size=16, lr=1e-2, seed=1,
+                  regularisers=[record], average_decay=decay, restore_best=False, patience=None, progress=False)
+    assert len(record.states) == 3 * 8
+    expected = {k: v.clone() for k, v in initial.items()}
+    for n, state in enumerate(record.states):
+        d = min(decay, (1 + n) / (10 + n))
+        for k, v in state.items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.dtype.is_floating_point else v.clone()
+    kept = _weights(model)
+    for k in expected:
+        torch.testing.assert_close(kept[k], expected[k], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(kept["0.weight"], record.states[-1]["0.weight"])  # not the last iterate
+    assert torch.equal(kept["1.num_batches_tracked"], record.states[-1]["1.num_batches_tracked"])
+    # the validation loss reported is the averaged model's
+    with torch.no_grad():
+        assert float(torch.nn.functional.mse_loss(model(x[:40]), y[:40])) == pytest.approx(history["valid_loss"][-1])
+
+
+def test_weight_averaging_resumes_exactly_and_is_part_of_the_settings(tmp_path):
+    train, valid = _tiny_retina()
+    settings = dict(epochs=4, batch_size=32, lr=3e-3, seed=3, progress=False, patience=None, average_decay=0.95)
+    straight = _tiny_cnn()
+    h_straight = fit(straight, train, valid, checkpoint_dir=tmp_path / "a", **settings)
+    interrupted = _tiny_cnn()
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, train, valid, checkpoint_dir=tmp_path / "b", callbacks=[_InterruptAfter(2)], **settings)
+    resumed = _tiny_cnn(seed=99)
+    h_resumed = fit(resumed, train, valid, checkpoint_dir=tmp_path / "b", **settings)
+    _assert_same_weights(_weights(straight), _weights(resumed))
+    assert h_resumed["valid_loss"] == h_straight["valid_loss"]
+    # without averaging the same run ends elsewhere, and the checkpoint of one is refused by the other
+    plain = _tiny_cnn()
+    fit(plain, train, valid, **{**settings, "average_decay": None})
+    assert not torch.equal(_weights(plain)["readout.weight"], _weights(straight)["readout.weight"])
+    with pytest.raises(CheckpointError, match="average_decay"):
+        fit(_tiny_cnn(), train, valid, checkpoint_dir=tmp_path / "a", **{**settings, "average_decay": None})
+    from neuromodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="average_decay"):
+        fit(_tiny_cnn(), train, valid, **{**settings, "average_decay": 1.0})
