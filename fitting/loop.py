@@ -230,14 +230,15 @@ class _WeightAverage:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        decay = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        self.steps += 1
+        # avg_n = avg_{n-1} + (w_n - avg_{n-1}) (1 - d) / (1 - d^n): the bias-corrected exponential average
+        weight = (1.0 - self.decay) / (1.0 - self.decay ** self.steps)
         current = model.state_dict()
         for name, value in self.model.state_dict().items():
             if value.dtype.is_floating_point:
-                value.mul_(decay).add_(current[name].detach(), alpha=1.0 - decay)
+                value.lerp_(current[name].detach(), weight)
             else:
                 value.copy_(current[name])
-        self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": self.model.state_dict(), "steps": torch.tensor(self.steps)}
@@ -292,10 +293,10 @@ def fit(
     patience: stop after this many epochs without a validation-loss improvement larger than ``min_delta``
         (``None``: never); with ``restore_best`` the model ends with the best epoch's weights.
     average_decay: keep an exponential moving average of the weights (Polyak averaging; Polyak & Juditsky
-        1992), updated after every optimiser step: ``avg = d * avg + (1 - d) * w`` with
-        ``d = min(average_decay, (1 + n) / (10 + n))`` at step ``n`` (TensorFlow's
-        ``ExponentialMovingAverage`` warm-up, so the average is not dominated by the initial weights).
-        Floating-point buffers (batch-norm statistics) are averaged too. Validation, early stopping, the
+        1992) over about ``1 / (1 - average_decay)`` optimiser steps: after step ``n`` (1-based) of weights
+        ``w_n``, ``avg_n = sum_i d^(n-i) (1 - d) w_i / (1 - d^n)``, the exponential average with Adam's bias
+        correction, so it holds no trace of the initial weights (``avg_1 = w_1``). Floating-point buffers
+        (batch-norm statistics) are averaged the same way, integer ones copied. Validation, early stopping, the
         learning-rate schedule and the returned weights then use the averaged model: with a noisy gradient
         (a short recording, small batches) it sits nearer the bottom of the valley than the last iterate.
         ``None`` (default): no averaging.

@@ -242,7 +242,7 @@ class _RecordSteps:
 
 
 def test_weight_averaging_keeps_the_moving_average_of_every_step():
-    """The kept weights (and batch-norm statistics) are the warmed-up EMA of the iterates, computed by hand."""
+    """The kept weights (and batch-norm statistics) are the bias-corrected EMA of the iterates, by hand."""
     torch.manual_seed(0)
     x = torch.randn(120, 3)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3 * torch.randn(120, 1)
@@ -253,11 +253,14 @@ def test_weight_averaging_keeps_the_moving_average_of_every_step():
     history = fit(model, (x, y), (x[:40], y[:40]), loss="mse", epochs=3, batch_size=16, lr=1e-2, seed=1,
                   regularisers=[record], average_decay=decay, restore_best=False, patience=None, progress=False)
     assert len(record.states) == 3 * 8
-    expected = {k: v.clone() for k, v in initial.items()}
-    for n, state in enumerate(record.states):
-        d = min(decay, (1 + n) / (10 + n))
-        for k, v in state.items():
-            expected[k] = d * expected[k] + (1 - d) * v if v.dtype.is_floating_point else v.clone()
+    n = len(record.states)
+    expected = {}
+    for k, v in initial.items():  # sum_i d^(n-i) (1 - d) w_i / (1 - d^n): no trace of the initial weights
+        if v.dtype.is_floating_point:
+            terms = [decay ** (n - i) * (1 - decay) * s[k] for i, s in enumerate(record.states, start=1)]
+            expected[k] = torch.stack(terms).sum(0) / (1 - decay ** n)
+        else:
+            expected[k] = record.states[-1][k]
     kept = _weights(model)
     for k in expected:
         torch.testing.assert_close(kept[k], expected[k], rtol=1e-5, atol=1e-6)
