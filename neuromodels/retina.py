@@ -38,6 +38,7 @@ __all__ = [
     "GaussianNoise",
     "ParametricSoftplus",
     "FactorizedReadout",
+    "SaturatingSoftplus",
     "ValidConv2d",
     "conv2d_valid_fft",
     "build_model",
@@ -151,6 +152,43 @@ class ParametricSoftplus(nn.Module):
         return self.alpha * F.softplus(self.beta * x)
 
 
+class SaturatingSoftplus(nn.Module):
+    """``r * (1 - exp(-softplus(x) / r))``: softplus for rates well below ``r``, never above ``r``.
+
+    ``r`` (``max_rate``, expected spikes per bin) is learned per cell (as its log). A ganglion cell's rate is
+    bounded (refractoriness, the spike generator's saturation), while softplus grows without limit: a model
+    with a softplus output that learns the small and medium rates of a recording overshoots its largest
+    drives (the saccades of a natural movie) by 2-4x. Not in McIntosh et al. 2016 (softplus there).
+    """
+
+    def __init__(self, n_cells: int, max_rate: float = 1.0) -> None:
+        super().__init__()
+        if not max_rate > 0:
+            raise ConfigError(f"max_rate must be > 0 spikes per bin, got {max_rate}")
+        self.log_max_rate = nn.Parameter(torch.full((n_cells,), math.log(float(max_rate))))
+
+    @property
+    def max_rate(self) -> torch.Tensor:
+        return self.log_max_rate.exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.max_rate
+        return -r * torch.expm1(-F.softplus(x) / r)
+
+    def inverse(self, rate: torch.Tensor) -> torch.Tensor:
+        """The input giving ``rate`` (which must lie below ``max_rate``)."""
+        r = self.max_rate.detach()
+        return _inverse_softplus(-r * torch.log1p(-rate / r))
+
+    @torch.no_grad()
+    def start_bound(self, max_rate: torch.Tensor, mean_rate: torch.Tensor) -> None:
+        """Start the bound at ``max_rate`` (e.g. the largest count per bin in the training data), and at
+        least at twice the mean rate, so that the mean rate stays reachable."""
+        mean = torch.as_tensor(mean_rate, dtype=torch.float32)
+        bound = torch.as_tensor(max_rate, dtype=torch.float32).expand_as(mean)
+        self.log_max_rate.copy_(torch.log(torch.maximum(bound, 2.0 * mean)))
+
+
 def _nonlinearity(name: str, n_cells: int) -> nn.Module:
     if name == "softplus":
         return nn.Softplus()
@@ -158,7 +196,11 @@ def _nonlinearity(name: str, n_cells: int) -> nn.Module:
         return _Exp()
     if name == "parametric_softplus":
         return ParametricSoftplus(n_cells)
-    raise ConfigError(f"nonlinearity must be 'softplus', 'exp' or 'parametric_softplus', got {name!r}")
+    if name == "saturating":
+        return SaturatingSoftplus(n_cells)
+    raise ConfigError(
+        f"nonlinearity must be 'softplus', 'exp', 'parametric_softplus' or 'saturating', got {name!r}"
+    )
 
 
 class _Exp(nn.Module):
@@ -175,6 +217,8 @@ def _drive_for_rate(mean_rate: torch.Tensor, name: str, nonlinearity: nn.Module)
         return torch.log(rate)
     if name == "softplus":
         return _inverse_softplus(rate)
+    if name == "saturating":
+        return nonlinearity.inverse(rate)
     return _inverse_softplus(rate / nonlinearity.alpha) / nonlinearity.beta
 
 
@@ -275,6 +319,10 @@ class RetinaCNN(nn.Module):
 
     ``conv_impl``: ``"auto"`` computes the first layer through FFTs on CPU (:class:`ValidConv2d`, 10-30x
     faster there for 40x15x15 kernels; identical results to float32 rounding).
+
+    ``output``: ``"softplus"`` (the paper's) or ``"saturating"`` (:class:`SaturatingSoftplus`, not in the
+    paper): softplus bent to a learned maximum rate per cell, so the model cannot predict rates a cell never
+    reaches (docs/retina.md: on sample:retina it removes the 2-4x overshoot at natural-movie saccades).
     """
 
     def __init__(
@@ -295,6 +343,7 @@ class RetinaCNN(nn.Module):
         recurrent: bool = False,
         recurrent_kernel_size: int = 3,
         conv_impl: str = "auto",
+        output: str = "softplus",
     ) -> None:
         super().__init__()
         frame = _as_pair(frame_shape)
@@ -355,7 +404,13 @@ class RetinaCNN(nn.Module):
             raise ConfigError(f"readout must be 'dense' or 'factorized', got {readout!r}")
         self.readout_kind = readout
         self.readout_norm = nn.BatchNorm1d(self.n_cells, eps=1e-3) if self.batch_norm else nn.Identity()
-        self.output = nn.Softplus()
+        if output == "softplus":
+            self.output = nn.Softplus()
+        elif output == "saturating":
+            self.output = SaturatingSoftplus(self.n_cells)
+        else:
+            raise ConfigError(f"output must be 'softplus' or 'saturating', got {output!r}")
+        self.output_kind = output
 
     # hidden layer i applied to a batch of maps; ``lateral_input`` is the layer's previous output (recurrent)
     def _layer(self, i: int, x: torch.Tensor, lateral_input: torch.Tensor | None = None) -> torch.Tensor:
@@ -433,9 +488,19 @@ class RetinaCNN(nn.Module):
         return total
 
     @torch.no_grad()
-    def init_output_bias(self, mean_rate: torch.Tensor) -> None:
-        """Start the readout at the cells' mean rate (expected spikes per bin, ``(cell,)``): fewer epochs."""
-        target = _inverse_softplus(torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4))
+    def init_output_bias(self, mean_rate: torch.Tensor, max_rate: torch.Tensor | None = None) -> None:
+        """Start the readout at the cells' mean rate (expected spikes per bin, ``(cell,)``): fewer epochs.
+
+        ``max_rate`` (``(cell,)``, e.g. the largest count per bin in the training data) sets the starting
+        bound of a ``output="saturating"`` model (ignored otherwise).
+        """
+        rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
+        if isinstance(self.output, SaturatingSoftplus):
+            if max_rate is not None:
+                self.output.start_bound(max_rate, rate)
+            target = self.output.inverse(rate)
+        else:
+            target = _inverse_softplus(rate)
         if self.batch_norm:
             self.readout_norm.bias.copy_(target)
         else:
@@ -468,7 +533,7 @@ class RetinaCNN(nn.Module):
             "batch_norm": self.batch_norm, "l2_weight": self.l2_weight, "l1_activity": self.l1_activity,
             "l1_readout": self.l1_readout, "readout": self.readout_kind, "recurrent": self.recurrent,
             "recurrent_kernel_size": self.laterals[0].kernel_size[0] if self.recurrent else 3,
-            "conv_impl": self.convs[0].impl,
+            "conv_impl": self.convs[0].impl, "output": self.output_kind,
         }
 
 
@@ -477,7 +542,7 @@ class LNModel(nn.Module):
     """Linear-nonlinear model: one spatiotemporal filter per cell, then a pointwise nonlinearity.
 
     ``(batch, history, y, x) -> (batch, cell)`` rate = ``f(<filter_cell, window> + bias_cell)``.
-    ``nonlinearity``: ``"softplus"`` (default), ``"exp"`` or ``"parametric_softplus"``. ``l2_weight=1e-2``
+    ``nonlinearity``: ``"softplus"`` (default), ``"exp"``, ``"parametric_softplus"`` or ``"saturating"``. ``l2_weight=1e-2``
     on the filter is deep-retina's ``linear_nonlinear`` default.
 
     ``rank=None`` (default): full-rank filters, ``history * y * x`` weights per cell, as the paper's LN
@@ -550,8 +615,11 @@ class LNModel(nn.Module):
         return self._full_filters().detach()
 
     @torch.no_grad()
-    def init_output_bias(self, mean_rate: torch.Tensor) -> None:
-        """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``)."""
+    def init_output_bias(self, mean_rate: torch.Tensor, max_rate: torch.Tensor | None = None) -> None:
+        """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``); ``max_rate``: the starting
+        bound of a ``"saturating"`` nonlinearity (ignored by the others)."""
+        if isinstance(self.nonlinearity, SaturatingSoftplus) and max_rate is not None:
+            self.nonlinearity.start_bound(max_rate, mean_rate)
         (self.linear.bias if self.rank is None else self.bias).copy_(
             _drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity))
 
@@ -601,6 +669,8 @@ class GLM(nn.Module):
 
     ``coupling=True`` gives every cell a filter on every other cell's past spikes (``(cell, cell, lag)``);
     otherwise each cell sees only its own history. ``l2_weight`` applies to the (assembled) stimulus filter.
+    ``nonlinearity``: ``"exp"`` (default, Pillow et al.), ``"softplus"``, ``"parametric_softplus"`` or
+    ``"saturating"`` (:class:`SaturatingSoftplus`) in place of ``exp``.
 
     **Stimulus filter.** By default ``k`` is a free ``history x y x x`` array per cell (100,000 weights for
     40 frames of 50x50). One minute of spikes cannot constrain that many weights: the filter fits the spike
@@ -800,8 +870,11 @@ class GLM(nn.Module):
         return self.l2_weight * per_frame.square().sum()
 
     @torch.no_grad()
-    def init_output_bias(self, mean_rate: torch.Tensor) -> None:
-        """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``)."""
+    def init_output_bias(self, mean_rate: torch.Tensor, max_rate: torch.Tensor | None = None) -> None:
+        """Start at the cells' mean rate (expected spikes per bin, ``(cell,)``); ``max_rate``: the starting
+        bound of a ``"saturating"`` nonlinearity (ignored by the others)."""
+        if isinstance(self.nonlinearity, SaturatingSoftplus) and max_rate is not None:
+            self.nonlinearity.start_bound(max_rate, mean_rate)
         self.stimulus_bias.copy_(_drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity))
 
     @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -146,6 +148,32 @@ def test_batch_norm_variant_and_bias_init():
         model.readout.weight.zero_()
     torch.testing.assert_close(model(torch.randn(2, 5, 12, 12)), torch.tensor([[0.1, 0.2, 0.3]] * 2), atol=1e-3,
                                rtol=1e-3)
+
+
+def test_saturating_output_is_softplus_below_its_bound_and_never_above_it():
+    from neuromodels.retina import SaturatingSoftplus
+
+    out = SaturatingSoftplus(2, max_rate=2.0)
+    x = torch.linspace(-6.0, 40.0, 200)[:, None].expand(200, 2)
+    y = out(x).detach()
+    assert (y <= 2.0).all() and (torch.diff(y, dim=0) >= 0).all()  # bounded by max_rate, increasing
+    assert float(y[x[:, 0] < 10.0, 0].max()) < 1.99 and (torch.diff(y[x[:, 0] < 10.0], dim=0) > 0).all()
+    small = x[:, 0] < -3.0  # softplus < 0.05: relative gap s / (2 r) < 1.3%
+    torch.testing.assert_close(y[small, 0], torch.nn.functional.softplus(x[small, 0]), rtol=0.02, atol=0)
+    assert float(y[-1, 0]) == pytest.approx(2.0 * (1 - math.exp(-20.0)), rel=1e-5)  # softplus(40) = 40
+    rates = torch.tensor([[0.05, 1.5]])
+    torch.testing.assert_close(out(out.inverse(rates)), rates, rtol=1e-5, atol=1e-6)
+    # the model starts at the cells' mean rate under a bound given by the data (at least twice the mean)
+    model = RetinaCNN(2, history=5, frame_shape=12, kernel_sizes=(5, 3), batch_norm="channel", output="saturating")
+    model.init_output_bias(torch.tensor([0.1, 0.4]), max_rate=torch.tensor([3.0, 0.5]))
+    torch.testing.assert_close(model.output.max_rate, torch.tensor([3.0, 0.8]))
+    model.eval()
+    with torch.no_grad():
+        model.readout.weight.zero_()
+    torch.testing.assert_close(model(torch.randn(2, 5, 12, 12)), torch.tensor([[0.1, 0.4]] * 2), rtol=1e-3, atol=1e-4)
+    assert RetinaCNN(**model.config()).config() == model.config()
+    with pytest.raises(ConfigError, match="output"):
+        RetinaCNN(2, history=5, frame_shape=12, kernel_sizes=(5, 3), output="relu")
 
 
 def test_factorized_readout_and_per_channel_batch_norm():
@@ -318,7 +346,8 @@ def _true_subunit_filter(rec, history: int, size: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_cnn_predicts_the_virtual_retina_better_than_ln():
-    """McIntosh et al. 2016, Fig. 2 on sample:retina: the CNN's test CC is clearly above the LN model's."""
+    """McIntosh et al. 2016, Fig. 2 on sample:retina: the CNN's test CC is clearly above the LN model's, and
+    it gets within 80% of the noise ceiling (median CC_norm)."""
     from neuromodels.analysis.retina_metrics import compare_models
     from neuromodels.datasets import sample
 
@@ -333,7 +362,7 @@ def test_cnn_predicts_the_virtual_retina_better_than_ln():
     assert int((cnn["cc"] > ln["cc"]).sum()) >= 10  # of 12 cells
     on_off = rec["cell_type"].values == "ON-OFF"
     assert float(cnn["cc"][on_off].min()) > 0.4 > float(ln["cc"][on_off].max())  # LN cannot see ON-OFF cells
-    assert float(cnn["cc_norm"].median()) > 0.7
+    assert float(cnn["cc_norm"].median()) >= 0.8  # the issue's target; measured 0.819 (LN 0.425)
 
     # first-layer filters: the best-matching channel resembles the true subunit filter (either sign)
     truth = _true_subunit_filter(rec, 40, 15).ravel()
