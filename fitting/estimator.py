@@ -26,8 +26,8 @@ import xarray as xr
 from neuromodels.errors import ConfigError, DataFormatError
 from neuromodels._reports import jsonable
 
-__all__ = ["RetinaEstimator", "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_AVERAGE_DECAY", "DEFAULT_MODEL_PARAMS", "spike_triggered_average",
-           "init_glm_from_sta"]
+__all__ = ["RetinaEstimator", "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_AVERAGE_DECAY", "DEFAULT_MODEL_PARAMS",
+           "spike_triggered_average", "init_glm_from_sta"]
 
 # Per model kind. The LN filters have history * y * x = 100,000 weights per cell, each updated by up to lr
 # per Adam step: 1e-3 makes the drive swing by orders of magnitude between steps, 1e-4 trains smoothly. The

@@ -492,7 +492,7 @@ class RetinaCNN(nn.Module):
         """Start the readout at the cells' mean rate (expected spikes per bin, ``(cell,)``): fewer epochs.
 
         ``max_rate`` (``(cell,)``, e.g. the largest count per bin in the training data) sets the starting
-        bound of a ``output="saturating"`` model (ignored otherwise).
+        bound of an ``output="saturating"`` model (ignored otherwise).
         """
         rate = torch.clamp(torch.as_tensor(mean_rate, dtype=torch.float32), min=1e-4)
         if isinstance(self.output, SaturatingSoftplus):

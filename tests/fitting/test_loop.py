@@ -72,23 +72,27 @@ class _InterruptAfter:
             raise KeyboardInterrupt
 
 
-def test_resume_after_an_interruption_ends_at_the_same_weights(tmp_path):
-    train, valid = _tiny_retina()
-    settings = dict(epochs=5, batch_size=32, lr=3e-3, seed=3, progress=False, patience=None, lr_patience=0)
-
+def _straight_and_resumed(train, valid, tmp_path, settings):
+    """An uninterrupted run (checkpoints in ``a``) and one interrupted after epoch 2 and resumed (in ``b``)
+    end at the same weights and validation losses; returns both models and histories."""
     straight = _tiny_cnn()
     h_straight = fit(straight, train, valid, checkpoint_dir=tmp_path / "a", **settings)
-
     interrupted = _tiny_cnn()
     with pytest.raises(KeyboardInterrupt):
         fit(interrupted, train, valid, checkpoint_dir=tmp_path / "b", callbacks=[_InterruptAfter(2)], **settings)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
     resumed_model = _tiny_cnn(seed=99)  # whatever its initial weights: the checkpoint replaces them
     h_resumed = fit(resumed_model, train, valid, checkpoint_dir=tmp_path / "b", **settings)
-
     assert h_resumed.resumed_from_epoch == 2
     _assert_same_weights(_weights(straight), _weights(resumed_model))
     assert h_resumed["valid_loss"] == h_straight["valid_loss"]
+    return straight, h_straight, resumed_model, h_resumed
+
+
+def test_resume_after_an_interruption_ends_at_the_same_weights(tmp_path):
+    train, valid = _tiny_retina()
+    settings = dict(epochs=5, batch_size=32, lr=3e-3, seed=3, progress=False, patience=None, lr_patience=0)
+    straight, h_straight, _, h_resumed = _straight_and_resumed(train, valid, tmp_path, settings)
     assert h_resumed["lr"] == h_straight["lr"]  # the scheduler state came back too
     assert min(h_straight["lr"]) < 3e-3  # ... and it did act (lr_patience=0)
 
@@ -274,15 +278,7 @@ def test_weight_averaging_keeps_the_moving_average_of_every_step():
 def test_weight_averaging_resumes_exactly_and_is_part_of_the_settings(tmp_path):
     train, valid = _tiny_retina()
     settings = dict(epochs=4, batch_size=32, lr=3e-3, seed=3, progress=False, patience=None, average_decay=0.95)
-    straight = _tiny_cnn()
-    h_straight = fit(straight, train, valid, checkpoint_dir=tmp_path / "a", **settings)
-    interrupted = _tiny_cnn()
-    with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, train, valid, checkpoint_dir=tmp_path / "b", callbacks=[_InterruptAfter(2)], **settings)
-    resumed = _tiny_cnn(seed=99)
-    h_resumed = fit(resumed, train, valid, checkpoint_dir=tmp_path / "b", **settings)
-    _assert_same_weights(_weights(straight), _weights(resumed))
-    assert h_resumed["valid_loss"] == h_straight["valid_loss"]
+    straight, _, _, _ = _straight_and_resumed(train, valid, tmp_path, settings)  # exact resume with the average
     # without averaging the same run ends elsewhere, and the checkpoint of one is refused by the other
     plain = _tiny_cnn()
     fit(plain, train, valid, **{**settings, "average_decay": None})
