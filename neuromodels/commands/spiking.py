@@ -167,5 +167,12 @@ def _train(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=float))
     else:
         print(f"{args.task} with {label}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} "
-              f"({report['loss_ratio']:.1f}x lower) in {len(result.losses)} trials -> {out}")
+              f"({loss_change(report['loss_ratio'])}) in {len(result.losses)} trials -> {out}")
     return 0
+
+
+def loss_change(ratio: float) -> str:
+    """How the loss moved, from ``ratio`` = first loss / final loss: ``"3.0x lower"`` or ``"2.0x higher: ..."``."""
+    if ratio >= 1 or not ratio > 0:  # inf (a final loss of 0) and nan read as they are
+        return f"{ratio:.1f}x lower"
+    return f"{1 / ratio:.1f}x higher: training did not help"

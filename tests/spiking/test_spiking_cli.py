@@ -102,3 +102,11 @@ def test_train_snn_writes_loss_curve(tmp_path, capsys):
     assert len(losses) == 4 and report["initial_loss"] == losses[0] > 0
     assert (out / "loss.png").stat().st_size > 1000 and (out / "raster.png").exists()
     assert _main(["train-snn", "--task", "timing", "--method", "bptt", "--feedback", "random", "--out", str(out)]) == 2
+
+
+def test_train_snn_says_whether_the_loss_fell_or_rose():
+    from neuromodels.commands.spiking import loss_change
+
+    assert loss_change(13.6) == "13.6x lower"
+    assert loss_change(0.5) == "2.0x higher: training did not help"
+    assert loss_change(1.0) == "1.0x lower" and loss_change(float("inf")) == "infx lower"
