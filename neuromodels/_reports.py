@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["jsonable", "write_json"]
+__all__ = ["jsonable", "write_json", "print_json"]
 
 
 def jsonable(value: Any) -> Any:
@@ -52,3 +52,11 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
     return Path(path)
+
+
+def print_json(data: Any) -> None:
+    """Print ``jsonable(data)`` as indented JSON to stdout: a command's ``--json`` output, the same JSON its
+    ``report.json`` holds (non-finite numbers as ``null``, never a bare ``NaN``)."""
+    import json
+
+    print(json.dumps(jsonable(data), indent=2, allow_nan=False))

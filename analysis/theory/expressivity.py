@@ -42,7 +42,7 @@ from neuromodels.errors import ConfigError
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
 from neuromodels._figures import save_figure
-from neuromodels._reports import jsonable, write_json
+from neuromodels._reports import jsonable, print_json, write_json
 
 __all__ = [
     "circle_trajectory",
@@ -306,7 +306,7 @@ def trajectory_command(args: Any) -> int:
                            "report": str(out / "report.json")}
         write_json(out / "report.json", report)
     if getattr(args, "json", False):
-        print(json.dumps(jsonable(report), indent=2))
+        print_json(report)
     else:
         print(f"{a['phi']} width {a['width']} sigma_w2={a['sigma_w2']:g} sigma_b2={a['sigma_b2']:g}, "
               f"{a['points']} points on the circle")

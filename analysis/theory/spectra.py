@@ -30,7 +30,7 @@ from neuromodels.errors import ConfigError
 from . import freeprob
 from .freeprob import WEIGHT_KINDS, get_nonlinearity
 from neuromodels._figures import save_figure
-from neuromodels._reports import jsonable, write_json
+from neuromodels._reports import jsonable, print_json, write_json
 
 __all__ = [
     "random_mlp",
@@ -478,7 +478,7 @@ def spectrum_command(args: Any) -> int:
                            "report": str(out / "report.json")}
         write_json(out / "report.json", report)
     if getattr(args, "json", False):
-        print(json.dumps(jsonable(report), indent=2))
+        print_json(report)
     else:
         t = report["theory"]
         print(f"{a['phi']} {a['weights']} depth {depth}: sigma_w2={a['sigma_w2']:.6g} sigma_b2={a['sigma_b2']:.6g} "

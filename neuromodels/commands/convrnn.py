@@ -18,9 +18,10 @@ and ``learning_curve.png``; the training checkpoint in ``OUT/training`` makes a 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+
+from neuromodels._reports import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     report = write_report(study, args.out, elapsed_s=elapsed)
     report["storage"] = storage
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(report)
     else:
         best = report["best"]
         print(f"study {report['study']!r} in {storage}: {report['finished']} finished trials "
@@ -165,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
     fig.tight_layout()
     save_figure(fig, out / "learning_curve.png")
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(report)
     else:
         print(f"{args.cell} ConvRNN ({report['parameters']} parameters) on {args.data}: test accuracy "
               f"{test_accuracy:.4f} after {len(history)} epochs; wrote {out}/report.json, model.pt, learning_curve.png")

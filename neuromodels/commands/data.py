@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
-import sys
 from typing import Any
 
+from neuromodels._reports import print_json
 from neuromodels.errors import ConfigError
 
 
@@ -93,8 +92,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     info = describe(load(args.path, **_options(args)))
     if args.json:
-        json.dump(info, sys.stdout, indent=2, default=str)
-        print()
+        print_json(info)
     else:
         _print_summary(info)
     return 0
@@ -107,8 +105,7 @@ def _convert(args: argparse.Namespace) -> int:
     write_netcdf(obj, args.out)
     info = describe(load(args.out))
     if args.json:
-        json.dump({"written": args.out, **info}, sys.stdout, indent=2, default=str)
-        print()
+        print_json({"written": args.out, **info})
     else:
         print(f"wrote {args.out}")
         _print_summary(info)

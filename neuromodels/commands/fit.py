@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
     from neuromodels.analysis.retina_metrics import repeated_trials
     from neuromodels.datasets.recording import split
-    from neuromodels._reports import jsonable, write_json
+    from neuromodels._reports import jsonable, print_json, write_json
     from neuromodels.fitting.estimator import RetinaEstimator
     from neuromodels.retina import count_parameters
 
@@ -249,8 +249,7 @@ def _run(args: argparse.Namespace) -> int:
     write_json(out / "report.json", report)
 
     if args.json:
-        json.dump(report, sys.stdout, indent=2, default=str)
-        print()
+        print_json(report)
     else:
         print(format_table(cells, cell_types, all_metrics))
         for kind in kinds:

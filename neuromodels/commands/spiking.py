@@ -13,12 +13,11 @@ Configuration keys: :mod:`neuromodels.spiking.config`; tasks: :mod:`neuromodels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from neuromodels._reports import write_json
+from neuromodels._reports import print_json, write_json
 
 TASKS = ("timing", "raster", "xor")
 
@@ -134,7 +133,7 @@ def _simulate(args: argparse.Namespace) -> int:
               "files": ["simulation.nc", "raster.png", "rates.png", "report.json"], "config": config}
     write_json(out / "report.json", report)
     if args.json:
-        print(json.dumps(report, indent=2, default=float))
+        print_json(report)
     else:
         print(f"simulated {sim['trials']} trial(s) of {sim['duration']} s with {args.backend} in {seconds:.2f} s: "
               f"{report['n_spikes']} spikes, mean rate {report['mean_rate_hz']:.2f} Hz -> {out}")
@@ -164,7 +163,7 @@ def _train(args: argparse.Namespace) -> int:
     write_json(out / "loss.json", {"loss": result.losses, **{k: v for k, v in report.items() if k != "files"}})
     write_json(out / "report.json", report)
     if args.json:
-        print(json.dumps(report, indent=2, default=float))
+        print_json(report)
     else:
         print(f"{args.task} with {label}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} "
               f"({loss_change(report['loss_ratio'])}) in {len(result.losses)} trials -> {out}")

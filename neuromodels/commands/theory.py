@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
-from neuromodels._reports import jsonable, write_json
+from neuromodels._reports import print_json, write_json
 
 PHI_CHOICES = ("tanh", "erf", "relu", "hard_tanh", "sigmoid", "linear")
 
@@ -193,8 +192,7 @@ def _phase_diagram(args: argparse.Namespace) -> int:
     report = _clean(report)
     write_json(out / "report.json", report)
     if args.json:
-        json.dump(jsonable(report), sys.stdout, indent=2)
-        print()
+        print_json(report)
     else:
         print(f"{args.phi}: {sw.size} x {sb.size} phase diagram in {seconds:.2f} s "
               f"({100 * report['fraction_chaotic']:.0f}% chaotic)")
@@ -243,8 +241,7 @@ def _depth_scales(args: argparse.Namespace) -> int:
                      "rows": rows, "files": [*files, "report.json"]})
     write_json(out / "report.json", report)
     if args.json:
-        json.dump(jsonable(report), sys.stdout, indent=2)
-        print()
+        print_json(report)
     else:
         print(f"{args.phi}, sigma_b2 = {args.sigma_b2:g}, rho = {args.rho:g}: critical sigma_w2 = {critical:.5f}")
         header = f"{'sigma_w2':>9} {'q*':>9} {'c*':>7} {'chi_1':>8} {'xi_q':>8} {'xi_c':>9} {'xi_grad':>9}  phase"
