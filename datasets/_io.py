@@ -10,7 +10,7 @@ from pathlib import Path
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["atomic_path", "existing_file", "open_hdf5"]
+__all__ = ["atomic_path", "write_netcdf_atomic", "existing_file", "open_hdf5"]
 
 
 @contextlib.contextmanager
@@ -37,6 +37,13 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
         else:
             tmp_path.unlink(missing_ok=True)
         raise
+
+
+def write_netcdf_atomic(obj, path: str | os.PathLike[str], **to_netcdf_kwargs) -> Path:
+    """``obj.to_netcdf(path, **to_netcdf_kwargs)`` (an xarray Dataset or DataArray) through :func:`atomic_path`."""
+    with atomic_path(path, suffix=".nc") as tmp:
+        obj.to_netcdf(tmp, **to_netcdf_kwargs)
+    return Path(path)
 
 
 def existing_file(path: str | os.PathLike[str]) -> Path:

@@ -283,15 +283,14 @@ def _read_cache(path: Path, kind: str, key: str) -> xr.Dataset | xr.DataArray | 
 
 
 def _write_cache(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
-    from neuromodels.datasets._io import atomic_path
+    from neuromodels.datasets._io import write_netcdf_atomic
 
     if isinstance(obj, xr.Dataset):
         encoding = {name: {"zlib": True, "complevel": 1} for name in obj.data_vars}
     else:
         encoding = {obj.name: {"zlib": True, "complevel": 1}}
     try:
-        with atomic_path(path, suffix=".nc") as tmp:
-            obj.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        write_netcdf_atomic(obj, path, engine="netcdf4", encoding=encoding)
     except OSError:
         # An unwritable cache folder must not stop the user from getting the data.
         return

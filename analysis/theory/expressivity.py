@@ -271,7 +271,7 @@ def trajectory_command(args: Any) -> int:
     optional ``weights`` (default gaussian, as Raghu et al.), ``seed``, ``q`` (default 1).
     Writes ``trajectory.nc``, ``trajectory.png``, ``report.json`` under ``out``.
     """
-    from .spectra import _write_netcdf
+    from neuromodels.datasets._io import write_netcdf_atomic
 
     sigma_w2 = 4.0 if getattr(args, "sigma_w2", None) is None else float(args.sigma_w2)
     sigma_b2 = 0.0 if getattr(args, "sigma_b2", None) is None else float(args.sigma_b2)
@@ -300,7 +300,7 @@ def trajectory_command(args: Any) -> int:
     if out:
         out = Path(out)
         stats.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
-        _write_netcdf(out / "trajectory.nc", stats)
+        write_netcdf_atomic(stats, out / "trajectory.nc")
         plot_trajectory(stats, out / "trajectory.png")
         report["files"] = {"netcdf": str(out / "trajectory.nc"), "figure": str(out / "trajectory.png"),
                            "report": str(out / "report.json")}

@@ -427,13 +427,6 @@ def plot_spectrum(spectrum: Any, eigenvalues: np.ndarray | None = None, path: st
     return fig
 
 
-def _write_netcdf(path: Path, dataset: Any) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".nc") as tmp:
-        dataset.to_netcdf(tmp)
-
-
 def spectrum_command(args: Any) -> int:
     """``neuromodels theory spectrum``: free-probability Jacobian spectrum and, with ``--width``, an empirical check.
 
@@ -472,7 +465,9 @@ def spectrum_command(args: Any) -> int:
     if out:
         out = Path(out)
         spectrum.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
-        _write_netcdf(out / "spectrum.nc", spectrum)
+        from neuromodels.datasets._io import write_netcdf_atomic
+
+        write_netcdf_atomic(spectrum, out / "spectrum.nc")
         plot_spectrum(spectrum, eigenvalues, out / "spectrum.png")
         report["files"] = {"netcdf": str(out / "spectrum.nc"), "figure": str(out / "spectrum.png"),
                            "report": str(out / "report.json")}

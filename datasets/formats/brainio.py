@@ -82,7 +82,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuromodels.datasets._io import atomic_path, existing_file
+from neuromodels.datasets._io import atomic_path, existing_file, write_netcdf_atomic
 from neuromodels.datasets._validate import validate, validate_assembly, validate_features, validate_recording
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -507,8 +507,7 @@ def _netcdf_dataset(ds: xr.Dataset, file: Any) -> tuple[xr.Dataset, dict[str, di
 
 def _to_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], file: Any) -> None:
     encoded, encoding = _netcdf_dataset(ds, file)
-    with atomic_path(path, suffix=".nc") as tmp:
-        encoded.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    write_netcdf_atomic(encoded, path, engine="netcdf4", format="NETCDF4", encoding=encoding)
 
 
 def write_brainio(assembly: xr.DataArray, path: str | os.PathLike[str]) -> None:

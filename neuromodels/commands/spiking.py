@@ -91,7 +91,7 @@ def _simulate_brian2(setup: Any) -> Any:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from neuromodels.datasets._io import atomic_path
+    from neuromodels.datasets._io import write_netcdf_atomic
     from neuromodels.spiking.config import build, load_config
     from neuromodels.spiking.network import simulate, spike_rates
     from neuromodels.spiking.plots import plot_raster, plot_rate_histogram, save_figure
@@ -118,8 +118,7 @@ def _simulate(args: argparse.Namespace) -> int:
                     "source": f"example:{args.example}" if args.example else str(args.config)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "simulation.nc", suffix=".nc") as tmp:
-        result.to_netcdf(tmp)
+    write_netcdf_atomic(result, out / "simulation.nc")
     first = result["spikes"].isel(trial=0).values
     save_figure(plot_raster(first, sim["dt"], layer=result["layer"].values,
                             title=f"trial 0 ({args.backend}, {sim['method']}, dt={sim['dt'] * 1e3:g} ms)"),

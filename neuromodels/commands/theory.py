@@ -143,13 +143,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _write_netcdf(ds: Any, path: Path) -> None:
-    from neuromodels.datasets._io import atomic_path
-
-    with atomic_path(path, suffix=".nc") as tmp:
-        ds.to_netcdf(tmp)
-
-
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("handler", "command", "theory_command")}
 
@@ -161,6 +154,7 @@ def _phase_diagram(args: argparse.Namespace) -> int:
 
     from neuromodels.analysis.theory.meanfield import phase_diagram
     from neuromodels.analysis.theory.plots import plot_phase_diagram, save_figure
+    from neuromodels.datasets._io import write_netcdf_atomic
     from neuromodels.errors import ConfigError
 
     sw = parse_grid(args.sigma_w2, "--sigma-w2")
@@ -174,7 +168,7 @@ def _phase_diagram(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds.attrs["command"] = "neuromodels theory phase-diagram " + json.dumps(_arguments(args), default=str)
-    _write_netcdf(ds, out / "phase_diagram.nc")
+    write_netcdf_atomic(ds, out / "phase_diagram.nc")
     figures = []
     if sw.size > 1 and sb.size > 1:
         for variable in ("chi_1", "xi_c", "xi_q"):
@@ -209,6 +203,7 @@ def _depth_scales(args: argparse.Namespace) -> int:
 
     from neuromodels.analysis.theory.meanfield import critical_sigma_w2, depth_scales
     from neuromodels.analysis.theory.plots import plot_depth_scales, save_figure
+    from neuromodels.datasets._io import write_netcdf_atomic
     from neuromodels.errors import ConfigError
 
     sw = parse_grid(args.sigma_w2, "--sigma-w2")
@@ -224,7 +219,7 @@ def _depth_scales(args: argparse.Namespace) -> int:
                            "reference": "Schoenholz et al. 2017, arXiv:1611.01232, eqs. 6-9"})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_netcdf(ds, out / "depth_scales.nc")
+    write_netcdf_atomic(ds, out / "depth_scales.nc")
     files = ["depth_scales.nc"]
     if sw.size > 1:
         save_figure(plot_depth_scales(ds), out / "depth_scales.png")
