@@ -109,8 +109,19 @@ def gaussian_expectation(f: Callable[[np.ndarray], np.ndarray], q: Any, n: int =
     """
     x, w = _rule(n, rule)
     q = np.asarray(q, dtype=float)
-    values = f(np.sqrt(q)[..., None] * x)
-    return values @ w
+    return _weighted_mean(f(np.sqrt(q)[..., None] * x), w)
+
+
+def _weighted_mean(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``values @ w`` for weights summing to 1, exact where ``values`` is constant along the last axis.
+
+    The weights sum to 1 only up to rounding (``1 - 2^-52`` for some ``n``), so ``values @ w`` would turn the
+    degenerate Gaussian at ``q = 0`` (every node at ``phi(0)``) into ``phi'(0)^2 (1 - 2^-52)``: ``chi_1 = 1 -
+    2^-52`` at the critical point ``(1, 0)`` of tanh and a finite depth scale of 4.5e15 where it is infinite.
+    Centring on one node's value makes a constant integrand exact and changes nothing else beyond rounding.
+    """
+    reference = values[..., values.shape[-1] // 2, None]
+    return reference[..., 0] + (values - reference) @ w
 
 
 def gaussian_expectation_2d(
@@ -196,10 +207,10 @@ class Nonlinearity:
         x, w = _midpoint(n)
         u = np.sqrt(q)[..., None] * x
         if self.joint is not None:
-            out = [v @ w for v in self.joint(u)]
+            out = [_weighted_mean(v, w) for v in self.joint(u)]
         else:
             p, d, dd = self.phi(u), self.dphi(u), self.ddphi(u)
-            out = [(p * p) @ w, (d * d) @ w, (p * dd) @ w]
+            out = [_weighted_mean(v, w) for v in (p * p, d * d, p * dd)]
         for i, k in enumerate(names):
             if k in self.closed_forms:
                 out[i] = self.closed_forms[k](q)
@@ -782,6 +793,12 @@ def depth_scales(sigma_w2: Any, sigma_b2: Any, phi: Any = "tanh", rho: Any = 1.0
         m_phi, m_dphi, m_phi_ddphi = nl.length_moments(np.where(np.isfinite(qs), qs, 0.0), n)
         ch1 = np.where(np.isfinite(qs), sw / r * m_dphi, np.nan)
         slope_q = np.where(np.isfinite(qs), sw / r * (m_dphi + m_phi_ddphi), np.nan)
+        # q* = inf (unbounded phi past its critical line, e.g. ReLU at sigma_w2 >= 2 with sigma_b2 > 0): the
+        # length grows without bound but gradients still scale by chi_1 = lim_{q->inf} sigma_w2/rho E[phi'^2]
+        # per layer (ReLU: sigma_w2 / 2 for every q; quadrature at q = inf puts the nodes at phi'(+-inf))
+        grows = np.isinf(qs)
+        if grows.any():
+            ch1[grows] = sw[grows] / r[grows] * nl.mean_dphi_sq(qs[grows], n)
     cs, chc = _correlation_fixed_point(nl, sw, sb, r, qs, method, m_dphi=m_dphi)
     values = {"q_star": qs, "c_star": cs, "chi_1": ch1, "chi_c": chc, "xi_q": _xi(slope_q), "xi_c": _xi(chc),
               "xi_grad": _xi(ch1)}
@@ -852,7 +869,6 @@ def critical_sigma_w2(sigma_b2: Any, phi: Any = "tanh", rho: Any = 1.0, *, q_max
         sw = np.where(sb == 0, r / float(nl.dphi(np.zeros(1))[0]) ** 2, sw)
     # sigma_b2 beyond the range where q* <= q_max (or where h is not monotone) has no reliable answer
     return _out(np.where(~(h_hi >= sb) | ~np.isfinite(sw), np.nan, sw))
-    return _out(r / nl.mean_dphi_sq(q))
 
 
 # --------------------------------------------------------------------------------------------- phase diagram

@@ -282,3 +282,37 @@ def test_phase_diagram_dataset():
     point = mf.depth_scales(2.5, 0.05)
     assert ds["c_star"].sel(sigma_w2=2.5, sigma_b2=0.05).item() == pytest.approx(point["c_star"], abs=1e-12)
     assert set(np.unique(ds["phase"].values)) <= {-1.0, 0.0, 1.0}
+
+
+# ---------------------------------------------------------------- unbounded length and the degenerate q* = 0
+@pytest.mark.parametrize(("phi", "slope"), [("relu", 0.5), ("linear", 1.0)])
+@pytest.mark.parametrize("sigma_w2", [2.0, 2.5, 3.7])
+def test_chi1_is_finite_where_the_length_diverges(phi, slope, sigma_w2):
+    # q* = inf past the critical line, but gradients still scale by sigma_w2 E[phi'^2] per layer, which for a
+    # positively homogeneous phi does not depend on q (was NaN in depth_scales and the phase diagram)
+    scales = mf.depth_scales(sigma_w2, 0.1, phi)
+    assert scales["q_star"] == np.inf
+    assert scales["chi_1"] == pytest.approx(slope * sigma_w2, rel=1e-14)
+    chi = slope * sigma_w2
+    assert scales["xi_grad"] == (np.inf if chi == 1.0 else pytest.approx(-1.0 / math.log(chi), rel=1e-14))
+    ds = mf.phase_diagram(np.array([1.5, sigma_w2]), np.array([0.1]), phi)
+    assert ds["chi_1"].values[1, 0] == pytest.approx(slope * sigma_w2, rel=1e-14)
+
+
+def test_chi1_of_a_custom_unbounded_phi_at_infinite_length_is_its_limit():
+    # softplus: phi'(+inf) = 1, phi'(-inf) = 0, so E[phi'(sqrt(q) z)^2] -> 1/2 as q -> inf
+    import torch
+
+    scales = mf.depth_scales(4.0, 0.1, lambda x: torch.nn.functional.softplus(x))
+    assert scales["q_star"] == np.inf and scales["chi_1"] == pytest.approx(2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_sigma_w2", [9, 200, 301])
+def test_critical_point_at_zero_bias_has_infinite_depth_scales_on_any_grid(n_sigma_w2):
+    # (sigma_w2, sigma_b2) = (1, 0) for tanh: q* = 0 and chi_1 = chi_c = phi'(0)^2 = 1 exactly, so xi_c = inf.
+    # A quadrature whose weights sum to 1 - 2^-52 made chi_c = 1 - 2^-52 and xi_c = 4.5e15 on the CLI's grids.
+    ds = mf.phase_diagram(np.linspace(1.0, 4.0, n_sigma_w2), np.linspace(0.0, 0.3, 200), "tanh")
+    assert ds["q_star"].values[0, 0] == 0.0
+    assert ds["chi_1"].values[0, 0] == 1.0 and ds["chi_c"].values[0, 0] == 1.0
+    assert ds["xi_c"].values[0, 0] == np.inf and ds["xi_grad"].values[0, 0] == np.inf
+    assert np.all(mf.gaussian_expectation(lambda u: np.ones_like(u), np.zeros(3), n=n_sigma_w2 + 40) == 1.0)
