@@ -135,14 +135,32 @@ def _build_network_class():
             return self.recurrent[str(layer)] if self.recurrent_layers[layer] else None
 
         def set_weights(self, layer: int, weights: Any, recurrent: bool = False) -> None:
-            """Replace layer ``layer``'s feed-forward (or recurrent) weights by ``weights`` (array, same shape)."""
+            """Replace layer ``layer``'s feed-forward (or recurrent) weights by ``weights`` (array, same shape).
+
+            The network keeps its dtype (float32 unless converted with ``.double()``). Weights that the network's
+            dtype cannot hold exactly (float64 values such as 0.3 in a float32 network) are refused rather than
+            rounded, so a float64 simulation never runs on silently rounded weights.
+            """
             target = self.recurrent_weights(layer) if recurrent else self.feedforward[layer]
             if target is None:
                 raise ConfigError(f"layer {layer} is not recurrent")
-            w = torch.as_tensor(np.asarray(weights), dtype=target.dtype)
-            if tuple(w.shape) != tuple(target.shape):
+            if isinstance(weights, torch.Tensor):
+                weights = weights.detach().cpu()
+            try:
+                values = np.asarray(weights, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"weights for layer {layer} must be real numbers ({exc})") from None
+            if values.shape != tuple(target.shape):
                 raise ConfigError(f"weights for layer {layer} must have shape {tuple(target.shape)}, "
-                                  f"got {tuple(w.shape)}")
+                                  f"got {values.shape}")
+            if not np.isfinite(values).all():
+                raise ConfigError(f"weights for layer {layer} contain NaN or inf")
+            w = torch.from_numpy(values).to(target.dtype)
+            change = np.abs(w.to(torch.float64).numpy() - values).max(initial=0.0)
+            if change > 0:
+                raise ConfigError(
+                    f"weights for layer {layer} hold values that this {target.dtype} network would round (by up to "
+                    f"{change:.3g}); convert the network first (network.double()) or pass {target.dtype} weights")
             with torch.no_grad():
                 target.copy_(w)
 

@@ -40,7 +40,8 @@ def test_exact_propagator_is_the_matrix_exponential(tau_mem, tau_syn, v_rest, dt
 
 
 def test_single_input_spike_gives_the_double_exponential_psp():
-    net = SpikingNetwork(1, [1], neuron=LIFParameters(threshold=10.0))
+    # a float64 network holds w = 0.3 exactly, so the float64 simulation meets the closed form to rounding
+    net = SpikingNetwork(1, [1], neuron=LIFParameters(threshold=10.0)).double()
     w, dt, spike_step = 0.3, 1e-4, 50
     net.set_weights(0, [[w]])
     raster = np.zeros((400, 1), dtype=np.uint8)
@@ -51,10 +52,26 @@ def test_single_input_spike_gives_the_double_exponential_psp():
     # v recorded at the start of step n is the state at time n dt; I jumped at (spike_step + 1) dt
     after = np.maximum(t, 0)
     expected = np.where(t >= 0, w * ts / (ts - tm) * (np.exp(-after / ts) - np.exp(-after / tm)), 0)
-    np.testing.assert_allclose(v, expected, atol=1e-14)
+    np.testing.assert_allclose(v, expected, rtol=0, atol=1e-14)
     peak_time = (np.argmax(v) - spike_step - 1) * dt
     analytic_peak = tm * ts / (tm - ts) * math.log(tm / ts)  # 6.93 ms
     assert abs(peak_time - analytic_peak) <= dt
+
+
+def test_set_weights_refuses_to_round_and_keeps_the_network_dtype():
+    net = SpikingNetwork(2, [2])
+    with pytest.raises(ConfigError, match=r"round.*network.double\(\)"):
+        net.set_weights(0, np.array([[0.1, 0.2], [0.3, 0.4]]))  # float64 values a float32 network cannot hold
+    exact = np.array([[0.5, -1.25], [2.0, 0.0]])  # representable in float32: accepted from float64
+    net.set_weights(0, exact)
+    assert net.feedforward[0].dtype == torch.float32
+    np.testing.assert_array_equal(net.feedforward[0].detach().numpy(), exact)  # exact: representable values
+    double = SpikingNetwork(2, [2]).double()
+    double.set_weights(0, np.array([[0.1, 0.2], [0.3, 0.4]]))
+    assert double.feedforward[0].dtype == torch.float64 and double.feedforward[0][0, 0].item() == 0.1
+    for bad, match in (([[np.nan, 0], [0, 0]], "NaN or inf"), ([[1.0, 2.0]], "shape"), ([["a", "b"]] * 2, "real")):
+        with pytest.raises(ConfigError, match=match):
+            net.set_weights(0, bad)
 
 
 def test_refractory_neuron_fires_every_refractory_period_under_huge_drive():
