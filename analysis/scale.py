@@ -17,8 +17,10 @@ plain ``dask.delayed``; where it runs is the ``scheduler`` argument:
 * a ``distributed.Client``: used as is and left open.
 
 A ceiling named by method (``ceiling="split_half"``) is computed once per region, as its own task, and shared by
-all the scoring tasks of that region. Every task computes the same numbers wherever it runs (cross-validation splits are seeded), so the result does
-not depend on the scheduler. The scheduler is therefore not recorded in the result.
+all the scoring tasks of that region. Every task computes the same numbers wherever it runs (cross-validation
+splits are seeded), up to floating-point rounding: BLAS and torch may sum in another order on other threads or
+another CPU (scores then differ by ~1e-7, tested to 1e-6). The result does not depend on the scheduler, which is
+therefore not recorded in it.
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ def test_unequal_repeats_nan_padding_equals_dropped_presentations():
     dropped = _trials_to_assembly(trials, drop_nan=True)
     assert dropped.sizes["presentation"] == counts.sum()
     cube = repetition_cube(dropped)
-    np.testing.assert_array_equal(np.isnan(cube.values), np.isnan(trials))
+    np.testing.assert_array_equal(np.isnan(cube.values), np.isnan(trials))  # exact: masks
     for function in (cc_max, fev, oracle_correlation, signal_power):
         np.testing.assert_allclose(function(dropped).values, function(trials).values, rtol=1e-12)
     np.testing.assert_allclose(ceiling_split_half(dropped)["ceiling_per_split"].values,

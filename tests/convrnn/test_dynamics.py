@@ -61,7 +61,7 @@ def test_steps_to_time_bins_mapping():
                          coords={"stimulus_id": ("presentation", ["a", "b"]), "time_step": np.arange(6)})
     plain = steps_to_time_bins(feats, ms_per_step=10, onset_ms=50)
     np.testing.assert_array_equal(plain["time_bin_start"].values, [50, 60, 70, 80, 90, 100])
-    np.testing.assert_array_equal(plain.values, feats.values)
+    np.testing.assert_array_equal(plain.values, feats.values)  # exact: relabelled, values copied
     # 20 ms bins: steps centred at 55, 65 -> bin [50, 70); 75, 85 -> [70, 90); a bin with no centre -> nearest step
     binned = steps_to_time_bins(feats, ms_per_step=10, onset_ms=50, bins=[(50, 70), (70, 90), (200, 220)])
     np.testing.assert_allclose(binned.values[0, 0], [0.5, 2.5, 5.0])

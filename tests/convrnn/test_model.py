@@ -34,6 +34,7 @@ def test_recurrence_off_equals_the_feedforward_cnn_exactly(cell, recurrence, fee
     cnn = _independent_cnn(model)
     run = model.run(images)
     top = cnn(images)
+    # exact here: the same torch ops (conv2d, elu, max_pool2d, mean, linear) on equal inputs of equal shapes, one thread
     for t in range(2, 5):  # the top layer (index 2) holds the CNN's output from t = 2 on
         assert torch.equal(run.layers[2][:, t], top)
     assert torch.equal(model(images), model.readout(top.mean(dim=(-2, -1))))
@@ -58,7 +59,7 @@ def test_a_feedback_edge_acts_exactly_one_step_later():
     images = torch.randn(2, 1, 12, 12)
     a, b = with_feedback.run(images).layers, without.run(images).layers
     # the source (layer 2) first fires at t = 2; layer 0 sees it at t = 3, layer 1 at t = 4, layer 2 at t = 5
-    for index, first_change in ((0, 3), (1, 4), (2, 5)):
+    for index, first_change in ((0, 3), (1, 4), (2, 5)):  # exact: the same code on the same inputs until then
         assert torch.equal(a[index][:, :first_change], b[index][:, :first_change])
         assert not torch.allclose(a[index][:, first_change], b[index][:, first_change])
 
@@ -69,7 +70,7 @@ def test_image_is_replaced_by_gray_after_image_steps():
     images = torch.randn(2, 1, 12, 12)
     out = model.run(images).layers
     cnn = model.feedforward_cnn()[:-2]
-    gray_top = cnn(torch.full_like(images, 0.5))
+    gray_top = cnn(torch.full_like(images, 0.5))  # exact below: the same modules on equal inputs and shapes
     assert torch.equal(out[2][:, 3], cnn(images))          # input of t = 1 reaches the top at t = 3
     assert torch.equal(out[2][:, 4], gray_top)             # input of t = 2 (gray) at t = 4
     assert not torch.allclose(out[2][:, 3], gray_top)
@@ -112,6 +113,7 @@ def test_readout_step_and_run_logits_agree():
     torch.manual_seed(6)
     model = ConvRNN(LAYERS, cell="gru", steps=6, readout_step=4)
     images = torch.randn(2, 1, 12, 12)
+    # exact: forward runs the same steps as run, stopping after step 4
     torch.testing.assert_close(model(images), model.run(images).logits[:, 4], rtol=0, atol=0)
 
 

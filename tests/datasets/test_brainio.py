@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares stored values read back (round trips) and copies: the same on every CPU.
+
 import zipfile
 from pathlib import Path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares stored values read back (round trips): the same on every CPU.
+
 import numpy as np
 import pytest
 import xarray as xr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares integer labels and pixels decoded losslessly, and arrays read back: the same on
+# every CPU.
+
 import gzip
 import io
 import subprocess

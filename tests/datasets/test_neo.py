@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares integer spike counts: the same on every CPU.
+
 import json
 import warnings
 from pathlib import Path

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares stored values read back (round trips, lazy or eager) and integer counts: the
+# same on every CPU.
+
 import json
 import pickle
 import shutil

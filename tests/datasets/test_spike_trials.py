@@ -5,6 +5,8 @@ Real data: Onken et al. 2016 salamander RGCs (every .mat file) and the Krüppel 
 
 from __future__ import annotations
 
+# Exact equality in this file compares integer spike counts and stored values read back: the same on every CPU.
+
 import json
 from fractions import Fraction
 from pathlib import Path

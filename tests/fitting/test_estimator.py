@@ -89,7 +89,7 @@ def test_ln_estimator_fits_scores_and_round_trips(fitted_ln, ln_recording, tmp_p
 
     est.save(tmp_path / "ln.pt")
     loaded = RetinaEstimator.load(tmp_path / "ln.pt")
-    np.testing.assert_array_equal(loaded.predict(test).values, prediction.values)
+    np.testing.assert_array_equal(loaded.predict(test).values, prediction.values)  # exact: same weights, same code
     assert loaded.get_params()["l2_weight"] == 1e-4
     with pytest.raises(DataFormatError, match="8x8"):
         est.predict(np.zeros((20, 5, 5), np.float32))

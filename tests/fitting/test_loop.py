@@ -38,6 +38,7 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Exact: used only for reruns and resumes on one machine, which repeat every operation in the same order."""
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -53,7 +54,7 @@ def test_training_reduces_the_loss_and_is_deterministic():
         runs.append((_weights(model), history))
     (w1, h1), (w2, h2) = runs
     _assert_same_weights(w1, w2)
-    assert h1["train_loss"] == h2["train_loss"] and h1["valid_loss"] == h2["valid_loss"]
+    assert h1["train_loss"] == h2["train_loss"] and h1["valid_loss"] == h2["valid_loss"]  # exact: a seeded rerun
     assert h1["train_loss"][-1] < h1["train_loss"][0]
     assert h1["valid_loss"][-1] < h1["valid_loss"][0]
     assert h1["valid_cc"][-1] > 0.2
@@ -85,7 +86,7 @@ def _straight_and_resumed(train, valid, tmp_path, settings):
     h_resumed = fit(resumed_model, train, valid, checkpoint_dir=tmp_path / "b", **settings)
     assert h_resumed.resumed_from_epoch == 2
     _assert_same_weights(_weights(straight), _weights(resumed_model))
-    assert h_resumed["valid_loss"] == h_straight["valid_loss"]
+    assert h_resumed["valid_loss"] == h_straight["valid_loss"]  # exact: a resume
     return straight, h_straight, resumed_model, h_resumed
 
 
@@ -269,7 +270,7 @@ def test_weight_averaging_keeps_the_moving_average_of_every_step():
     for k in expected:
         torch.testing.assert_close(kept[k], expected[k], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(kept["0.weight"], record.states[-1]["0.weight"])  # not the last iterate
-    assert torch.equal(kept["1.num_batches_tracked"], record.states[-1]["1.num_batches_tracked"])
+    assert torch.equal(kept["1.num_batches_tracked"], record.states[-1]["1.num_batches_tracked"])  # exact: integers
     # the validation loss reported is the averaged model's
     with torch.no_grad():
         assert float(torch.nn.functional.mse_loss(model(x[:40]), y[:40])) == pytest.approx(history["valid_loss"][-1])

@@ -22,7 +22,7 @@ def test_history_view_equals_the_naive_copy_and_shares_memory():
     windows = history_view(movie, 7)
     naive = torch.stack([movie[t - 6:t + 1] for t in range(6, 30)])  # windows ending at frames 6..29
     assert windows.shape == (24, 7, 4, 5)
-    assert torch.equal(windows, naive)
+    assert torch.equal(windows, naive)  # exact here and below: a view and a copy of the same values
     # a view: same storage, window axis steps one frame, nothing copied
     assert windows.untyped_storage().data_ptr() == movie.untyped_storage().data_ptr()
     assert windows.stride()[:2] == (20, 20)
@@ -44,6 +44,7 @@ def test_dataset_keeps_the_callers_movie_and_gathers_only_batches():
     assert len(ds) == 191  # bins 9..199 have a full 10-frame history
     x, y = ds.batch(np.array([0, 5, 190]))
     assert x.shape == (3, 10, 6, 6) and y.shape == (3, 3)
+    # exact: gathered copies of the stored frames and counts
     np.testing.assert_array_equal(x[1].numpy(), movie[5:15])  # target bin 14: frames 5..14, current included
     np.testing.assert_array_equal(y[1].numpy(), counts[14])
     item_x, item_y = ds[5]
@@ -59,7 +60,7 @@ def test_padding_gives_every_bin_a_gray_history_and_segments_are_not_crossed():
     padded = RetinaDataset(movie, np.zeros((12, 1)), history=3, time=time, pad=True, stimulus_mean=1.0, stimulus_std=2.0)
     assert len(padded) == 12
     x, _ = padded.batch(np.array([0, 6, 7]))
-    raw = x[:, :, 0, 0] * 2.0 + 1.0  # undo the normalisation
+    raw = x[:, :, 0, 0] * 2.0 + 1.0  # undo the normalisation (exact: small integers and halves, dyadic throughout)
     np.testing.assert_array_equal(raw.numpy(), [[0, 0, 1], [0, 0, 7], [0, 7, 8]])
 
 
@@ -122,7 +123,7 @@ def test_cnn_training_noise_is_off_at_test_time_unless_latent():
     x = torch.randn(4, 5, 12, 12)
     model = RetinaCNN(2, history=5, frame_shape=12, kernel_sizes=(5, 3), noise_std=0.5)
     model.eval()
-    assert torch.equal(model(x), model(x))
+    assert torch.equal(model(x), model(x))  # exact: the same call twice
     model.train()
     assert not torch.equal(model(x), model(x))
     latent = RetinaCNN(2, history=5, frame_shape=12, kernel_sizes=(5, 3), noise_std=0.5, latent_noise_std=0.5)

@@ -28,6 +28,10 @@ def test_compiled_loop_equals_numpy_loop(kernel, monkeypatch, dtype, method, ref
     monkeypatch.setattr(_compiled, "lif_kernel", lambda: None)
     slow = run_network_numpy(net, x, 2e-4, method, dtype=dtype, record_voltage=True, record_membrane=True)
     assert sum(int(s.sum()) for s in slow.spikes) > 100  # enough spikes for the comparison to mean something
+    # exact: both loops get the same synaptic sums and do the same IEEE-754 operations (each one correctly rounded)
+    # in the same order; the kernel is built with -ffp-contract=off (no fused multiply-add: a gcc built with
+    # -march=native and without it contracts v a_vv + I a_vi into an FMA, and then this test fails) and on x86-64
+    # float arithmetic has no excess precision (FLT_EVAL_METHOD 0, SSE2)
     for a, b in zip(fast.spikes + fast.voltage + fast.membrane, slow.spikes + slow.voltage + slow.membrane):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -50,4 +54,5 @@ def test_nonzero_positions_equal_flatnonzero(shape, dtype):
     from neuromodels.spiking.network import _nonzero_positions
 
     raster = (np.random.default_rng(0).random(shape) < 0.02).astype(dtype)
+    # exact: integer indices
     np.testing.assert_array_equal(_nonzero_positions(raster), np.flatnonzero(raster))

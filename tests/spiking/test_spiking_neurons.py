@@ -1,4 +1,4 @@
-"""LIF discretisation, ordering and inputs: closed forms, scipy's matrix exponential, torch == numpy paths."""
+"""LIF discretisation, ordering and inputs: closed forms, scipy's matrix exponential, the torch and numpy engines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+import xarray as xr
 
 from neuromodels.errors import ConfigError
 from neuromodels.spiking import (
@@ -90,17 +91,39 @@ def test_refractory_neuron_fires_every_refractory_period_under_huge_drive():
     assert np.flatnonzero(simulate(without, raster, dt)["spikes"].values[:, 0]).tolist() == list(range(1, 300))
 
 
-def test_numpy_and_torch_paths_agree_bit_for_bit():
+# The two engines do the same per-step arithmetic, but their synaptic sums (spikes @ weights) come from different
+# matrix products (NumPy's BLAS or a CSR product; torch's BLAS) whose summation order depends on the library and the
+# CPU, so a sum may differ in its last bit: on an AMD EPYC 53 of 24,000 float32 voltages of the test below were 1-4
+# ulp apart. Random errors of up to 3 ulp on every synaptic sum move the voltages by at most 4.5 eps x max|v| (both
+# tests' networks, float32 and float64, and 20 seeds of the second one); VOLTAGE_ULPS leaves a margin of 3.5x.
+VOLTAGE_ULPS = 16
+
+
+def _assert_same_run(spikes, other_spikes, voltage, other_voltage, membrane, threshold=1.0) -> None:
+    """Identical spikes and voltages within VOLTAGE_ULPS ulp of their scale, array by array (numpy or torch).
+
+    Spikes are compared exactly: that is the claim (also checked against Brian2). It is portable only when no
+    membrane value (``membrane``: one engine's, the value compared with the threshold) lies within the voltage
+    tolerance of the threshold, which is asserted here for the data at hand; then voltages that agree within the
+    tolerance give the same spikes, step after step.
+    """
+    for k, (sa, sb, va, vb, u) in enumerate(zip(spikes, other_spikes, voltage, other_voltage, membrane)):
+        sa, sb, va, vb = (np.asarray(a) for a in (sa, sb, va, vb))
+        tolerance = VOLTAGE_ULPS * np.finfo(va.dtype).eps * max(1.0, float(np.abs(va).max()))
+        assert float(np.abs(np.asarray(u) - threshold).min()) > 2 * tolerance, f"array {k}: membrane at threshold"
+        np.testing.assert_array_equal(sa, sb.astype(sa.dtype), err_msg=f"spikes, array {k}")
+        np.testing.assert_allclose(va, vb, rtol=0, atol=tolerance, err_msg=f"voltages, array {k}")
+
+
+def test_numpy_and_torch_paths_give_identical_spikes_and_voltages_within_ulps():
     net = SpikingNetwork(300, [80, 40], recurrent=[True, False], neuron=LIFParameters(refractory=1e-3),
                          weight_mean=0.8, weight_std=0.5, seed=3)
     x = poisson_spikes(300, 20.0, 0.3, 1e-3, trials=3, seed=1)
     for method in ("exact", "euler"):
-        a = run_network_numpy(net, x, 1e-3, method, dtype="float64", record_voltage=True)
+        a = run_network_numpy(net, x, 1e-3, method, dtype="float64", record_voltage=True, record_membrane=True)
         b = run_network(net, torch.as_tensor(x, dtype=torch.float64), 1e-3, method, record_voltage=True)
-        for sa, sb, va, vb in zip(a.spikes, b.spikes, a.voltage, b.voltage):
-            assert sa.sum() > 100
-            np.testing.assert_array_equal(sa, sb.numpy())
-            np.testing.assert_array_equal(va, vb.numpy())
+        assert all(s.sum() > 100 for s in a.spikes)
+        _assert_same_run(a.spikes, b.spikes, a.voltage, b.voltage, a.membrane)
 
 
 def test_simulate_returns_labelled_dataset_and_rates():
@@ -113,9 +136,14 @@ def test_simulate_returns_labelled_dataset_and_rates():
     rates = spike_rates(ds)
     np.testing.assert_allclose(rates.values, ds["spikes"].sum(("trial", "time")).values / 2 / 0.4)
     assert ds.attrs["method"] == "exact" and ds.attrs["dt"] == 1e-3
+    by_numpy = simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32", engine="numpy")
+    xr.testing.assert_identical(by_numpy, ds)  # exact: engine "auto" chose numpy here, the same code on the same input
     by_torch = simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32", engine="torch")
-    assert by_torch.equals(simulate(net, x, 1e-3, duration=0.4, record_voltages=True, dtype="float32", engine="numpy"))
-    assert by_torch.equals(ds)
+    xr.testing.assert_identical(by_torch.drop_vars(["spikes", "voltage"]), ds.drop_vars(["spikes", "voltage"]))
+    # the torch engine: identical spikes, voltages within a few ulp (see _assert_same_run)
+    membrane = run_network_numpy(net, x[:, :400], 1e-3, dtype="float32", record_membrane=True).membrane
+    _assert_same_run([ds["spikes"]], [by_torch["spikes"]], [ds["voltage"]], [by_torch["voltage"]],
+                     [np.concatenate(membrane, axis=-1)])
 
 
 def test_poisson_inputs_rates_and_frozen_repeats():
@@ -125,6 +153,7 @@ def test_poisson_inputs_rates_and_frozen_repeats():
     assert abs(rate - 20.0) < 4 * math.sqrt(p * (1 - p) / x.size) / 1e-3
     assert not np.array_equal(x[0], x[1])
     frozen = frozen_poisson(50, 10.0, 0.5, 1e-3, trials=3, seed=1)
+    # exact: 0/1 rasters drawn from the same seeded generator by the same code
     assert np.array_equal(frozen[0], frozen[2])
     assert np.array_equal(frozen[0], poisson_spikes(50, 10.0, 0.5, 1e-3, seed=1)[0])
 

@@ -76,7 +76,7 @@ def test_propagate_and_gradient_norms_shapes():
     assert norms.shape == (4,) and np.all(norms > 0)
     # seeded: the same seed gives the same network
     again = random_mlp(50, 4, 1.5, 0.1, "relu", input_dim=20, seed=0)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))  # exact: same seeded code
 
 
 def test_bad_arguments():

@@ -83,7 +83,7 @@ def test_init_network_is_seeded_and_covers_linear_and_conv():
     init_network_(a, 1.5, 0.1, seed=7)
     init_network_(b, 1.5, 0.1, seed=7)
     for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
+        assert torch.equal(pa, pb)  # exact: the same seeded draws by the same code
     assert torch.count_nonzero(a[0].weight[:, :, 0]) == 0  # delta-orthogonal conv
     with pytest.raises(ConfigError, match="weights"):
         init_network_(a, 1.0, weights="uniform")
