@@ -4,6 +4,7 @@
 >>> rec = nd.load("sample:retina")          # xr.Dataset: stimulus(time, y, x), response(time, cell), trials
 >>> nd.validate(rec)                         # DataFormatError naming file/field if it does not fit the model
 >>> asm = nd.load("recording.nwb", bin_size=0.01)
+>>> asm = nd.assembly_from_arrays(raw, image_ids, dims=("neuroid", "stimulus", "repeat"))  # your own arrays
 
 Everything here is importable without torch; format back ends (pynwb, neo, h5py) load on first use.
 """
@@ -42,6 +43,8 @@ _LAZY = {
     "describe": "inspect",
     "split": "recording",
     "recording_from_counts": "recording",
+    "assembly_from_arrays": "recording",
+    "recording_from_arrays": "recording",
 }
 
 __all__ = ["FORMATS", "detect_format", "load", "validate", "validate_assembly", "validate_features", "validate_recording",

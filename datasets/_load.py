@@ -4,21 +4,28 @@ Each supported format is a :class:`Format`: a name, the file extensions it claim
 that looks inside the file (for extensions shared by several layouts, like ``.h5`` or ``.mat``), and the
 ``open`` function. Modules are imported only when their format is used, so that ``import
 neuromodels.datasets`` stays light (no torch, pynwb, neo).
+
+Before any format looks inside, a file whose extension promises a container (``.h5``/``.hdf5``, ``.npy``/``.npz``,
+``.mat``) must have its signature ("not a readable HDF5 file" otherwise). ``NAME.EXT.gz`` is decompressed to a
+private temporary file ``NAME.EXT``, read as that (into memory), and removed; errors and ``attrs['source']``
+name the ``.gz`` file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from neuromodels.errors import ConfigError, DataFormatError, UnknownFormatError
+from neuromodels.datasets._containers import check_container, gunzipped, npy_summary
+from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError, UnknownFormatError
 
 __all__ = ["Format", "FORMATS", "detect_format", "load"]
 
@@ -82,9 +89,57 @@ FORMATS: tuple[Format, ...] = (
 )
 
 
+# Files that hold plain arrays rather than a recording: how to read them, for the error that points to the constructors.
+_ARRAY_READERS = {".npy": "numpy.load", ".npz": "numpy.load", ".mat": "scipy.io.loadmat"}
+
+GZIP_SUFFIX = ".gz"
+
+
+def _rename_in_error(err: BaseException, inner: Path, original: Path) -> None:
+    """Make ``err`` (raised while reading the decompressed copy ``inner``) name ``original`` instead."""
+    err.args = tuple(a.replace(str(inner), str(original)) if isinstance(a, str) else a for a in err.args)
+    if getattr(err, "file", None) == str(inner):
+        err.file = str(original)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[Path]:
+    """``path`` itself, or for ``NAME.EXT.gz`` a private decompressed copy ``NAME.EXT`` (removed on exit);
+    errors raised inside name ``path``."""
+    if path.suffix.lower() != GZIP_SUFFIX or not path.is_file():
+        yield path
+        return
+    if not Path(path.stem).suffix:
+        raise UnknownFormatError(file=path, field="<extension>",
+                                 expected="a gzipped data file NAME.EXT.gz (.mat.gz, .npy.gz, .h5.gz, ...)",
+                                 found=repr(path.name))
+    with gunzipped(path) as inner:
+        try:
+            yield inner
+        except NeuromodelsError as err:
+            _rename_in_error(err, inner, path)
+            raise
+
+
+def _in_memory(obj: xr.Dataset | xr.DataArray, inner: Path, original: Path) -> xr.Dataset | xr.DataArray:
+    """``obj`` read from the temporary copy ``inner``: loaded, its files closed, its attrs naming ``original``."""
+    obj.load()
+    obj.close()
+    for key, value in obj.attrs.items():
+        if isinstance(value, str) and str(inner) in value:
+            obj.attrs[key] = value.replace(str(inner), str(original))
+    return obj
+
+
 def detect_format(path: str | os.PathLike[str]) -> Format:
-    """The :class:`Format` of ``path``; :class:`UnknownFormatError` naming the file when none fits."""
-    p = Path(path)
+    """The :class:`Format` of ``path`` (of ``NAME.EXT`` for ``NAME.EXT.gz``); :class:`UnknownFormatError` naming
+    the file when none fits, :class:`DataFormatError` "not a readable HDF5 file" (NumPy, MATLAB) for an empty or
+    garbage file."""
+    with _readable(Path(path)) as readable:
+        return _detect(readable)
+
+
+def _detect(p: Path) -> Format:
     if not p.exists():
         raise DataFormatError(file=p, field="<path>", expected="an existing file or folder", found="no such path")
     if p.is_dir():
@@ -95,6 +150,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             file=p, field="<path>", expected="a data file (or an openretina folder with stimuli/ and session_*.hdf5)",
             found="a directory",
         )
+    check_container(p)
     suffix = p.suffix.lower()
     for fmt in FORMATS:
         if fmt.directory:
@@ -110,10 +166,13 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     claimed = [f for f in FORMATS if suffix and suffix in f.extensions]
     if claimed:
         layouts = "; or ".join(f.description for f in claimed)
-        raise UnknownFormatError(
-            file=p, field="<contents>", expected=layouts,
-            found=f"a {suffix} file in none of these layouts",
-        )
+        hint = None
+        if suffix in _ARRAY_READERS:
+            hint = (f"arrays of responses are not read as a recording by themselves: read them "
+                    f"({_ARRAY_READERS[suffix]}) and build one with neuromodels.datasets.assembly_from_arrays "
+                    "(presentations x neuroids) or recording_from_arrays (stimulus + response), docs/data-model.md")
+        found = (suffix == ".npy" and npy_summary(p)) or f"a {suffix} file in none of these layouts"
+        raise UnknownFormatError(hint, file=p, field="<contents>", expected=layouts, found=found)
     known = sorted({e for f in FORMATS for e in f.extensions} | {"neo formats (.smr, .plx, .nex, ...)"})
     raise UnknownFormatError(
         file=p, field="<extension>", expected=f"a supported format: {', '.join(known)}", found=repr(suffix or p.name)
@@ -125,7 +184,12 @@ def load(path: str | os.PathLike[str], **options: Any) -> xr.Dataset | xr.DataAr
 
     ``path`` is a file (format detected from its extension and contents), an openretina folder, or
     ``"sample:NAME"`` for the bundled sample data (:func:`neuromodels.datasets.sample`). ``options`` go to
-    the format's ``open_*`` function (e.g. ``bin_size=0.01``).
+    the format's ``open_*`` function (e.g. ``bin_size=0.01``). A gzipped file ``NAME.EXT.gz`` is read as
+    ``NAME.EXT`` (decompressed to a private temporary file of at most
+    :data:`~neuromodels.datasets._containers.GUNZIP_MAX_BYTES`, loaded into memory, then removed).
+
+    Arrays of your own (a ``.npy`` of responses, say) are not a format: build the object with
+    :func:`~neuromodels.datasets.assembly_from_arrays` or :func:`~neuromodels.datasets.recording_from_arrays`.
     """
     from neuromodels.datasets._validate import validate
 
@@ -134,7 +198,11 @@ def load(path: str | os.PathLike[str], **options: Any) -> xr.Dataset | xr.DataAr
         from neuromodels.datasets.samples import sample
 
         return sample(text[len(SAMPLE_PREFIX):], **options)
-    fmt = detect_format(path)
-    obj = fmt.open(Path(path), **options)
+    original = Path(path)
+    with _readable(original) as readable:
+        fmt = _detect(readable)
+        obj = fmt.open(readable, **options)
+        if readable != original:
+            obj = _in_memory(obj, readable, original)
     obj.attrs.setdefault("format", fmt.name)
     return validate(obj, file=path)

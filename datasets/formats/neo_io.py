@@ -52,6 +52,9 @@ DEFAULT_BIN_SIZE_S = 0.01
 # .nwb has its own adapter; unpickling (neo's PickleIO) executes code stored in the file.
 _REFUSED_IOS = frozenset({"NWBIO", "PickleIO"})
 _REFUSED_EXTENSIONS = frozenset({"nwb", "pkl", "pickle"})
+# neo's readers that claim .npy (OpenEphysBinaryIO, PhyIO) read a recording folder, never one .npy file: a .npy
+# given to load() is a spike-time array (spike_trials) or arrays of the user's own, never neo's.
+_NOT_FILES_OF_NEO = frozenset({"npy"})
 
 
 def neo_extensions() -> frozenset[str]:
@@ -59,7 +62,8 @@ def neo_extensions() -> frozenset[str]:
     from neo.io import io_by_extension
 
     return frozenset(ext.lower() for ext, ios in io_by_extension.items()
-                     if ext and any(io.__name__ not in _REFUSED_IOS for io in ios)) - _REFUSED_EXTENSIONS
+                     if ext and any(io.__name__ not in _REFUSED_IOS for io in ios)) - _REFUSED_EXTENSIONS \
+        - _NOT_FILES_OF_NEO
 
 
 def sniff_neo(path: str | os.PathLike[str]) -> bool:

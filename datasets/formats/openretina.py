@@ -34,9 +34,11 @@ Choices, and why:
   (written by :func:`write_openretina`), else 30 Hz (the rate of openretina's own datasets' movies) with a
   warning; ``attrs['frame_rate_source']`` says which.
 * **Units.** ``response_units=`` names them; else the session file's ``response_units`` attribute; else
-  ``'count'`` when every value is an integer, otherwise ``'a.u.'``. The data model holds spike counts or
-  rates, which are never negative: signed responses (z-scored calcium traces, as in openretina's own
-  ``create-data`` example) are refused with a :class:`~neuromodels.errors.DataFormatError`.
+  ``'count'`` when every value is an integer, otherwise ``'a.u.'``. Signed responses (z-scored calcium traces;
+  openretina's own ``create-data`` example writes linear responses to Gaussian noise, negative about half the
+  time) are read when their units are given and are a signed unit (``response_units="z-score"``, ``"dF/F"``,
+  ...; docs/data-model.md); with no units given, or with a unit of counts or rates (``'count'``, ``'Hz'``), a
+  negative value is a :class:`~neuromodels.errors.DataFormatError` saying to pass ``response_units``.
 * **Sessions.** ``session=None`` opens the first session in sorted order; ``attrs['sessions']`` lists all.
 * **Cells.** Ids from the session file's ``cell_ids`` attribute (written by :func:`write_openretina`), else
   ``cell000``... by row; ``session_info`` arrays with one value per neuron become coordinates on ``cell``
@@ -57,7 +59,7 @@ import numpy as np
 import xarray as xr
 
 from neuromodels.datasets._io import open_hdf5
-from neuromodels.datasets._validate import validate
+from neuromodels.datasets._validate import NON_NEGATIVE_UNITS, validate
 from neuromodels.datasets.recording import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -140,7 +142,7 @@ def _stimulus_source(folder: Path, session_file: Path, f: Any, name: str) -> tup
     return _NpyFile(str(npy)), name, shape, field
 
 
-def _check_responses(values: np.ndarray, field: str, file: Any) -> None:
+def _check_responses(values: np.ndarray, field: str, file: Any, units: str | None) -> None:
     if values.ndim != 2 or not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
         raise DataFormatError(file=file, field=field, expected="a real (neurons, time) array",
                               found=f"shape {values.shape}, dtype {values.dtype}")
@@ -149,11 +151,14 @@ def _check_responses(values: np.ndarray, field: str, file: Any) -> None:
         n_bad = int((~np.isfinite(values)).sum())
         raise DataFormatError(file=file, field=field, expected="finite values",
                               found=f"{n_bad} NaN/inf (first at neuron {bad[0]}, frame {bad[1]})")
-    if values.size and values.min() < 0:
+    signed = units is not None and units.strip().lower() not in NON_NEGATIVE_UNITS
+    if values.size and not signed and values.min() < 0:
         bad = np.argwhere(values < 0)[0]
+        hint = ("pass response_units='z-score' (or 'dF/F', 'a.u.') for signed traces" if units is None
+                else f"responses in {units!r} cannot be negative; pass response_units='z-score' (or 'dF/F', 'a.u.') "
+                     "for signed traces")
         raise DataFormatError(
-            "the data model holds spike counts or rates; signed traces (e.g. z-scored calcium) are not supported",
-            file=file, field=field, expected="non-negative responses",
+            hint, file=file, field=field, expected="non-negative responses (spike counts or rates)",
             found=f"negative value {values.min()!r} (first at neuron {bad[0]}, frame {bad[1]})")
 
 
@@ -185,7 +190,8 @@ def open_openretina(
     frame_rate_hz
         Frames per second (default: file attribute, else 30 Hz with a warning).
     response_units
-        Units of the responses (default: file attribute, else ``'count'`` or ``'a.u.'``).
+        Units of the responses (default: file attribute, else ``'count'`` or ``'a.u.'``); a signed unit
+        (``'z-score'``, ``'dF/F'``, anything but counts and rates) admits negative responses.
     stimulus_scale
         ``None``: stored values; ``"zscore"``: ``(x - mean) / sd`` over every pixel of the training movies
         (computed in one streaming pass).
@@ -274,7 +280,7 @@ def open_openretina(
             except Exception as exc:
                 raise DataFormatError(file=session_file, field=resp_field, expected="a readable (neurons, time) dataset",
                                       found=f"{type(exc).__name__}: {exc}") from exc
-            _check_responses(values, resp_field, session_file)
+            _check_responses(values, resp_field, session_file, response_units)
             if values.shape[1] != shape[1]:
                 raise DataFormatError(file=session_file, field=resp_field,
                                       expected=f"{shape[1]} time bins (as {stim_field})", found=values.shape[1])

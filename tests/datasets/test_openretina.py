@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Exact equality in this file compares stored values read back, copies, and float64 -> float32 casts (one correctly
+# rounded operation): the same on every CPU.
+
 import os
 from pathlib import Path
 
@@ -126,6 +129,30 @@ def test_folder_like_openretina_create_data(tmp_path):
     train_frames = raw[:165]  # random_noise_0 (90 frames) and random_noise_2 (75)
     np.testing.assert_allclose(zscored["stimulus"].values, (raw - train_frames.mean()) / train_frames.std(),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_signed_responses_load_when_their_units_say_so(tmp_path):
+    """openretina's create-data writes linear responses to Gaussian noise (signed); calcium traces are often
+    z-scored. docs/data-model.md: signed signals pass when attrs['units'] says so."""
+    root = tmp_path / "data"
+    (root / "stimuli").mkdir(parents=True)
+    rng = np.random.default_rng(11)
+    np.save(root / "stimuli" / "noise.npy", rng.normal(size=(1, 50, 4, 4)), allow_pickle=False)
+    traces = rng.normal(size=(6, 50))
+    zscored = (traces - traces.mean(axis=1, keepdims=True)) / traces.std(axis=1, keepdims=True)
+    with h5py.File(root / "session_0.hdf5", "w") as f:
+        f["responses_noise"] = zscored
+    ds = open_openretina(root, frame_rate_hz=30.0, response_units="z-score")
+    assert ds["response"].attrs["units"] == "z-score" and float(ds["response"].min()) < 0
+    np.testing.assert_array_equal(ds["response"].values, zscored.T)
+    again = open_openretina(write_openretina(ds, tmp_path / "copy"))  # the units travel in the file attribute
+    assert again["response"].attrs["units"] == "z-score"
+    np.testing.assert_array_equal(again["response"].values, zscored.T)
+    with pytest.raises(DataFormatError, match="response_units='z-score'") as err:  # units unknown: say how
+        open_openretina(root, frame_rate_hz=30.0)
+    assert err.value.field == "responses_noise"
+    with pytest.raises(DataFormatError, match="non-negative"):  # counts or rates cannot be negative
+        open_openretina(root, frame_rate_hz=30.0, response_units="Hz")
 
 
 def test_session_specific_stimulus_takes_precedence(tmp_path):
