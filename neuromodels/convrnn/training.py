@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neuromodels.convrnn.cells import MEDIAN_RGC_OPTIONS
 from neuromodels.convrnn.model import ConvRNN, LayerSpec, count_parameters
 from neuromodels.errors import ConfigError
 from neuromodels._figures import save_figure
@@ -164,14 +165,20 @@ def match_width(build: Callable[[float], torch.nn.Module], target: int, *, low: 
 
 
 # ----------------------------------------------------------------------------------------- the reproduction
-MEMORY_TASK_CELLS = ("feedforward", "vanilla", "lstm", "time_decay", "rgc")
+# "rgc_median": the authors' searched median RGC (cells.MEDIAN_RGC_OPTIONS) with its bypass on and c as wide as h
+MEMORY_TASK_CELLS = ("feedforward", "vanilla", "lstm", "time_decay", "rgc", "rgc_median")
 
 
 def _memory_task_model(cell: str, width: float, base_channels: Sequence[int], steps: int, image_steps: int,
                        readout_step: int | None = None) -> ConvRNN:
     channels = [max(1, int(round(width * c))) for c in base_channels]
     pools = [2, 2] + [1] * (len(channels) - 2)
-    layers = [LayerSpec(c, 3, p) for c, p in zip(channels, pools)]
+    if cell == "rgc_median":
+        layers = [LayerSpec(c, 3, p, cell_options={**MEDIAN_RGC_OPTIONS, "cell_channels": c}, bypass=True)
+                  for c, p in zip(channels, pools)]
+        cell = "rgc"
+    else:
+        layers = [LayerSpec(c, 3, p) for c, p in zip(channels, pools)]
     return ConvRNN(layers, cell=cell, steps=steps, image_steps=image_steps, readout_step=readout_step,
                    num_classes=10)
 
@@ -188,8 +195,10 @@ def memory_task_comparison(*, cells: Sequence[str] = MEMORY_TASK_CELLS, seeds: S
     feedforward network only sees gray at readout time (chance by construction), so it is also reported read out
     at step ``depth - 1`` (image still on): ``feedforward@image``, the no-memory reference.
 
-    Parameter counts are matched to the RGC model built from ``base_channels`` by scaling every cell type's
-    channels (:func:`match_width`). Returns ``{"table": {cell: {"mean", "sem", "accuracies", "parameters",
+    ``cells``: keys of :data:`~neuromodels.convrnn.cells.CELLS` and ``"rgc_median"``, the authors' searched median
+    RGC (:data:`~neuromodels.convrnn.cells.MEDIAN_RGC_OPTIONS`, bypass on, ``cell_channels`` = the layer's
+    channels). Parameter counts are matched to the RGC model built from ``base_channels`` by scaling every cell
+    type's channels (:func:`match_width`). Returns ``{"table": {cell: {"mean", "sem", "accuracies", "parameters",
     "channels"}}, "settings": {...}}`` with test accuracies.
     """
     data = image_task(dataset, n_train=n_train, n_valid=n_valid, n_test=n_test, size=size, seed=1234, path=path)
@@ -240,8 +249,8 @@ def write_memory_task_report(result: dict[str, Any], out: Any) -> dict[str, str]
     labels = list(result["table"])
     means = [result["table"][k]["mean"] for k in labels]
     sems = [result["table"][k]["sem"] for k in labels]
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    colors = ["0.6" if k.startswith("feedforward") else "C0" if k != "rgc" else "C3" for k in labels]
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    colors = ["0.6" if k.startswith("feedforward") else "C3" if k.startswith("rgc") else "C0" for k in labels]
     ax.bar(range(len(labels)), means, yerr=sems, color=colors, capsize=4)
     for i, k in enumerate(labels):
         ax.plot([i] * len(result["table"][k]["accuracies"]), result["table"][k]["accuracies"], "k.", ms=4)

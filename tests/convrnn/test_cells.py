@@ -24,7 +24,7 @@ def test_every_cell_keeps_shapes_and_starts_from_zero(name):
     out, new = cell(x, state)
     assert out.shape == (2, 5, 6, 7) and len(new) == cell.n_states
     assert all(s.shape == (2, 5, 6, 7) for s in new)
-    # deterministic function of (x, state)
+    # deterministic function of (x, state) (exact: the same call twice)
     out2, _ = cell(x, state)
     assert torch.equal(out, out2)
 
@@ -91,6 +91,7 @@ def test_rgc_gates_are_one_half_with_zero_weights():
     state = (torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5))
     gates = cell.gates(torch.randn(2, 4, 5, 5), state, bypass=torch.randn(2, 2, 5, 5))
     assert sorted(gates) == ["g_cc", "g_ch", "g_hc", "g_hh"]
+    # exact here and below: zero weights give exact zeros, sigmoid(0) = 0.5, and products by 0.5 are exact
     for g in gates.values():
         assert torch.equal(g, torch.full_like(g, 0.5))
     x = torch.randn(2, 4, 5, 5)
@@ -163,30 +164,176 @@ def test_rgc_fast_path_matches_its_gates(depth_separable):
     torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * x), rtol=1e-12, atol=1e-12)
 
 
-def test_median_cell_preset_gates_and_fast_path():
-    import math
-
+def test_median_cell_with_zero_gate_weights_keeps_0461_of_its_state_and_passes_0701_of_its_input():
+    # the authors' median cell multiplies by 0.922 (1 - sigmoid(.)) and 0.701 (1 - tanh(.)) directly, and its gate
+    # convolutions' own biases start at 0 (their tau_bias / gate_bias do not act): with zero gate weights it keeps
+    # 0.922 / 2 of c and h and passes 0.701 of the input (MEDIAN_RGC_OPTIONS before issue 12: 0.986 and 0.995)
     from neuromodels.convrnn.cells import MEDIAN_RGC_OPTIONS
 
     torch.manual_seed(6)
-    cell = make_cell("rgc", 4, **MEDIAN_RGC_OPTIONS).double()
-    x, c, h = (torch.randn(2, 4, 9, 9, dtype=torch.float64) for _ in range(3))
-    g = cell.gates(x, (c, h))
-    out, (c_new, h_new) = cell(x, (c, h))
-    torch.testing.assert_close(c_new, F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(x)),
+    cell = make_cell("rgc", 4, **{**MEDIAN_RGC_OPTIONS, "cell_channels": 3}, bypass_channels=4).double()
+    with torch.no_grad():
+        for conv in (cell.W_cc, cell.W_ch, cell.W_hh, cell.W_hc):
+            conv[0].weight.zero_()
+            conv[1].weight.zero_()  # the biases keep their initial values
+    x, h, r = (torch.randn(2, 4, 9, 9, dtype=torch.float64) for _ in range(3))
+    c = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    keep, pass_ = 0.9219348064291611 * 0.5, 0.7006566684988862
+    g = cell.gates(x, (c, h), bypass=r)
+    for name, expected in (("g_cc", 1 - keep), ("g_hh", 1 - keep), ("g_hc", 1 - pass_), ("g_ch", 1 - pass_)):
+        torch.testing.assert_close(g[name], torch.full_like(g[name], expected), rtol=0, atol=1e-15)
+    out, (c_new, h_new) = cell(x, (c, h), bypass=r)
+    torch.testing.assert_close(c_new, F.elu(keep * c + pass_ * cell.W_xc(F.elu(x))), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_new, F.elu(keep * h + pass_ * (cell.W_xh(F.elu(x)) + r)), rtol=1e-12, atol=1e-12)
+    assert abs(keep - 0.461) < 1e-3 and torch.equal(out, h_new)
+    # the fast path (forward) equals the plain gate formula with random weights too
+    torch.manual_seed(8)
+    cell = make_cell("rgc", 4, **{**MEDIAN_RGC_OPTIONS, "cell_channels": 3}, bypass_channels=2).double()
+    r = torch.randn(2, 2, 9, 9, dtype=torch.float64)
+    g = cell.gates(x, (c, h), bypass=r)
+    out, (c_new, h_new) = cell(x, (c, h), bypass=r)
+    torch.testing.assert_close(c_new, F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(F.elu(x))),
                                rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * x), rtol=1e-12, atol=1e-12)
-    # offset o and multiplier -o: gates in (0, 2 o) for tanh, (0, o) for sigmoid
-    assert float(g["g_cc"].min()) > 0 and float(g["g_cc"].max()) < 0.9219348064291611
-    assert float(g["g_ch"].min()) > 0 and float(g["g_ch"].max()) < 2 * 0.7006566684988862
-    # with zero recurrent weights the gates are the closed forms o (1 - sigmoid(b)) and o (1 - tanh(b))
-    for p in cell.parameters():
-        if p.dim() > 1:
-            torch.nn.init.zeros_(p)
-    g0 = cell.gates(x, (c, h))
-    sigmoid = 1 / (1 + math.exp(-4.147336708899556))
-    assert torch.allclose(g0["g_cc"], torch.tensor(0.9219348064291611 * (1 - sigmoid), dtype=torch.float64))
-    assert torch.allclose(g0["g_hc"],
-                          torch.tensor(0.7006566684988862 * (1 - math.tanh(2.776542926439013)), dtype=torch.float64))
+    torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * (cell.W_xh(F.elu(x))
+                                                                                      + cell.W_rh(r))),
+                               rtol=1e-12, atol=1e-12)
+
+
+# ---- the authors' median cell, transcribed by meaning from neuroailab/convrnns (TensorFlow 1) to plain torch ----
+# Values: convrnns/configs/median_rgcell_cfg.py; update: convrnns/utils/median_rgcell.py, ReciprocalGateCell.__call__
+# (line numbers below are that file's), _ds_conv and residual_add from convrnns/utils/cell_utils.py. Tensors are NHWC
+# and kernels HWIO / [k, k, in, 1] as in TensorFlow, named as their variables (scope/name).
+_TAU_OFFSET, _TAU_MULTIPLIER = 0.9219348064291611, -0.9219348064291611     # cfg lines 37-38 (tau_bias unused)
+_GATE_OFFSET, _GATE_MULTIPLIER = 0.7006566684988862, -0.7006566684988862   # cfg lines 47-48 (gate_bias unused)
+
+
+def _tf_same_padding(inp_nchw, k):
+    # TensorFlow "SAME", stride 1: k - 1 zeros in all, (k - 1) // 2 before and the rest after
+    return F.pad(inp_nchw, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+
+
+def _tf_conv2d_same(inp, kernel):
+    """tf.nn.conv2d(inp, kernel, strides=[1, 1, 1, 1], padding="SAME"): inp NHWC, kernel [kh, kw, in, out]."""
+    x = _tf_same_padding(inp.permute(0, 3, 1, 2), kernel.shape[0])
+    return F.conv2d(x, kernel.permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
+
+
+def _tf_ds_conv(inp, w, scope):
+    """cell_utils._ds_conv(inp, [k, k], bias=True, scope): tf.nn.separable_conv2d (depthwise [k, k, in, 1], then
+    pointwise [1, 1, in, out], "SAME") plus its own bias."""
+    depthwise = w[scope + "/depthwise_weights"]
+    x = _tf_same_padding(inp.permute(0, 3, 1, 2), depthwise.shape[0])
+    x = F.conv2d(x, depthwise.permute(2, 3, 0, 1), groups=inp.shape[-1])
+    x = F.conv2d(x, w[scope + "/pointwise_weights"].permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
+    return x + w[scope + "/bias"]
+
+
+def _authors_median_step(inputs, prev_cell, prev_out, res_input, w):
+    """One call of their ReciprocalGateCell with the median config, no feedback input: (next_out, next_cell)."""
+    elu, sigmoid, tanh = F.elu, torch.sigmoid, torch.tanh
+    inputs = elu(inputs)                                                      # l. 290 input_activation
+    # "cell" scope
+    cell_input = _tf_conv2d_same(inputs, w["cell/input_to_cell_weights"]) + w["cell/input_to_cell_bias"]  # 391-433
+    cell_tau = _tf_ds_conv(prev_cell, w, "cell/tau")                          # l. 497-506, tau_depth_separable
+    cell_gate = _tf_ds_conv(prev_out, w, "cell/out_to_cell")                  # l. 520-530, gate_depth_separable
+    cell_tau, cell_gate = sigmoid(cell_tau), tanh(cell_gate)                  # l. 631-632
+    next_cell = ((_TAU_OFFSET + _TAU_MULTIPLIER * cell_tau) * prev_cell
+                 + (_GATE_OFFSET + _GATE_MULTIPLIER * cell_gate) * cell_input)  # l. 634-638
+    next_cell = elu(next_cell)                                                # l. 644 (layer_norm False)
+    # "out" scope
+    out_input = _tf_conv2d_same(inputs, w["out/input_to_out_weights"]) + w["out/input_to_out_bias"]  # l. 708-738
+    if res_input.shape == out_input.shape:                                    # l. 768-769 out_residual:
+        out_input = out_input + res_input                                     # residual_add, equal shapes
+    else:                                                                     # residual_add, 1 x 1 projection
+        out_input = out_input + _tf_conv2d_same(res_input, w["out/residual_add_weights"])
+    out_tau = _tf_ds_conv(prev_out, w, "out/tau")                             # l. 833-842
+    out_gate = _tf_ds_conv(prev_cell, w, "out/gate")                          # l. 856-867 (cell_to_out False)
+    out_tau, out_gate = sigmoid(out_tau), tanh(out_gate)                      # l. 985-986
+    next_out = ((_TAU_OFFSET + _TAU_MULTIPLIER * out_tau) * prev_out
+                + (_GATE_OFFSET + _GATE_MULTIPLIER * out_gate) * out_input)   # l. 988-990
+    return elu(next_out), next_cell                                           # l. 994
+
+
+def _authors_weights(channels, cell_channels, bypass_channels, generator):
+    def rand(*shape, scale=0.3):
+        return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    w = {"cell/input_to_cell_weights": rand(2, 2, channels, cell_channels),
+         "cell/input_to_cell_bias": rand(cell_channels),
+         "out/input_to_out_weights": rand(3, 3, channels, channels), "out/input_to_out_bias": rand(channels)}
+    for scope, n_in, n_out in (("cell/tau", cell_channels, cell_channels),
+                               ("cell/out_to_cell", channels, cell_channels),
+                               ("out/tau", channels, channels), ("out/gate", cell_channels, channels)):
+        w.update({scope + "/depthwise_weights": rand(7, 7, n_in, 1),
+                  scope + "/pointwise_weights": rand(1, 1, n_in, n_out), scope + "/bias": rand(n_out)})
+    if bypass_channels != channels:
+        w["out/residual_add_weights"] = rand(1, 1, bypass_channels, channels)
+    return w
+
+
+def _load_authors_weights(cell, w):
+    def hwio_to_torch(kernel):  # [kh, kw, in, out] -> (out, in, kh, kw)
+        return kernel.permute(3, 2, 0, 1)
+
+    with torch.no_grad():
+        for ours, scope in ((cell.W_cc, "cell/tau"), (cell.W_hc, "cell/out_to_cell"), (cell.W_hh, "out/tau"),
+                            (cell.W_ch, "out/gate")):
+            ours[0].weight.copy_(w[scope + "/depthwise_weights"].permute(2, 3, 0, 1))  # (in, 1, k, k)
+            ours[1].weight.copy_(hwio_to_torch(w[scope + "/pointwise_weights"]))
+            ours[1].bias.copy_(w[scope + "/bias"])
+        cell.W_xc[-1].weight.copy_(hwio_to_torch(w["cell/input_to_cell_weights"]))
+        cell.W_xc[-1].bias.copy_(w["cell/input_to_cell_bias"])
+        cell.W_xh.weight.copy_(hwio_to_torch(w["out/input_to_out_weights"]))
+        cell.W_xh.bias.copy_(w["out/input_to_out_bias"])
+        if "out/residual_add_weights" in w:
+            cell.W_rh.weight.copy_(hwio_to_torch(w["out/residual_add_weights"]))
+        else:
+            assert cell.W_rh is None
+
+
+@pytest.mark.parametrize("bypass_channels", [5, 6])  # 5: residual_add's 1 x 1 projection; 6 = channels: a plain sum
+def test_median_cell_equals_a_transcription_of_the_authors_update(bypass_channels):
+    """MEDIAN_RGC_OPTIONS with the authors' conv weights gives their ReciprocalGateCell's outputs and states step by
+    step (neuroailab/convrnns convrnns/utils/median_rgcell.py lines 223-1001, transcribed above), bypass included.
+    Maps of 9 x 9: their _ds_conv would shrink a 7 x 7 kernel on maps smaller than 7 x 7, ours does not. In float64
+    the two differ by rounding only (about 1e-14 here); the tolerance 1e-10 is far below any change of meaning."""
+    from neuromodels.convrnn.cells import MEDIAN_RGC_OPTIONS
+
+    channels, cell_channels, steps = 6, 4, 6
+    generator = torch.Generator().manual_seed(12)
+    w = _authors_weights(channels, cell_channels, bypass_channels, generator)
+    cell = make_cell("rgc", channels, **{**MEDIAN_RGC_OPTIONS, "cell_channels": cell_channels},
+                     bypass_channels=bypass_channels).double()
+    _load_authors_weights(cell, w)
+    to_nhwc, to_nchw = (lambda t: t.permute(0, 2, 3, 1)), (lambda t: t.permute(0, 3, 1, 2))
+    f64 = {"dtype": torch.float64}
+    state = cell.initial_state(2, 9, 9, **f64)
+    prev_cell, prev_out = torch.zeros(2, 9, 9, cell_channels, **f64), torch.zeros(2, 9, 9, channels, **f64)
+    for _ in range(steps):
+        x = torch.randn(2, channels, 9, 9, generator=generator, **f64)
+        r = torch.randn(2, bypass_channels, 9, 9, generator=generator, **f64)
+        with torch.no_grad():
+            out, state = cell(x, state, bypass=r)
+        prev_out, prev_cell = _authors_median_step(to_nhwc(x), prev_cell, prev_out, to_nhwc(r), w)
+        torch.testing.assert_close(out, to_nchw(prev_out), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(state[0], to_nchw(prev_cell), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(state[1], to_nchw(prev_out), rtol=1e-10, atol=1e-10)
+    assert float(out.abs().mean()) > 0.1  # a live state, not one that has decayed to nothing
+
+
+def test_rgc_options_are_validated():
     with pytest.raises(ConfigError, match="gate_nonlinearity"):
         make_cell("rgc", 4, gate_nonlinearity="relu")
+    with pytest.raises(ConfigError, match="bypass_entry"):
+        make_cell("rgc", 4, bypass_entry="cell")
+    with pytest.raises(ConfigError, match="separate_gate_biases"):
+        make_cell("rgc", 4, cell_channels=3)  # one shared per-channel bias cannot serve 3 and 4 channels
+    with pytest.raises(ConfigError, match="kernel_size"):
+        make_cell("rgc", 4, gate_kernel_size=4)  # only the input convolutions may be even (TensorFlow "SAME")
+    # an even input kernel pads like TensorFlow's "SAME": the extra row and column at the bottom and right
+    conv = same_conv(1, 1, 2, bias=False, allow_even=True)
+    with torch.no_grad():
+        conv[-1].weight.fill_(1.0)
+    image = torch.arange(9.0).view(1, 1, 3, 3)
+    # exact: sums of small integers are exact in float32 in any order
+    assert torch.equal(conv(image)[0, 0], torch.tensor([[8.0, 12.0, 7.0], [20.0, 24.0, 13.0], [13.0, 15.0, 8.0]]))
