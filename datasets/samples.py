@@ -6,6 +6,11 @@ spawned from one ``SeedSequence``) in a few seconds and cached as netCDF under
 when that environment variable is set). ``key`` hashes the sample's generator version, the package
 version, the seed and every parameter, so changing any of them generates a new file. A cache file that
 cannot be read, fails validation, or was written for another key is regenerated and atomically replaced.
+The cache is trusted only as far as no one but this user could have written it: the ``samples`` folder is
+created with mode 0700, and one owned by another user or writable by group or others is not used (a warning
+says so; the sample is generated afresh and not cached); each file's SHA-256 is recorded beside it at write
+time (``<name>-<key>.nc.sha256``) and checked before it is read, so a file that was not written by
+:func:`sample` (or was changed since) is regenerated, whatever its ``sample_key``.
 
 >>> from neuromodels.datasets import sample, sample_names
 >>> sample_names()
@@ -38,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,20 +217,13 @@ def _cache_key(name: str, seed: int, params: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _cache_root() -> Path:
-    override = os.environ.get("NEUROMODELS_CACHE")
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("neuromodels"))
-
-
 def sample_cache_path(name: str, *, seed: int = 0, **params: Any) -> Path:
     """Where :func:`sample` caches ``name`` for this seed and these parameters (the file may not exist)."""
     spec = _spec(name)
     seed, full = _resolve(name, spec.defaults, params, seed)
-    return _cache_root() / "samples" / f"{name}-{_cache_key(name, seed, full)}.nc"
+    from neuromodels._cache import cache_root
+
+    return cache_root() / "samples" / f"{name}-{_cache_key(name, seed, full)}.nc"
 
 
 def sample(name: str, *, seed: int = 0, cache: bool = True, **params: Any) -> xr.Dataset | xr.DataArray:
@@ -253,22 +252,48 @@ def sample(name: str, *, seed: int = 0, cache: bool = True, **params: Any) -> xr
     key = _cache_key(name, seed, full)
     if not cache:
         return spec.generate(seed=seed, **full)
-    path = _cache_root() / "samples" / f"{name}-{key}.nc"
-    cached = _read_cache(path, spec.kind, key)
-    if cached is not None:
-        return cached
-    obj = spec.generate(seed=seed, **full)
-    _write_cache(obj, path)
-    return obj
+    from neuromodels._cache import cache_root
+
+    path = cache_root() / "samples" / f"{name}-{key}.nc"
+    folder_fd = _open_cache_folder(path.parent)
+    if folder_fd is None:
+        return spec.generate(seed=seed, **full)
+    try:
+        cached = _read_cache(folder_fd, path, spec.kind, key)
+        if cached is not None:
+            return cached
+        obj = spec.generate(seed=seed, **full)
+        _write_cache(obj, folder_fd, path)
+        return obj
+    finally:
+        os.close(folder_fd)
 
 
-def _read_cache(path: Path, kind: str, key: str) -> xr.Dataset | xr.DataArray | None:
-    """The cached object, or ``None`` when the file is absent, unreadable, invalid or for another key."""
-    if not path.is_file():
+def _open_cache_folder(folder: Path) -> int | None:
+    """A descriptor on the checked ``samples`` folder; ``None`` when it is unsafe (with a warning) or unusable."""
+    from neuromodels._cache import UnsafeFolderError, open_private_folder
+
+    try:
+        return open_private_folder(folder)
+    except UnsafeFolderError as exc:
+        warnings.warn(f"not using the sample cache: {exc}. The sample is generated afresh and not cached.",
+                      RuntimeWarning, stacklevel=3)
+    except OSError:  # an unwritable cache folder must not stop the user from getting the data
+        pass
+    return None
+
+
+def _read_cache(folder_fd: int, path: Path, kind: str, key: str) -> xr.Dataset | xr.DataArray | None:
+    """The cached object, or ``None`` when the file is absent, not the one :func:`_write_cache` recorded,
+    unreadable, invalid or for another key."""
+    from neuromodels._cache import fd_path, open_verified_file
+
+    fd = open_verified_file(folder_fd, path.name)
+    if fd is None:
         return None
     try:
         opener = xr.open_dataset if kind == "dataset" else xr.open_dataarray
-        with opener(path, decode_timedelta=False) as obj:
+        with opener(fd_path(fd, path), decode_timedelta=False) as obj:  # the file whose digest was checked
             obj = obj.load()
         obj.encoding = {}
         if obj.attrs.get("sample_key") != key:
@@ -280,9 +305,12 @@ def _read_cache(path: Path, kind: str, key: str) -> xr.Dataset | xr.DataArray | 
         return obj
     except Exception:  # any damage (truncated HDF5, wrong layout, failed validation) means: regenerate
         return None
+    finally:
+        os.close(fd)
 
 
-def _write_cache(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
+def _write_cache(obj: xr.Dataset | xr.DataArray, folder_fd: int, path: Path) -> None:
+    from neuromodels._cache import fd_path, record_digest
     from neuromodels.datasets._io import write_netcdf_atomic
 
     if isinstance(obj, xr.Dataset):
@@ -290,7 +318,9 @@ def _write_cache(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
     else:
         encoding = {obj.name: {"zlib": True, "complevel": 1}}
     try:
-        write_netcdf_atomic(obj, path, engine="netcdf4", encoding=encoding)
+        write_netcdf_atomic(obj, Path(fd_path(folder_fd, path.parent)) / path.name, engine="netcdf4",
+                            encoding=encoding)
+        record_digest(folder_fd, path.name)
     except OSError:
         # An unwritable cache folder must not stop the user from getting the data.
         return

@@ -9,6 +9,8 @@ their non-negative pooling weights and the same kind of output nonlinearity.
 
 from __future__ import annotations
 
+# Exact equality in this file compares seeded reruns and cache round trips on one machine, integer counts and copies.
+
 import json
 
 import numpy as np
@@ -287,7 +289,8 @@ def test_cached_sample_equals_fresh_generation(tmp_path, monkeypatch):
     fresh = sample("retina", seed=2, cache=False, **SMALL_RETINA)
     xr.testing.assert_identical(cached, fresh)
     xr.testing.assert_identical(first, fresh)
-    assert list(tmp_path.joinpath("samples").iterdir()) == [path]  # no temporary files left behind
+    # the file and its recorded digest, no temporary files left behind
+    assert sorted(tmp_path.joinpath("samples").iterdir()) == [path, path.with_name(path.name + ".sha256")]
     # another parameter, another file
     assert samples_module.sample_cache_path("retina", seed=2, **{**SMALL_RETINA, "n_repeats": 6}) != path
 
@@ -298,7 +301,7 @@ def test_cached_sample_equals_fresh_generation(tmp_path, monkeypatch):
 def test_corrupt_cache_file_is_regenerated(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROMODELS_CACHE", str(tmp_path))
     path = samples_module.sample_cache_path("ventral", seed=0)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, mode=0o700)
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # a truncated HDF5 file
     asm = sample("ventral", seed=0)
     xr.testing.assert_identical(asm, sample("ventral", seed=0, cache=False))
