@@ -25,9 +25,9 @@ _LAZY = {
     **dict.fromkeys(["plot_phase_diagram", "plot_depth_scales", "plot_propagation", "plot_trainability",
                      "save_figure"], "plots"),
     **dict.fromkeys(["jacobian_spectrum", "empirical_jjt_eigenvalues", "jacobian_singular_values", "ks_distance",
-                     "plot_spectrum"], "spectra"),
-    **dict.fromkeys(["jjt_density", "jacobian_moments", "jacobian_spectral_edge", "universal_log_density"],
-                    "freeprob"),
+                     "spectrum_atoms", "plot_spectrum"], "spectra"),
+    **dict.fromkeys(["jjt_density", "jjt_atoms", "jacobian_moments", "jacobian_spectral_edge",
+                     "universal_log_density"], "freeprob"),
     **dict.fromkeys(["trajectory_statistics", "plot_trajectory"], "expressivity"),
 }
 # Submodules of another author, exposed by name only when their files exist.

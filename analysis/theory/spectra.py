@@ -41,6 +41,9 @@ __all__ = [
     "resolve_parameters",
     "empirical_jjt_eigenvalues",
     "jacobian_spectrum",
+    "spectrum_atoms",
+    "spectrum_moment",
+    "atom_membership",
     "ks_distance",
     "plot_spectrum",
     "spectrum_command",
@@ -299,18 +302,24 @@ def empirical_jjt_eigenvalues(phi: Any, depth: int, width: int, sigma_w2: float,
 def jacobian_spectrum(phi: Any = "tanh", depth: int = 16, sigma_w2: float | None = None,
                       sigma_b2: float | None = None, q_star: float | None = None, weights: str = "orthogonal",
                       points: int = 1000, span: float = 80.0, n_quad: int = 96) -> Any:
-    """Free-probability spectrum of ``J J^T`` as an ``xarray.Dataset`` on a grid in ``log lambda``.
+    """Free-probability spectrum of ``J J^T`` as an ``xarray.Dataset``: a continuous density on a grid in
+    ``log lambda`` and the point masses beside it.
 
-    Variables (dimension ``log_eigenvalue``, natural log of the eigenvalue ``lambda`` of ``J J^T``):
-    ``eigenvalue`` (lambda), ``density`` (of lambda), ``log_density`` (of ``log lambda``: ``lambda rho``),
-    ``cdf`` (``P(eigenvalue <= lambda)``, counted down from the top edge so that atoms at 0 and mass below the
-    grid are included), ``singular_value`` (``sqrt(lambda)``) and ``singular_value_density``
-    (``2 sigma rho(sigma^2)``). attrs: all parameters, ``mean``, ``variance`` (closed forms), ``edge`` (right
-    edge of the support), ``mass_below_grid``.
+    Variables on dimension ``log_eigenvalue`` (natural log of the eigenvalue ``lambda`` of ``J J^T``):
+    ``eigenvalue`` (lambda), ``density`` (of lambda, continuous part), ``log_density`` (of ``log lambda``:
+    ``lambda rho``), ``cdf`` (``P(eigenvalue <= lambda)`` of the whole law, atoms included: counted down from the
+    top so that the atom at 0 and continuous mass below the grid are in it), ``singular_value``
+    (``sqrt(lambda)``) and ``singular_value_density`` (``2 sigma rho(sigma^2)``). On dimension ``atom``:
+    ``atom_eigenvalue`` and ``atom_mass`` (:func:`.freeprob.jjt_atoms`: hard-tanh's atoms at 0 and at
+    ``sigma_w2^L``, ReLU's at 0, the identity's single atom). attrs: all parameters, ``mean``, ``variance``
+    (closed forms, of the whole law), ``edge`` (largest eigenvalue of the law, a top atom included),
+    ``continuous_edge`` (right edge of the continuous part; NaN if it has no mass), ``continuous_mass``
+    (``1 - sum(atom_mass)``), ``mass_below_grid`` (continuous mass the grid leaves unresolved below its bottom).
 
-    The grid: a 200-point pass over ``[log edge - span, log edge]`` locates the mass; ``points`` points then
-    cover from where the CDF reaches 1e-5 (or ``log edge - span``) to the edge, a quarter of them clustered
-    geometrically at the edge (:func:`_edge_clustered_grid`).
+    The grid: a 200-point pass over ``[log top - span, log top]`` (``top``: the continuous edge) locates the mass;
+    ``points`` points then cover from where the CDF reaches 1e-5 (or ``log top - span``) to the edge, a quarter
+    of them clustered geometrically at the edge (:func:`_edge_clustered_grid`). With no continuous mass (the
+    identity with orthogonal weights) the grid spans ``[log edge - 1, log edge)`` and the density is 0.
     """
     import xarray as xr
 
@@ -319,16 +328,23 @@ def jacobian_spectrum(phi: Any = "tanh", depth: int = 16, sigma_w2: float | None
     params = resolve_parameters(phi, sigma_w2, sigma_b2, q_star)
     sw2, q = params["sigma_w2"], params["q_star"]
     kwargs = {"n_quad": n_quad}
+    atoms = freeprob.jjt_atoms(phi, depth, sw2, q, weights, n_quad=n_quad)
     edge = freeprob.jacobian_spectral_edge(phi, depth, sw2, q, weights, n_quad=n_quad)
-    top = math.log(edge)
-    coarse = _edge_clustered_grid(top - span, top, 200)
-    coarse_density = freeprob.jjt_log_density(coarse, phi, depth, sw2, q, weights, **kwargs)
-    coarse_cdf = freeprob.cdf_from_log_density(coarse, coarse_density)
-    above = np.nonzero(coarse_cdf - coarse_cdf[0] > 1e-5)[0]
-    low = coarse[max(above[0] - 2, 0)] if len(above) else top - span
-    grid = _edge_clustered_grid(low, top, points)
-    log_density = freeprob.jjt_log_density(grid, phi, depth, sw2, q, weights, **kwargs)
-    cdf = freeprob.cdf_from_log_density(grid, log_density)
+    continuous_edge = freeprob.jacobian_spectral_edge(phi, depth, sw2, q, weights, n_quad=n_quad, continuous=True)
+    if math.isnan(continuous_edge):
+        grid = _edge_clustered_grid(math.log(edge) - 1.0, math.log(edge), points)
+        log_density = np.zeros_like(grid)
+    else:
+        top = math.log(continuous_edge)
+        coarse = _edge_clustered_grid(top - span, top, 200)
+        coarse_density = freeprob.jjt_log_density(coarse, phi, depth, sw2, q, weights, **kwargs)
+        coarse_cdf = freeprob.cdf_from_log_density(coarse, coarse_density, atoms)
+        above = np.nonzero(coarse_cdf - coarse_cdf[0] > 1e-5)[0]
+        low = coarse[max(above[0] - 2, 0)] if len(above) else top - span
+        grid = _edge_clustered_grid(low, top, points)
+        log_density = freeprob.jjt_log_density(grid, phi, depth, sw2, q, weights, **kwargs)
+    cdf = freeprob.cdf_from_log_density(grid, log_density, atoms)
+    mass_below_grid = max(atoms.continuous_mass - float(np.trapezoid(log_density, grid)), 0.0)
     eigenvalue = np.exp(grid)
     density = log_density / eigenvalue
     moments = freeprob.jacobian_moments(phi, depth, sw2, q, weights)
@@ -341,13 +357,25 @@ def jacobian_spectrum(phi: Any = "tanh", depth: int = 16, sigma_w2: float | None
             "cdf": ("log_eigenvalue", cdf),
             "singular_value": ("log_eigenvalue", np.sqrt(eigenvalue)),
             "singular_value_density": ("log_eigenvalue", 2.0 * np.sqrt(eigenvalue) * density),
+            "atom_eigenvalue": ("atom", atoms.locations),
+            "atom_mass": ("atom", atoms.masses),
         },
         coords={"log_eigenvalue": grid},
-        attrs={"method": "free probability (Pennington et al. 2017, 2018), Newton continuation",
+        attrs={"method": "free probability (Pennington et al. 2017, 2018), Newton continuation; atoms by "
+                         "Belinschi's rule (freeprob.jjt_atoms)",
                "phi": str(name), "depth": int(depth), "weights": weights, **params,
                "mean": moments["mean"], "variance": moments["variance"], "chi": moments["chi"],
-               "edge": edge, "mass_below_grid": float(cdf[0]), "n_quad": n_quad},
+               "edge": edge, "continuous_edge": continuous_edge, "continuous_mass": atoms.continuous_mass,
+               "mass_below_grid": mass_below_grid, "n_quad": n_quad},
     )
+
+
+def spectrum_atoms(spectrum: Any) -> list[dict[str, float]]:
+    """The point masses of a :func:`jacobian_spectrum` as ``[{"eigenvalue": c, "mass": m}, ...]``."""
+    if "atom_eigenvalue" not in spectrum:
+        return []
+    return [{"eigenvalue": float(c), "mass": float(m)}
+            for c, m in zip(spectrum["atom_eigenvalue"].values, spectrum["atom_mass"].values)]
 
 
 def _edge_clustered_grid(low: float, top: float, points: int) -> np.ndarray:
@@ -361,33 +389,89 @@ def _edge_clustered_grid(low: float, top: float, points: int) -> np.ndarray:
     return np.concatenate([uniform, near])
 
 
-def ks_distance(eigenvalues: np.ndarray, spectrum: Any, floor: float | None = None) -> float:
-    """Kolmogorov-Smirnov distance between empirical eigenvalues and a :func:`jacobian_spectrum` CDF.
+def spectrum_moment(spectrum: Any, k: int) -> float:
+    """``E[lambda^k]`` of the law a :func:`jacobian_spectrum` represents: atoms plus the continuous density
+    (trapezoid in ``log lambda``; continuous mass below the grid is left out). Compare with the closed-form
+    ``mean`` and ``variance`` in its attrs."""
+    grid = spectrum["log_eigenvalue"].values
+    continuous = float(np.trapezoid(spectrum["log_density"].values * np.exp(k * grid), grid))
+    return continuous + sum(a["mass"] * a["eigenvalue"] ** k for a in spectrum_atoms(spectrum))
 
-    The theoretical CDF is interpolated linearly in ``log lambda`` on the grid and is 1 above the edge. Below
-    the grid the theory only knows the total mass ``cdf[0]`` (atoms at 0, e.g. ReLU's, and unresolved tails),
-    so that region enters as one comparison, ``|F_emp(grid bottom) - cdf[0]|``; above it both one-sided gaps are
-    checked at every sample. ``floor``: raise the bottom of the comparison to ``floor`` (e.g. ``1e-28 * max``:
-    float64 singular values below ~1e-14 of the largest are rounding noise, so a deep Gaussian network's tiny
-    eigenvalues cannot be measured).
+
+def atom_membership(eigenvalues: np.ndarray, spectrum: Any, atom_rtol: float = 1e-9,
+                    zero_floor: float = 1e-28) -> np.ndarray:
+    """Index into :func:`spectrum_atoms` of the atom each sampled eigenvalue sits at, -1 for none.
+
+    A value is at a nonzero atom ``c`` when ``|value / c - 1| <= atom_rtol`` (an exact ``sigma_w^L`` comes out of
+    float64 SVD within ~1e-14), and at the atom at 0 when ``value <= zero_floor * max`` (exact zeros come out as
+    rounding noise ~1e-32 of the largest)."""
+    values = np.asarray(eigenvalues, dtype=float)
+    index = np.full(values.shape, -1)
+    largest = float(values.max()) if values.size else 0.0
+    for i, atom in enumerate(spectrum_atoms(spectrum)):
+        if atom["eigenvalue"] > 0:
+            index[np.abs(values / atom["eigenvalue"] - 1.0) <= atom_rtol] = i
+        else:
+            index[values <= zero_floor * largest] = i
+    return index
+
+
+def _theory_cdf(spectrum: Any, log_values: np.ndarray, atom_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``F(x)`` and its left limit ``F(x-)`` of a :func:`jacobian_spectrum` at ``x = exp(log_values)``.
+
+    The continuous part is interpolated linearly in ``log lambda`` on the grid (constant beyond it); nonzero
+    atoms add their mass from their location on (``atom_at``: index of the atom each value sits at, -1 if none,
+    so a value at an atom gets the jump in ``F`` but not in ``F(x-)``). The atom at 0 is already in ``cdf``.
+    """
+    grid = spectrum["log_eigenvalue"].values
+    cdf = spectrum["cdf"].values
+    atoms = [(i, a["eigenvalue"], a["mass"]) for i, a in enumerate(spectrum_atoms(spectrum)) if a["eigenvalue"] > 0]
+    grid_x = np.exp(grid)
+    continuous = cdf.copy()
+    for _, c, m in atoms:  # the continuous part's CDF on the grid
+        continuous = continuous - np.where(grid_x >= c, m, 0.0)
+    right = np.interp(log_values, grid, continuous, left=continuous[0], right=continuous[-1])
+    left = right.copy()
+    values = np.exp(log_values)
+    for i, c, m in atoms:
+        right = right + np.where((values >= c) | (atom_at == i), m, 0.0)
+        left = left + np.where((values > c) & (atom_at != i), m, 0.0)
+    return right, left
+
+
+def ks_distance(eigenvalues: np.ndarray, spectrum: Any, floor: float | None = None,
+                atom_rtol: float = 1e-9) -> float:
+    """Kolmogorov-Smirnov distance ``sup |F_emp - F|`` between empirical eigenvalues and a :func:`jacobian_spectrum`.
+
+    ``F`` has jumps at the spectrum's atoms: it is evaluated on both sides of every sample (``i/n - F(v_i)`` and
+    ``F(v_i-) - (i-1)/n``), which is the exact supremum for a CDF with jumps. Samples within relative
+    ``atom_rtol`` of a nonzero atom are taken to be at it (a singular value that is exactly ``sigma_w^L`` comes
+    out of float64 SVD within ~1e-14). The continuous part is interpolated linearly in ``log lambda`` on the grid.
+    Below the grid the theory only knows the total mass ``cdf[0]`` (the atom at 0, e.g. ReLU's or hard-tanh's,
+    and unresolved tails), so that region enters as one comparison, ``|F_emp(grid bottom) - cdf[0]|``.
+    ``floor``: raise the bottom of the comparison to ``floor`` (e.g. ``1e-28 * max``: float64 singular values
+    below ~1e-14 of the largest are rounding noise, so a deep Gaussian network's tiny eigenvalues cannot be
+    measured). When the spectrum has an atom at 0 and ``floor`` is None, ``floor = 1e-28 * max``: the exact zeros
+    come out of the SVD as such noise (~1e-32 of the largest), which the grid may reach below.
     """
     values = np.sort(np.asarray(eigenvalues, dtype=float).ravel())
     n = len(values)
     if n == 0:
         raise ConfigError("ks_distance needs at least one eigenvalue")
-    grid = spectrum["log_eigenvalue"].values
-    cdf = spectrum["cdf"].values
-    bottom = math.exp(grid[0])
+    bottom = math.exp(spectrum["log_eigenvalue"].values[0])
+    if floor is None and any(atom["eigenvalue"] == 0 for atom in spectrum_atoms(spectrum)):
+        floor = 1e-28 * float(values[-1])
     if floor is not None and floor > bottom:
         bottom = floor
     below = int(np.searchsorted(values, bottom, side="left"))
-    theory_bottom = float(np.interp(math.log(bottom), grid, cdf, left=cdf[0], right=1.0))
+    theory_bottom = float(_theory_cdf(spectrum, np.array([math.log(bottom)]), np.array([-1]))[1][0])
     gap = abs(below / n - theory_bottom)
     rest = values[below:]
     if len(rest):
+        atom_at = atom_membership(rest, spectrum, atom_rtol, zero_floor=0.0)  # the zero atom is below `bottom`
         ranks = np.arange(below + 1, n + 1)
-        theory = np.interp(np.log(rest), grid, cdf, left=cdf[0], right=1.0)
-        gap = max(gap, float(np.max(ranks / n - theory)), float(np.max(theory - (ranks - 1) / n)))
+        right, left = _theory_cdf(spectrum, np.log(rest), atom_at)
+        gap = max(gap, float(np.max(ranks / n - right)), float(np.max(left - (ranks - 1) / n)))
     return float(gap)
 
 
@@ -396,8 +480,14 @@ def ks_distance(eigenvalues: np.ndarray, spectrum: Any, floor: float | None = No
 
 
 def plot_spectrum(spectrum: Any, eigenvalues: np.ndarray | None = None, path: str | Path | None = None,
-                  title: str | None = None) -> Any:
-    """Density of ``log10`` of the squared singular values: theory (line) over an empirical histogram."""
+                  title: str | None = None, log10_range: tuple[float, float] | None = None) -> Any:
+    """Density of ``log10`` of the squared singular values: theory (line) over an empirical histogram.
+
+    ``log10_range``: the part of the ``log10 lambda`` axis shown and binned (default: the grid and the atoms;
+    hard-tanh's continuous part reaches down tens of decades with a small fraction of its mass). Atoms
+    (:func:`spectrum_atoms`) are drawn as stems on a right-hand axis of mass, with the fraction of the sampled
+    eigenvalues at each (:func:`atom_membership`) as a cross; the atom at 0, which a log axis cannot show, is
+    named in the legend. Samples at atoms are left out of the histogram."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -406,15 +496,49 @@ def plot_spectrum(spectrum: Any, eigenvalues: np.ndarray | None = None, path: st
     fig, ax = plt.subplots(figsize=(6, 4))
     log10 = spectrum["log_eigenvalue"].values / math.log(10)
     density_log10 = spectrum["log_density"].values * math.log(10)
+    atoms = spectrum_atoms(spectrum)
+    nonzero = [(i, a) for i, a in enumerate(atoms) if a["eigenvalue"] > 0]
+    x_min, x_max = log10.min(), max([log10.max()] + [math.log10(a["eigenvalue"]) for _, a in nonzero])
+    if log10_range is not None:
+        x_min, x_max = log10_range
+    fractions = None
     if eigenvalues is not None and len(eigenvalues):
-        positive = np.asarray(eigenvalues)[np.asarray(eigenvalues) > 0]
-        bins = np.linspace(log10.min(), log10.max(), 80)
+        eigenvalues = np.asarray(eigenvalues)
+        membership = atom_membership(eigenvalues, spectrum)
+        fractions = [float(np.mean(membership == i)) for i in range(len(atoms))]
+        positive = eigenvalues[(eigenvalues > 0) & (membership < 0)]
+        bins = np.linspace(x_min, x_max if nonzero or log10_range is not None else log10.max(), 80)
         ax.hist(np.log10(positive), bins=bins, weights=np.full(len(positive), 1.0 / len(eigenvalues)) / np.diff(
             bins)[0], color="0.75", label=f"empirical ({len(eigenvalues)} values)")
-    ax.plot(log10, density_log10, color="C3", lw=1.5, label="free probability")
+    label = "free probability"
+    if atoms:
+        label += f" (continuous part, mass {spectrum.attrs.get('continuous_mass', float('nan')):.3g})"
+    ax.plot(log10, density_log10, color="C3", lw=1.5, label=label)
     # the edge-clustered last quarter of the grid may hold an integrable divergence (ReLU at L=2): keep it off-scale
-    bulk = float(np.max(density_log10[: int(0.75 * len(density_log10))]))
-    ax.set_ylim(0, min(1.05 * float(np.max(density_log10)), 3 * bulk))
+    uniform = slice(0, int(0.75 * len(density_log10)))
+    shown = (log10 >= x_min) & (log10 <= x_max)
+    bulk = float(np.max(density_log10[uniform], where=shown[uniform], initial=0.0))
+    top = min(1.05 * float(np.max(density_log10)), 3 * bulk)
+    ax.set_ylim(0, top if top > 0 else 1.0)
+    for i, atom in enumerate(atoms):
+        if atom["eigenvalue"] == 0:
+            measured = f", empirical {fractions[i]:.3g}" if fractions is not None else ""
+            ax.plot([], [], " ", label=f"atom at 0: mass {atom['mass']:.3g}{measured}")
+    if nonzero:
+        right = ax.twinx()
+        for i, atom in nonzero:
+            x = math.log10(atom["eigenvalue"])
+            right.vlines(x, 0, atom["mass"], color="C3", lw=2)
+            right.plot([x], [atom["mass"]], "o", color="C3")
+            if fractions is not None:
+                right.plot([x], [fractions[i]], "x", color="k", ms=8, mew=2)
+        right.set_ylim(0, 1.05)
+        right.set_ylabel("atom mass (stem: theory, x: empirical)")
+        ax.plot([], [], "o-", color="C3", label=", ".join(f"atom {a['mass']:.3g} at {a['eigenvalue']:.4g}"
+                                                          for _, a in nonzero))
+    if nonzero or log10_range is not None:
+        pad = 0.03 * (x_max - x_min) if log10_range is None else 0.0
+        ax.set_xlim(x_min - pad, x_max + pad)
     ax.set_xlabel(r"$\log_{10}\,\lambda$  (eigenvalue of $JJ^T$ = squared singular value)")
     ax.set_ylabel(r"density of $\log_{10}\lambda$")
     a = spectrum.attrs
@@ -433,7 +557,10 @@ def spectrum_command(args: Any) -> int:
     Namespace fields: ``phi``, ``depth``, ``sigma_w2``, ``sigma_b2``, ``q_star`` (None: the length-map fixed point;
     with ``sigma_w2`` None: the critical point for that q*), ``weights``, ``width`` (0/None: theory only),
     ``points``, ``out`` (folder or None), ``json``. Optional: ``draws`` (networks pooled, default 2), ``seed``.
-    Writes ``spectrum.nc``, ``spectrum.png``, ``report.json`` under ``out``.
+    Writes ``spectrum.nc``, ``spectrum.png``, ``report.json`` under ``out``. The report's ``theory`` holds the
+    closed-form moments, the atoms (eigenvalue, mass), the continuous part's mass and edge, ``mass_below_grid``
+    and the moments of the represented law (``mean_from_spectrum``: atoms + density, a check on the closed
+    forms); ``empirical`` the sampled moments, the fraction of samples at each atom and the KS distance.
     """
     depth = int(args.depth)
     if depth < 1:
@@ -449,7 +576,10 @@ def spectrum_command(args: Any) -> int:
                        "width": getattr(args, "width", None), "draws": getattr(args, "draws", 2),
                        "seed": getattr(args, "seed", 0)},
         "theory": {"mean": a["mean"], "variance": a["variance"], "chi": a["chi"], "edge": a["edge"],
-                   "mass_below_grid": a["mass_below_grid"],
+                   "atoms": spectrum_atoms(spectrum), "continuous_mass": a["continuous_mass"],
+                   "continuous_edge": a["continuous_edge"], "mass_below_grid": a["mass_below_grid"],
+                   "mean_from_spectrum": spectrum_moment(spectrum, 1),
+                   "variance_from_spectrum": spectrum_moment(spectrum, 2) - spectrum_moment(spectrum, 1) ** 2,
                    "singular_value_max": math.sqrt(a["edge"])},
     }
     eigenvalues = None
@@ -458,8 +588,11 @@ def spectrum_command(args: Any) -> int:
         eigenvalues = empirical_jjt_eigenvalues(args.phi, depth, int(width), a["sigma_w2"], a["sigma_b2"],
                                                 a["q_star"], a["weights"], draws=int(getattr(args, "draws", 2) or 2),
                                                 seed=int(getattr(args, "seed", 0) or 0))
+        membership = atom_membership(eigenvalues, spectrum)
         report["empirical"] = {"count": int(len(eigenvalues)), "mean": float(eigenvalues.mean()),
                                "variance": float(eigenvalues.var()), "max": float(eigenvalues.max()),
+                               "atom_fractions": [float(np.mean(membership == i))
+                                                  for i in range(len(report["theory"]["atoms"]))],
                                "ks_distance": ks_distance(eigenvalues, spectrum)}
     out = getattr(args, "out", None)
     if out:
@@ -479,6 +612,15 @@ def spectrum_command(args: Any) -> int:
         print(f"{a['phi']} {a['weights']} depth {depth}: sigma_w2={a['sigma_w2']:.6g} sigma_b2={a['sigma_b2']:.6g} "
               f"q*={a['q_star']:.6g} chi={t['chi']:.6g}")
         print(f"  J J^T eigenvalues: mean {t['mean']:.6g}  variance {t['variance']:.6g}  max (edge) {t['edge']:.6g}")
+        measured = report.get("empirical", {}).get("atom_fractions")
+        for i, atom in enumerate(t["atoms"]):
+            print(f"  atom at {atom['eigenvalue']:.6g}: mass {atom['mass']:.6g}"
+                  + (f" (empirical {measured[i]:.4f})" if measured else ""))
+        if t["atoms"] and math.isnan(t["continuous_edge"]):
+            print(f"  continuous part: mass {t['continuous_mass']:.3g}"
+                  + (" (not resolved)" if t["continuous_mass"] > 0 else ""))
+        elif t["atoms"]:
+            print(f"  continuous part: mass {t['continuous_mass']:.6g}, right edge {t['continuous_edge']:.6g}")
         if "empirical" in report:
             e = report["empirical"]
             print(f"  empirical (width {width}, {e['count']} values): mean {e['mean']:.6g} variance "

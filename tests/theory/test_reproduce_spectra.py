@@ -104,6 +104,49 @@ def test_spectra_versus_depth_orthogonal_tanh_stays_isometric():
             assert results[name][depth]["ks_distance"] < 0.05, (name, depth)
 
 
+DEPTH_16 = {  # figure name: (phi, weights, q*, networks, inputs per network, KS bound, log10 range shown)
+    "tanh_orthogonal": ("tanh", "orthogonal", 1 / 64, 4, 4, 0.02, None),
+    "tanh_gaussian": ("tanh", "gaussian", 1 / 64, 4, 4, 0.02, None),
+    # the top atom's share fluctuates by ~0.06 per input at width 400: 48 inputs keep its error ~0.01
+    "hard_tanh_orthogonal": ("hard_tanh", "orthogonal", 0.25, 24, 2, 0.03, (-6.0, 0.45)),
+}
+
+
+def test_depth_16_spectra_match_sampled_jacobians():
+    """The docs' depth-16 figures: tanh at q* = 1/64 (Pennington et al. 2017 Fig. 1-2 setting) and hard-tanh at
+    q* = 1/4, whose J J^T has atoms 0.0455 at 0 and 0.272 at (1/p)^16 = 2.107 beside a continuous part of mass
+    0.683 (issue 12). Width 400; KS over all eigenvalues, atoms as jumps of the CDF."""
+    torch.set_num_threads(1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    results = {}
+    for name, (phi, weights, q, networks, inputs, bound, shown) in DEPTH_16.items():
+        spec = spectra.jacobian_spectrum(phi, 16, q_star=q, weights=weights)
+        a = spec.attrs
+        eig = spectra.empirical_jjt_eigenvalues(phi, 16, 400, a["sigma_w2"], a["sigma_b2"], q, weights, draws=networks,
+                                                inputs_per_draw=inputs, seed=0, progress=False)
+        membership = spectra.atom_membership(eig, spec)
+        results[name] = {"sigma_w2": a["sigma_w2"], "variance": a["variance"], "edge": a["edge"],
+                         "continuous_edge": a["continuous_edge"], "atoms": spectra.spectrum_atoms(spec),
+                         "continuous_mass": a["continuous_mass"], "mass_below_grid": a["mass_below_grid"],
+                         "mean_from_spectrum": spectra.spectrum_moment(spec, 1),
+                         "empirical_variance": float(eig.var()), "empirical_max": float(eig.max()),
+                         "empirical_atom_fractions": [float(np.mean(membership == i))
+                                                      for i in range(len(spectra.spectrum_atoms(spec)))],
+                         "ks_distance": spectra.ks_distance(eig, spec)}
+        for folder in (_reports(), REPO / "docs" / "figures"):
+            spectra.plot_spectrum(spec, eig, folder / f"theory_spectrum_{name}_L16.png", log10_range=shown)
+        assert results[name]["ks_distance"] < bound, (name, results[name]["ks_distance"])
+    (_reports() / "spectra_depth_16.json").write_text(json.dumps(results, indent=2))
+    hard = results["hard_tanh_orthogonal"]
+    p = math.erf(1 / math.sqrt(2 * 0.25))
+    assert [atom["mass"] for atom in hard["atoms"]] == [pytest.approx(1 - p), pytest.approx(1 - 16 * (1 - p))]
+    assert hard["empirical_atom_fractions"][1] == pytest.approx(1 - 16 * (1 - p), abs=0.02)
+    assert hard["mean_from_spectrum"] == pytest.approx(1.0, rel=2e-3)
+
+
 def test_trajectory_length_grows_exponentially_in_the_chaotic_phase():
     torch.set_num_threads(1)
     import matplotlib

@@ -168,7 +168,10 @@ def test_relu_orthogonal_depth_two_is_the_arcsine_law():
     np.testing.assert_allclose(density, 1 / (2 * np.pi * np.sqrt(x * (4 - x))), rtol=1e-6)
     spec = spectra.jacobian_spectrum("relu", 2, sigma_w2=2.0, sigma_b2=0.0, q_star=1.0, points=400)
     assert spec.attrs["edge"] == pytest.approx(4.0, rel=1e-9)
-    assert spec.attrs["mass_below_grid"] == pytest.approx(0.5, abs=0.01)  # the atom at 0
+    assert spectra.spectrum_atoms(spec) == [{"eigenvalue": 0.0, "mass": 0.5}]  # the kernel of the first ReLU layer
+    assert spec.attrs["continuous_mass"] == 0.5
+    assert spec["cdf"].values[0] == pytest.approx(0.5, abs=0.01)
+    assert spec.attrs["mass_below_grid"] < 0.01
     eig = spectra.empirical_jjt_eigenvalues("relu", 2, 400, 2.0, 0.0, 1.0, "orthogonal", draws=2, progress=False)
     assert spectra.ks_distance(eig, spec) < 0.03
 
@@ -220,3 +223,162 @@ def test_spectrum_command_writes_report(tmp_path, capsys):
     ds.close()
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["parameters"]["weights"] == "orthogonal"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# atoms (issue 12): hard-tanh's D^2 is Bernoulli(p) on {0, 1}, p = P(|h| < 1) = erf(1 / sqrt(2 q*)); with
+# orthogonal weights J J^T is sigma_w2^L times a product of L free projections of trace p. References below are
+# computed here from p alone: the atom at 0 is 1 - p (a product of projections in general position has the
+# smallest of their ranks), the atom at sigma_w2^L is 1 - L (1 - p) (L subspaces of codimension 1 - p meet in
+# codimension L (1 - p)), and the continuous part carries the rest, (L - 1)(1 - p).
+
+
+def _hard_tanh_p(q):
+    return math.erf(1 / math.sqrt(2 * q))
+
+
+@pytest.mark.parametrize("q,depth", [(0.25, 8), (0.25, 16), (1 / 64, 16), (0.25, 40)])
+def test_hard_tanh_orthogonal_atoms_closed_form(q, depth):
+    p = _hard_tanh_p(q)
+    sw2 = freeprob.critical_sigma_w2("hard_tanh", q)
+    atoms = freeprob.jjt_atoms("hard_tanh", depth, sw2, q)
+    assert atoms.zero == pytest.approx(1 - p, rel=1e-12)
+    top = 1 - depth * math.erfc(1 / math.sqrt(2 * q))
+    if top > 0:  # L (1 - p) < 1
+        assert atoms.top[0] == pytest.approx(sw2**depth, rel=1e-13)
+        assert atoms.top[1] == pytest.approx(top, rel=1e-12)
+    else:
+        assert atoms.top is None
+    assert atoms.continuous_mass == pytest.approx(1 - (1 - p) - max(top, 0), rel=1e-9, abs=1e-15)
+    # the continuous part's right edge: max of z(w) = p w (1 - (1-p) w)^(L-1) / (p sigma_w2)^L at w = 1/(L(1-p)),
+    # on the gap branch w > 1 when there is a top atom
+    edge = sw2**depth * p ** (depth - 1) * depth * (1 - p) * (depth / (depth - 1)) ** (depth - 1)
+    if atoms.continuous_mass > freeprob.NEGLIGIBLE_MASS:
+        continuous_edge = freeprob.jacobian_spectral_edge("hard_tanh", depth, sw2, q, continuous=True)
+        assert continuous_edge == pytest.approx(edge, rel=1e-9)
+    whole = freeprob.jacobian_spectral_edge("hard_tanh", depth, sw2, q)
+    assert whole == pytest.approx(sw2**depth if top > 0 else edge, rel=1e-9)
+
+
+def test_atoms_of_other_laws():
+    """Identity + orthogonal: one atom at sigma_w2^L; depth 1: J J^T = sigma_w2 D^2 itself; Gaussian weights
+    (Marchenko-Pastur, atomless): only the atom at 0 survives; smooth nonlinearities: none."""
+    linear = freeprob.jjt_atoms("linear", 8, 1.1, 1.0)
+    assert linear.locations.tolist() == [pytest.approx(1.1**8, rel=1e-14)] and linear.masses.tolist() == [1.0]
+    assert linear.continuous_mass == 0.0
+    assert math.isnan(freeprob.jacobian_spectral_edge("linear", 8, 1.1, 1.0, continuous=True))
+    relu = freeprob.jjt_atoms("relu", 1, 2.0, 1.0)
+    assert relu.locations.tolist() == [0.0, 2.0] and relu.masses.tolist() == [0.5, 0.5]
+    p = _hard_tanh_p(0.25)
+    gaussian = freeprob.jjt_atoms("hard_tanh", 8, 1 / p, 0.25, "gaussian")
+    assert gaussian.locations.tolist() == [0.0] and gaussian.masses[0] == pytest.approx(1 - p, rel=1e-12)
+    assert len(freeprob.jjt_atoms("tanh", 8, 1.0, 0.25).locations) == 0
+    assert len(freeprob.jjt_atoms("linear", 3, 1.0, 1.0, "gaussian").locations) == 0
+
+
+def test_hard_tanh_depth_two_is_the_free_product_of_two_projections():
+    """L = 2: P Q P for free projections of trace p has, besides the atoms 1 - p at 0 and 2p - 1 at 1, the density
+    sqrt((l+ - x)(x - l-)) / (2 pi x (1 - x)) on [l-, l+] = [0, 4p(1-p)] (the quadratic that S = ((1+t)/(p+t))^2
+    gives for t); the ReLU arcsine law above is its p = 1/2 case."""
+    q = 0.25
+    p = _hard_tanh_p(q)
+    sw2 = 1 / p
+    upper = 4 * p * (1 - p)
+    x = np.linspace(0.01, 0.99, 25) * upper
+    reference = np.sqrt((upper - x) * x) / (2 * np.pi * x * (1 - x))
+    density = freeprob.jjt_density(x * sw2**2, "hard_tanh", 2, sw2, q) * sw2**2
+    np.testing.assert_allclose(density, reference, rtol=1e-6)
+    atoms = freeprob.jjt_atoms("hard_tanh", 2, sw2, q)
+    assert atoms.masses.tolist() == [pytest.approx(1 - p), pytest.approx(2 * p - 1)]
+    # nothing in the gap between the continuous edge and the atom at sigma_w2^2, spike included
+    gap = np.array([1.01 * upper, 0.5 * (upper + 1), 1 - 1e-10, 1 + 1e-10]) * sw2**2
+    assert np.all(freeprob.jjt_density(gap, "hard_tanh", 2, sw2, q) == 0)
+
+
+def test_hard_tanh_spectrum_carries_the_atoms_in_cdf_and_moments():
+    """Depth 16, q* = 1/4: atoms 0.0455 at 0 and 0.272 at 2.107. The CDF jumps by the top atom above the grid
+    (the continuous part ends at 2.008), its bottom value is the atom at 0 plus unresolved continuous mass, and
+    the moments of atoms + density equal the closed forms."""
+    q, depth = 0.25, 16
+    p = _hard_tanh_p(q)
+    spec = spectra.jacobian_spectrum("hard_tanh", depth, q_star=q, points=1000)
+    a = spec.attrs
+    atoms = spectra.spectrum_atoms(spec)
+    assert [x["eigenvalue"] for x in atoms] == [0.0, pytest.approx((1 / p) ** depth, rel=1e-12)]
+    assert atoms[1]["mass"] == pytest.approx(1 - depth * (1 - p), rel=1e-12)
+    assert a["edge"] == pytest.approx(2.10662, rel=1e-5)
+    assert a["continuous_edge"] == pytest.approx(2.00812, rel=1e-5) and a["continuous_edge"] < a["edge"]
+    cdf = spec["cdf"].values
+    assert cdf[-1] == pytest.approx(1 - atoms[1]["mass"], abs=1e-3)
+    assert cdf[0] == pytest.approx(1 - p, abs=2e-3)
+    assert a["mass_below_grid"] < 2e-3
+    assert np.trapezoid(spec["log_density"].values, spec["log_eigenvalue"].values) == pytest.approx(
+        a["continuous_mass"], abs=2e-3)
+    mean = spectra.spectrum_moment(spec, 1)
+    assert mean == pytest.approx(a["mean"], rel=2e-3)
+    assert spectra.spectrum_moment(spec, 2) - mean**2 == pytest.approx(a["variance"], rel=1e-2)
+
+
+def test_ks_distance_treats_atoms_as_jumps():
+    """Linear orthogonal: the law is one atom at 1. Samples all at 1 (within float64 rounding) are at distance 0;
+    half of them moved to 0.5 are at distance 1/2 (F jumps from 0 to 1 at 1)."""
+    spec = spectra.jacobian_spectrum("linear", 8, sigma_w2=1.0, sigma_b2=0.0, q_star=1.0, points=50)
+    assert spectra.spectrum_atoms(spec) == [{"eigenvalue": 1.0, "mass": 1.0}]
+    assert np.all(spec["log_density"].values == 0)
+    ones = 1.0 + 1e-14 * np.linspace(-1, 1, 100)
+    assert spectra.ks_distance(ones, spec) == 0.0
+    assert spectra.ks_distance(np.r_[ones[:50], np.full(50, 0.5)], spec) == pytest.approx(0.5, abs=1e-12)
+    assert spectra.ks_distance(np.full(10, 1.0 + 1e-6), spec) == 1.0  # not at the atom: above the whole law
+
+
+def test_linear_orthogonal_spectrum_matches_sampled_jacobians():
+    spec = spectra.jacobian_spectrum("linear", 12, sigma_w2=1.0, sigma_b2=0.0, q_star=1.0, points=100)
+    eig = spectra.empirical_jjt_eigenvalues("linear", 12, 60, 1.0, 0.3, 1.0, "orthogonal", draws=2, progress=False)
+    assert spectra.ks_distance(eig, spec) < 0.03
+    assert spectra.spectrum_moment(spec, 1) == 1.0 and spec.attrs["variance"] == 0.0
+
+
+@pytest.mark.parametrize("q,depth,draws,inputs", [(0.25, 8, 12, 2), (1 / 64, 16, 2, 1)])
+def test_hard_tanh_spectrum_matches_sampled_jacobians_ks(q, depth, draws, inputs):
+    """Width 400. The atom at 0 of a finite network is the largest of the L layers' saturated counts over N
+    (rank of a product of projections = the smallest rank), which exceeds 1 - p by ~0.015 at N = 400, L = 8; the
+    top atom is unbiased but fluctuates by ~0.04 per input, hence 24 inputs. At q* = 1/64 every unit is linear
+    (1 - p = 1e-15): all squared singular values sit at sigma_w2^L. Depth 16 at q* = 1/4: slow reproduction."""
+    spec = spectra.jacobian_spectrum("hard_tanh", depth, q_star=q, points=600)
+    a = spec.attrs
+    eig = spectra.empirical_jjt_eigenvalues("hard_tanh", depth, 400, a["sigma_w2"], a["sigma_b2"], q, "orthogonal",
+                                            draws=draws, inputs_per_draw=inputs, seed=0, progress=False)
+    assert spectra.ks_distance(eig, spec) < 0.03
+    fractions = [np.mean(spectra.atom_membership(eig, spec) == i) for i in range(len(spectra.spectrum_atoms(spec)))]
+    assert fractions[-1] == pytest.approx(spectra.spectrum_atoms(spec)[-1]["mass"], abs=0.03)
+
+
+def test_universal_bernoulli_limit_has_its_atom():
+    """Variance v < 1: the Bernoulli class has an atom 1 - v at e^v and a continuous part ending at e v; with the
+    atom, the mean is 1 and the variance v (S(0) = 1 and S'(0) = -v)."""
+    v = 0.5
+    top = math.log(math.e * v)
+    s = np.concatenate([np.linspace(-30, top - 0.3, 4000), top + np.log1p(-np.geomspace(1 - math.exp(-0.3), 1e-10,
+                                                                                             2000))])
+    log_density = freeprob.universal_log_density(s, v, "bernoulli")
+    x = np.exp(s)
+    mean = np.trapezoid(log_density * x, s) + (1 - v) * math.exp(v)
+    second = np.trapezoid(log_density * x * x, s) + (1 - v) * math.exp(2 * v)
+    assert mean == pytest.approx(1.0, abs=1e-4)
+    assert second - mean**2 == pytest.approx(v, abs=1e-4)
+    gap = np.log(np.array([1.01 * math.e * v, math.exp(v) * (1 - 1e-10), math.exp(v)]))
+    assert np.all(freeprob.universal_log_density(gap, v, "bernoulli") == 0)
+
+
+def test_spectrum_command_reports_atoms(tmp_path, capsys):
+    args = _namespace(tmp_path, phi="hard_tanh", q_star=0.25, depth=8, width=100, json=False)
+    assert spectra.spectrum_command(args) == 0
+    printed = capsys.readouterr().out
+    assert "atom at 0: mass 0.0455003" in printed and "atom at 1.45142: mass 0.635998" in printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    theory = report["theory"]
+    p = _hard_tanh_p(0.25)
+    assert [x["mass"] for x in theory["atoms"]] == [pytest.approx(1 - p), pytest.approx(1 - 8 * (1 - p))]
+    assert theory["continuous_mass"] == pytest.approx(7 * (1 - p), rel=1e-9)
+    assert theory["mean_from_spectrum"] == pytest.approx(theory["mean"], rel=5e-3)
+    assert len(report["empirical"]["atom_fractions"]) == 2
