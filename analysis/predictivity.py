@@ -1,9 +1,11 @@
 """Neural predictivity: cross-validated linear mapping from model features to neurons, scored by Pearson r.
 
-:func:`predictivity` reproduces Brain-Score's ``CrossRegressedCorrelation`` (``pls`` metric) by default and
-computes the same numbers much faster (one closed-form PLS per split, vectorised correlations); ridge with a
-GCV-selected penalty and ordinary least squares are the alternatives. The procedure, every formula and what was
-checked against Brain-Score's code are in docs/predictivity.md.
+:func:`predictivity` reproduces Brain-Score's ``CrossRegressedCorrelation`` (``pls`` metric) by default (equal
+to Brain-Score 2.4.2's own output to ~1e-15 where both were run) and computes the same numbers much faster (all
+splits' PLS fits in lockstep on small Gram matrices, vectorised correlations); ``pls="converged"`` replaces
+scikit-learn's early-stopped NIPALS weights by their converged values; ridge with a GCV-selected penalty and
+ordinary least squares are the alternatives. The procedure, every formula and what was checked against
+Brain-Score's code and Brain-Score itself are in docs/predictivity.md.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from neuromodels.analysis.regression import (
 )
 from neuromodels.errors import ConfigError, DataFormatError
 
-__all__ = ["predictivity", "average_repetitions", "ceiled_value", "REGRESSIONS", "CEILED_CONVENTIONS"]
+__all__ = ["predictivity", "average_repetitions", "ceiled_value", "synthetic_scoring_data", "REGRESSIONS", "PLS_MODES",
+           "CEILED_CONVENTIONS"]
 
 REGRESSIONS = ("pls", "ridge", "linear")
+# "brainscore": scikit-learn's NIPALS as Brain-Score runs it (PLSRegression defaults: tol=1e-6, max_iter=500);
+# "converged": the same PLS with the weights at convergence (dominant singular vectors). docs/predictivity.md 2.
+PLS_MODES = {"brainscore": {"algorithm": "nipals", "tol": 1e-6, "max_iter": 500},
+             "converged": {"algorithm": "exact"}}
 CEILED_CONVENTIONS = ("r2_over_ceiling", "r_over_ceiling_squared", "r_over_ceiling")
 
 _REFERENCE = (
@@ -41,9 +48,20 @@ def _source(obj: Any) -> str | None:
     return None if src is None else str(src)
 
 
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, uniques)`` with ``uniques`` in the order xarray/pandas sort these values (numbers numerically,
+    strings lexicographically), as Brain-Score's ``groupby``/``sortby`` do; values of mixed types, which cannot be
+    ordered, by their text."""
+    try:
+        return pd.factorize(values, sort=True)
+    except TypeError:
+        return pd.factorize(values.astype(str), sort=True)
+
+
 def average_repetitions(neural: xr.DataArray) -> xr.DataArray:
     """Mean response per ``stimulus_id`` over its repetitions, NaN repetitions ignored (Brain-Score's
-    ``average_repetition``): ``(stimulus, neuroid[, time_bin])`` sorted by ``stimulus_id`` (as str).
+    ``average_repetition``): ``(stimulus, neuroid[, time_bin])`` sorted by ``stimulus_id`` as Brain-Score sorts
+    it (integer ids numerically, text ids lexicographically).
 
     Presentation coordinates that are constant within every stimulus (e.g. ``object_name``) are kept; the
     ``presentation`` dimension of the result has one entry per stimulus.
@@ -61,8 +79,7 @@ def average_repetitions(neural: xr.DataArray) -> xr.DataArray:
                               found="none")
     order = ["presentation", "neuroid"] + (["time_bin"] if "time_bin" in neural.dims else [])
     neural = neural.transpose(*order)
-    ids = np.asarray(neural["stimulus_id"].values).astype(str)
-    codes, uniques = pd.factorize(ids, sort=True)
+    codes, uniques = _sorted_codes(np.asarray(neural["stimulus_id"].values))
     values = np.asarray(neural.values, dtype=np.float64)
     if np.isinf(values).any():
         raise DataFormatError(file=source, field="<values>", expected="finite values or NaN",
@@ -77,7 +94,7 @@ def average_repetitions(neural: xr.DataArray) -> xr.DataArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
     means[counts == 0] = np.nan
-    coords: dict[str, Any] = {"stimulus_id": ("presentation", np.asarray(uniques, dtype=object))}
+    coords: dict[str, Any] = {"stimulus_id": ("presentation", np.asarray(uniques))}
     first = np.zeros(len(uniques), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     for name, coord in neural.coords.items():
@@ -91,6 +108,57 @@ def average_repetitions(neural: xr.DataArray) -> xr.DataArray:
     averaged = xr.DataArray(means.reshape((len(uniques),) + values.shape[1:]), dims=order, coords=coords,
                             attrs=dict(neural.attrs), name=neural.name)
     return averaged
+
+
+def synthetic_scoring_data(
+    *,
+    n_objects: int = 64,
+    images_per_object: int = 40,
+    n_neuroids: int = 168,
+    n_repetitions: int = 10,
+    n_features: int = 1000,
+    n_latent: int = 40,
+    noise_sd: float = 3.0,
+    seed: int = 1,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """A MajajHong2015-IT-scale assembly and model features with a known structure: ``(neural, features)``.
+
+    The defaults are the data of issue 12 and of ``benchmarks/bench_predictivity.py``: 2,560 images of 64 objects,
+    168 neuroids, 10 repetitions, 1,000 features, 40 latent factors, noise sd 3, ``numpy.random.default_rng(1)``.
+    With ``Z`` the latent factors of each image (half shared by the images of an object, unit variance),
+    ``signal = Z W / sqrt(n_latent)`` (unit variance per neuroid), each trial ``signal + noise_sd * N(0, 1)``, and
+    ``features = max(Z M / sqrt(n_latent) + N(0, 1), 0)``; ``W``, ``M`` standard normal. The split-half ceiling is
+    then about ``1 / (1 + noise_sd**2 / n_repetitions)`` (0.53 with the defaults). Draws, in this order: object
+    factors, image factors, ``W``, trial noise, ``M``, feature noise, the permutation that names the images
+    ``img00000``... (so that sorting by ``stimulus_id`` reorders them).
+
+    ``neural``: ``(presentation, neuroid)``, presentations repetition-major (all images of repetition 0, then 1,
+    ...), coordinates ``stimulus_id``, ``repetition``, ``object_name`` (``obj00``...), ``neuroid_id``, ``region``
+    (``IT``). ``features``: ``(presentation, feature)`` float64, one row per image, with ``stimulus_id``.
+    """
+    from neuromodels.datasets.recording import assembly
+
+    rng = np.random.default_rng(seed)
+    n_images = n_objects * images_per_object
+    objects = np.repeat(np.arange(n_objects), images_per_object)
+    latent = (rng.standard_normal((n_objects, n_latent))[objects]
+              + rng.standard_normal((n_images, n_latent))) / np.sqrt(2.0)
+    signal = latent @ rng.standard_normal((n_latent, n_neuroids)) / np.sqrt(n_latent)
+    trials = signal[None] + noise_sd * rng.standard_normal((n_repetitions, n_images, n_neuroids))
+    features = np.maximum(latent @ rng.standard_normal((n_latent, n_features)) / np.sqrt(n_latent)
+                          + rng.standard_normal((n_images, n_features)), 0.0)
+    ids = np.array([f"img{i:05d}" for i in rng.permutation(n_images)])
+    names = np.array([f"obj{o:02d}" for o in objects])
+    neural = assembly(
+        trials.reshape(n_repetitions * n_images, n_neuroids),
+        stimulus_id=np.tile(ids, n_repetitions),
+        neuroid_id=[f"IT{i:03d}" for i in range(n_neuroids)],
+        repetition=np.repeat(np.arange(n_repetitions), n_images),
+        presentation_coords={"object_name": np.tile(names, n_repetitions)},
+        neuroid_coords={"region": ["IT"] * n_neuroids},
+    )
+    feats = xr.DataArray(features, dims=("presentation", "feature"), coords={"stimulus_id": ("presentation", ids)})
+    return neural, feats
 
 
 def _features_matrix(features: xr.DataArray, stimulus_ids: np.ndarray, n_time_bins: int | None) -> np.ndarray:
@@ -146,14 +214,23 @@ def _features_matrix(features: xr.DataArray, stimulus_ids: np.ndarray, n_time_bi
 
 def _stratification_labels(averaged: xr.DataArray, features: xr.DataArray, stimulus_ids: np.ndarray,
                            stratify_coord: str | None) -> np.ndarray | None:
+    """The class label of every stimulus, in its own dtype: ``StratifiedShuffleSplit`` visits the classes in sorted
+    order, so integer labels 2, 10 and their text "2", "10" give different splits (Brain-Score passes the
+    coordinate's values as they are)."""
     if not stratify_coord:
         return None
     if stratify_coord in averaged.coords and averaged[stratify_coord].dims == ("presentation",):
-        return np.asarray(averaged[stratify_coord].values).astype(str)
-    if stratify_coord in features.coords and features[stratify_coord].dims == ("presentation",):
+        labels = np.asarray(averaged[stratify_coord].values)
+    elif stratify_coord in features.coords and features[stratify_coord].dims == ("presentation",):
         ids = pd.Index(np.asarray(features["stimulus_id"].values).astype(str))
-        return np.asarray(features[stratify_coord].values).astype(str)[ids.get_indexer(stimulus_ids)]
-    return None
+        labels = np.asarray(features[stratify_coord].values)[ids.get_indexer(stimulus_ids)]
+    else:
+        return None
+    try:
+        np.unique(labels)
+    except TypeError:  # values of mixed types cannot be ordered: by their text
+        labels = labels.astype(str)
+    return labels
 
 
 def _splits(n_stimuli: int, labels: np.ndarray | None, n_splits: int, train_size: float,
@@ -269,6 +346,7 @@ def predictivity(
     *,
     regression: str = "pls",
     n_components: int = 25,
+    pls: str = "brainscore",
     alphas: Any = None,
     n_splits: int = 10,
     train_size: float = 0.9,
@@ -283,17 +361,20 @@ def predictivity(
     Procedure (Brain-Score's ``pls`` metric with the defaults):
 
     1. ``neural`` (presentation, neuroid[, time_bin]) is averaged over repetitions per ``stimulus_id`` (NaN
-       repetitions ignored) and sorted by ``stimulus_id``; ``features`` (presentation, feature[, time_bin])
+       repetitions ignored) and sorted by ``stimulus_id`` (integers numerically, text lexicographically, as
+       Brain-Score's xarray sorts them); ``features`` (presentation, feature[, time_bin])
        must hold exactly one row for each of those stimuli (extra stimuli are ignored).
     2. ``n_splits`` random splits of the stimuli, ``train_size`` of them for fitting and the rest held out:
        ``StratifiedShuffleSplit`` on ``stratify_coord`` (taken from ``neural``, else ``features``) when that
        coordinate exists, else ``ShuffleSplit``; ``random_state`` seeds them (scikit-learn).
     3. Per split, the regression is fitted on the training stimuli (features and targets centred on their
        training means) and predicts the held-out ones: ``"pls"`` PLS2 with ``n_components`` components and
-       no scaling (scikit-learn ``PLSRegression(25, scale=False)`` equivalent); ``"ridge"`` ridge with the
-       penalty chosen by GCV on the training stimuli from ``alphas`` (default: 30 values, 1e-5 .. 1e4 times the
-       mean eigenvalue of the training Gram matrix), one penalty per split shared by all neuroids (per time
-       bin); ``"linear"`` least squares.
+       no scaling, its weights by scikit-learn's NIPALS with its defaults (``pls="brainscore"``, equal to
+       ``PLSRegression(25, scale=False)`` as Brain-Score runs it) or at convergence (``pls="converged"``,
+       the dominant singular vectors; docs/predictivity.md section 2 says why the default is the first);
+       ``"ridge"`` ridge with the penalty chosen by GCV on the training stimuli from ``alphas`` (default: 30
+       values, 1e-5 .. 1e4 times the mean eigenvalue of the training Gram matrix), one penalty per split shared
+       by all neuroids (per time bin); ``"linear"`` least squares.
     4. ``r``: Pearson r per neuroid between prediction and held-out response. ``score`` = mean over splits of
        the median over neuroids (NaN ignored); ``error`` = std over splits (ddof=0) / sqrt(n_splits).
     5. With a ``ceiling`` (a number, a per-neuroid DataArray, a ``noise_ceiling`` Dataset or
@@ -330,6 +411,8 @@ def predictivity(
     """
     if regression not in REGRESSIONS:
         raise ConfigError(f"regression must be one of {', '.join(REGRESSIONS)}; got {regression!r}")
+    if pls not in PLS_MODES:
+        raise ConfigError(f"pls must be one of {', '.join(PLS_MODES)}; got {pls!r}")
     if ceiled not in CEILED_CONVENTIONS:
         raise ConfigError(f"ceiled must be one of {', '.join(CEILED_CONVENTIONS)}; got {ceiled!r}")
     averaged = average_repetitions(neural)
@@ -381,7 +464,8 @@ def predictivity(
     if regression == "pls":
         # All splits (and time bins) in one lockstep fit: the features are read twice per component in total.
         for bins, x in groups:
-            predictions_g, used, texts = pls_cross_validated(x, [y_blocks[t] for t in bins], splits, n_components)
+            predictions_g, used, texts = pls_cross_validated(x, [y_blocks[t] for t in bins], splits, n_components,
+                                                             **PLS_MODES[pls])
             pls_predictions.append(predictions_g)
             used_components.append(used)
             notes.extend(texts)
@@ -481,14 +565,21 @@ def predictivity(
         "error_method": "std over splits (ddof=0) / sqrt(n_splits), as Brain-Score",
         "correlation": "Pearson r per neuroid (and time bin) over held-out stimuli",
         "reference": _REFERENCE,
-        "brain_score_compatible": int(regression == "pls" and n_components == 25 and n_splits == 10
-                                      and float(train_size) == 0.9 and random_state == 1),
+        "brain_score_compatible": int(regression == "pls" and pls == "brainscore" and n_components == 25
+                                      and n_splits == 10 and float(train_size) == 0.9 and random_state == 1),
     }
     if regression == "pls":
         attrs["n_components"] = int(n_components)
         attrs["n_components_used"] = int(min(used_components)) if used_components else 0
-        attrs["pls"] = "PLS2, NIPALS regression deflation, scale=False, closed-form weights (= scikit-learn " \
-                       "PLSRegression(n_components, scale=False) converged)"
+        attrs["pls_mode"] = pls
+        attrs["pls"] = {
+            "brainscore": "PLS2, regression deflation, scale=False, weights by scikit-learn's NIPALS power iteration "
+                          "(start: first non-zero target column; stop: squared weight change < tol=1e-06 or "
+                          "max_iter=500) = scikit-learn PLSRegression(n_components, scale=False) with its defaults, "
+                          "as Brain-Score runs it",
+            "converged": "PLS2, regression deflation, scale=False, weights = dominant singular vectors of X_k^T Y_k "
+                         "(= scikit-learn PLSRegression(n_components, scale=False) run to convergence)",
+        }[pls]
     if regression == "ridge":
         attrs["alpha_selection"] = "generalised cross-validation (Golub, Heath & Wahba 1979) on the training " \
                                    "stimuli; one alpha per split shared by all neuroids (per time bin)"

@@ -5,10 +5,12 @@ Shapes: ``X`` is ``(n_samples, n_features)`` (model features per stimulus), ``Y`
 intercept by centring ``X`` and ``Y`` on the training means, as scikit-learn does.
 
 * :class:`PLSRegression` gives the predictions of scikit-learn's ``PLSRegression(n_components, scale=False)``
-  (the mapping of Brain-Score's neural benchmarks) without its power iterations: the weight vector of each
-  component is the dominant left singular vector of the current cross-product ``X_k^T Y_k``, which is what the
-  NIPALS power method converges to, taken here from one symmetric eigen-decomposition of the small
-  ``q x q`` (or ``p x p``) Gram matrix of that cross-product. Deflation follows scikit-learn's "regression" mode
+  (the mapping of Brain-Score's neural benchmarks) without forming the deflated matrices. The weight vector of
+  each component comes from the small ``q x q`` (or ``p x p``) Gram matrix of the current cross-product
+  ``C_k = X_k^T Y_k``: ``algorithm="nipals"`` runs scikit-learn's NIPALS power iteration on it (same start
+  vector, stopping rule, ``tol`` and ``max_iter``), so it reproduces scikit-learn's defaults, and with them
+  Brain-Score's numbers; ``algorithm="exact"`` takes the dominant left singular vector of ``C_k`` (one symmetric
+  eigen-decomposition), which is what NIPALS converges to. Deflation follows scikit-learn's "regression" mode
   (``X_{k+1} = X_k - t p^T``, ``Y_{k+1} = Y_k - t q^T`` with ``q = Y_k^T t / t^T t``); the cross-product is
   updated by the exact rank-one identity ``X_{k+1}^T Y_{k+1} = X_k^T Y_k - (t^T t) p q^T`` and ``X_k`` is never
   formed (``t = X_0 w - T (P^T w)``).
@@ -34,6 +36,7 @@ from neuromodels.errors import ConfigError, DataFormatError
 
 __all__ = [
     "PLSRegression",
+    "PLS_ALGORITHMS",
     "pls_fit_predict",
     "pls_cross_validated",
     "ridge_path",
@@ -51,6 +54,14 @@ RELATIVE_RIDGE_ALPHAS = np.logspace(-5, 4, 30)
 # A component whose cross-product has no singular value above this fraction of the first one carries nothing
 # but rounding error (X or Y residual exhausted); fitting stops there.
 _EXHAUSTED = 1e-10
+
+# "nipals": scikit-learn's power iteration (its tol and max_iter; Brain-Score's numbers); "exact": its limit, the
+# dominant singular vectors.
+PLS_ALGORITHMS = ("nipals", "exact")
+
+# Below this squared change of the unit weight vector, 2 - 2 cos(angle) loses digits to cancellation; the change is
+# then recomputed from the difference vector itself.
+_CANCELLATION = 1e-8
 
 
 @contextlib.contextmanager
@@ -148,6 +159,121 @@ def _flip_sign(w: np.ndarray) -> np.ndarray:
     return w if w[np.argmax(np.abs(w))] >= 0 else -w
 
 
+def _nipals_start_column(problem: "_PLSProblem") -> int | None:
+    """scikit-learn's start vector: the first column of ``Y_k`` with an entry above ``eps``, after the columns
+    whose entries are all below ``10 eps`` were set to zero (``_PLS.fit``); ``None`` if there is none
+    ("y residual is constant").
+
+    Columns that are all below ``10 eps`` on the training rows (constant targets) are zeroed before the first
+    component; later, the candidate start column is checked exactly (columns of a deflated ``Y_k`` reach rounding
+    level only when a target lies in the span of the scores).
+    """
+    eps = np.finfo(np.float64).eps
+    q = problem.cross.shape[1]
+    if problem.k == 0:
+        tiny = np.flatnonzero(np.max(np.abs(problem.residual_targets(slice(None))), axis=0) < 10 * eps)
+        for j in tiny:
+            problem.zero_target_column(int(j))
+        problem.masked = set(int(j) for j in tiny)
+    for j in range(q):
+        if j in problem.masked:
+            continue
+        if np.max(np.abs(problem.residual_targets(np.array([j])))) >= 10 * eps:
+            return j
+        problem.zero_target_column(j)
+        problem.masked.add(j)
+    return None
+
+
+def _nipals_weights(batch: list[tuple["_PLSProblem", int]], tol: float, max_iter: int) -> list[tuple[np.ndarray, int]]:
+    """scikit-learn's NIPALS power iteration (``_get_first_singular_vectors_power_method``, mode A) for every
+    ``(problem, start column j)``: ``(unit weight vector w, iterations)``.
+
+    scikit-learn iterates ``w <- X_k^T y_s / |.|``, ``c <- Y_k^T X_k w``, ``y_s <- Y_k c`` from ``y_s = Y_k e_j``,
+    so its ``i``-th weight vector (``i = 0, 1, ...``) is ``w_i = C G^i e_j / |.|`` with ``C = X_k^T Y_k`` and
+    ``G = C^T C`` (or ``w_i = (C C^T)^i C e_j / |.|``). It stops after iteration ``i`` when
+    ``|w_i - w_{i-1}|^2 < tol`` (``w_{-1}`` = 100 in every entry), when ``Y_k`` has one column, or after
+    ``max_iter`` iterations. The same sequence is run here on the small Gram matrix, one matrix-vector product per
+    iteration for all problems of one shape together. Its scale factors (``+ eps`` in two normalisations) change
+    ``|w|`` by ~1e-16 relative and are left out.
+    """
+    results: list[tuple[np.ndarray, int] | None] = [None] * len(batch)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for index, (problem, _) in enumerate(batch):
+        shapes.setdefault(problem.cross.shape, []).append(index)
+    for (p, q), members in shapes.items():
+        right = q <= p  # iterate on the q x q Gram C^T C (else on the p x p Gram C C^T)
+        if q == 1:  # scikit-learn stops after the first iteration: w_0 = C e_0 / |.|, exact for PLS1
+            for index in members:
+                results[index] = (_unit(batch[index][0].cross[:, batch[index][1]]), 1)
+            continue
+        grams = np.stack([batch[index][0].gram for index in members])
+        crosses = [batch[index][0].cross for index in members]
+        starts = [batch[index][1] for index in members]
+        if right:
+            v = np.zeros((len(members), q))
+            v[np.arange(len(members)), starts] = 1.0
+        else:
+            v = np.stack([_unit(c[:, j]) for c, j in zip(crosses, starts)])
+        first_sums = np.array([_unit(c[:, j]).sum() for c, j in zip(crosses, starts)])
+        final = _power_iterations(grams, v, right, tol, max_iter, first_sums=first_sums, p=p)
+        for row, index in enumerate(members):
+            vector, n_iter = final[row]
+            results[index] = (_unit(crosses[row] @ vector) if right else vector, n_iter)
+    return results  # type: ignore[return-value]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.sqrt(vector @ vector))
+    return vector / norm if norm > 0.0 else np.zeros_like(vector)
+
+
+def _power_iterations(grams: np.ndarray, v: np.ndarray, right: bool, tol: float, max_iter: int,
+                      first_sums: np.ndarray, p: int) -> list[tuple[np.ndarray, int]]:
+    """The NIPALS iterates ``v_i = G^i v_0 / |.|`` for a stack of Gram matrices ``(B, m, m)`` until scikit-learn's
+    stopping rule holds for each: ``(v_i, i + 1)`` per row.
+
+    The unit weight vectors are ``w_i = C v_i / |C v_i|`` (``right``; ``|C v|^2 = v^T G v``) or ``w_i = v_i``.
+    With ``g_i = G v_i``, ``a_i = v_i . g_i`` and ``nu_i = |g_i|``: ``cos(w_i, w_{i-1})`` is
+    ``nu_{i-1} / sqrt(a_{i-1} a_i)`` (right) or ``a_{i-1} / nu_{i-1}``, and ``|w_i - w_{i-1}|^2 = 2 - 2 cos``;
+    near ``_CANCELLATION`` it is recomputed from the difference ``d`` of the unit weight vectors (``d^T G d``, right).
+    Iteration 0 compares ``w_0`` with 100 in every entry: ``|w_0|^2 - 200 sum(w_0) + 10^4 p`` (``first_sums`` holds
+    ``sum(w_0)``).
+    """
+    out: list[tuple[np.ndarray, int] | None] = [None] * len(v)
+    rows = np.arange(len(v))
+    first_change = 1.0 - 200.0 * first_sums + 1e4 * p
+    g = (grams @ v[:, :, None])[:, :, 0]
+    a = (v * g).sum(axis=1)
+    nu = np.sqrt((g * g).sum(axis=1))
+    done = (first_change < tol) | (nu == 0.0) | (a <= 0.0) | (max_iter <= 1)
+    for i in range(1, max(max_iter, 1) + 1):
+        for r in np.flatnonzero(done):
+            out[rows[r]] = (v[r].copy(), i)
+        keep = ~done
+        if not keep.any():
+            break
+        if not keep.all():
+            grams, v, g, a, nu, rows = grams[keep], v[keep], g[keep], a[keep], nu[keep], rows[keep]
+        v_old, a_old, nu_old = v, a, nu
+        v = g / nu[:, None]
+        g = (grams @ v[:, :, None])[:, :, 0]
+        a = (v * g).sum(axis=1)
+        nu = np.sqrt((g * g).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = nu_old / np.sqrt(a_old * a) if right else a_old / nu_old
+        change = 2.0 - 2.0 * cos
+        for r in np.flatnonzero(change < _CANCELLATION):
+            if right:
+                d = v[r] / np.sqrt(a[r]) - v_old[r] / np.sqrt(a_old[r])
+                change[r] = d @ (grams[r] @ d)
+            else:
+                d = v[r] - v_old[r]
+                change[r] = d @ d
+        done = (change < tol) | (nu == 0.0) | ~(a > 0.0) | (i + 1 >= max_iter)
+    return out  # type: ignore[return-value]
+
+
 class _PLSProblem:
     """One PLS2 fit (a training subset of the rows, one target block) while its components are extracted.
 
@@ -156,11 +282,14 @@ class _PLSProblem:
     """
 
     def __init__(self, train: np.ndarray | None, x_mean: np.ndarray, y_mean: np.ndarray, cross: np.ndarray,
-                 n_train: int, n_components: int) -> None:
+                 n_train: int, n_components: int, y_block: np.ndarray, y_block_mean: np.ndarray) -> None:
         p, q = cross.shape
         self.train = train
         self.x_mean = x_mean
         self.y_mean = y_mean
+        # The centred training targets Y_0 are y_block[train] - y_block_mean (NIPALS picks its start column there).
+        self.y_block = y_block
+        self.y_block_mean = y_block_mean
         self.cross = np.ascontiguousarray(cross)
         self.gram: np.ndarray | None = None  # computed inside the single-threaded loop
         self.W = np.zeros((p, n_components))
@@ -170,6 +299,30 @@ class _PLSProblem:
         self.k = 0
         self.first_singular_value = 0.0
         self.active = True
+        self.n_iter: list[int] = []  # NIPALS iterations per component (scikit-learn's n_iter_)
+        self.masked: set[int] = set()  # target columns set to zero (all entries under 10 eps)
+
+    def residual_targets(self, columns: np.ndarray | slice) -> np.ndarray:
+        """Columns of the deflated training targets ``Y_k = Y_0 - T Q^T`` (n_train, len(columns))."""
+        values = self.y_block[:, columns]
+        if self.train is not None:
+            values = values[self.train]
+        values = values - self.y_block_mean[columns]
+        if self.k:
+            values = values - self.T[:, :self.k] @ self.Q[columns, :self.k].T
+        return values
+
+    def zero_target_column(self, j: int) -> None:
+        """Set target column ``j`` of ``Y_k`` to zero, as scikit-learn does for columns that are all below
+        ``10 eps``: column ``j`` of the cross-product and its Gram matrix follow."""
+        p, q = self.cross.shape
+        if self.gram is not None:
+            if q <= p:
+                self.gram[j, :] = 0.0
+                self.gram[:, j] = 0.0
+            else:
+                self.gram -= np.outer(self.cross[:, j], self.cross[:, j])
+        self.cross[:, j] = 0.0
 
     def components(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         k = self.k
@@ -183,8 +336,12 @@ class _PLSProblem:
         return ((x_test - self.x_mean) @ _rotations(W, P)) @ Q.T + self.y_mean
 
 
-def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components: int) -> list[str]:
+def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components: int,
+                        algorithm: str = "nipals", tol: float = 1e-6, max_iter: int = 500) -> list[str]:
     """Fit every problem's PLS2 components in lockstep; returns warning texts (early stops).
+
+    The weights of each component: scikit-learn's NIPALS power iteration (``algorithm="nipals"``, its ``tol`` and
+    ``max_iter``; :func:`_nipals_weights`) or the dominant singular vector of the cross-product (``"exact"``).
 
     ``x`` (n x p) holds all rows; each problem uses the rows ``train`` (all rows if None) centred on its
     ``x_mean``. The deflation is implicit: with the scores ``T`` and loadings ``P`` of earlier components,
@@ -192,15 +349,34 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
     read twice per component for all problems together (two matrix products with one column per problem).
     """
     notes: list[str] = []
+    max_iter_reached = 0
     with _single_threaded_blas():
         for k in range(n_components):
-            batch: list[tuple[_PLSProblem, np.ndarray]] = []
-            for index, problem in enumerate(problems):
-                if not problem.active:
-                    continue
+            candidates = [problem for problem in problems if problem.active]
+            for problem in candidates:
                 if problem.gram is None:
                     problem.gram = _gram_of(problem.cross)
-                w, singular_value = _top_singular_pair(problem.cross, problem.gram)
+            if algorithm == "nipals":
+                starts = []
+                for problem in candidates:
+                    j = _nipals_start_column(problem)
+                    if j is None:
+                        problem.active = False
+                        notes.append(f"PLS stopped after {k} of {n_components} components: the target residual is "
+                                     "constant (scikit-learn: 'y residual is constant')")
+                    else:
+                        starts.append((problem, j))
+                candidates = [problem for problem, _ in starts]
+                weights = []
+                for (w, n_iter), problem in zip(_nipals_weights(starts, tol, max_iter), candidates):
+                    problem.n_iter.append(n_iter)
+                    max_iter_reached += n_iter >= max_iter
+                    y_side = problem.cross.T @ w
+                    weights.append((w, float(np.sqrt(y_side @ y_side))))
+            else:
+                weights = [_top_singular_pair(problem.cross, problem.gram) for problem in candidates]
+            batch: list[tuple[_PLSProblem, np.ndarray]] = []
+            for problem, (w, singular_value) in zip(candidates, weights):
                 if k == 0:
                     problem.first_singular_value = singular_value
                 if singular_value == 0.0 or singular_value <= _EXHAUSTED * problem.first_singular_value:
@@ -240,6 +416,10 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                 problem.Q[:, problem.k] = y_loading
                 problem.T[:, problem.k] = t
                 problem.k += 1
+    if max_iter_reached:
+        notes.append(f"PLS NIPALS reached max_iter={max_iter} before the weight change fell under tol={tol:g} in "
+                     f"{max_iter_reached} component fit(s); their weights are not converged (scikit-learn warns "
+                     "'Maximum number of iterations reached' and keeps them too)")
     return list(dict.fromkeys(notes))
 
 
@@ -250,6 +430,16 @@ def _rotations(weights: np.ndarray, loadings: np.ndarray) -> np.ndarray:
     if weights.shape[1] == 0:
         return weights
     return weights @ pinv(loadings.T @ weights, check_finite=False)
+
+
+def _check_algorithm(algorithm: str, tol: float, max_iter: int) -> None:
+    if algorithm not in PLS_ALGORITHMS:
+        raise ConfigError(f"algorithm must be one of {', '.join(PLS_ALGORITHMS)}; got {algorithm!r}")
+    if algorithm == "nipals":
+        if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+            raise ConfigError(f"max_iter must be a positive integer, got {max_iter!r}")
+        if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and tol >= 0):
+            raise ConfigError(f"tol must be a non-negative number, got {tol!r}")
 
 
 def _check_n_components(n_components: int, n_samples: int, n_features: int) -> tuple[int, str | None]:
@@ -275,38 +465,54 @@ class PLSRegression:
     n_components:
         Number of components (Brain-Score: 25). Capped, with a ``RuntimeWarning``, at
         ``min(n_features, n_samples - 1)``: scikit-learn raises for ``n_components > n_features``.
+    algorithm:
+        ``"nipals"`` (default): scikit-learn's NIPALS power iteration with its start vector (the first non-zero
+        column of the residual targets), stopping rule (squared change of the weight vector under ``tol``) and
+        ``max_iter``: equal to scikit-learn's ``PLSRegression(n_components, scale=False, tol=tol,
+        max_iter=max_iter)``, and with the defaults to what Brain-Score runs. ``"exact"``: the dominant singular
+        vectors, i.e. NIPALS at convergence (scikit-learn's internal ``algorithm="svd"`` path).
+    tol, max_iter:
+        scikit-learn's NIPALS tolerance and iteration limit (its defaults); ignored by ``"exact"``.
 
     Attributes (after ``fit``; scikit-learn's names and shapes)
     ----------------------------------------------------------
     x_weights_ (p, k), x_loadings_ (p, k), y_loadings_ (q, k), x_scores_ (n, k), x_rotations_ (p, k),
-    coef_ (q, p), intercept_ (q,), n_components_ (k actually fitted; fewer than requested when the features or
-    targets run out of covariance, with a warning).
+    coef_ (q, p), intercept_ (q,), n_iter_ (NIPALS iterations per component; empty for ``"exact"``),
+    n_components_ (k actually fitted; fewer than requested when the features or targets run out of covariance,
+    with a warning).
 
     Notes
     -----
-    The weights are the exact dominant singular vectors, i.e. scikit-learn's NIPALS at convergence (equal to
-    its ``algorithm="svd"`` path to ~1e-14). scikit-learn's default NIPALS stops when the squared change of
-    the weight vector falls under ``tol=1e-6``, which leaves its predictions up to ~1e-2 (relative) away from
-    the converged ones on data with close singular values; ``PLSRegression(tol=1e-20, max_iter=10**5)``
-    agrees with this class to ~1e-9. Signs follow scikit-learn (largest-magnitude weight positive).
+    scikit-learn's default NIPALS stops when the squared change of the unit weight vector falls under
+    ``tol=1e-6``; on data with close singular values that is hundreds of iterations before convergence and leaves
+    its predictions up to ~1e-2 (relative) away from the converged ones. ``"nipals"`` runs the same iterations on
+    the small Gram matrix of the cross-product and agrees with scikit-learn's defaults to ~1e-10 (the iteration
+    at which both stop is the same unless the weight change lands within rounding of ``tol``). ``"exact"`` agrees
+    with ``PLSRegression(tol=1e-20, max_iter=10**5)`` to ~1e-9 and with scikit-learn's ``"svd"`` path to ~1e-14.
+    Signs follow scikit-learn (largest-magnitude weight positive).
     """
 
-    def __init__(self, n_components: int = 25) -> None:
+    def __init__(self, n_components: int = 25, *, algorithm: str = "nipals", tol: float = 1e-6,
+                 max_iter: int = 500) -> None:
         self.n_components = n_components
+        self.algorithm = algorithm
+        self.tol = tol
+        self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "PLSRegression":
         X = _as_2d_float("X", X)
         Y = _as_2d_float("Y", Y)
         if X.shape[0] != Y.shape[0]:
             raise DataFormatError(field="Y", expected=f"{X.shape[0]} samples (as X)", found=f"{Y.shape[0]}")
+        _check_algorithm(self.algorithm, self.tol, self.max_iter)
         k, note = _check_n_components(self.n_components, X.shape[0], X.shape[1])
         if note:
             warnings.warn(note, RuntimeWarning, stacklevel=2)
         x_mean = X.mean(axis=0)
         y_mean = Y.mean(axis=0)
         xc = X - x_mean
-        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (Y - y_mean), X.shape[0], k)
-        for text in _extract_components(xc, [problem], k):
+        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (Y - y_mean), X.shape[0], k, Y, y_mean)
+        for text in _extract_components(xc, [problem], k, self.algorithm, self.tol, self.max_iter):
             warnings.warn(text, RuntimeWarning, stacklevel=2)
         self.x_mean_ = x_mean
         self.y_mean_ = y_mean
@@ -314,6 +520,7 @@ class PLSRegression:
         self.x_rotations_ = _rotations(self.x_weights_, self.x_loadings_)
         self.coef_ = (self.x_rotations_ @ self.y_loadings_.T).T
         self.intercept_ = y_mean
+        self.n_iter_ = list(problem.n_iter)
         self.n_components_ = problem.k
         return self
 
@@ -327,15 +534,20 @@ def pls_cross_validated(
     y_blocks: Sequence[np.ndarray],
     splits: Sequence[tuple[np.ndarray, np.ndarray]],
     n_components: int = 25,
+    *,
+    algorithm: str = "nipals",
+    tol: float = 1e-6,
+    max_iter: int = 500,
 ) -> tuple[list[list[np.ndarray]], int, list[str]]:
     """PLS fitted on each split's training rows for each target block, predicting its held-out rows.
 
     ``x`` (n, p) and every ``y_blocks[b]`` (n, q_b) hold all stimuli; ``splits`` are (train, test) row indices.
     All ``len(splits) * len(y_blocks)`` fits run in lockstep (:func:`_extract_components`). Each fit centres on
-    its own training means, so the predictions equal independent ``PLSRegression(n_components).fit(x[train],
-    y[train]).predict(x[test])`` calls. Returns ``(predictions[split][block] (n_test, q_b), components used,
-    warning texts)``.
+    its own training means, so the predictions equal independent ``PLSRegression(n_components, algorithm=...,
+    tol=..., max_iter=...).fit(x[train], y[train]).predict(x[test])`` calls. Returns
+    ``(predictions[split][block] (n_test, q_b), components used, warning texts)``.
     """
+    _check_algorithm(algorithm, tol, max_iter)
     x = np.asarray(x, dtype=np.float64)
     n_train = len(splits[0][0])
     k, note = _check_n_components(n_components, n_train, x.shape[1])
@@ -353,8 +565,9 @@ def pls_cross_validated(
             y_test = y[test]
             y_mean = -y_test.sum(axis=0) / len(train)
             cross = cross_all - x_test.T @ y_test - len(train) * np.outer(x_mean, y_mean)
-            problems.append(_PLSProblem(np.asarray(train), x_mean, y_mean + y_centre, cross, len(train), k))
-    notes = _extract_components(xc_all, problems, k)
+            problems.append(_PLSProblem(np.asarray(train), x_mean, y_mean + y_centre, cross, len(train), k,
+                                        y, y_mean))
+    notes = _extract_components(xc_all, problems, k, algorithm, tol, max_iter)
     if note:
         notes.insert(0, note)
     predictions: list[list[np.ndarray]] = []
@@ -376,11 +589,17 @@ def pls_fit_predict(
     y_train_blocks: Sequence[np.ndarray],
     x_test: np.ndarray,
     n_components: int = 25,
+    *,
+    algorithm: str = "nipals",
+    tol: float = 1e-6,
+    max_iter: int = 500,
 ) -> tuple[list[np.ndarray], int, list[str]]:
     """Fit PLS on ``x_train`` for each target block and predict ``x_test``; no (p x q) coefficient is formed.
 
-    Returns ``(predictions per block (n_test, q_b), components used, warning texts)``.
+    ``algorithm``, ``tol``, ``max_iter`` as :class:`PLSRegression`. Returns ``(predictions per block (n_test, q_b),
+    components used, warning texts)``.
     """
+    _check_algorithm(algorithm, tol, max_iter)
     x_train = _as_2d_float("x_train", x_train)
     x_test = _as_2d_float("x_test", x_test)
     k, note = _check_n_components(n_components, x_train.shape[0], x_train.shape[1])
@@ -390,9 +609,10 @@ def pls_fit_predict(
     for y in y_train_blocks:
         y = _as_2d_float("y_train", y)
         y_mean = y.mean(axis=0)
-        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (y - y_mean), x_train.shape[0], k)
+        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (y - y_mean), x_train.shape[0], k,
+                              y, y_mean)
         problems.append(problem)
-    notes = _extract_components(xc, problems, k)
+    notes = _extract_components(xc, problems, k, algorithm, tol, max_iter)
     if note:
         notes.insert(0, note)
     predictions = []

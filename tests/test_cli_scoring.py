@@ -13,7 +13,13 @@ import xarray as xr
 
 from neuromodels.analysis.ceilings import noise_ceiling
 from neuromodels.analysis.features import extract_features
-from neuromodels.analysis.predictivity import predictivity
+from neuromodels.analysis.predictivity import (
+    CEILED_CONVENTIONS,
+    PLS_MODES,
+    REGRESSIONS,
+    predictivity,
+    synthetic_scoring_data,
+)
 from neuromodels.cli import main
 from neuromodels.datasets import load, write_netcdf
 from neuromodels.datasets.recording import assembly
@@ -118,6 +124,42 @@ def test_score_report_numbers_equal_the_python_api(files, tmp_path, capsys):
     assert report["regions"]["V4"]["ceiling"]["ceiling"] == pytest.approx(float(noise_ceiling(v4)["ceiling"]))
     # layer "1" is what the neurons read out: it must score higher than the random linear layer "3"
     assert report["regions"]["IT"]["layers"]["1"]["score"] > report["regions"]["IT"]["layers"]["3"]["score"]
+
+
+@pytest.mark.parametrize("ids", ["text", "integer"])
+def test_score_equals_the_python_api_with_default_settings(tmp_path, capsys, ids):
+    """The same data through netCDF and the command (defaults: PLS as Brain-Score runs it, 10 stratified splits,
+    split-half ceiling) and through predictivity(): the same numbers; with integer ids and object labels, whose
+    order the file must keep (tests/analysis/test_predictivity.py checks these numbers against Brain-Score)."""
+    neural, features = synthetic_scoring_data(n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6,
+                                              n_features=200)
+    if ids == "integer":
+        number = np.vectorize(lambda text: int(str(text)[3:]))
+        neural = neural.assign_coords(stimulus_id=("presentation", number(neural["stimulus_id"].values)),
+                                      object_name=("presentation", number(neural["object_name"].values)))
+        features = features.assign_coords(stimulus_id=("presentation", number(features["stimulus_id"].values)))
+    write_netcdf(neural, tmp_path / "neural.nc")
+    write_netcdf(features.assign_attrs(layer="layer"), tmp_path / "layer.nc")
+    for pls, flags in [("brainscore", []), ("converged", ["--pls", "converged"])]:
+        out = tmp_path / f"report-{pls}"
+        assert main(["score", "--features", str(tmp_path / "layer.nc"), "--neural", str(tmp_path / "neural.nc"),
+                     *flags, "--json", "--out", str(out)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        expected = predictivity(features, neural, ceiling="split_half", pls=pls)
+        entry = report["regions"]["IT"]["layers"]["layer"]
+        assert report["parameters"]["pls"] == pls and report["settings"]["pls_mode"] == pls
+        assert entry["score"] == pytest.approx(float(expected["score"]), rel=0, abs=1e-12)
+        assert entry["error"] == pytest.approx(float(expected["error"]), rel=0, abs=1e-12)
+        assert entry["ceiled_score"] == pytest.approx(float(expected["ceiled_score"]), rel=0, abs=1e-12)
+        assert report["regions"]["IT"]["ceiling"]["ceiling"] == pytest.approx(float(expected["ceiling"]), abs=1e-12)
+        np.testing.assert_allclose(entry["r_per_split"], expected["r"].values, rtol=0, atol=1e-12)
+
+
+def test_command_choices_are_the_api_choices():
+    from neuromodels.commands import scoring
+
+    assert scoring.REGRESSIONS == REGRESSIONS and scoring.PLS_MODES == tuple(PLS_MODES)
+    assert scoring.CEILED == CEILED_CONVENTIONS
 
 
 def test_score_without_ceiling_and_time_resolved(files, tmp_path, capsys):

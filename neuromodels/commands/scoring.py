@@ -23,6 +23,7 @@ from neuromodels._reports import jsonable
 
 CEILING_METHODS = ("split_half", "cc_max", "fev", "oracle")
 REGRESSIONS = ("pls", "ridge", "linear")
+PLS_MODES = ("brainscore", "converged")  # neuromodels.analysis.predictivity.PLS_MODES (not imported: --help stays fast)
 CEILED = ("r2_over_ceiling", "r_over_ceiling_squared", "r_over_ceiling")
 
 
@@ -49,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--neural", required=True, metavar="N.nc", help="assembly (presentation, neuroid[, time_bin])")
     score.add_argument("--regression", choices=REGRESSIONS, default="pls",
                        help="pls (Brain-Score: 25 components, scale=False; default), ridge (CV alpha), linear")
+    score.add_argument("--pls", choices=PLS_MODES, default="brainscore",
+                       help="PLS weights: brainscore = scikit-learn's NIPALS with its defaults (tol 1e-6, 500 "
+                            "iterations), Brain-Score's numbers (default); converged = the same iteration run to "
+                            "convergence (exact singular vectors)")
     score.add_argument("--ceiling", choices=("split_half", "none"), default="split_half",
                        help="noise ceiling to divide by (default split_half); none reports raw r only")
     score.add_argument("--ceiled", choices=CEILED, default="r2_over_ceiling",
@@ -339,14 +344,15 @@ def _score(args: argparse.Namespace) -> int:
                           for region in regions} if ceilings else None
         results = score_jobs(features, regions, scheduler=args.scheduler, workers=args.workers,
                              progress=not args.json, region_options=region_options, regression=args.regression,
-                             n_splits=args.splits, ceiling=None)
+                             pls=args.pls, n_splits=args.splits, ceiling=None)
     order = {"layer": list(features), "region": list(regions)}
     combined = _combine(results, ("layer", "region"), order)
 
     report = _header("score")
     report.update({
         "inputs": {"features": files, "neural": str(args.neural)},
-        "parameters": {"regression": args.regression, "ceiling": args.ceiling,
+        "parameters": {"regression": args.regression, "pls": args.pls if args.regression == "pls" else None,
+                       "ceiling": args.ceiling,
                        "ceiled": args.ceiled if ceilings else None, "n_splits": args.splits,
                        "workers": args.workers, "scheduler": args.scheduler},
         "settings": _common_settings(results),
