@@ -5,7 +5,7 @@
 >>> feats["layer4"].dims
 ('presentation', 'feature')
 
-Conventions (ARCHITECTURE.md, "Model features"): each layer gives an ``xr.DataArray`` with dims
+Conventions (docs/data-model.md, "Model features"): each layer gives an ``xr.DataArray`` with dims
 ``(presentation, feature[, time_step])``, the ``stimulus_id`` coordinate (and every other per-stimulus
 coordinate of the input, e.g. ``object_name``) on ``presentation``, a scalar ``layer`` coordinate, and attrs
 naming the layer, the model class, the per-stimulus shape of the layer output before flattening

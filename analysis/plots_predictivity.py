@@ -123,7 +123,9 @@ def plot_scores(
 
     ``scores`` is a Dataset with ``variable`` (and optionally ``error``) over ``layer`` (and optionally ``region``,
     drawn as grouped bars or separate line styles, and ``time_bin``, drawn on the x axis at the bin centres when
-    ``time_bin_start``/``time_bin_end`` are there), a DataArray, or a mapping layer -> score.
+    ``time_bin_start``/``time_bin_end`` are there), a DataArray, or a mapping layer -> score. The y axis names the
+    score from the attrs of :func:`~neuromodels.analysis.predictivity.predictivity` (``"score: median Pearson r
+    over neuroids"``, ``"ceiled score (score² / ceiling)"``); the legend sits right of the axes.
     """
     ds = _as_score_dataset(scores)
     data = ds[variable]
@@ -155,7 +157,7 @@ def plot_scores(
                 if error is not None:
                     e = np.asarray(error.sel(layer=layer, region=region).values, float)
                     ax.fill_between(x, y - e, y + e, color=line.get_color(), alpha=0.2, lw=0)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     else:
         width = 0.8 / len(regions)
         positions = np.arange(len(layers))
@@ -167,12 +169,29 @@ def plot_scores(
         ax.set_xticks(positions, layers, rotation=30 if max(map(len, layers)) > 6 else 0, ha="right")
         ax.set_xlabel("layer")
         if len(regions) > 1:
-            ax.legend(fontsize=8)
+            _legend_outside(ax, title="region")
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_ylabel(variable.replace("_", " "))
+    ax.set_ylabel(_score_label(ds, variable))
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
+
+
+def _legend_outside(ax: Any, **options: Any) -> None:
+    """The legend right of the axes, where it cannot hide a bar or a line (constrained layout makes room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, **options)
+
+
+def _score_label(ds: xr.Dataset, variable: str) -> str:
+    """The y label naming what is plotted, from the attrs :func:`~neuromodels.analysis.predictivity.predictivity`
+    writes (``aggregation``, ``ceiled_formula``); the variable's name when they are absent."""
+    per_neuroid_median = "median over neuroids" in str(ds.attrs.get("aggregation", ""))
+    if variable == "score" and per_neuroid_median:
+        return "score: median Pearson r over neuroids"
+    if variable == "ceiled_score" and "ceiled_formula" in ds.attrs:
+        formula = str(ds.attrs["ceiled_formula"]).replace("**2", "²")
+        return f"ceiled score ({formula})"
+    return variable.replace("_", " ")
 
 
 def plot_ceiling_distribution(

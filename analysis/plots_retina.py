@@ -53,7 +53,8 @@ def plot_filters(filters: Any, *, title: str = "learned filters", labels: Sequen
     """Spatial filters at their peak lag (top row) and time courses through their peak pixel (bottom).
 
     ``filters``: ``(n, history, y, x)``, e.g. ``RetinaCNN.first_layer_filters`` or ``LNModel.filters``.
-    Each spatial map uses a symmetric colour scale (red positive, blue negative).
+    Each spatial map has its own colour scale, symmetric around 0 (red positive, blue negative), and a colour bar
+    giving the weight at its ends.
     """
     plt = _pyplot()
     spatial, temporal, peak = peak_spatial_filters(filters)
@@ -70,7 +71,9 @@ def plot_filters(filters: Any, *, title: str = "learned filters", labels: Sequen
             ax_t.axis("off")
             continue
         limit = float(np.abs(spatial[i]).max()) or 1.0
-        ax_s.imshow(spatial[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax_s.imshow(spatial[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        bar = fig.colorbar(image, ax=ax_s, fraction=0.046, pad=0.04, ticks=[-limit, 0.0, limit], format="%.2g")
+        bar.ax.tick_params(labelsize=5, length=2)
         ax_s.set_xticks([])
         ax_s.set_yticks([])
         name = labels[i] if labels is not None else f"{i}"
@@ -110,21 +113,40 @@ def plot_test_traces(predictions: Mapping[str, xr.DataArray], trial_mean: xr.Dat
 
 
 def plot_cc_vs_ceiling(metrics: Mapping[str, xr.Dataset]) -> Any:
-    """Per-cell test CC of each model against the cell's noise ceiling ``cc_max`` (diagonal = at ceiling)."""
+    """Per-cell test CC of each model against the cell's noise ceiling ``cc_max`` (diagonal = at ceiling).
+
+    The axes are fitted to the data with a margin (ceilings typically span a few hundredths, e.g. 0.92-0.96, and
+    would sit in one column on a 0-1 axis); the dashed diagonal CC = CC_max marks a model at the ceiling.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.6))
     markers = "osD^v<>"
+    ceilings, ccs = [], []
     for k, (name, m) in enumerate(metrics.items()):
-        ax.scatter(m["cc_max"].values, m["cc"].values, s=18, marker=markers[k % len(markers)],
+        ceilings.append(np.asarray(m["cc_max"].values, dtype=np.float64).ravel())
+        ccs.append(np.asarray(m["cc"].values, dtype=np.float64).ravel())
+        ax.scatter(ceilings[-1], ccs[-1], s=18, marker=markers[k % len(markers)],
                    label=f"{name} (median {float(np.nanmedian(m['cc'].values)):.2f})")
-    ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(min(0.0, min(float(np.nanmin(m["cc"].values)) for m in metrics.values()) - 0.02), 1.02)
+    x_lo, x_hi = _padded_range(np.concatenate(ceilings) if ceilings else np.array([]))
+    # the y range holds every CC and the diagonal over the x range
+    y_lo, y_hi = _padded_range(np.concatenate([*ccs, [x_lo, x_hi]]))
+    ax.plot([x_lo, x_hi], [x_lo, x_hi], color="0.5", lw=0.8, ls="--", label="CC = CC_max (at ceiling)")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("noise ceiling CC_max", fontsize=8)
     ax.set_ylabel("test CC (vs trial mean)", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
 
+def _padded_range(values: np.ndarray, *, fraction: float = 0.1, minimum: float = 0.01) -> tuple[float, float]:
+    """``(min - pad, max + pad)`` of the finite ``values`` with ``pad = max(fraction * span, minimum)``;
+    ``(0, 1)`` when none is finite."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = max(fraction * (hi - lo), minimum)
+    return lo - pad, hi + pad

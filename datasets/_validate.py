@@ -1,4 +1,4 @@
-"""Checks of the data model (ARCHITECTURE.md, "Data model").
+"""Checks of the data model (docs/data-model.md).
 
 Two kinds of objects cross the door of the framework:
 
@@ -234,7 +234,7 @@ def validate_assembly(da: xr.DataArray, *, file: Any | None = None) -> xr.DataAr
 
 
 def validate(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> xr.Dataset | xr.DataArray:
-    """Check ``obj`` against the data model of ARCHITECTURE.md and return it unchanged.
+    """Check ``obj`` against the data model (docs/data-model.md) and return it unchanged.
 
     ``xr.Dataset`` objects are checked as recordings, ``xr.DataArray`` objects as assemblies. ``file``
     overrides ``obj.attrs['source']`` in error messages.

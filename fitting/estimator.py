@@ -65,7 +65,8 @@ class RetinaEstimator:
     history: frames of stimulus history the model sees (40 = 400 ms at 100 Hz).
     epochs, batch_size, lr, weight_decay, patience, lr_patience, loss, seed, device, progress: passed to
         :func:`neuromodels.fitting.fit` (``epochs``/``lr`` ``None``: per-model defaults
-        :data:`DEFAULT_EPOCHS`/:data:`DEFAULT_LR`).
+        :data:`DEFAULT_EPOCHS`/:data:`DEFAULT_LR`; ``progress`` ``None``: bars on a terminal or in a notebook,
+        none in a log; ``False``: never).
     average_decay: decay of the moving average of the weights that is validated and kept (``fit``'s
         ``average_decay``); ``None``: the per-model default :data:`DEFAULT_AVERAGE_DECAY`; ``0``: no averaging.
     valid_fraction: share of the training split held out (in 2 s blocks) for early stopping.
@@ -98,7 +99,7 @@ class RetinaEstimator:
         n_simulations: int = 20,
         seed: int = 0,
         device: str = "cpu",
-        progress: bool = False,
+        progress: bool | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: bool = True,
         **model_params: Any,

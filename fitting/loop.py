@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -195,6 +196,29 @@ def predict(model: torch.nn.Module, dataset: Any, *, batch_size: int = 256, devi
     return torch.cat(outputs)
 
 
+def _progress_disable(progress: bool | None) -> tuple[bool | None, bool | None]:
+    """tqdm's ``disable`` for :func:`fit`'s epoch bar and for the batch bar nested under it (one per epoch).
+
+    ``None`` is tqdm's own choice (a bar on a terminal or in a notebook, none on a file or pipe). The nested
+    batch bar is drawn on a second line that tqdm reaches with cursor-up codes (``ESC[A``), which a log file
+    keeps as garbage, so a forced ``progress=True`` on a stream that is neither shows the epoch bar alone.
+    """
+    if progress is None:
+        return None, None
+    if not progress:
+        return True, True
+    import warnings
+
+    from tqdm.std import tqdm as console_tqdm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tqdm.autonotebook import tqdm as chosen_tqdm
+    isatty = getattr(sys.stderr, "isatty", None)
+    interactive = chosen_tqdm is not console_tqdm or (isatty is not None and isatty())
+    return False, not interactive
+
+
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, dataset: Any, loss_fn: Callable[..., torch.Tensor], batch_size: int,
               device: torch.device) -> dict[str, float]:
@@ -270,7 +294,7 @@ def fit(
     max_grad_norm: float | None = None,
     average_decay: float | None = None,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     device: str | torch.device = "cpu",
@@ -301,6 +325,9 @@ def fit(
         (a short recording, small batches) it sits nearer the bottom of the valley than the last iterate.
         ``None`` (default): no averaging.
     seed: seeds the global torch RNG at the start of a fresh run and every epoch's shuffling.
+    progress: ``None`` (default): tqdm decides, showing an epoch bar and a batch bar on a terminal or in a
+        notebook and nothing when stderr goes to a file or pipe; ``True``: always (to a file or pipe the epoch
+        bar alone: the nested batch bar would leave cursor-up codes in the log); ``False``: never.
     checkpoint_dir: write ``checkpoint.pt`` there after every epoch (atomically): the last epoch's weights
         and optimiser state, the best weights, the history and the RNG states. With ``resume=True`` an
         existing checkpoint is continued: an interrupted run goes on, a run that reached its ``epochs``
@@ -400,8 +427,9 @@ def fit(
         n_batches = math.ceil(len(train) / global_batch)
         # a run that stopped early is over; one that reached its epochs continues if `epochs` grew
         remaining = range(start_epoch, start_epoch if history.stopped_early else max(epochs, start_epoch))
+        epoch_disable, batch_disable = _progress_disable(progress if is_main else False)
         epoch_bar = tqdm(remaining, initial=start_epoch, total=max(epochs, start_epoch),
-                         disable=not progress or not is_main, desc="epochs", unit="epoch")
+                         disable=epoch_disable, desc="epochs", unit="epoch")
         stop = False
         for epoch in epoch_bar:
             started = _time.perf_counter()
@@ -410,8 +438,8 @@ def fit(
             order = _epoch_order(len(train), seed, epoch)
             shards = (_batches(train, order, batch_size) if group is None
                       else group.shards(train, order, batch_size))
-            batch_bar = tqdm(shards, total=n_batches, disable=not progress or not is_main,
-                             leave=False, desc=f"epoch {epoch + 1}", unit="batch")
+            batch_bar = tqdm(shards, total=n_batches, disable=batch_disable, leave=False, desc=f"epoch {epoch + 1}",
+                             unit="batch")
             for batch in batch_bar:
                 inputs, target = batch[0], batch[1]
                 inputs, target = _to_device(inputs, device), _to_device(target, device)

@@ -99,7 +99,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-steps", action="store_true", help="gradient checkpointing over time steps")
     parser.add_argument("--out", default="reports/convrnn", help="report folder (default reports/convrnn)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on a terminal)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=_train)
 
@@ -143,8 +143,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     history = train_classifier(model, data["train"], data["valid"], epochs=args.epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
-                               checkpoint_dir=out / "training")
+                               batch_size=args.batch_size, seed=args.seed,
+                               progress=False if args.no_progress else None, checkpoint_dir=out / "training")
     test_accuracy = accuracy(model, data["test"])
     report = {"test_accuracy": test_accuracy, "parameters": count_parameters(model), "config": model.config,
               "history": history.as_dict(), "seconds": time.perf_counter() - started, "data": args.data,

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--bin-size", type=float, default=None, help="bin width (s) for spike-time sources")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--out", default="reports/fit", help="report folder (default: reports/fit)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (default: bars when stderr is a terminal)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     parser.set_defaults(handler=_run)
 
@@ -208,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         model_params = params[kind]
         estimator = RetinaEstimator(
             kind, history=args.history, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            patience=args.patience, seed=args.seed, device=args.device, progress=not args.no_progress,
+            patience=args.patience, seed=args.seed, device=args.device,
+            progress=False if args.no_progress else None,
             checkpoint_dir=out / kind / "training", **model_params,
         )
         if not args.no_progress:

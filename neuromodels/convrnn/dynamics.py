@@ -4,7 +4,7 @@ Nayebi et al. 2018 (section 5, Fig. 6) fit the unrolled model's outputs at every
 binned in 10 ms windows and compare the time course of the fits of ConvRNNs with feedforward networks.
 
 * :func:`temporal_features`: every layer's output at every step as ``xr.DataArray(presentation, feature,
-  time_step)`` (the framework's model-feature convention, ARCHITECTURE.md), float32, features flattened in C
+  time_step)`` (the framework's model-feature convention, docs/data-model.md), float32, features flattened in C
   order over ``(channel, y, x)``. ``layers.l`` before its input arrives (``t < l``) is exactly zero.
   This uses :meth:`ConvRNN.run` rather than forward hooks: :func:`neuromodels.analysis.features.extract_features`
   with ``time_steps`` needs a module that is called the same number of times in every forward pass, whereas a

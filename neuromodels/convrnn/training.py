@@ -111,7 +111,7 @@ def accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 512) -> flo
 
 
 def train_classifier(model: torch.nn.Module, train: Any, valid: Any, *, epochs: int = 5, lr: float = 3e-3,
-                     batch_size: int = 64, seed: int = 0, progress: bool = False,
+                     batch_size: int = 64, seed: int = 0, progress: bool | None = None,
                      report: Callable[[int, float], bool | None] | None = None,
                      checkpoint_dir: Any = None, **fit_options: Any):
     """Train ``model`` (logits ``(batch, classes)``) with cross-entropy through :func:`neuromodels.fitting.fit`.
@@ -119,6 +119,7 @@ def train_classifier(model: torch.nn.Module, train: Any, valid: Any, *, epochs: 
     ``train``, ``valid``: ``(X, y)`` tensors or map-style datasets of ``(image, label)`` items.
     Returns the loop's :class:`~neuromodels.fitting.loop.History`; every record also holds ``valid_accuracy``.
     ``report(epoch, valid_accuracy)`` is called after every epoch; returning ``True`` stops training (pruning).
+    ``progress``: ``None`` (default) shows the loop's bars on a terminal or in a notebook and none in a log.
     Other keywords go to :func:`~neuromodels.fitting.fit` (``patience`` defaults to ``None``: run all epochs),
     e.g. ``device="cuda"`` and ``distributed=True`` under ``torchrun`` (then ``batch_size`` is per rank, every
     rank computes the full validation accuracy and a stop from ``report`` on any rank stops all of them).

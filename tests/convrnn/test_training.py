@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 import torch
 
@@ -61,3 +64,14 @@ def test_match_width_reaches_the_parameter_budget():
     model, width = match_width(lambda w: ConvRNN([LayerSpec(max(1, round(8 * w))), LayerSpec(max(1, round(16 * w)))],
                                                  cell="lstm"), target)
     assert abs(count_parameters(model) - target) / target < 0.05 and width < 1
+
+
+def test_train_classifier_shows_progress_by_default_on_a_terminal(digits, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    x, y = digits["train"]
+    train_classifier(_model(), (x[:128], y[:128]), digits["valid"], epochs=1)
+    assert "epochs: 100%" in sys.stderr.getvalue()

@@ -1,4 +1,4 @@
-"""validate(): the data model of ARCHITECTURE.md, with errors that name file, field, expected and found."""
+"""validate(): the data model of docs/data-model.md, with errors that name file, field, expected and found."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -145,3 +148,14 @@ def test_estimator_score_on_a_small_virtual_retina():
     assert float(cc_cnn.mean()) > 0.35
     metrics = cnn.evaluate(rec)
     assert np.all(metrics["cc_max"].values > 0.6) and np.all(metrics["cc"].values < metrics["cc_max"].values)
+
+
+def test_fit_shows_progress_by_default_on_a_terminal_and_not_in_a_log(ln_recording, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        RetinaEstimator("ln", history=6, epochs=1, batch_size=512).fit(ln_recording)
+        assert ("epochs: 100%" in stream.getvalue()) is shown

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -290,3 +292,33 @@ def test_weight_averaging_resumes_exactly_and_is_part_of_the_settings(tmp_path):
 
     with pytest.raises(ConfigError, match="average_decay"):
         fit(_tiny_cnn(), train, valid, **{**settings, "average_decay": 1.0})
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as a user's console does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _fit_with_stderr(monkeypatch, stream, **options) -> str:
+    torch.manual_seed(0)
+    x = torch.randn(60, 3)
+    y = x @ torch.randn(3, 2)
+    monkeypatch.setattr(sys, "stderr", stream)
+    fit(torch.nn.Linear(3, 2), (x, y), (x, y), loss="mse", epochs=3, batch_size=10, patience=None, **options)
+    return stream.getvalue()
+
+
+def test_progress_default_is_tqdms_choice_a_terminal_gets_bars_a_log_none(monkeypatch):
+    shown = _fit_with_stderr(monkeypatch, _Terminal())
+    assert "epochs: 100%" in shown and "epoch 3:" in shown  # the epoch bar and the nested batch bar
+    assert _fit_with_stderr(monkeypatch, io.StringIO()) == ""  # stderr to a file: nothing by default
+    assert _fit_with_stderr(monkeypatch, _Terminal(), progress=False) == ""
+
+
+def test_forced_progress_to_a_log_is_one_clean_bar_without_cursor_codes(monkeypatch):
+    log = _fit_with_stderr(monkeypatch, io.StringIO(), progress=True)
+    assert "epochs: 100%" in log and "3/3" in log
+    assert "\x1b[" not in log  # a nested bar would move the cursor with ESC[A, garbage in a log file
+    assert "epoch 1:" not in log  # so the batch bar is left out there
