@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--feedback", default="symmetric", choices=("symmetric", "random", "uniform"),
                        help="feedback to hidden units (SuperSpike only)")
     train.add_argument("--method", default="superspike", choices=("superspike", "bptt"))
+    train.add_argument("--preset", default="default", choices=("default", "paper"),
+                       help="settings: default (dt 1 ms) or paper (Zenke & Ganguli 2018: dt 0.1 ms, 5 ms refractory "
+                            "period, 0.8 ms axonal delay, |w| < 0.1 V, N(0,1)/ones feedback, rho = 1 with random "
+                            "feedback)")
     train.add_argument("--trials", type=int, default=None, help="training trials (default: the task's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="reports/train-snn", help="output folder (default: reports/train-snn)")
@@ -101,12 +105,9 @@ def _simulate(args: argparse.Namespace) -> int:
     sim = config["simulation"]
     started = time.perf_counter()
     if args.backend == "brian2":
-        try:
-            import brian2  # noqa: F401
-        except ImportError:
-            from neuromodels.errors import ConfigError
+        from neuromodels.spiking.brian2_bridge import require_brian2
 
-            raise ConfigError("--backend brian2 needs the brian2 package (pip install brian2)") from None
+        require_brian2("--backend brian2")
         result = _simulate_brian2(setup)
     else:
         result = simulate(setup.network, setup.inputs, sim["dt"], method=sim["method"], dtype=sim["dtype"],
@@ -151,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run_task(args.task, method=args.method, feedback=args.feedback, trials=args.trials, seed=args.seed,
-                      progress=None if sys.stderr.isatty() else False)
+                      progress=None if sys.stderr.isatty() else False, preset=args.preset)
     label = f"{args.method}" + (f" ({args.feedback})" if args.method == "superspike" else "")
     save_figure(plot_loss_curves({label: result.losses}, title=f"task {args.task}"), out / "loss.png")
     fig = plot_raster(result.target, result.dt, color="tab:red", title="output (black) vs target (red)")

@@ -2,7 +2,8 @@
 
 Brian2 (Stimberg, Brette & Goodman 2019, eLife 8:e47314) is the reference: each layer becomes a ``NeuronGroup``
 with the equations below (as strings), the input raster a ``SpikeGeneratorGroup``, every weight matrix a
-``Synapses`` object with ``on_pre='I_post += w'`` (no delay), and Brian2's default schedule
+``Synapses`` object with ``on_pre='I_post += w'`` (and ``delay`` = the network's axonal delay, 0 by default), and
+Brian2's default schedule
 ``start -> groups -> thresholds -> synapses -> resets -> end`` gives the ordering that
 :mod:`neuromodels.spiking.neurons` reproduces.  Spikes are compared in time steps.
 """
@@ -18,6 +19,15 @@ from neuromodels.errors import ConfigError
 from neuromodels.spiking.network import _input_array, simulate
 
 __all__ = ["to_brian2", "cross_check", "CrossCheck", "LIF_EQUATIONS", "match_spikes"]
+
+def require_brian2(purpose: str) -> Any:
+    """The ``brian2`` module, or a ConfigError that says how to install it (Brian2 is an optional dependency)."""
+    try:
+        import brian2
+    except ImportError:
+        raise ConfigError(f"Brian2 is needed for {purpose}: pip install 'neuromodels[spiking]'") from None
+    return brian2
+
 
 #: The model equations given to Brian2 (dimensionless v and I; tau_mem, tau_syn, v_rest come from the namespace).
 LIF_EQUATIONS = """
@@ -76,7 +86,7 @@ def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str 
     with ``brian2.prefs.core.default_float_dtype`` while the objects are created (restored afterwards).
     Call ``.run()`` on the result, then ``.rasters()``.
     """
-    import brian2 as b2
+    b2 = require_brian2("to_brian2 (the Brian2 model of a network)")
 
     method = method or network.method
     arr, single = _input_array(input_spikes, network.n_inputs)
@@ -114,7 +124,7 @@ def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str 
                 w = weights.detach().cpu().double().numpy()
                 pre, post = np.nonzero(w)
                 syn = b2.Synapses(source, group, "w : 1", on_pre="I_post += w", dt=clock_dt,
-                                  name=f"syn_{kind}{layer}")
+                                  delay=getattr(network, "delay", 0.0) * b2.second, name=f"syn_{kind}{layer}")
                 syn.connect(i=pre, j=post)
                 syn.w = w[pre, post]
                 objects.append(syn)
@@ -186,6 +196,7 @@ def cross_check(network: Any, inputs: Any, dt: float = 1e-3, *, method: str | No
     ``fraction_matched``: spikes paired within ``+-tolerance_steps`` steps (:func:`match_spikes`) divided by the
     larger of the two spike totals (1.0 when neither spikes); ``identical``: the rasters are equal.
     """
+    require_brian2("cross_check (the same network run in Brian2)")
     method = method or network.method
     arr, _ = _input_array(inputs, network.n_inputs)
     if arr.shape[0] != 1:

@@ -4,7 +4,9 @@ A :class:`SpikingNetwork` has ``n_inputs`` input channels (spike rasters given b
 layers; layer ``l`` receives feed-forward weights ``feedforward[l]`` of shape ``(n_pre, n_post)`` from layer
 ``l-1`` (the inputs for ``l = 0``) and, if it is recurrent, weights ``recurrent[l]`` of shape ``(n_post, n_post)``
 from itself.  All layers share the ordering of :mod:`neuromodels.spiking.neurons` (Brian2's schedule), so a spike of
-layer ``l-1`` at step ``n`` increments ``I`` of layer ``l`` in the same step and reaches ``v`` at step ``n+1``.
+layer ``l-1`` at step ``n`` increments ``I`` of layer ``l`` in the same step and reaches ``v`` at step ``n+1``.  With an
+axonal ``delay`` (every connection, input and recurrent ones included; Zenke & Ganguli 2018, section 3.1: 0.8 ms) the
+increment happens ``d = round(delay/dt)`` steps later, at step ``n+d``, as a Brian2 ``Synapses(delay=...)`` delivers it.
 
 :func:`simulate` runs a network on an input raster and returns an ``xarray.Dataset`` of spikes (and voltages);
 :func:`run_network` is the tensor-level core shared with training (surrogate gradients for BPTT and SuperSpike).
@@ -21,10 +23,10 @@ import numpy as np
 
 from neuromodels.errors import ConfigError
 from neuromodels.spiking import _compiled
-from neuromodels.spiking.neurons import METHODS, LIFParameters, propagator, refractory_steps
+from neuromodels.spiking.neurons import METHODS, LIFParameters, delay_steps, propagator, refractory_steps
 
 __all__ = ["SpikingNetwork", "simulate", "run_network", "run_network_numpy", "NetworkRun", "superspike_surrogate",
-           "spike_rates"]
+           "spike_rates", "delay_in_time"]
 
 
 def _torch():
@@ -38,7 +40,7 @@ _SURROGATE = None
 
 def superspike_surrogate():
     """The autograd function ``S = Heaviside(x)`` (``x = v - threshold``, ``S = 1`` for ``x > 0``) whose backward
-    pass is SuperSpike's fast-sigmoid derivative ``dS/dx = (1 + |beta x|)^-2`` (Zenke & Ganguli 2018, eq. 5).
+    pass is SuperSpike's fast-sigmoid derivative ``dS/dx = (1 + |beta x|)^-2`` (Zenke & Ganguli 2018, section 3.3.2).
 
     Called as ``superspike_surrogate().apply(x, beta)``.
     """
@@ -60,6 +62,25 @@ def superspike_surrogate():
 
         _SURROGATE = SuperSpike
     return _SURROGATE
+
+
+def delay_in_time(array: Any, steps: int, axis: int = 1) -> Any:
+    """``array`` (numpy or torch) moved ``steps`` later along ``axis`` (time): ``out[n] = array[n - steps]``, zeros
+    for ``n < steps``, the last ``steps`` entries dropped (the length stays)."""
+    if steps <= 0:
+        return array
+    if isinstance(array, np.ndarray):
+        out = np.zeros_like(array)
+        index_out = [slice(None)] * array.ndim
+        index_in = [slice(None)] * array.ndim
+        index_out[axis], index_in[axis] = slice(steps, None), slice(None, array.shape[axis] - steps)
+        out[tuple(index_out)] = array[tuple(index_in)]
+        return out
+    torch = _torch()
+    head = array.narrow(axis, 0, max(array.shape[axis] - steps, 0))
+    pad_shape = list(array.shape)
+    pad_shape[axis] = min(steps, array.shape[axis])
+    return torch.cat([torch.zeros(pad_shape, dtype=array.dtype), head], dim=axis)
 
 
 def _as_list(value: Any, n: int, name: str) -> list[Any]:
@@ -85,6 +106,8 @@ def _build_network_class():
         weight_mean, weight_std: initial feed-forward weights are ``N(weight_mean, weight_std^2) / sqrt(n_pre)``
             (recurrent ones ``N(0, recurrent_std^2) / sqrt(n_post)``).
         dt, method: defaults for :meth:`forward` (seconds; ``"exact"`` or ``"euler"``).
+        delay: axonal delay of every connection (s; default 0): a presynaptic spike at step ``n`` increments the
+            postsynaptic current at step ``n + round(delay/dt)`` (Brian2's rounding).  The paper's is 0.8 ms.
         surrogate_beta: steepness of the SuperSpike surrogate used by :meth:`forward` (per unit of voltage; the
             paper's 1/mV is 10 with rest-to-threshold = 1).
         seed: seeds the initial weights.
@@ -96,7 +119,7 @@ def _build_network_class():
         def __init__(self, n_inputs: int, layer_sizes: Sequence[int], neuron: Any = None,
                      recurrent: bool | Sequence[bool] = False, *, weight_mean: float = 0.0, weight_std: float = 1.0,
                      recurrent_std: float = 0.5, dt: float = 1e-3, method: str = "exact",
-                     surrogate_beta: float = 10.0, seed: int = 0) -> None:
+                     surrogate_beta: float = 10.0, delay: float = 0.0, seed: int = 0) -> None:
             super().__init__()
             if isinstance(layer_sizes, int):
                 layer_sizes = [layer_sizes]
@@ -105,6 +128,7 @@ def _build_network_class():
                 raise ConfigError(f"n_inputs and layer_sizes must be positive integers, got {n_inputs}, {layer_sizes}")
             if method not in METHODS:
                 raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+            delay_steps(delay, dt)  # validates
             n_layers = len(sizes) - 1
             neurons = _as_list(LIFParameters() if neuron is None else neuron, n_layers, "neuron")
             self.neurons = [n if isinstance(n, LIFParameters) else LIFParameters.from_dict(dict(n)) for n in neurons]
@@ -114,6 +138,7 @@ def _build_network_class():
             self.dt = float(dt)
             self.method = method
             self.surrogate_beta = float(surrogate_beta)
+            self.delay = float(delay)
             generator = torch.Generator().manual_seed(int(seed))
             self.feedforward = torch.nn.ParameterList([
                 torch.nn.Parameter((weight_mean + weight_std * torch.randn(n_pre, n_post, generator=generator))
@@ -168,7 +193,7 @@ def _build_network_class():
             """The architecture and parameters as JSON/netCDF-ready values."""
             out: dict[str, Any] = {"n_inputs": self.n_inputs, "layer_sizes": list(self.layer_sizes),
                                    "recurrent": [int(r) for r in self.recurrent_layers], "method": self.method,
-                                   "surrogate_beta": self.surrogate_beta}
+                                   "surrogate_beta": self.surrogate_beta, "delay": self.delay}
             for key in LIFParameters().as_dict():
                 out[key] = [n.as_dict()[key] for n in self.neurons]
             return out
@@ -218,6 +243,7 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
     if x.dim() != 3 or x.shape[-1] != network.n_inputs:
         raise ConfigError(f"input_spikes must be (batch, time, {network.n_inputs}), got {tuple(x.shape)}")
     batch, n_steps, _ = x.shape
+    delay = delay_steps(getattr(network, "delay", 0.0), dt)
     differentiable = surrogate_beta is not None
     spike_fn = superspike_surrogate() if differentiable else None
     previous = x
@@ -229,8 +255,9 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
             w_rec = network.recurrent_weights(layer)
             w_rec = None if w_rec is None else w_rec.to(dtype)
             prop = propagator(params, dt, method)
-            # synaptic increments of every step at once (feed-forward part): (time, batch, n_post)
-            jumps = torch.matmul(previous.transpose(0, 1), w_ff)
+            # synaptic increments of every step at once (feed-forward part, arriving `delay` steps after the spike):
+            # (time, batch, n_post)
+            jumps = delay_in_time(torch.matmul(previous.transpose(0, 1), w_ff), delay, axis=0)
             ref_steps = refractory_steps(params.refractory, dt) if params.refractory > 0 else 0
             v = torch.full((batch, n_post), params.v_rest, dtype=dtype)
             current = torch.zeros((batch, n_post), dtype=dtype)
@@ -265,8 +292,8 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
                         s = s * not_refractory.to(dtype)
                     spike_list.append(s)
                     current = current + jumps[n]
-                    if w_rec is not None:
-                        current = current + s @ w_rec
+                    if w_rec is not None and n >= delay:
+                        current = current + spike_list[n - delay] @ w_rec
                     v = v - (s * (v - reset)).detach()
                     fired = s.detach() > 0
                 else:
@@ -275,8 +302,8 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
                         fired &= not_refractory
                     spikes[n] = fired
                     current = current + jumps[n]
-                    if w_rec is not None:
-                        current = current + fired.to(dtype) @ w_rec
+                    if w_rec is not None and n >= delay:
+                        current = current + spikes[n - delay] @ w_rec
                     v = torch.where(fired, reset, v)
                 if ref_steps:
                     since_spike = torch.where(fired, 0, since_spike)
@@ -337,20 +364,22 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
                       record_membrane: bool = False) -> NetworkRun:
     """The forward simulation of :func:`run_network` in NumPy with in-place updates (no autograd; fast at small
     batch).  ``input_spikes``: ``(batch, time, n_inputs)`` 0/1; returns :class:`NetworkRun` of numpy arrays
-    ``(batch, time, n)`` (spikes as ``uint8``).  Same arithmetic, in the same order, as the torch path.
+    ``(batch, time, n)`` (spikes as ``uint8``).  The same per-step arithmetic, in the same order, as the torch
+    path; the synaptic sums come from another matrix product (see :func:`simulate`).
     """
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     np_dtype = np.dtype(dtype)
     previous = np.ascontiguousarray(np.asarray(input_spikes).transpose(1, 0, 2))  # (time, batch, n), 0/1
     n_steps, batch = previous.shape[:2]
+    delay = delay_steps(getattr(network, "delay", 0.0), dt)
     out_spikes, out_voltage, out_membrane = [], [], []
     for layer, (params, n_post) in enumerate(zip(network.neurons, network.layer_sizes)):
         w_ff = network.feedforward[layer].detach().cpu().numpy().astype(np_dtype)
         w_rec = network.recurrent_weights(layer)
         w_rec = None if w_rec is None else w_rec.detach().cpu().numpy().astype(np_dtype)
         prop = propagator(params, dt, method)
-        jumps = _synaptic_jumps(previous, w_ff)
+        jumps = delay_in_time(_synaptic_jumps(previous, w_ff), delay, axis=0)
         ref_steps = refractory_steps(params.refractory, dt) if params.refractory > 0 else 0
         a_vv, a_vi, a_ii, b_v = (np_dtype.type(c) for c in (prop.a_vv, prop.a_vi, prop.a_ii, prop.b_v))
         threshold, reset = np_dtype.type(params.threshold), np_dtype.type(params.reset)
@@ -392,8 +421,8 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
                 if ref_steps:
                     fired &= not_refractory
                 current += jumps[n]
-                if w_rec is not None and fired.any():
-                    current += fired.astype(np_dtype) @ w_rec
+                if w_rec is not None and n >= delay and spikes[n - delay].any():
+                    current += spikes[n - delay].astype(np_dtype) @ w_rec
                 np.copyto(v, reset, where=fired)
                 if ref_steps:
                     since_spike[fired] = 0
@@ -449,7 +478,9 @@ def simulate(network: Any, input_spikes: Any, dt: float = 1e-3, duration: float 
     record_voltages: also return ``voltage``: ``v`` at the start of each step (Brian2 StateMonitor convention).
     engine: ``"numpy"`` (in-place NumPy loop: least overhead per step, fastest for small batches), ``"torch"``
         (:func:`run_network`: faster for large batches) or ``"auto"`` (numpy when ``trials x largest layer`` is at
-        most 4,096).  Both give identical results (same operations in the same order; tested).
+        most 4,096).  Both do the same per-step operations in the same order; their synaptic sums (spikes @
+        weights) come from different matrix products, whose summation order depends on the library and CPU,
+        so voltages may differ by a few ulp (spikes identical in the tests).
 
     Returns
     -------

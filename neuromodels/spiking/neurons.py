@@ -1,6 +1,7 @@
 """Current-based leaky integrate-and-fire (LIF) neurons: parameters, discretisation, one time step.
 
-Model (Zenke & Ganguli 2018, arXiv:1705.11146, eqs. 1-2; Brian2's current-based LIF), dimensionless voltages::
+Model (Zenke & Ganguli 2018, Neural Comput. 30:1514, eqs. 3.1-3.2 and Table 1; Brian2's current-based LIF),
+dimensionless voltages::
 
     tau_mem dv/dt = (v_rest - v) + I        (clamped while refractory)
     tau_syn dI/dt = -I,                     I -> I + w at every presynaptic spike
@@ -36,7 +37,7 @@ from typing import Any
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["LIFParameters", "Propagator", "propagator", "refractory_steps", "METHODS"]
+__all__ = ["LIFParameters", "Propagator", "propagator", "refractory_steps", "delay_steps", "METHODS"]
 
 METHODS = ("exact", "euler")
 
@@ -45,8 +46,10 @@ METHODS = ("exact", "euler")
 class LIFParameters:
     """Parameters of a current-based LIF population (times in seconds, voltages dimensionless).
 
-    Defaults are the paper's time constants (tau_mem 10 ms, tau_syn 5 ms) with the rest-to-threshold distance
-    scaled to 1 (the paper's -60 mV rest and -50 mV threshold map to 0 and 1; 1 mV = 0.1).
+    Defaults are the paper's time constants (Table 1: tau_mem 10 ms, tau_syn 5 ms) with the rest-to-threshold
+    distance scaled to 1 (the paper's -60 mV rest and -50 mV threshold map to 0 and 1; 1 mV = 0.1).  The default
+    refractory period is 0; the paper's is 5 ms (Table 1, the ``paper`` preset of
+    :mod:`neuromodels.fitting.superspike`).
     """
 
     tau_mem: float = 10e-3
@@ -127,3 +130,11 @@ def propagator(params: LIFParameters, dt: float, method: str = "exact") -> Propa
 def refractory_steps(refractory: float, dt: float) -> int:
     """Brian2's ``timestep(refractory, dt)``: ``int((refractory + 1e-3 dt) / dt)`` (multiples of dt are exact)."""
     return int((refractory + 1e-3 * dt) / dt)
+
+
+def delay_steps(delay: float, dt: float) -> int:
+    """Whole steps of a synaptic (axonal) delay, rounded as Brian2 rounds them (``SpikeQueue``:
+    ``round(delay / dt)``): a spike at step ``n`` is added to the postsynaptic current at step ``n + delay_steps``."""
+    if not (isinstance(delay, (int, float)) and math.isfinite(delay) and delay >= 0):
+        raise ConfigError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    return int(round(delay / dt))

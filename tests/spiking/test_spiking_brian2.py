@@ -57,6 +57,17 @@ def test_refractory_network_identical_to_brian2(inputs, dt):
     assert min(np.diff(s).min() for s in steps if len(s) > 1) >= round(2e-3 / dt)
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_paper_delay_and_refractory_network_identical_to_brian2(inputs, recurrent):
+    # the ``paper`` preset's simulation: dt 0.1 ms, 5 ms refractory period, 0.8 ms axonal delay on every connection
+    # (Brian2: Synapses(delay=0.8 ms), delivered round(delay/dt) = 8 steps after the spike)
+    net = SpikingNetwork(1000, [200, 50], recurrent=recurrent, neuron=LIFParameters(refractory=5e-3),
+                         weight_mean=0.7, weight_std=0.5, recurrent_std=1.0, seed=2, delay=0.8e-3)
+    result = cross_check(net, inputs[1e-4][:3000], 1e-4, method="exact")
+    assert result.counts_ours[200:].sum() > 100  # the second layer fires too
+    assert result.identical, result.as_dict()
+
+
 def test_recurrent_two_layer_network_identical_to_brian2(inputs):
     net = SpikingNetwork(1000, [200, 50], recurrent=True, neuron=LIFParameters(refractory=1e-3),
                          weight_mean=0.7, weight_std=0.5, recurrent_std=1.0, seed=2)

@@ -105,6 +105,15 @@ def test_train_snn_writes_loss_curve(tmp_path, capsys):
     assert _main(["train-snn", "--task", "timing", "--method", "bptt", "--feedback", "random", "--out", str(out)]) == 2
 
 
+def test_train_snn_runs_the_paper_preset(tmp_path, capsys):
+    out = tmp_path / "paper"
+    argv = ["train-snn", "--task", "xor", "--feedback", "random", "--preset", "paper", "--trials", "2",
+            "--out", str(out)]
+    assert _main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["preset"] == "paper" and report["dt"] == 1e-4 and report["trials"] == 2
+
+
 def test_train_snn_says_whether_the_loss_fell_or_rose():
     from neuromodels.commands.spiking import loss_change
 

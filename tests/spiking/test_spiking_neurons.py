@@ -91,6 +91,39 @@ def test_refractory_neuron_fires_every_refractory_period_under_huge_drive():
     assert np.flatnonzero(simulate(without, raster, dt)["spikes"].values[:, 0]).tolist() == list(range(1, 300))
 
 
+def test_paper_refractory_period_allows_no_spike_within_5_ms():
+    # Zenke & Ganguli 2018, Table 1: tau_ref = 5 ms (the ``paper`` preset), at the paper's dt of 0.1 ms
+    net = SpikingNetwork(1, [1], neuron=LIFParameters(refractory=5e-3))
+    net.set_weights(0, [[1000.0]])
+    raster = np.ones((1000, 1), dtype=np.uint8)
+    for engine in ("numpy", "torch"):
+        steps = np.flatnonzero(simulate(net, raster, 1e-4, engine=engine)["spikes"].values[:, 0])
+        assert steps[0] == 1 and set(np.diff(steps)) == {50}, steps  # 5 ms apart under a drive that fires at once
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_axonal_delay_shifts_the_postsynaptic_input_by_exactly_its_steps(engine):
+    from neuromodels.spiking.neurons import delay_steps
+
+    assert delay_steps(0.8e-3, 1e-4) == 8 and delay_steps(0.8e-3, 1e-3) == 1 and delay_steps(0.0, 1e-4) == 0
+    x = poisson_spikes(40, 40.0, 0.2, 1e-4, seed=0)[0]
+    plain = SpikingNetwork(40, [15, 6], weight_mean=3.0, seed=3)
+    delayed = SpikingNetwork(40, [15, 6], weight_mean=3.0, seed=3, delay=0.8e-3)  # section 3.1: 0.8 ms
+    a = simulate(plain, x, 1e-4, record_voltages=True, engine=engine)
+    b = simulate(delayed, x, 1e-4, record_voltages=True, engine=engine)
+    assert b.attrs["delay"] == 0.8e-3
+    for layer, shift in ((0, 8), (1, 16)):  # one delay per connection: inputs -> layer 0 -> layer 1
+        cells = a["layer"].values == layer
+        sa, sb = a["spikes"].values[:, cells], b["spikes"].values[:, cells]
+        va, vb = a["voltage"].values[:, cells], b["voltage"].values[:, cells]
+        assert sa.sum() > 10 and not sb[:shift].any() and not vb[:shift].any()  # at rest until the input arrives
+        np.testing.assert_array_equal(sb[shift:], sa[:-shift])
+        if engine == "numpy":  # the same operations on the same values, `shift` steps later
+            np.testing.assert_array_equal(vb[shift:], va[:-shift])
+        else:  # a BLAS product may sum a row differently at another row position
+            np.testing.assert_allclose(vb[shift:], va[:-shift], rtol=0, atol=1e-12)
+
+
 # The two engines do the same per-step arithmetic, but their synaptic sums (spikes @ weights) come from different
 # matrix products (NumPy's BLAS or a CSR product; torch's BLAS) whose summation order depends on the library and the
 # CPU, so a sum may differ in its last bit: on an AMD EPYC 53 of 24,000 float32 voltages of the test below were 1-4
