@@ -21,6 +21,11 @@ Methods (formulas, references and the handling of unequal repeat counts are in d
 * :func:`oracle_correlation`: jackknife (leave-one-repeat-out) and conservative oracle correlations
   (Sinz lab's ``neuralpredictors``; used in Cadena et al. 2019, Lurz et al. 2021).
 * :func:`noise_ceiling` dispatches on ``method``.
+
+Aggregates over neuroids (``ceiling``, ``error``; and the scores of :func:`~neuromodels.analysis.predictivity`)
+are taken over one brain region at a time, as Brain-Score's benchmarks (one per region) and the ``ceiling`` and
+``score`` commands do: an assembly whose ``region`` coordinate holds several regions is refused, and
+:func:`split_regions` gives one assembly per region. Per-neuroid values do not depend on the grouping.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = [
     "oracle_correlation",
     "noise_ceiling",
     "repetition_cube",
+    "split_regions",
     "CEILING_METHODS",
 ]
 
@@ -170,6 +176,49 @@ def repetition_cube(neural: xr.DataArray | np.ndarray) -> RepetitionCube:
     return result
 
 
+def split_regions(neural: xr.DataArray) -> dict[str, xr.DataArray]:
+    """``region -> assembly``: one entry per value of the neuroid coordinate ``region``, in order of first
+    appearance, each holding that region's neuroids (in their order). An assembly without a ``region``
+    coordinate (or with one region) is one entry, named by its region or ``"all"``.
+
+    The one rule of ceilings and scores: every aggregate over neuroids is taken within one region
+    (docs/predictivity.md section 4); the ``ceiling`` and ``score`` commands split their input with this.
+    """
+    if not isinstance(neural, xr.DataArray) or "neuroid" not in neural.dims:
+        raise DataFormatError(file=_source_of(neural), field="<dims>", expected="an assembly with a 'neuroid' dim",
+                              found=type(neural).__name__ if not isinstance(neural, xr.DataArray) else str(neural.dims))
+    if "region" not in neural.coords or neural["region"].dims != ("neuroid",):
+        return {"all": neural}
+    labels = np.asarray(neural["region"].values).astype(str)
+    names = list(dict.fromkeys(labels.tolist()))
+    if len(names) == 1:
+        return {names[0]: neural}
+    return {name: neural.isel(neuroid=np.flatnonzero(labels == name)) for name in names}
+
+
+def _source_of(obj: Any) -> str | None:
+    source = getattr(obj, "attrs", {}).get("source") if hasattr(obj, "attrs") else None
+    return None if source is None else str(source)
+
+
+def require_one_region(neural: Any, what: str) -> None:
+    """Refuse an assembly whose ``region`` coordinate holds several regions: ``what`` (a ceiling, a score)
+    aggregates over one region's neuroids (see :func:`split_regions`)."""
+    if not isinstance(neural, xr.DataArray) or "region" not in neural.coords or neural["region"].dims != ("neuroid",):
+        return
+    labels = np.asarray(neural["region"].values).astype(str)
+    names, counts = np.unique(labels, return_counts=True)
+    if len(names) < 2:
+        return
+    found = ", ".join(f"{name} ({count} neuroids)" for name, count in zip(names, counts))
+    raise DataFormatError(
+        f"{what} aggregates over the neuroids of one region, as Brain-Score's benchmarks and the 'ceiling' and "
+        f"'score' commands do; take one region at a time: {{region: ... for region, assembly in "
+        f"split_regions(neural).items()}} (neuromodels.analysis.split_regions), or drop the 'region' coordinate "
+        f"to pool them",
+        file=_source_of(neural), field="region", expected="one region", found=f"{len(names)} regions: {found}")
+
+
 def _warn_nan(values: np.ndarray, what: str, why: str) -> None:
     n_nan = int(np.isnan(values).sum())
     if n_nan:
@@ -247,6 +296,7 @@ def ceiling_split_half(
 
     if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
         raise ConfigError(f"n_splits must be a positive integer, got {n_splits!r}")
+    require_one_region(neural, "a noise ceiling")
     cube = repetition_cube(neural)
     n_reps = cube.values.shape[0]
     if n_reps < 2:
@@ -603,12 +653,14 @@ def noise_ceiling(neural: xr.DataArray | np.ndarray, method: str = "split_half",
     """Noise ceiling by ``method``: ``"split_half"`` (default, Brain-Score), ``"cc_max"``, ``"fev"``, ``"oracle"``.
 
     Always returns an ``xr.Dataset`` with ``ceiling_per_neuroid`` (neuroid[, time_bin]), ``ceiling`` (the
-    aggregate over neuroids) and ``error``. ``split_half`` is :func:`ceiling_split_half` (keywords
+    aggregate over the neuroids, which must belong to one region: see :func:`split_regions`) and ``error``.
+    ``split_half`` is :func:`ceiling_split_half` (keywords
     ``n_splits``, ``random_state``, ``aggregate``; error over splits); the others aggregate by the median
     over neuroids with the standard error of that median. ``oracle`` takes ``oracle_method="jackknife"`` or
     ``"conservative"``. ``attrs['ceiling_kind']`` says whether the ceiling is a reliability / variance fraction
     (split_half, fev: compare with r^2) or a correlation (cc_max, oracle: compare with r).
     """
+    require_one_region(neural, "a noise ceiling")
     if method == "split_half":
         return ceiling_split_half(neural, **kwargs)
     if method == "cc_max":

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuromodels.analysis.ceilings import ceiling_split_half
+from neuromodels.analysis.ceilings import ceiling_split_half, require_one_region
 from neuromodels.analysis.regression import (
     RELATIVE_RIDGE_ALPHAS,
     least_squares_fit_predict,
@@ -356,7 +356,8 @@ def predictivity(
     ceiled: str = "r2_over_ceiling",
     progress: bool = False,
 ) -> xr.Dataset:
-    """Cross-validated neural predictivity of model ``features`` for the neuroids of ``neural``.
+    """Cross-validated neural predictivity of model ``features`` for the neuroids of ``neural``, which belong to
+    one region (an assembly of several is refused: score each of :func:`~neuromodels.analysis.split_regions`).
 
     Procedure (Brain-Score's ``pls`` metric with the defaults):
 
@@ -415,6 +416,7 @@ def predictivity(
         raise ConfigError(f"pls must be one of {', '.join(PLS_MODES)}; got {pls!r}")
     if ceiled not in CEILED_CONVENTIONS:
         raise ConfigError(f"ceiled must be one of {', '.join(CEILED_CONVENTIONS)}; got {ceiled!r}")
+    require_one_region(neural, "a predictivity score")
     averaged = average_repetitions(neural)
     source = _source(neural)
     stimulus_ids = np.asarray(averaged["stimulus_id"].values).astype(str)

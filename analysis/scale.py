@@ -219,11 +219,17 @@ def _task_bar(*, desc: str, disable: bool) -> Any:
 
 
 def _regions(neural: Mapping[str, xr.DataArray] | xr.DataArray) -> dict[str, xr.DataArray]:
+    """``region -> assembly``; one assembly of several regions is split by them (one score per region, the rule
+    of :func:`~neuromodels.analysis.ceilings.split_regions`)."""
     if isinstance(neural, xr.DataArray):
+        from neuromodels.analysis.ceilings import split_regions
+
+        parts = split_regions(neural)
+        if len(parts) > 1:
+            return parts
         region = neural.attrs.get("region")
         if region is None and "region" in neural.coords:
-            values = np.unique(np.asarray(neural["region"].values).astype(str))
-            region = values[0] if values.size == 1 else None
+            region = next(iter(parts))
         neural = {str(region or "neural"): neural}
     if not isinstance(neural, Mapping) or not neural:
         raise ConfigError("neural must be a non-empty mapping region -> assembly (or one assembly)")

@@ -25,7 +25,7 @@ from typing import Any
 import xarray as xr
 
 from neuromodels.datasets._containers import check_container, gunzipped, npy_summary
-from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError, UnknownFormatError
+from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError, UnknownFormatError, note_loaded
 
 __all__ = ["Format", "FORMATS", "detect_format", "load"]
 
@@ -205,4 +205,7 @@ def load(path: str | os.PathLike[str], **options: Any) -> xr.Dataset | xr.DataAr
         if readable != original:
             obj = _in_memory(obj, readable, original)
     obj.attrs.setdefault("format", fmt.name)
-    return validate(obj, file=path)
+    obj = validate(obj, file=path)
+    if obj.attrs.get("source") is not None:
+        note_loaded(obj.attrs["source"], path)
+    return obj

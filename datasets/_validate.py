@@ -233,6 +233,29 @@ def validate_assembly(da: xr.DataArray, *, file: Any | None = None) -> xr.DataAr
     return da
 
 
+def check_lazy_values(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> None:
+    """The value checks that :func:`validate` leaves to the reader for arrays still on disk (dask-backed): a
+    lazily read ``stimulus`` and ``response`` must be finite. Streams each array once, chunk by chunk; call it
+    before writing such an object elsewhere (``neuromodels data convert``), so no invalid file is written."""
+    if not isinstance(obj, xr.Dataset):
+        return
+    src = _source(obj, file)
+    for name in ("stimulus", "response"):
+        if name not in obj.data_vars or not _is_lazy(obj[name]) or not obj[name].size:
+            continue
+        da = obj[name]
+        if not np.issubdtype(da.dtype, np.floating):
+            continue
+        other = [d for d in da.dims if d != "time"]
+        bad = np.asarray((~np.isfinite(da)).any(other).values) if other else np.asarray((~np.isfinite(da)).values)
+        if bad.any():
+            first = int(np.argmax(bad))
+            split = f" of split '{obj['split'].values[first]}'" if "split" in obj.coords and "time" in da.dims else ""
+            raise DataFormatError(file=src, field=name, expected="finite values",
+                                  found=f"NaN or infinite values in {int(bad.sum())} time bin(s){split}, the first at "
+                                        f"time index {first}")
+
+
 def validate(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> xr.Dataset | xr.DataArray:
     """Check ``obj`` against the data model (docs/data-model.md) and return it unchanged.
 

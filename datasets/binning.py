@@ -24,20 +24,35 @@ from typing import Any, Literal
 
 import numpy as np
 
-from neuromodels.errors import DataFormatError
+from neuromodels._limits import check_allocation
+from neuromodels.errors import ConfigError, DataFormatError
 
-__all__ = ["bin_spike_times", "bin_spike_train", "n_bins", "bin_edges"]
+__all__ = ["bin_spike_times", "bin_spike_train", "n_bins", "bin_edges", "require_time_bins"]
 
 _SNAP = 1e-9
 
 
-def n_bins(t_start: float, t_stop: float, bin_size: float) -> int:
-    """Number of left-closed bins of width ``bin_size`` needed to cover ``[t_start, t_stop)``."""
+def n_bins(t_start: float, t_stop: float, bin_size: float, *, file: Any = None) -> int:
+    """Number of left-closed bins of width ``bin_size`` needed to cover ``[t_start, t_stop)``; a count whose
+    array would not fit in memory is a ConfigError saying how much it needs (naming ``file`` if given)."""
     if not (np.isfinite(bin_size) and bin_size > 0):
         raise DataFormatError(field="bin_size", expected="a positive number of seconds", found=repr(bin_size))
     if not (np.isfinite(t_start) and np.isfinite(t_stop)) or t_stop < t_start:
         raise DataFormatError(field="t_stop", expected=f"a finite t_stop >= t_start={t_start!r}", found=repr(t_stop))
-    return int(math.ceil(round((t_stop - t_start) / bin_size, 9)))
+    count = math.ceil(round((t_stop - t_start) / bin_size, 9))
+    # checked before anything is allocated: at least one int64 count per bin
+    where = "" if file is None else f"{file}: "
+    check_allocation(8.0 * count, f"{where}bin_size={bin_size!r} s over {t_stop - t_start:g} s ({count:,} bins)")
+    return int(count)
+
+
+def require_time_bins(n: int, bin_size: float, span: float, *, file: Any = None) -> None:
+    """A continuous recording binned into ``n`` bins must have at least two: a ``bin_size`` as long as the whole
+    recording (``span`` seconds) puts every spike into one bin, which no analysis can use."""
+    if n < 2 and span > 0:
+        raise ConfigError(f"{'' if file is None else f'{file}: '}bin_size={bin_size!r} s gives {n} time bin for a "
+                          f"recording of {span:g} s: every spike falls into one bin; choose a bin size well below the "
+                          "recording's length")
 
 
 def bin_edges(t_start: float, t_stop: float, bin_size: float) -> np.ndarray:
@@ -150,7 +165,10 @@ def bin_spike_times(
         ends = offsets[1:][lengths > 0] - 1
         last = float(times[ends].max()) if ends.size else t_start
         t_stop = t_start + bin_size * (math.floor(round((last - t_start) / bin_size, 9)) + 1) if last >= t_start else t_start
-    nb = n_bins(t_start, t_stop, bin_size)
+    nb = n_bins(t_start, t_stop, bin_size, file=file)
+    where = "" if file is None else f"{file}: "
+    check_allocation(8.0 * nb * max(n_trains, 1) * 2,
+                     f"{where}bin_size={bin_size!r} s ({nb:,} bins x {n_trains} trains)")
     inside = (times >= t_start) & (times < t_stop)
     if outside == "error" and not inside.all():
         i = int(owner[np.argmin(inside)])

@@ -9,8 +9,11 @@ and, where known, ``class_name`` and ``file``. ``attrs['source']`` is the file o
 * :func:`load_digits`: scikit-learn's 8 x 8 digits, ``float32`` in [0, 1].
 * :func:`load_image_folder`: a folder of class subfolders (ImageNet layout) or a zip of images, ``uint8``.
 * :class:`ImageDataset`: a ``torch.utils.data.Dataset`` yielding ``(tensor (C, H, W) float32 in [0, 1], label)``.
+* :class:`ImageFolderDataset`: the same items from a folder or zip, each image decoded when it is asked for
+  (for image sets larger than memory, and for data-parallel ranks that would each hold a copy).
 
-``ImageDataset`` is created on first access so that importing this module does not import torch.
+``ImageDataset`` and ``ImageFolderDataset`` are created on first access so that importing this module does not
+import torch.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import xarray as xr
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["read_idx", "load_mnist", "load_digits", "load_image_folder", "ImageDataset", "IMAGE_EXTENSIONS"]
+__all__ = ["read_idx", "load_mnist", "load_digits", "load_image_folder", "ImageDataset", "ImageFolderDataset",
+           "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -255,25 +259,99 @@ def _decode(data: bytes, where: str, size: tuple[int, int] | None, grayscale: bo
         raise DataFormatError(file=where, field="<image>", expected="a readable image", found=str(exc)) from exc
 
 
-def _entries_from_folder(root: Path) -> list[tuple[str, Callable[[], bytes]]]:
+def _names_in_folder(root: Path) -> list[str]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    return [(p.relative_to(root).as_posix(), p.read_bytes) for p in files]
+    return [p.relative_to(root).as_posix() for p in files]
 
 
-def _entries_from_zip(archive: zipfile.ZipFile) -> list[tuple[str, Callable[[], bytes]]]:
-    names = sorted(
+def _names_in_zip(archive: zipfile.ZipFile) -> list[str]:
+    return sorted(
         n for n in archive.namelist()
         if not n.endswith("/") and Path(n).suffix.lower() in IMAGE_EXTENSIONS
         and not n.startswith("__MACOSX/") and not any(part.startswith(".") for part in n.split("/"))
     )
-    return [(n, (lambda name=n: archive.read(name))) for n in names]
+
+
+class _ImageSource:
+    """The image files of a folder or zip (see :func:`load_image_folder`): their sorted relative paths, labels
+    and ids, and reading of one image on demand. A zip is opened on the first read in each process (so the
+    object pickles into ``DataLoader`` workers and forked ranks) and kept open; :meth:`close` closes it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataFormatError(file=self.path, field="<path>", expected="a folder or a zip of images",
+                                  found="no such path")
+        self.is_folder = self.path.is_dir()
+        self._archive: zipfile.ZipFile | None = None
+        self._pid: int | None = None
+        self.names = _names_in_folder(self.path) if self.is_folder else _names_in_zip(self._zip())
+        if not self.names:
+            self.close()
+            raise DataFormatError(file=self.path, field="<images>",
+                                  expected=f"image files ({', '.join(IMAGE_EXTENSIONS)})", found="none")
+        self.class_names = [name.split("/")[0] if "/" in name else "" for name in self.names]
+        self.classes = sorted({c for c in self.class_names if c})
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels = np.array([index.get(c, -1) for c in self.class_names], dtype=np.int64)
+        self.stimulus_ids = [os.path.splitext(n)[0] for n in self.names]
+
+    def _zip(self) -> zipfile.ZipFile:
+        if self._archive is None or self._pid != os.getpid():
+            try:
+                self._archive = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise DataFormatError(file=self.path, field="<zip>", expected="a folder or a zip of images",
+                                      found=str(exc)) from exc
+            self._pid = os.getpid()
+        return self._archive
+
+    def where(self, i: int) -> str:
+        return f"{self.path}/{self.names[i]}" if self.is_folder else f"{self.path}:{self.names[i]}"
+
+    def decode(self, i: int, size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:
+        """Image ``i`` as uint8 ``(y, x)`` (grayscale) or ``(y, x, 3)``, resized to ``size`` when given."""
+        try:
+            data = (self.path / self.names[i]).read_bytes() if self.is_folder else self._zip().read(self.names[i])
+        except (OSError, zipfile.BadZipFile, KeyError) as exc:
+            raise DataFormatError(file=self.where(i), field="<image>", expected="a readable file",
+                                  found=str(exc)) from exc
+        return _decode(data, self.where(i), size, grayscale)
+
+    def coords(self) -> dict[str, Any]:
+        return {
+            "stimulus_id": ("image", np.array(self.stimulus_ids, dtype=object)),
+            "label": ("image", self.labels.copy()),
+            "class_name": ("image", np.array(self.class_names, dtype=object)),
+            "file": ("image", np.array(self.names, dtype=object)),
+        }
+
+    def close(self) -> None:
+        if self._archive is not None and self._pid == os.getpid():
+            self._archive.close()
+        self._archive = self._pid = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_archive"] = state["_pid"] = None  # an open zip does not travel; the receiver opens its own
+        return state
+
+
+def _size_mismatch(source: _ImageSource, i: int, shape: tuple[int, ...], expected: tuple[int, ...],
+                   first: int) -> DataFormatError:
+    return DataFormatError(
+        "pass size=(height, width) to resize images of different sizes",
+        file=source.where(i), field="<size>", expected=f"shape {expected} (as {source.names[first]})",
+        found=f"shape {shape}",
+    )
 
 
 def load_image_folder(
     path: str | os.PathLike[str], *, size: int | Sequence[int] | None = None, grayscale: bool = False
 ) -> xr.DataArray:
-    """Images of a folder or a zip file as ``(image, y, x[, channel])`` uint8.
+    """Images of a folder or a zip file as ``(image, y, x[, channel])`` uint8, all read into memory now
+    (:class:`ImageFolderDataset` reads them one at a time, on demand).
 
     Layout: a folder of class subfolders (``root/cat/001.png``, ImageNet style) or a zip with the same
     structure; the class of an image is the first component of its path below the root (``cat``), and
@@ -290,59 +368,23 @@ def load_image_folder(
     grayscale
         Convert to one channel: dims ``(image, y, x)``; otherwise RGB (alpha dropped), ``channel`` = R, G, B.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(file=path, field="<path>", expected="a folder or a zip of images", found="no such path")
     want = _size_pair(size)
-    archive: zipfile.ZipFile | None = None
+    source = _ImageSource(path)
     try:
-        if path.is_dir():
-            entries = _entries_from_folder(path)
-        else:
-            try:
-                archive = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise DataFormatError(file=path, field="<zip>", expected="a folder or a zip of images",
-                                      found=str(exc)) from exc
-            entries = _entries_from_zip(archive)
-        if not entries:
-            raise DataFormatError(file=path, field="<images>", expected=f"image files ({', '.join(IMAGE_EXTENSIONS)})",
-                                  found="none")
         pixels: list[np.ndarray] = []
-        for name, read in entries:
-            where = f"{path}/{name}" if path.is_dir() else f"{path}:{name}"
-            try:
-                data = read()
-            except (OSError, zipfile.BadZipFile, KeyError) as exc:
-                raise DataFormatError(file=where, field="<image>", expected="a readable file", found=str(exc)) from exc
-            image = _decode(data, where, want, grayscale)
+        for i in range(len(source.names)):
+            image = source.decode(i, want, grayscale)
             if pixels and image.shape != pixels[0].shape:
-                raise DataFormatError(
-                    "pass size=(height, width) to resize images of different sizes",
-                    file=where, field="<size>", expected=f"shape {pixels[0].shape} (as {entries[0][0]})",
-                    found=f"shape {image.shape}",
-                )
+                raise _size_mismatch(source, i, image.shape, pixels[0].shape, 0)
             pixels.append(image)
     finally:
-        if archive is not None:
-            archive.close()
-
-    names = [name for name, _ in entries]
-    classes = [name.split("/")[0] if "/" in name else "" for name in names]
-    class_list = sorted({c for c in classes if c})
-    index = {c: i for i, c in enumerate(class_list)}
-    stack = np.stack(pixels)
+        source.close()
     dims = ("image", "y", "x") if grayscale else ("image", "y", "x", "channel")
-    coords: dict[str, Any] = {
-        "stimulus_id": ("image", np.array([os.path.splitext(n)[0] for n in names], dtype=object)),
-        "label": ("image", np.array([index.get(c, -1) for c in classes], dtype=np.int64)),
-        "class_name": ("image", np.array(classes, dtype=object)),
-        "file": ("image", np.array(names, dtype=object)),
-    }
+    coords = source.coords()
     if not grayscale:
         coords["channel"] = ("channel", np.array(["R", "G", "B"], dtype=object))
-    return xr.DataArray(stack, dims=dims, coords=coords, name="images",
-                        attrs={"source": str(path), "max_value": 255, "classes": ",".join(class_list)})
+    return xr.DataArray(np.stack(pixels), dims=dims, coords=coords, name="images",
+                        attrs={"source": str(source.path), "max_value": 255, "classes": ",".join(source.classes)})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -396,9 +438,7 @@ def _make_image_dataset() -> type:
             return int(self._values.shape[0])
 
         def __getitem__(self, index: int) -> tuple[Any, int]:
-            pixels = self._values[index]
-            chw = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
-            tensor = torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32) / np.float32(self._scale))
+            tensor = _chw_tensor(self._values[index], self._scale)
             if self.transform is not None:
                 tensor = self.transform(tensor)
             return tensor, int(self._labels[index])
@@ -408,9 +448,89 @@ def _make_image_dataset() -> type:
     return ImageDataset
 
 
+def _chw_tensor(pixels: np.ndarray, scale: float) -> Any:
+    """``(y, x[, channel])`` pixels as a float32 ``(C, H, W)`` tensor divided by ``scale``."""
+    import torch
+
+    chw = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+    return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32) / np.float32(scale))
+
+
+def _first_image_shape(source: _ImageSource, size: tuple[int, int] | None, grayscale: bool) -> tuple[int, ...]:
+    """The pixel shape every image must have: ``size``, or the first image's own (read from its header)."""
+    if size is None:
+        from PIL import Image, UnidentifiedImageError
+
+        data = (source.path / source.names[0]).read_bytes() if source.is_folder else source._zip().read(source.names[0])
+        try:
+            with Image.open(io.BytesIO(data)) as im:  # the header only; pixels are decoded on access
+                width, height = im.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataFormatError(file=source.where(0), field="<image>", expected="a readable image",
+                                  found=str(exc)) from exc
+        size = (height, width)
+    return tuple(size) if grayscale else (*size, 3)
+
+
+def _make_image_folder_dataset() -> type:
+    from torch.utils.data import Dataset
+
+    class ImageFolderDataset(Dataset):
+        """The images of a folder or zip (the layout of :func:`load_image_folder`) as a map-style
+        ``torch.utils.data.Dataset`` that decodes each image when it is asked for: memory holds the file list,
+        never the image set, so every data-parallel rank (and ``DataLoader`` worker) can open the whole set.
+
+        ``dataset[i]`` is ``(tensor, label)`` exactly as ``ImageDataset(load_image_folder(path, size=...,
+        grayscale=...))[i]``: float32 ``(C, H, W)`` in [0, 1] (uint8 / 255), through ``transform`` when given.
+        ``stimulus_ids``, ``labels``, ``class_names``, ``classes`` and ``files`` describe the images without
+        reading them. With ``size=None`` every image must have the first one's size (read from its header
+        now); an image that differs raises :class:`DataFormatError` naming it when it is read.
+        """
+
+        def __init__(self, path: str | os.PathLike[str], *, size: int | Sequence[int] | None = None,
+                     grayscale: bool = False, transform: Callable[[Any], Any] | None = None) -> None:
+            self._size = _size_pair(size)
+            self.grayscale = bool(grayscale)
+            self.transform = transform
+            self._source = _ImageSource(path)
+            self.shape = _first_image_shape(self._source, self._size, self.grayscale)
+            self.stimulus_ids = list(self._source.stimulus_ids)
+            self.labels = self._source.labels.copy()
+            self.class_names = list(self._source.class_names)
+            self.classes = list(self._source.classes)
+            self.files = list(self._source.names)
+
+        def __len__(self) -> int:
+            return len(self.files)
+
+        def __getitem__(self, index: int) -> tuple[Any, int]:
+            index = int(index)
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"image index {index} out of range for {len(self)} images")
+            index %= len(self)
+            pixels = self._source.decode(index, self._size, self.grayscale)
+            if pixels.shape != self.shape:
+                raise _size_mismatch(self._source, index, pixels.shape, self.shape, 0)
+            tensor = _chw_tensor(pixels, 255.0)
+            if self.transform is not None:
+                tensor = self.transform(tensor)
+            return tensor, int(self.labels[index])
+
+        def close(self) -> None:
+            """Close the zip file this process opened (it is reopened if the dataset is read again)."""
+            self._source.close()
+
+    ImageFolderDataset.__module__ = __name__
+    ImageFolderDataset.__qualname__ = "ImageFolderDataset"
+    return ImageFolderDataset
+
+
+_DATASET_FACTORIES = {"ImageDataset": _make_image_dataset, "ImageFolderDataset": _make_image_folder_dataset}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "ImageDataset":
-        cls = _make_image_dataset()
-        globals()["ImageDataset"] = cls  # pickling (DataLoader workers) finds the same class by name
+    if name in _DATASET_FACTORIES:
+        cls = _DATASET_FACTORIES[name]()
+        globals()[name] = cls  # pickling (DataLoader workers) finds the same class by name
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuromodels.errors import ConfigError, DataFormatError
+from neuromodels.errors import ConfigError, DataFormatError, note_loaded
 
 __all__ = ["sample", "sample_names", "sample_cache_path", "retina", "ventral", "ventral_ground_truth",
            "RETINA_DEFAULTS", "VENTRAL_DEFAULTS", "temporal_filter", "subunit_grid", "subunit_spatial_filters",
@@ -250,6 +250,8 @@ def sample(name: str, *, seed: int = 0, cache: bool = True, **params: Any) -> xr
     spec = _spec(name)
     seed, full = _resolve(name, spec.defaults, params, seed)
     key = _cache_key(name, seed, full)
+    # used as itself: errors naming sample:NAME are not taken for a converted file's recorded source
+    note_loaded(f"sample:{name}", f"sample:{name}")
     if not cache:
         return spec.generate(seed=seed, **full)
     from neuromodels._cache import cache_root

@@ -6,8 +6,14 @@ Tree-structured Parzen Estimator (HyperOpt) on ImageNet. Here: Optuna's TPE samp
 one machine (``optuna.storages.journal.JournalFileBackend``) or an RDB URL (``sqlite:///...``,
 ``postgresql://...``) to spread the trials over machines: every worker runs the same command against the same
 storage and study name, and stops when the study holds ``trials`` finished (complete or pruned) trials.
-``load_if_exists=True`` makes a killed search resume where it stopped; trials that were running when the
-process died stay in state RUNNING and are not counted (they are listed as ``stale`` in the report).
+``load_if_exists=True`` makes a killed search resume where it stopped. A trial that was running when its process
+died would stay RUNNING for ever: every running trial records a heartbeat (user attribute ``heartbeat``, Unix
+time, written when it starts and every ``heartbeat_interval`` seconds by a thread), and every start or resume
+marks FAIL the RUNNING trials whose last heartbeat is older than ``grace_period`` (default twice the interval,
+Optuna's rule for its RDB heartbeat; Optuna's own heartbeat exists for RDB storages only, not for the journal
+file, so the search keeps its own for both). Failed trials are not counted as finished, so their work is redone;
+trials running elsewhere within the grace period are left alone (listed as ``stale`` in the report). The rule
+compares clocks of the machines that share a storage: keep them synchronised (NTP).
 
 Search space (a dict, or a JSON / TOML file with the same keys; :data:`DEFAULT_SPACE`)::
 
@@ -51,7 +57,9 @@ from neuromodels._figures import save_figure
 from neuromodels._reports import write_json
 
 __all__ = ["DEFAULT_SPACE", "load_space", "open_storage", "run_search", "results_table", "write_report",
-           "build_model"]
+           "build_model", "fail_stale_trials", "HEARTBEAT_INTERVAL"]
+
+HEARTBEAT_INTERVAL = 30.0  # seconds between a running trial's heartbeats
 
 DEFAULT_SPACE: dict[str, Any] = {
     "dataset": "mnist", "size": 14, "n_train": 1000, "n_valid": 300, "epochs": 2, "batch_size": 64,
@@ -180,7 +188,55 @@ def _data(space: Mapping[str, Any]) -> Any:
     return _DATA_CACHE[key]
 
 
-def _objective(space: dict[str, Any], seed: int):
+class _Heartbeat:
+    """While open, the trial's user attribute ``heartbeat`` holds a recent ``time.time()``: written on entry,
+    every ``interval`` seconds by a daemon thread, and on exit."""
+
+    def __init__(self, trial: Any, interval: float) -> None:
+        import threading
+
+        self.trial, self.interval = trial, float(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-trial-{trial.number}", daemon=True)
+
+    def beat(self) -> None:
+        self.trial.set_user_attr("heartbeat", time.time())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def __enter__(self) -> _Heartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.beat()
+
+
+def fail_stale_trials(study: Any, grace_period: float) -> list[int]:
+    """Mark FAIL the RUNNING trials of ``study`` whose last heartbeat (user attribute ``heartbeat``, else the
+    trial's start time) is more than ``grace_period`` seconds old; return their numbers."""
+    from optuna.trial import TrialState
+
+    now = time.time()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        last = trial.user_attrs.get("heartbeat")
+        if last is None:
+            last = trial.datetime_start.timestamp() if trial.datetime_start is not None else now
+        if now - float(last) > grace_period:
+            # skip_if_finished: another worker may have failed (or finished) it in the meantime
+            finished = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if finished.state == TrialState.FAIL:
+                failed.append(trial.number)
+    return failed
+
+
+def _objective(space: dict[str, Any], seed: int, heartbeat_interval: float = HEARTBEAT_INTERVAL):
     import optuna
     import torch
 
@@ -190,6 +246,10 @@ def _objective(space: dict[str, Any], seed: int):
     data = _data(space)
 
     def objective(trial: Any) -> float:
+        with _Heartbeat(trial, heartbeat_interval):
+            return run_trial(trial)
+
+    def run_trial(trial: Any) -> float:
         params = _suggest(trial, space)
         torch.manual_seed(seed + trial.number)
         model = build_model(space, params)
@@ -217,12 +277,16 @@ def _objective(space: dict[str, Any], seed: int):
 
 def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLike[str] = "search.journal",
                study_name: str = "convrnn", seed: int = 0, epochs: int | None = None, progress: bool = True,
-               n_startup_trials: int = 5) -> Any:
+               n_startup_trials: int = 5, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+               grace_period: float | None = None) -> Any:
     """Run (or resume) the search until the study holds ``trials`` finished trials; return the Optuna study.
 
     ``space``: see :func:`load_space`. ``storage``: a journal file path or an RDB URL. ``seed`` seeds the TPE
     sampler (offset by the number of trials already in the study, so that a resumed run does not redraw the
     points of the first one) and each trial's weights (``seed + trial.number``). ``epochs`` overrides the space.
+    Before running, RUNNING trials without a heartbeat for ``grace_period`` seconds (default
+    ``2 * heartbeat_interval``) are marked FAIL (module docstring); their numbers are in the study's user
+    attribute ``failed_stale``.
     """
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -233,6 +297,11 @@ def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLik
         space["epochs"] = int(epochs)
     if trials < 1:
         raise ConfigError(f"trials must be >= 1, got {trials}")
+    if not heartbeat_interval > 0:
+        raise ConfigError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+    grace_period = 2.0 * float(heartbeat_interval) if grace_period is None else float(grace_period)
+    if not grace_period > heartbeat_interval:
+        raise ConfigError(f"grace_period ({grace_period} s) must exceed heartbeat_interval ({heartbeat_interval} s)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = open_storage(storage)
     # the sampler is created before we know how many trials exist; recreate it with the offset seed
@@ -243,10 +312,13 @@ def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLik
     study = optuna.create_study(study_name=study_name, storage=opened, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     study.set_user_attr("space", json.dumps(space))
+    failed = fail_stale_trials(study, grace_period)
+    if failed:
+        study.set_user_attr("failed_stale", sorted(set(study.user_attrs.get("failed_stale", [])) | set(failed)))
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     if done < trials:
-        study.optimize(_objective(space, int(seed)), n_trials=trials - done,
+        study.optimize(_objective(space, int(seed), heartbeat_interval), n_trials=trials - done,
                        callbacks=[MaxTrialsCallback(trials, states=finished)], show_progress_bar=bool(progress),
                        catch=())
     return study
@@ -301,7 +373,8 @@ def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | 
         b = study.best_trial
         best = {"number": b.number, "value": b.value, "params": b.params, "user_attrs": b.user_attrs}
     report = {"study": study.study_name, "counts": counts, "finished": counts["complete"] + counts["pruned"],
-              "stale": counts["running"], "best": best, "elapsed_s": elapsed_s,
+              "stale": counts["running"], "failed_stale": list(study.user_attrs.get("failed_stale", [])),
+              "best": best, "elapsed_s": elapsed_s,
               "space": json.loads(study.user_attrs.get("space", "{}")),
               "files": {k: str(v) for k, v in paths.items()}}
     write_json(paths["json"], report)

@@ -6,6 +6,8 @@ a one-line message and exit code 2; anything else is a bug and keeps its traceba
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from os import PathLike
 from typing import Any
 
@@ -14,6 +16,32 @@ __all__ = ["NeuromodelsError", "DataFormatError", "UnknownFormatError", "ConfigE
 
 class NeuromodelsError(Exception):
     """Base class of the errors neuromodels raises for bad input or bad configuration."""
+
+
+# recorded ``attrs['source']`` -> where it was last loaded from, while a command runs (None: not recording)
+_LOADED_AS: dict[str, str] | None = None
+
+
+@contextlib.contextmanager
+def naming_loaded_files() -> Iterator[None]:
+    """Within the block, a :class:`DataFormatError` that names the ``source`` recorded inside a file the block
+    loaded (``sample:ventral``, kept in a converted netCDF file for provenance) names that file instead, the one
+    the user passed. The command line runs every command in this block; library code outside it keeps the
+    recorded names (one process may hold many objects from one source)."""
+    global _LOADED_AS
+    previous, _LOADED_AS = _LOADED_AS, {}
+    try:
+        yield
+    finally:
+        _LOADED_AS = previous
+
+
+def note_loaded(recorded_source: Any, path: str | PathLike[str]) -> None:
+    """Record (inside :func:`naming_loaded_files`) that the object whose ``attrs['source']`` is
+    ``recorded_source`` was loaded from ``path``. The latest load wins; loading the source itself
+    (``note_loaded("sample:ventral", "sample:ventral")``) stops the renaming."""
+    if _LOADED_AS is not None:
+        _LOADED_AS[str(recorded_source)] = str(path)
 
 
 class DataFormatError(NeuromodelsError, ValueError):
@@ -38,7 +66,13 @@ class DataFormatError(NeuromodelsError, ValueError):
         self.found = found
         parts = []
         if self.file is not None:
-            parts.append(self.file)
+            loaded = None if _LOADED_AS is None else _LOADED_AS.get(self.file)
+            if loaded is not None and loaded != self.file:
+                # the source recorded inside the file the user passed: name that file
+                self.file = loaded
+                parts.append(f"{self.file} (recorded source {file})")
+            else:
+                parts.append(self.file)
         if field is not None:
             parts.append(f"field '{field}'")
         where = ": ".join(parts)

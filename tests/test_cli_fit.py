@@ -52,7 +52,7 @@ def test_fit_writes_the_report_folder(small_recording, tmp_path, capsys):
     assert len(report["ceiling"]["cc_max"]) == 3
     for name in ("cc_vs_ceiling.png", "test_traces.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary files left
+    assert [p.name for p in out.rglob(".*") if p.is_file()] == [".neuromodels-report.json"]  # no temp files left
 
     from neuromodels.fitting.estimator import RetinaEstimator
 

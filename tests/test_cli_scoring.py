@@ -182,7 +182,7 @@ def test_rerun_replaces_a_report_but_never_a_foreign_folder(files, tmp_path):
     out = tmp_path / "again"
     for _ in range(2):
         assert main(["ceiling", str(files / "neural.nc"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["ceiling_distribution.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".neuromodels-report.json", "ceiling_distribution.png", "report.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no temporary folders left behind
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -271,12 +271,21 @@ def trajectory_command(args: Any) -> int:
     optional ``weights`` (default gaussian, as Raghu et al.), ``seed``, ``q`` (default 1).
     Writes ``trajectory.nc``, ``trajectory.png``, ``report.json`` under ``out``.
     """
+    from neuromodels._outputs import ReportFolder, check_out_folder
     from neuromodels.datasets._io import write_netcdf_atomic
 
     sigma_w2 = 4.0 if getattr(args, "sigma_w2", None) is None else float(args.sigma_w2)
     sigma_b2 = 0.0 if getattr(args, "sigma_b2", None) is None else float(args.sigma_b2)
-    width = int(getattr(args, "width", None) or 100)
-    points = int(getattr(args, "points", None) or 20_000)
+    width = 100 if getattr(args, "width", None) is None else int(args.width)
+    points = 20_000 if getattr(args, "points", None) is None else int(args.points)
+    if width < 2:  # trajectory_statistics' own bounds, named by their options
+        raise ConfigError(f"--width must be >= 2, got {width}")
+    if points < 8:
+        raise ConfigError(f"--points must be >= 8, got {points}")
+    if int(getattr(args, "seed", 0) or 0) < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    out = getattr(args, "out", None)
+    out = check_out_folder(out) if out else None
     stats = trajectory_statistics(args.phi, int(args.depth), width, sigma_w2, sigma_b2, points,
                                   q=float(getattr(args, "q", None) or 1.0),
                                   weights=getattr(args, "weights", None) or "gaussian",
@@ -296,15 +305,14 @@ def trajectory_command(args: Any) -> int:
                       ("length", "mean_field_length", "bound", "transitions", "patterns", "pattern_changes",
                        "length_half")},
     }
-    out = getattr(args, "out", None)
     if out:
-        out = Path(out)
         stats.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
-        write_netcdf_atomic(stats, out / "trajectory.nc")
-        plot_trajectory(stats, out / "trajectory.png")
         report["files"] = {"netcdf": str(out / "trajectory.nc"), "figure": str(out / "trajectory.png"),
                            "report": str(out / "report.json")}
-        write_json(out / "report.json", report)
+        with ReportFolder(out, "theory trajectory") as folder:
+            write_netcdf_atomic(stats, folder.path("trajectory.nc"))
+            plot_trajectory(stats, folder.path("trajectory.png"))
+            write_json(folder.path("report.json"), report)
     if getattr(args, "json", False):
         print_json(report)
     else:

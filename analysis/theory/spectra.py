@@ -562,10 +562,22 @@ def spectrum_command(args: Any) -> int:
     and the moments of the represented law (``mean_from_spectrum``: atoms + density, a check on the closed
     forms); ``empirical`` the sampled moments, the fraction of samples at each atom and the KS distance.
     """
+    from neuromodels._outputs import ReportFolder, check_out_folder
+
     depth = int(args.depth)
     if depth < 1:
         raise ConfigError(f"--depth must be a positive integer, got {depth}")
-    points = int(getattr(args, "points", None) or 1000)
+    points = 1000 if getattr(args, "points", None) is None else int(args.points)
+    if points < 2:
+        raise ConfigError(f"--points must be >= 2, got {points}")
+    if getattr(args, "width", None) is not None and int(args.width) < 0:
+        raise ConfigError(f"--width must be >= 0 (0: theory only), got {args.width}")
+    if getattr(args, "draws", None) is not None and int(args.draws) < 1:
+        raise ConfigError(f"--draws must be >= 1, got {args.draws}")
+    if int(getattr(args, "seed", 0) or 0) < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    out = getattr(args, "out", None)
+    out = check_out_folder(out) if out else None
     spectrum = jacobian_spectrum(args.phi, depth, getattr(args, "sigma_w2", None), getattr(args, "sigma_b2", None),
                                  getattr(args, "q_star", None), args.weights, points=points)
     a = spectrum.attrs
@@ -594,17 +606,16 @@ def spectrum_command(args: Any) -> int:
                                "atom_fractions": [float(np.mean(membership == i))
                                                   for i in range(len(report["theory"]["atoms"]))],
                                "ks_distance": ks_distance(eigenvalues, spectrum)}
-    out = getattr(args, "out", None)
     if out:
-        out = Path(out)
         spectrum.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
         from neuromodels.datasets._io import write_netcdf_atomic
 
-        write_netcdf_atomic(spectrum, out / "spectrum.nc")
-        plot_spectrum(spectrum, eigenvalues, out / "spectrum.png")
         report["files"] = {"netcdf": str(out / "spectrum.nc"), "figure": str(out / "spectrum.png"),
                            "report": str(out / "report.json")}
-        write_json(out / "report.json", report)
+        with ReportFolder(out, "theory spectrum") as folder:
+            write_netcdf_atomic(spectrum, folder.path("spectrum.nc"))
+            plot_spectrum(spectrum, eigenvalues, folder.path("spectrum.png"))
+            write_json(folder.path("report.json"), report)
     if getattr(args, "json", False):
         print_json(report)
     else:

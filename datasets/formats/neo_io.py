@@ -40,7 +40,7 @@ import xarray as xr
 
 from neuromodels.datasets._io import existing_file
 from neuromodels.datasets._validate import validate
-from neuromodels.datasets.binning import bin_spike_times
+from neuromodels.datasets.binning import bin_spike_times, require_time_bins
 from neuromodels.datasets.recording import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -410,6 +410,7 @@ def open_neo(
 
     counts = np.concatenate(blocks_counts, axis=0)
     edges = np.concatenate(blocks_edges)
+    require_time_bins(len(edges), bin_size, spans[-1][1] - spans[0][0], file=path)
     attrs: dict[str, Any] = {
         "neo_io": io_name,
         "t_start_s": float(spans[0][0]),

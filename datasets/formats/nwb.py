@@ -31,7 +31,7 @@ import xarray as xr
 
 from neuromodels.datasets._io import existing_file
 from neuromodels.datasets._validate import validate
-from neuromodels.datasets.binning import bin_spike_times, n_bins
+from neuromodels.datasets.binning import bin_spike_times, n_bins, require_time_bins
 from neuromodels.datasets.recording import assembly, recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -490,6 +490,7 @@ def _time_recording(
         t_stop = max(after_last, session.interval_end_s or -math.inf)
     if not t_stop > t_start:
         raise ConfigError(f"t_stop ({t_stop!r} s) must be after t_start ({t_start!r} s)")
+    require_time_bins(n_bins(t_start, t_stop, bin_size, file=file), bin_size, last - first, file=file)
     names = [f"units/spike_times[id={u}]" for u in session.unit_ids]
     counts, edges, outside = bin_spike_times(
         trains, bin_size, t_start=t_start, t_stop=t_stop, outside="clip" if explicit else "error",

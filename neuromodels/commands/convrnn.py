@@ -12,7 +12,9 @@ under ``--out``. ``--storage`` is a journal file path (one machine) or an RDB UR
     neuromodels train-convrnn --data digits --cell rgc --channels 8,16 --feedback 1:0 --epochs 3 --out reports/convrnn
 
 trains one ConvRNN and writes ``report.json`` (test accuracy, history, config), ``model.pt`` (config + weights)
-and ``learning_curve.png``; the training checkpoint in ``OUT/training`` makes a rerun resume.
+and ``learning_curve.png``; the training checkpoint in ``OUT/training`` makes a rerun resume. Under ``torchrun
+--nproc_per_node=N neuromodels train-convrnn ...`` the N processes train data-parallel (``--batch-size`` per
+process; :func:`neuromodels.fitting.fit`) and only rank 0 writes the report folder and prints.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from neuromodels._outputs import ReportFolder, check_out_folder
+    from neuromodels.errors import ConfigError
     from neuromodels.fitting.search import load_space, run_search, write_report
 
     space = load_space(args.space)
@@ -57,12 +59,20 @@ def _run(args: argparse.Namespace) -> int:
         space["dataset"] = args.data
     if args.data_path is not None:
         space["data_path"] = args.data_path
-    storage = args.storage or str(Path(args.out) / "search.journal")
-    started = time.perf_counter()
-    study = run_search(space, trials=args.trials, storage=storage, study_name=args.study_name, seed=args.seed,
-                       epochs=args.epochs, progress=not args.no_progress)
-    elapsed = time.perf_counter() - started
-    report = write_report(study, args.out, elapsed_s=elapsed)
+    if args.trials < 1 or (args.epochs is not None and args.epochs < 1) or args.seed < 0:
+        raise ConfigError(f"--trials and --epochs must be >= 1 and --seed >= 0, got {args.trials}, {args.epochs}, "
+                          f"{args.seed}")
+    out = check_out_folder(args.out)
+    with ReportFolder(out, "search") as folder:
+        # the journal and the report files are written in place (each atomically): a rerun resumes the study
+        storage = args.storage or str(folder.keep("search.journal"))
+        for name in ("trials.csv", "report.json", "best_architectures.png"):
+            folder.keep(name)
+        started = time.perf_counter()
+        study = run_search(space, trials=args.trials, storage=storage, study_name=args.study_name, seed=args.seed,
+                           epochs=args.epochs, progress=not args.no_progress)
+        elapsed = time.perf_counter() - started
+        report = write_report(study, out, elapsed_s=elapsed)
     report["storage"] = storage
     if args.json:
         print_json(report)
@@ -114,7 +124,8 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import contextlib
+    import os
 
     import torch
 
@@ -122,9 +133,17 @@ def _train(args: argparse.Namespace) -> int:
     from neuromodels.convrnn.training import accuracy, image_task, train_classifier
     from neuromodels._figures import save_figure
     from neuromodels._reports import write_json
-    from neuromodels.datasets._io import atomic_path
+    from neuromodels._outputs import ReportFolder, check_out_folder
     from neuromodels.errors import ConfigError
 
+    for name in ("epochs", "batch_size", "steps", "image_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {args.lr}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    out = check_out_folder(args.out)
     channels = _ints(args.channels, "channels")
     pools = _ints(args.pools, "pools") if args.pools else [2] * len(channels)
     if len(pools) != len(channels):
@@ -140,34 +159,58 @@ def _train(args: argparse.Namespace) -> int:
                     steps=args.steps, image_steps=args.image_steps, checkpoint_steps=args.checkpoint_steps)
     n_valid, n_test = (300, 300) if args.data == "digits" else (1000, 2000)
     data = image_task(args.data, n_valid=n_valid, n_test=n_test, size=args.size, seed=0, path=args.data_path)
-    out = Path(args.out)
-    started = time.perf_counter()
-    history = train_classifier(model, data["train"], data["valid"], epochs=args.epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.seed,
-                               progress=False if args.no_progress else None, checkpoint_dir=out / "training")
-    test_accuracy = accuracy(model, data["test"])
-    report = {"test_accuracy": test_accuracy, "parameters": count_parameters(model), "config": model.config,
-              "history": history.as_dict(), "seconds": time.perf_counter() - started, "data": args.data,
-              "settings": {k: v for k, v in vars(args).items() if k != "handler"}}
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"config": model.config, "state_dict": model.state_dict()}, tmp)
-    write_json(out / "report.json", report)
-    import matplotlib
+    # under torchrun (WORLD_SIZE > 1) the ranks train one model data-parallel and rank 0 alone writes the report
+    world_size = _torchrun_world_size()
+    main_rank = world_size == 1 or os.environ.get("RANK", "0") == "0"
+    with ReportFolder(out, "train-convrnn") if main_rank else contextlib.nullcontext() as folder:
+        checkpoints = folder.keep("training/checkpoint.pt").parent if main_rank else out / "training"
+        started = time.perf_counter()
+        history = train_classifier(model, data["train"], data["valid"], epochs=args.epochs, lr=args.lr,
+                                   batch_size=args.batch_size, seed=args.seed,
+                                   progress=False if args.no_progress else None, checkpoint_dir=checkpoints,
+                                   distributed=True if world_size > 1 else "auto")
+        if world_size > 1 and torch.distributed.get_rank() != 0:
+            torch.distributed.destroy_process_group()
+            return 0
+        test_accuracy = accuracy(model, data["test"])
+        settings = {k: v for k, v in vars(args).items() if k != "handler"}
+        settings["world_size"] = world_size
+        report = {"test_accuracy": test_accuracy, "parameters": count_parameters(model), "config": model.config,
+                  "history": history.as_dict(), "seconds": time.perf_counter() - started, "data": args.data,
+                  "settings": settings}
+        torch.save({"config": model.config, "state_dict": model.state_dict()}, folder.path("model.pt"))
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 3))
-    ax.plot(history["epoch"], history["valid_accuracy"], "o-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{args.cell} ConvRNN on {args.data}: test {test_accuracy:.3f}", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "learning_curve.png")
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot(history["epoch"], history["valid_accuracy"], "o-")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy")
+        ax.set_title(f"{args.cell} ConvRNN on {args.data}: test {test_accuracy:.3f}", fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, folder.path("learning_curve.png"))
+        write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:
         print(f"{args.cell} ConvRNN ({report['parameters']} parameters) on {args.data}: test accuracy "
               f"{test_accuracy:.4f} after {len(history)} epochs; wrote {out}/report.json, model.pt, learning_curve.png")
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
     return 0
+
+
+def _torchrun_world_size() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``), 1 outside torchrun."""
+    import os
+
+    from neuromodels.errors import ConfigError
+
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        size = int(text)
+    except ValueError:
+        raise ConfigError(f"environment variable WORLD_SIZE must be an integer, got {text!r}") from None
+    return max(size, 1)

@@ -99,11 +99,19 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from neuromodels._outputs import check_out_file
     from neuromodels.datasets import describe, load, write_netcdf
+    from neuromodels.datasets._io import atomic_path
+    from neuromodels.datasets._validate import check_lazy_values
 
+    check_out_file(args.out, suffixes=(".nc", ".nc4", ".netcdf"))
     obj = load(args.path, **_options(args))
-    write_netcdf(obj, args.out)
-    info = describe(load(args.out))
+    check_lazy_values(obj, file=args.path)  # what load left on disk is read once here, before anything is written
+    with atomic_path(args.out, suffix=".nc") as tmp:  # OUT appears only once the written file reads back valid
+        write_netcdf(obj, tmp)
+        written = load(tmp)
+        info = describe(written)
+        written.close()
     if args.json:
         print_json({"written": args.out, **info})
     else:

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 MODEL_KINDS = ("cnn", "ln", "glm")
@@ -66,6 +65,12 @@ def _parse_models(text: str) -> list[str]:
     return kinds
 
 
+# estimator arguments that the command's own options set: a --param for them would pass the keyword twice
+OWN_OPTIONS = {"history": "--history", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+               "patience": "--patience", "seed": "--seed", "device": "--device", "progress": "--no-progress",
+               "checkpoint_dir": "--out", "kind": "--model"}
+
+
 def _parse_params(items: list[str], kinds: list[str]) -> dict[str, dict[str, Any]]:
     """``{model kind: {parameter: value}}`` from ``[MODEL.]KEY=VALUE`` items (JSON values, else strings)."""
     from neuromodels.errors import ConfigError
@@ -81,6 +86,10 @@ def _parse_params(items: list[str], kinds: list[str]) -> dict[str, dict[str, Any
         except json.JSONDecodeError:
             value = text  # a bare string such as nonlinearity=exp
         target, dot, name = key.partition(".")
+        option = OWN_OPTIONS.get(name if dot else key)
+        if option is not None:
+            raise ConfigError(f"--param {item!r}: '{name if dot else key}' is set by the command's own option "
+                              f"{option}; use that instead")
         if dot:
             if target not in MODEL_KINDS:
                 raise ConfigError(f"--param {item!r}: {target!r} is not a model ({', '.join(MODEL_KINDS)})")
@@ -105,6 +114,31 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--history must be >= 1, got {args.history}")
     if args.patience < 1:
         raise ConfigError(f"--patience must be >= 1, got {args.patience}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    _check_device(args.device)
+
+
+def _check_device(name: str) -> None:
+    """A torch device this machine has: ``cuda`` without CUDA is a ConfigError, not an assertion deep in torch."""
+    import torch
+
+    from neuromodels.errors import ConfigError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: this machine has no CUDA device available to torch "
+                              "(torch.cuda.is_available() is False); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: use cpu, cuda or mps")
 
 
 def _load_recording(args: argparse.Namespace) -> Any:
@@ -176,79 +210,84 @@ def format_table(cells: list[str], cell_types: list[str] | None, metrics: dict[s
 
 
 def _run(args: argparse.Namespace) -> int:
+    from neuromodels._outputs import check_out_folder
+
     _check_arguments(args)
     kinds = _parse_models(args.model)
     params = _parse_params(args.param, kinds)
+    out = check_out_folder(args.out)
     rec = _load_recording(args)
 
     from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
     from neuromodels.analysis.retina_metrics import repeated_trials
     from neuromodels.datasets.recording import split
+    from neuromodels._outputs import ReportFolder
     from neuromodels._reports import jsonable, print_json, write_json
     from neuromodels.fitting.estimator import RetinaEstimator
     from neuromodels.retina import count_parameters
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cells = [str(c) for c in rec["cell"].values]
-    cell_types = [str(t) for t in rec["cell_type"].values] if "cell_type" in rec.coords else None
-    test = split(rec, "test")
-    trials = repeated_trials(rec)
-    trial_mean = trials.mean("repeat")
-    frame_rate = float(rec.attrs.get("frame_rate_hz", 100.0))
+    with ReportFolder(out, "fit") as folder:
+        cells = [str(c) for c in rec["cell"].values]
+        cell_types = [str(t) for t in rec["cell_type"].values] if "cell_type" in rec.coords else None
+        test = split(rec, "test")
+        trials = repeated_trials(rec)
+        trial_mean = trials.mean("repeat")
+        frame_rate = float(rec.attrs.get("frame_rate_hz", 100.0))
 
-    report: dict[str, Any] = {
-        "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
-        "data": str(args.data), "source": str(rec.attrs.get("source")),
-        "cells": cells, "cell_type": cell_types, "n_test_bins": int(trials.sizes["time"]),
-        "n_repeats": int(trials.sizes["repeat"]), "models": {}, "figures": [],
-    }
-    all_metrics: dict[str, Any] = {}
-    predictions: dict[str, Any] = {}
-    for kind in kinds:
-        model_params = params[kind]
-        estimator = RetinaEstimator(
-            kind, history=args.history, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            patience=args.patience, seed=args.seed, device=args.device,
-            progress=False if args.no_progress else None,
-            checkpoint_dir=out / kind / "training", **model_params,
-        )
-        if not args.no_progress:
-            print(f"fitting {kind.upper()} ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
-        estimator.fit(rec)
-        fit_seconds = time.perf_counter() - started
-        metrics = estimator.evaluate(rec)
-        all_metrics[kind] = metrics
-        predictions[kind] = estimator.predict(test)
-        estimator.save(out / kind / "model.pt")
-        model = estimator.model_
-        filters = model.first_layer_filters if kind == "cnn" else model.filters
-        labels = [f"ch{i}" for i in range(len(filters))] if kind == "cnn" else cells
-        title = ("CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters")
-        save_figure(plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate), out / kind / "filters.png")
-        report["figures"].append(f"{kind}/filters.png")
-        report["models"][kind] = {
-            "parameters": jsonable(estimator.get_params()),
-            "model_config": jsonable(model.config()),
-            "n_parameters": count_parameters(model),
-            "fit_seconds": fit_seconds,
-            "epochs_run": len(estimator.history_),
-            "metrics": _metrics_json(metrics),
-            "summary": _summary(metrics),
-            "history": jsonable(estimator.history_.as_dict()),
-            "model_file": f"{kind}/model.pt",
-            "checkpoint": f"{kind}/training/checkpoint.pt",
+        report: dict[str, Any] = {
+            "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
+            "data": str(args.data), "source": str(rec.attrs.get("source")),
+            "cells": cells, "cell_type": cell_types, "n_test_bins": int(trials.sizes["time"]),
+            "n_repeats": int(trials.sizes["repeat"]), "models": {}, "figures": [],
         }
-    first = next(iter(all_metrics.values()))
-    report["ceiling"] = {"method": "cc_max (Schoppe et al. 2016)",
-                         "cc_max": jsonable(first["cc_max"].values.tolist()),
-                         "fev": jsonable(first["fev"].values.tolist())}
-    save_figure(plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}), out / "cc_vs_ceiling.png")
-    save_figure(plot_test_traces({k.upper(): p for k, p in predictions.items()}, trial_mean,
-                                 frame_rate_hz=frame_rate), out / "test_traces.png")
-    report["figures"] += ["cc_vs_ceiling.png", "test_traces.png"]
-    write_json(out / "report.json", report)
+        all_metrics: dict[str, Any] = {}
+        predictions: dict[str, Any] = {}
+        for kind in kinds:
+            model_params = params[kind]
+            estimator = RetinaEstimator(
+                kind, history=args.history, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                patience=args.patience, seed=args.seed, device=args.device,
+                progress=False if args.no_progress else None,
+                checkpoint_dir=folder.keep(f"{kind}/training/checkpoint.pt").parent, **model_params,
+            )
+            if not args.no_progress:
+                print(f"fitting {kind.upper()} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            estimator.fit(rec)
+            fit_seconds = time.perf_counter() - started
+            metrics = estimator.evaluate(rec)
+            all_metrics[kind] = metrics
+            predictions[kind] = estimator.predict(test)
+            estimator.save(folder.path(f"{kind}/model.pt"))
+            model = estimator.model_
+            filters = model.first_layer_filters if kind == "cnn" else model.filters
+            labels = [f"ch{i}" for i in range(len(filters))] if kind == "cnn" else cells
+            title = ("CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters")
+            save_figure(plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate),
+                        folder.path(f"{kind}/filters.png"))
+            report["figures"].append(f"{kind}/filters.png")
+            report["models"][kind] = {
+                "parameters": jsonable(estimator.get_params()),
+                "model_config": jsonable(model.config()),
+                "n_parameters": count_parameters(model),
+                "fit_seconds": fit_seconds,
+                "epochs_run": len(estimator.history_),
+                "metrics": _metrics_json(metrics),
+                "summary": _summary(metrics),
+                "history": jsonable(estimator.history_.as_dict()),
+                "model_file": f"{kind}/model.pt",
+                "checkpoint": f"{kind}/training/checkpoint.pt",
+            }
+        first = next(iter(all_metrics.values()))
+        report["ceiling"] = {"method": "cc_max (Schoppe et al. 2016)",
+                             "cc_max": jsonable(first["cc_max"].values.tolist()),
+                             "fev": jsonable(first["fev"].values.tolist())}
+        save_figure(plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}),
+                    folder.path("cc_vs_ceiling.png"))
+        save_figure(plot_test_traces({k.upper(): p for k, p in predictions.items()}, trial_mean,
+                                     frame_rate_hz=frame_rate), folder.path("test_traces.png"))
+        report["figures"] += ["cc_vs_ceiling.png", "test_traces.png"]
+        write_json(folder.path("report.json"), report)
 
     if args.json:
         print_json(report)

@@ -2,7 +2,8 @@
 
 Both commands load the neural assembly through :func:`neuromodels.datasets.load`, split it by its ``region``
 coordinate when it holds several regions, and write ``report.json`` (every number and parameter) and PNG figures
-into a report folder (``--out``, default ``./reports/<command>-<timestamp>``) that appears only once complete.
+into a report folder (``--out``, default ``./reports/<command>-<timestamp>``) whose files appear only once all
+are written (the report-folder rule of :mod:`neuromodels._outputs`).
 Heavy modules (xarray back ends, dask, matplotlib, torch) load inside the handlers, so ``neuromodels --help``
 stays fast.
 """
@@ -11,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,16 +90,13 @@ def _load_assembly(path: str) -> Any:
 
 
 def _split_regions(neural: Any, path: str) -> dict[str, Any]:
-    """``region -> assembly``: one entry per value of the ``region`` coordinate, else one named by the file."""
-    import numpy as np
+    """``region -> assembly`` by :func:`neuromodels.analysis.split_regions` (the API's rule: one aggregate per
+    region); an assembly without a ``region`` coordinate is named by the file."""
+    from neuromodels.analysis.ceilings import split_regions
 
-    if "region" in neural.coords and neural["region"].dims == ("neuroid",):
-        labels = np.asarray(neural["region"].values).astype(str)
-        names = list(dict.fromkeys(labels.tolist()))
-        if len(names) > 1:
-            return {name: neural.isel(neuroid=np.flatnonzero(labels == name)) for name in names}
-        return {names[0]: neural}
-    return {Path(path).stem: neural}
+    if "region" not in neural.coords or neural["region"].dims != ("neuroid",):
+        return {Path(path).stem: neural}
+    return split_regions(neural)
 
 
 def _read_features(path: str) -> Any:
@@ -160,7 +155,9 @@ def _features_by_layer(paths: list[str]) -> tuple[dict[str, Any], dict[str, str]
 
 
 def _out_folder(out: str | None, command: str) -> Path:
-    from neuromodels.errors import ConfigError
+    """The report folder: ``--out`` checked before any work (:func:`neuromodels._outputs.check_out_folder`), or a
+    new ``reports/<command>-<timestamp>``."""
+    from neuromodels._outputs import check_out_folder
 
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -169,41 +166,22 @@ def _out_folder(out: str | None, command: str) -> Path:
         while folder.exists():
             n += 1
             folder = base.with_name(f"{base.name}-{n}")
-        return folder
-    folder = Path(out)
-    if folder.exists():
-        if not folder.is_dir():
-            raise ConfigError(f"--out {folder} exists and is not a folder")
-        if any(folder.iterdir()) and not (folder / "report.json").is_file():
-            raise ConfigError(f"--out {folder} is a non-empty folder that is not a neuromodels report; choose another")
-    return folder
+        return check_out_folder(folder)
+    return check_out_folder(out)
 
 
 def _write_report(folder: Path, report: dict[str, Any], figures: Mapping[str, Any]) -> None:
-    """Write ``report.json`` and the figures into a temporary folder, then move it onto ``folder`` in one rename.
+    """Write ``report.json`` and the figures into ``folder`` by the report-folder rule of
+    :class:`neuromodels._outputs.ReportFolder`: each file replaced atomically once all are written, files of an
+    earlier report that this one does not write removed, nothing else in the folder touched."""
+    from neuromodels._outputs import ReportFolder
+    from neuromodels._reports import write_json
 
-    An earlier report at ``folder`` is replaced only once the new one is complete.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    old: Path | None = None
-    try:
+    with ReportFolder(folder, str(report.get("command", "report"))) as out:
         for name, fig in figures.items():
-            fig.savefig(tmp / name, dpi=120)
+            fig.savefig(out.path(name), dpi=120)
         report["figures"] = sorted(figures)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-            os.replace(folder, old / "report")
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "report").exists() and not folder.exists():
-            os.replace(old / "report", folder)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        write_json(out.path("report.json"), report)
 
 
 def _time_bins(da: Any) -> dict[str, Any] | None:

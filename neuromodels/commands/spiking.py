@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from neuromodels._outputs import ReportFolder, check_out_folder
 from neuromodels._reports import print_json, write_json
 
 TASKS = ("timing", "raster", "xor")
@@ -100,6 +101,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from neuromodels.spiking.network import simulate, spike_rates
     from neuromodels.spiking.plots import plot_raster, plot_rate_histogram, save_figure
 
+    out = check_out_folder(args.out)
     config = load_config(args.config, args.example)
     setup = build(config)
     sim = config["simulation"]
@@ -117,21 +119,20 @@ def _simulate(args: argparse.Namespace) -> int:
     result.attrs = {**_netcdf_attrs(config), "backend": args.backend, "dt": sim["dt"], "method": sim["method"],
                     "ordering": "state update -> threshold -> synapses -> reset (Brian2 default schedule)",
                     "source": f"example:{args.example}" if args.example else str(args.config)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_netcdf_atomic(result, out / "simulation.nc")
     first = result["spikes"].isel(trial=0).values
-    save_figure(plot_raster(first, sim["dt"], layer=result["layer"].values,
-                            title=f"trial 0 ({args.backend}, {sim['method']}, dt={sim['dt'] * 1e3:g} ms)"),
-                out / "raster.png")
-    save_figure(plot_rate_histogram(result["rate"].values, title="firing rates"), out / "rates.png")
     rates = result["rate"].values
     report = {"backend": args.backend, "seconds": seconds, "n_spikes": int(result["spikes"].sum()),
               "mean_rate_hz": float(rates.mean()),
               "mean_rate_per_layer_hz": [float(rates[result["layer"].values == i].mean())
                                          for i in range(len(setup.network.layer_sizes))],
               "files": ["simulation.nc", "raster.png", "rates.png", "report.json"], "config": config}
-    write_json(out / "report.json", report)
+    with ReportFolder(out, "simulate") as folder:
+        write_netcdf_atomic(result, folder.path("simulation.nc"))
+        save_figure(plot_raster(first, sim["dt"], layer=result["layer"].values,
+                                title=f"trial 0 ({args.backend}, {sim['method']}, dt={sim['dt'] * 1e3:g} ms)"),
+                    folder.path("raster.png"))
+        save_figure(plot_rate_histogram(rates, title="firing rates"), folder.path("rates.png"))
+        write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:
@@ -149,19 +150,22 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
     if args.method == "bptt" and args.feedback != "symmetric":
         raise ConfigError("--feedback applies to SuperSpike only; BPTT uses the exact (symmetric) backward pass")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    out = check_out_folder(args.out)
     result = run_task(args.task, method=args.method, feedback=args.feedback, trials=args.trials, seed=args.seed,
                       progress=None if sys.stderr.isatty() else False, preset=args.preset)
     label = f"{args.method}" + (f" ({args.feedback})" if args.method == "superspike" else "")
-    save_figure(plot_loss_curves({label: result.losses}, title=f"task {args.task}"), out / "loss.png")
-    fig = plot_raster(result.target, result.dt, color="tab:red", title="output (black) vs target (red)")
-    plot_raster(result.output, result.dt, ax=fig.axes[0])
-    save_figure(fig, out / "raster.png")
     report = {"task": args.task, "method": args.method, "feedback": args.feedback, **result.summary(),
               "files": ["loss.json", "loss.png", "raster.png", "report.json"]}
-    write_json(out / "loss.json", {"loss": result.losses, **{k: v for k, v in report.items() if k != "files"}})
-    write_json(out / "report.json", report)
+    with ReportFolder(out, "train-snn") as folder:
+        save_figure(plot_loss_curves({label: result.losses}, title=f"task {args.task}"), folder.path("loss.png"))
+        fig = plot_raster(result.target, result.dt, color="tab:red", title="output (black) vs target (red)")
+        plot_raster(result.output, result.dt, ax=fig.axes[0])
+        save_figure(fig, folder.path("raster.png"))
+        write_json(folder.path("loss.json"),
+                   {"loss": result.losses, **{k: v for k, v in report.items() if k != "files"}})
+        write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:

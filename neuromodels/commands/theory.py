@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
+from neuromodels._outputs import ReportFolder, check_out_folder
 from neuromodels._reports import print_json, write_json
 
 PHI_CHOICES = ("tanh", "erf", "relu", "hard_tanh", "sigmoid", "linear")
@@ -112,12 +112,17 @@ def parse_grid(text: str, name: str) -> Any:
             start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
             if num < 1 or stop < start:
                 raise ValueError
-            values = np.linspace(start, stop, num)
+            values = None
         else:
             values = np.array([float(v) for v in text.split(",") if v.strip()])
     except ValueError:
         raise ConfigError(f"{name} must be START:STOP:NUM (NUM >= 1, STOP >= START), a comma list or a number, "
                           f"got {text!r}") from None
+    if values is None:
+        from neuromodels._limits import check_allocation
+
+        check_allocation(64.0 * num, f"{name} with {num:,} points")  # the grid and the curves along it
+        values = np.linspace(start, stop, num)
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise ConfigError(f"{name} must hold finite numbers, got {text!r}")
     return values
@@ -162,18 +167,15 @@ def _phase_diagram(args: argparse.Namespace) -> int:
     _check_rho(args.rho)
     if np.any(sw <= 0) or np.any(sb < 0):
         raise ConfigError("--sigma-w2 values must be > 0 and --sigma-b2 values >= 0")
+    from neuromodels._limits import check_allocation
+
+    check_allocation(8.0 * 12 * sw.size * sb.size, f"--sigma-w2 x --sigma-b2 grid of {sw.size:,} x {sb.size:,} points")
+    out = check_out_folder(args.out)
     started = time.perf_counter()
     ds = phase_diagram(sw, sb, args.phi, rho=args.rho)
     seconds = time.perf_counter() - started
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     ds.attrs["command"] = "neuromodels theory phase-diagram " + json.dumps(_arguments(args), default=str)
-    write_netcdf_atomic(ds, out / "phase_diagram.nc")
-    figures = []
-    if sw.size > 1 and sb.size > 1:
-        for variable in ("chi_1", "xi_c", "xi_q"):
-            save_figure(plot_phase_diagram(ds, variable), out / f"{variable}.png")
-            figures.append(f"{variable}.png")
+    figures = [f"{variable}.png" for variable in ("chi_1", "xi_c", "xi_q")] if sw.size > 1 and sb.size > 1 else []
     line = ds["critical_sigma_w2"].values
     report = {
         "arguments": _arguments(args), "grid": {"sigma_w2": [float(sw[0]), float(sw[-1]), int(sw.size)],
@@ -184,7 +186,11 @@ def _phase_diagram(args: argparse.Namespace) -> int:
         "files": ["phase_diagram.nc", *figures, "report.json"],
     }
     report = _clean(report)
-    write_json(out / "report.json", report)
+    with ReportFolder(out, "theory phase-diagram") as folder:
+        write_netcdf_atomic(ds, folder.path("phase_diagram.nc"))
+        for name in figures:
+            save_figure(plot_phase_diagram(ds, name.removesuffix(".png")), folder.path(name))
+        write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:
@@ -210,6 +216,7 @@ def _depth_scales(args: argparse.Namespace) -> int:
     _check_rho(args.rho)
     if np.any(sw <= 0) or not args.sigma_b2 >= 0:
         raise ConfigError("--sigma-w2 values must be > 0 and --sigma-b2 >= 0")
+    out = check_out_folder(args.out)
     scales = depth_scales(sw, args.sigma_b2, args.phi, rho=args.rho)
     critical = float(critical_sigma_w2(args.sigma_b2, args.phi, rho=args.rho))
     ds = xr.Dataset({k: ("sigma_w2", np.atleast_1d(np.asarray(v, float))) for k, v in scales.items()},
@@ -217,13 +224,7 @@ def _depth_scales(args: argparse.Namespace) -> int:
                     attrs={"phi": args.phi, "rho": float(args.rho),
                            "command": "neuromodels theory depth-scales " + json.dumps(_arguments(args), default=str),
                            "reference": "Schoenholz et al. 2017, arXiv:1611.01232, eqs. 6-9"})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_netcdf_atomic(ds, out / "depth_scales.nc")
-    files = ["depth_scales.nc"]
-    if sw.size > 1:
-        save_figure(plot_depth_scales(ds), out / "depth_scales.png")
-        files.append("depth_scales.png")
+    files = ["depth_scales.nc", *(["depth_scales.png"] if sw.size > 1 else [])]
 
     def phase(chi: float) -> str:
         if not np.isfinite(chi):
@@ -234,7 +235,11 @@ def _depth_scales(args: argparse.Namespace) -> int:
              "phase": phase(float(np.atleast_1d(scales["chi_1"])[i]))} for i, s in enumerate(sw)]
     report = _clean({"arguments": _arguments(args), "sigma_b2": float(args.sigma_b2), "critical_sigma_w2": critical,
                      "rows": rows, "files": [*files, "report.json"]})
-    write_json(out / "report.json", report)
+    with ReportFolder(out, "theory depth-scales") as folder:
+        write_netcdf_atomic(ds, folder.path("depth_scales.nc"))
+        if sw.size > 1:
+            save_figure(plot_depth_scales(ds), folder.path("depth_scales.png"))
+        write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:

@@ -12,7 +12,7 @@
   ``docs/convrnn.md``): MNIST shown for ``image_steps`` steps then removed, read out later, so that the
   answer has to be held in the recurrent state.
 
-The same code trains on an ImageNet-style folder (``ImageDataset(load_image_folder(path))`` from
+The same code trains on an ImageNet-style folder (``ImageFolderDataset(path)``, decoded on access, from
 :mod:`neuromodels.datasets.images`: ``train`` and ``valid`` may be map-style datasets of ``(image, label)``)
 and, launched with ``torchrun``, data-parallel: pass ``distributed=True`` (or initialise
 ``torch.distributed`` before the call) and the loop wraps the model in

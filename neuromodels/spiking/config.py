@@ -16,6 +16,7 @@ Unknown tables or keys and values of the wrong type raise :class:`~neuromodels.e
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
     elif isinstance(default, list):
         ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value) and value
     else:
@@ -111,6 +114,18 @@ class SimulationConfig:
     settings: dict[str, dict[str, Any]]
 
 
+def _check_size(config: dict[str, dict[str, Any]]) -> None:
+    """Refuse, before allocating, a simulation whose rasters (and voltages) would not fit in memory."""
+    from neuromodels._limits import check_allocation
+
+    sim, inp, net = config["simulation"], config["input"], config["network"]
+    steps = sim["duration"] / sim["dt"]
+    per_step = inp["n"] + sum(net["layers"]) * (1 + (8 if sim["dtype"] == "float64" else 4) * sim["record_voltages"])
+    check_allocation(sim["trials"] * steps * per_step,
+                     f"config key 'simulation.duration' ({sim['duration']:g} s in steps of {sim['dt']:g} s, "
+                     f"{sim['trials']} trial(s))")
+
+
 def build(config: dict[str, dict[str, Any]]) -> SimulationConfig:
     """The network and the input raster that a validated configuration describes."""
     from neuromodels.spiking.inputs import frozen_poisson, poisson_spikes
@@ -121,6 +136,12 @@ def build(config: dict[str, dict[str, Any]]) -> SimulationConfig:
     for key in ("dt", "duration"):
         if not sim[key] > 0:
             raise ConfigError(f"config key 'simulation.{key}' must be > 0, got {sim[key]}")
+    if sim["duration"] < sim["dt"]:
+        raise ConfigError(f"config key 'simulation.duration' ({sim['duration']:g} s) must be at least one time step "
+                          f"dt ({sim['dt']:g} s)")
+    for table, values in (("simulation", sim), ("network", net)):
+        if values["seed"] < 0:
+            raise ConfigError(f"config key '{table}.seed' must be >= 0, got {values['seed']}")
     if sim["method"] not in ("exact", "euler"):
         raise ConfigError(f"config key 'simulation.method' must be 'exact' or 'euler', got {sim['method']!r}")
     if sim["dtype"] not in ("float32", "float64"):
@@ -135,6 +156,7 @@ def build(config: dict[str, dict[str, Any]]) -> SimulationConfig:
         raise ConfigError(f"config key 'network.layers' must list positive sizes, got {net['layers']}")
     if isinstance(net["recurrent"], list) and len(net["recurrent"]) != len(net["layers"]):
         raise ConfigError("config key 'network.recurrent' needs one entry per layer")
+    _check_size(config)
     try:
         params = LIFParameters(**neuron)
     except ConfigError as err:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch  # this module's engine (a module-level class pickles); the CLI imports this module lazily
 
 from neuromodels.errors import ConfigError
 from neuromodels.spiking import _compiled
@@ -91,122 +92,114 @@ def _as_list(value: Any, n: int, name: str) -> list[Any]:
     return [value] * n
 
 
-def _build_network_class():
-    torch = _torch()
+class SpikingNetwork(torch.nn.Module):
+    """Layers of current-based LIF neurons driven by input spike rasters.
 
-    class SpikingNetwork(torch.nn.Module):
-        """Layers of current-based LIF neurons driven by input spike rasters.
+    Parameters
+    ----------
+    n_inputs: number of input channels.
+    layer_sizes: neurons per layer, e.g. ``[200]`` or ``[200, 50, 200]``; the last layer is the output.
+    neuron: :class:`LIFParameters` for all layers, or one per layer.
+    recurrent: whether each layer (or all) has all-to-all recurrent weights (self-connections zeroed).
+    weight_mean, weight_std: initial feed-forward weights are ``N(weight_mean, weight_std^2) / sqrt(n_pre)``
+        (recurrent ones ``N(0, recurrent_std^2) / sqrt(n_post)``).
+    dt, method: defaults for :meth:`forward` (seconds; ``"exact"`` or ``"euler"``).
+    delay: axonal delay of every connection (s; default 0): a presynaptic spike at step ``n`` increments the
+        postsynaptic current at step ``n + round(delay/dt)`` (Brian2's rounding).  The paper's is 0.8 ms.
+    surrogate_beta: steepness of the SuperSpike surrogate used by :meth:`forward` (per unit of voltage; the
+        paper's 1/mV is 10 with rest-to-threshold = 1).
+    seed: seeds the initial weights.
 
-        Parameters
-        ----------
-        n_inputs: number of input channels.
-        layer_sizes: neurons per layer, e.g. ``[200]`` or ``[200, 50, 200]``; the last layer is the output.
-        neuron: :class:`LIFParameters` for all layers, or one per layer.
-        recurrent: whether each layer (or all) has all-to-all recurrent weights (self-connections zeroed).
-        weight_mean, weight_std: initial feed-forward weights are ``N(weight_mean, weight_std^2) / sqrt(n_pre)``
-            (recurrent ones ``N(0, recurrent_std^2) / sqrt(n_post)``).
-        dt, method: defaults for :meth:`forward` (seconds; ``"exact"`` or ``"euler"``).
-        delay: axonal delay of every connection (s; default 0): a presynaptic spike at step ``n`` increments the
-            postsynaptic current at step ``n + round(delay/dt)`` (Brian2's rounding).  The paper's is 0.8 ms.
-        surrogate_beta: steepness of the SuperSpike surrogate used by :meth:`forward` (per unit of voltage; the
-            paper's 1/mV is 10 with rest-to-threshold = 1).
-        seed: seeds the initial weights.
+    Weights: ``feedforward[l]`` ``(n_pre, n_post)``, ``recurrent[str(l)]`` ``(n_post, n_post)``, ``W[i, j]`` from
+    presynaptic ``i`` to postsynaptic ``j``.
+    """
 
-        Weights: ``feedforward[l]`` ``(n_pre, n_post)``, ``recurrent[str(l)]`` ``(n_post, n_post)``, ``W[i, j]`` from
-        presynaptic ``i`` to postsynaptic ``j``.
+    def __init__(self, n_inputs: int, layer_sizes: Sequence[int], neuron: Any = None,
+                 recurrent: bool | Sequence[bool] = False, *, weight_mean: float = 0.0, weight_std: float = 1.0,
+                 recurrent_std: float = 0.5, dt: float = 1e-3, method: str = "exact",
+                 surrogate_beta: float = 10.0, delay: float = 0.0, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(layer_sizes, int):
+            layer_sizes = [layer_sizes]
+        sizes = [int(n_inputs)] + [int(n) for n in layer_sizes]
+        if len(sizes) < 2 or any(n < 1 for n in sizes):
+            raise ConfigError(f"n_inputs and layer_sizes must be positive integers, got {n_inputs}, {layer_sizes}")
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        delay_steps(delay, dt)  # validates
+        n_layers = len(sizes) - 1
+        neurons = _as_list(LIFParameters() if neuron is None else neuron, n_layers, "neuron")
+        self.neurons = [n if isinstance(n, LIFParameters) else LIFParameters.from_dict(dict(n)) for n in neurons]
+        self.recurrent_layers = [bool(r) for r in _as_list(recurrent, n_layers, "recurrent")]
+        self.n_inputs = sizes[0]
+        self.layer_sizes = sizes[1:]
+        self.dt = float(dt)
+        self.method = method
+        self.surrogate_beta = float(surrogate_beta)
+        self.delay = float(delay)
+        generator = torch.Generator().manual_seed(int(seed))
+        self.feedforward = torch.nn.ParameterList([
+            torch.nn.Parameter((weight_mean + weight_std * torch.randn(n_pre, n_post, generator=generator))
+                               / math.sqrt(n_pre))
+            for n_pre, n_post in zip(sizes[:-1], sizes[1:])
+        ])
+        self.recurrent = torch.nn.ParameterDict()
+        for layer, (is_rec, n) in enumerate(zip(self.recurrent_layers, sizes[1:])):
+            if is_rec:
+                w = recurrent_std * torch.randn(n, n, generator=generator) / math.sqrt(n)
+                w.fill_diagonal_(0.0)
+                self.recurrent[str(layer)] = torch.nn.Parameter(w)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(self.layer_sizes)
+
+    def recurrent_weights(self, layer: int):
+        return self.recurrent[str(layer)] if self.recurrent_layers[layer] else None
+
+    def set_weights(self, layer: int, weights: Any, recurrent: bool = False) -> None:
+        """Replace layer ``layer``'s feed-forward (or recurrent) weights by ``weights`` (array, same shape).
+
+        The network keeps its dtype (float32 unless converted with ``.double()``). Weights that the network's
+        dtype cannot hold exactly (float64 values such as 0.3 in a float32 network) are refused rather than
+        rounded, so a float64 simulation never runs on silently rounded weights.
         """
+        target = self.recurrent_weights(layer) if recurrent else self.feedforward[layer]
+        if target is None:
+            raise ConfigError(f"layer {layer} is not recurrent")
+        if isinstance(weights, torch.Tensor):
+            weights = weights.detach().cpu()
+        try:
+            values = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"weights for layer {layer} must be real numbers ({exc})") from None
+        if values.shape != tuple(target.shape):
+            raise ConfigError(f"weights for layer {layer} must have shape {tuple(target.shape)}, "
+                              f"got {values.shape}")
+        if not np.isfinite(values).all():
+            raise ConfigError(f"weights for layer {layer} contain NaN or inf")
+        w = torch.from_numpy(values).to(target.dtype)
+        change = np.abs(w.to(torch.float64).numpy() - values).max(initial=0.0)
+        if change > 0:
+            raise ConfigError(
+                f"weights for layer {layer} hold values that this {target.dtype} network would round (by up to "
+                f"{change:.3g}); convert the network first (network.double()) or pass {target.dtype} weights")
+        with torch.no_grad():
+            target.copy_(w)
 
-        def __init__(self, n_inputs: int, layer_sizes: Sequence[int], neuron: Any = None,
-                     recurrent: bool | Sequence[bool] = False, *, weight_mean: float = 0.0, weight_std: float = 1.0,
-                     recurrent_std: float = 0.5, dt: float = 1e-3, method: str = "exact",
-                     surrogate_beta: float = 10.0, delay: float = 0.0, seed: int = 0) -> None:
-            super().__init__()
-            if isinstance(layer_sizes, int):
-                layer_sizes = [layer_sizes]
-            sizes = [int(n_inputs)] + [int(n) for n in layer_sizes]
-            if len(sizes) < 2 or any(n < 1 for n in sizes):
-                raise ConfigError(f"n_inputs and layer_sizes must be positive integers, got {n_inputs}, {layer_sizes}")
-            if method not in METHODS:
-                raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-            delay_steps(delay, dt)  # validates
-            n_layers = len(sizes) - 1
-            neurons = _as_list(LIFParameters() if neuron is None else neuron, n_layers, "neuron")
-            self.neurons = [n if isinstance(n, LIFParameters) else LIFParameters.from_dict(dict(n)) for n in neurons]
-            self.recurrent_layers = [bool(r) for r in _as_list(recurrent, n_layers, "recurrent")]
-            self.n_inputs = sizes[0]
-            self.layer_sizes = sizes[1:]
-            self.dt = float(dt)
-            self.method = method
-            self.surrogate_beta = float(surrogate_beta)
-            self.delay = float(delay)
-            generator = torch.Generator().manual_seed(int(seed))
-            self.feedforward = torch.nn.ParameterList([
-                torch.nn.Parameter((weight_mean + weight_std * torch.randn(n_pre, n_post, generator=generator))
-                                   / math.sqrt(n_pre))
-                for n_pre, n_post in zip(sizes[:-1], sizes[1:])
-            ])
-            self.recurrent = torch.nn.ParameterDict()
-            for layer, (is_rec, n) in enumerate(zip(self.recurrent_layers, sizes[1:])):
-                if is_rec:
-                    w = recurrent_std * torch.randn(n, n, generator=generator) / math.sqrt(n)
-                    w.fill_diagonal_(0.0)
-                    self.recurrent[str(layer)] = torch.nn.Parameter(w)
+    def describe(self) -> dict[str, Any]:
+        """The architecture and parameters as JSON/netCDF-ready values."""
+        out: dict[str, Any] = {"n_inputs": self.n_inputs, "layer_sizes": list(self.layer_sizes),
+                               "recurrent": [int(r) for r in self.recurrent_layers], "method": self.method,
+                               "surrogate_beta": self.surrogate_beta, "delay": self.delay}
+        for key in LIFParameters().as_dict():
+            out[key] = [n.as_dict()[key] for n in self.neurons]
+        return out
 
-        @property
-        def n_neurons(self) -> int:
-            return sum(self.layer_sizes)
-
-        def recurrent_weights(self, layer: int):
-            return self.recurrent[str(layer)] if self.recurrent_layers[layer] else None
-
-        def set_weights(self, layer: int, weights: Any, recurrent: bool = False) -> None:
-            """Replace layer ``layer``'s feed-forward (or recurrent) weights by ``weights`` (array, same shape).
-
-            The network keeps its dtype (float32 unless converted with ``.double()``). Weights that the network's
-            dtype cannot hold exactly (float64 values such as 0.3 in a float32 network) are refused rather than
-            rounded, so a float64 simulation never runs on silently rounded weights.
-            """
-            target = self.recurrent_weights(layer) if recurrent else self.feedforward[layer]
-            if target is None:
-                raise ConfigError(f"layer {layer} is not recurrent")
-            if isinstance(weights, torch.Tensor):
-                weights = weights.detach().cpu()
-            try:
-                values = np.asarray(weights, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"weights for layer {layer} must be real numbers ({exc})") from None
-            if values.shape != tuple(target.shape):
-                raise ConfigError(f"weights for layer {layer} must have shape {tuple(target.shape)}, "
-                                  f"got {values.shape}")
-            if not np.isfinite(values).all():
-                raise ConfigError(f"weights for layer {layer} contain NaN or inf")
-            w = torch.from_numpy(values).to(target.dtype)
-            change = np.abs(w.to(torch.float64).numpy() - values).max(initial=0.0)
-            if change > 0:
-                raise ConfigError(
-                    f"weights for layer {layer} hold values that this {target.dtype} network would round (by up to "
-                    f"{change:.3g}); convert the network first (network.double()) or pass {target.dtype} weights")
-            with torch.no_grad():
-                target.copy_(w)
-
-        def describe(self) -> dict[str, Any]:
-            """The architecture and parameters as JSON/netCDF-ready values."""
-            out: dict[str, Any] = {"n_inputs": self.n_inputs, "layer_sizes": list(self.layer_sizes),
-                                   "recurrent": [int(r) for r in self.recurrent_layers], "method": self.method,
-                                   "surrogate_beta": self.surrogate_beta, "delay": self.delay}
-            for key in LIFParameters().as_dict():
-                out[key] = [n.as_dict()[key] for n in self.neurons]
-            return out
-
-        def forward(self, input_spikes):
-            """Differentiable output-layer spikes ``(batch, time, n_out)`` (surrogate gradient, detached reset)."""
-            run = run_network(self, input_spikes, self.dt, self.method, surrogate_beta=self.surrogate_beta)
-            return run.spikes[-1]
-
-    return SpikingNetwork
-
-
-SpikingNetwork = _build_network_class()  # torch is this package's engine; the CLI imports it lazily
+    def forward(self, input_spikes):
+        """Differentiable output-layer spikes ``(batch, time, n_out)`` (surrogate gradient, detached reset)."""
+        run = run_network(self, input_spikes, self.dt, self.method, surrogate_beta=self.surrogate_beta)
+        return run.spikes[-1]
 
 
 @dataclass

@@ -57,3 +57,29 @@ def test_registering_the_commands_imports_neither_torch_nor_optuna():
             "print('torch' in sys.modules, 'optuna' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_train_convrnn_under_torchrun_trains_data_parallel_and_rank_0_alone_reports(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available")
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m",
+               "neuromodels", "train-convrnn", "--data", "digits", "--channels", "4", "--steps", "2",
+               "--image-steps", "1", "--epochs", "1", "--batch-size", "32", "--out", str(out), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("test accuracy") == 1  # one rank prints
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["world_size"] == 2
+    assert sorted(p.name for p in out.iterdir()) == [".neuromodels-report.json", "learning_curve.png", "model.pt",
+                                                     "report.json", "training"]
+    # the two processes trained one model together (DDP): the checkpoint records the world size
+    state = torch.load(out / "training" / "checkpoint.pt", weights_only=True)
+    assert state["settings"]["world_size"] == 2 and len(state["rng_ranks"]) == 2

@@ -141,3 +141,59 @@ def test_rdb_url_storage_resumes(tmp_path):
     second = run_search(space, trials=3, storage=url, progress=False)
     assert len(second.trials) == 3 and [(t.number, t.params) for t in second.trials[:2]] == numbers
     assert second.trials[2].params != second.trials[0].params  # the resumed sampler does not redraw trial 0
+
+
+def _journal_study(path: Path):
+    import optuna
+
+    from neuromodels.fitting.search import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name="convrnn", storage=open_storage(path), direction="maximize",
+                               load_if_exists=True)
+
+
+def test_fail_stale_trials_fails_only_trials_whose_heartbeat_is_old(tmp_path):
+    from optuna.trial import TrialState
+
+    from neuromodels.fitting.search import fail_stale_trials
+
+    study = _journal_study(tmp_path / "study.journal")
+    dead, alive, just_started = study.ask(), study.ask(), study.ask()
+    dead.set_user_attr("heartbeat", time.time() - 1000.0)  # a worker killed ~17 minutes ago
+    alive.set_user_attr("heartbeat", time.time())
+    # `just_started` has no heartbeat yet: its start time counts
+    assert fail_stale_trials(study, grace_period=60.0) == [dead.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {dead.number: TrialState.FAIL, alive.number: TrialState.RUNNING,
+                      just_started.number: TrialState.RUNNING}
+    assert fail_stale_trials(study, grace_period=60.0) == []  # idempotent
+
+
+def test_heartbeat_is_written_on_entry_and_exit(tmp_path):
+    from neuromodels.fitting.search import _Heartbeat
+
+    trial = _journal_study(tmp_path / "study.journal").ask()
+    before = time.time()
+    with _Heartbeat(trial, interval=3600.0):
+        first = _journal_study(tmp_path / "study.journal").trials[0].user_attrs["heartbeat"]
+        assert first >= before
+    last = _journal_study(tmp_path / "study.journal").trials[0].user_attrs["heartbeat"]
+    assert last >= first
+
+
+def test_search_resume_marks_a_dead_workers_trial_failed_and_redoes_it(tmp_path):
+    from optuna.trial import TrialState
+
+    from neuromodels.fitting.search import run_search, write_report
+
+    storage = tmp_path / "study.journal"
+    dead = _journal_study(storage).ask()
+    dead.set_user_attr("heartbeat", time.time() - 1000.0)
+    study = run_search(dict(TINY, n_train=200, epochs=1), trials=1, storage=storage, progress=False)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+    assert "heartbeat" in study.trials[1].user_attrs
+    report = write_report(study, tmp_path / "out")
+    assert report["stale"] == 0 and report["counts"]["fail"] == 1 and report["failed_stale"] == [0]
+    assert report["finished"] == 1

@@ -270,3 +270,74 @@ def test_images_module_does_not_import_torch():
     code = "import sys, neuromodels.datasets.images; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ImageFolderDataset: the same items, decoded on demand
+
+
+def _zip_of(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as archive:
+        for file in sorted(folder.rglob("*.png")):
+            archive.write(file, file.relative_to(folder).as_posix())
+    return target
+
+
+@pytest.mark.parametrize("options", [{}, {"size": (3, 4)}, {"grayscale": True}, {"size": 5, "grayscale": True}])
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_image_folder_dataset_equals_the_eager_one(tmp_path, options, kind):
+    import pickle
+
+    import torch
+
+    from neuromodels.datasets import ImageDataset, ImageFolderDataset
+
+    _write_class_folder(tmp_path / "set")
+    path = tmp_path / "set" if kind == "folder" else _zip_of(tmp_path / "set", tmp_path / "set.zip")
+    eager_images = load_image_folder(path, **options)
+    eager = ImageDataset(eager_images)
+    lazy = ImageFolderDataset(path, **options)
+    assert len(lazy) == len(eager) == 4
+    assert lazy.stimulus_ids == eager_images["stimulus_id"].values.tolist()
+    assert lazy.labels.tolist() == eager_images["label"].values.tolist() and lazy.classes == ["cat", "dog"]
+    for i in range(-4, 4):
+        (a, label_a), (b, label_b) = lazy[i], eager[i]
+        assert torch.equal(a, b) and label_a == label_b
+    # a copy in another process (DataLoader worker, forked rank) reopens the zip itself
+    copy = pickle.loads(pickle.dumps(lazy))
+    assert torch.equal(copy[2][0], eager[2][0])
+    batch, labels = next(iter(torch.utils.data.DataLoader(lazy, batch_size=4)))
+    assert torch.equal(batch, torch.stack([eager[i][0] for i in range(4)])) and labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(IndexError):
+        lazy[4]
+    lazy.close()
+
+
+def test_image_folder_dataset_reads_nothing_up_front(tmp_path, monkeypatch):
+    from neuromodels.datasets import ImageFolderDataset
+
+    _write_class_folder(tmp_path)
+    decoded: list[str] = []
+    real_decode = images_module._decode
+    monkeypatch.setattr(images_module, "_decode",
+                        lambda data, where, *rest: decoded.append(where) or real_decode(data, where, *rest))
+    dataset = ImageFolderDataset(tmp_path)
+    assert decoded == []  # construction decodes no image (only the first one's header is read, for its size)
+    assert not any(isinstance(v, np.ndarray) and v.ndim >= 3 for v in vars(dataset).values())
+    dataset[2]
+    assert decoded == [f"{tmp_path}/dog/0.png"]
+
+
+def test_image_folder_dataset_names_an_image_of_another_size_when_read(tmp_path):
+    from neuromodels.datasets import ImageFolderDataset
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "small.png").write_bytes(_png(np.zeros((4, 4), dtype=np.uint8)))
+    (tmp_path / "a" / "wide.png").write_bytes(_png(np.zeros((4, 9), dtype=np.uint8)))
+    dataset = ImageFolderDataset(tmp_path, grayscale=True)
+    assert dataset.shape == (4, 4) and dataset[0][0].shape == (1, 4, 4)
+    with pytest.raises(DataFormatError, match="size=") as info:
+        dataset[1]
+    assert info.value.file.endswith("wide.png")
+    with pytest.raises(DataFormatError, match="no such path"):
+        ImageFolderDataset(tmp_path / "missing")

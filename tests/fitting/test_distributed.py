@@ -158,3 +158,69 @@ def test_distributed_true_outside_torchrun_is_a_config_error(monkeypatch):
         fit(torch.nn.Linear(2, 1), (x, y), epochs=1, loss="mse", progress=False, distributed=True)
     with pytest.raises(ConfigError, match="distributed"):
         fit(torch.nn.Linear(2, 1), (x, y), epochs=1, loss="mse", progress=False, distributed="yes")
+
+
+DROPOUT_SCRIPT = textwrap.dedent('''
+    import os
+    import sys
+
+    import torch
+    import torch.distributed as dist
+
+    from neuromodels.fitting.loop import fit
+
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=g)
+    y = x[:, :2] + 0.1 * torch.randn(40, 2, generator=g)
+
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Dropout(0.5), torch.nn.Linear(32, 2))
+
+
+    def masks_of(net):
+        masks = []
+        net[1].register_forward_hook(lambda m, i, o: masks.append((o == 0).clone()) if m.training else None)
+        return masks
+
+
+    options = dict(loss="mse", batch_size=4, lr=1e-2, seed=3, patience=None, progress=False, distributed=True)
+    straight = model()
+    masks = masks_of(straight)
+    fit(straight, (x, y), epochs=2, **options)
+    # the same run, stopped after epoch 1 and resumed from its checkpoint
+    resumed = model()
+    fit(resumed, (x, y), epochs=1, checkpoint_dir=os.path.join(out, "ckpt"), **options)
+    resumed = model()
+    fit(resumed, (x, y), epochs=2, checkpoint_dir=os.path.join(out, "ckpt"), **options)
+    torch.save({"masks": torch.stack(masks), "straight": straight.state_dict(), "resumed": resumed.state_dict()},
+               os.path.join(out, f"dropout{dist.get_rank()}.pt"))
+    dist.destroy_process_group()
+''')
+
+
+def test_dropout_masks_differ_across_ranks_while_weights_stay_in_sync(tmp_path):
+    script = tmp_path / "dropout_script.py"
+    script.write_text(DROPOUT_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--standalone",
+               str(script), str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"dropout{r}.pt", weights_only=True) for r in range(WORLD)]
+    masks = [r["masks"] for r in ranks]
+    assert masks[0].shape == masks[1].shape == (10, 4, 32)  # 40 samples / global batch 8: 5 steps x 2 epochs
+    # each rank draws its own masks (rate 0.5: about half the units dropped, and hardly any step alike)
+    assert 0.4 < float(masks[0].float().mean()) < 0.6 and 0.4 < float(masks[1].float().mean()) < 0.6
+    assert float((masks[0] != masks[1]).float().mean()) > 0.3
+    for name, value in ranks[0]["straight"].items():
+        assert torch.equal(value, ranks[1]["straight"][name]), f"{name} differs between ranks"
+        # resuming restores each rank's own RNG stream: the same weights as the uninterrupted run
+        assert torch.equal(value, ranks[0]["resumed"][name]) and torch.equal(value, ranks[1]["resumed"][name])
+    from neuromodels.fitting.loop import rank_seed
+
+    assert rank_seed(3, 0) == 3 and len({rank_seed(3, r) for r in range(8)}) == 8
