@@ -1,0 +1,302 @@
+"""Synaptic Intelligence: the path-integral identity, the task gradient, the peers' conventions, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from neuromodels.fitting import fit
+from neuromodels.fitting.continual import SynapticIntelligence
+from neuromodels.fitting.loop import _epoch_order
+
+from neuromodels.errors import ConfigError
+
+
+# ------------------------------------------------------------------------------------ path-integral identity
+class _Point(torch.nn.Module):
+    """A model that is just its parameter vector: ``forward(x) -> theta`` (broadcast over the batch)."""
+
+    def __init__(self, start: torch.Tensor) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(start.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(len(x), -1)
+
+
+CURVATURE = torch.tensor([1.0, 3.0, 0.5, 2.0], dtype=torch.float64)
+OPTIMUM = torch.tensor([0.3, -0.2, 0.8, 0.1], dtype=torch.float64)
+START = torch.tensor([1.5, 0.7, -0.6, 1.0], dtype=torch.float64)
+
+
+def _quadratic(theta: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (CURVATURE * (theta - OPTIMUM).square()).sum()
+
+
+def _gradient_descent_error(step: float, duration: float = 1.0) -> tuple[float, float]:
+    """Full-batch gradient descent for time ``duration`` with step ``step``, SI's hooks around each update:
+    (sum of omega, L(start) - L(end))."""
+    model = _Point(START)
+    si = SynapticIntelligence(model, c=0.0, xi=1e-3)
+    for _ in range(round(duration / step)):
+        model.zero_grad()
+        _quadratic(model.theta).backward()
+        si.after_data_backward(model)
+        si.before_step(model)
+        with torch.no_grad():
+            model.theta -= step * model.theta.grad
+        si.on_step(model)
+    drop = float(_quadratic(START) - _quadratic(model.theta.detach()))
+    return float(si.omega_[0].sum()), drop
+
+
+def test_path_integral_equals_loss_drop_and_error_shrinks_with_the_step():
+    errors = {}
+    for step in (0.004, 0.002, 0.001):
+        total, drop = _gradient_descent_error(step)
+        assert drop > 0.5
+        assert total == pytest.approx(drop, rel=0.01)
+        errors[step] = total - drop
+    # GD on a quadratic: sum(omega) - drop = (eta / 2) sum_t g_t' H g_t * eta, first order in the step
+    assert errors[0.004] / errors[0.002] == pytest.approx(2.0, rel=0.05)
+    assert errors[0.002] / errors[0.001] == pytest.approx(2.0, rel=0.05)
+
+
+def test_path_integral_through_fit_with_adam():
+    model = _Point(START)
+    si = SynapticIntelligence(model, c=0.0, xi=1e-3)
+    data = (torch.zeros(1, 1, dtype=torch.float64), OPTIMUM[None])
+
+    def loss(output, target):
+        return 0.5 * (CURVATURE * (output[0] - target[0]).square()).sum()
+
+    fit(model, data, loss=loss, epochs=300, batch_size=1, lr=2e-3, regularisers=[si], lr_patience=10**9,
+        patience=None, restore_best=False, progress=False)
+    drop = float(_quadratic(START) - _quadratic(model.theta.detach()))
+    assert drop > 0.3
+    assert float(si.omega_[0].sum()) == pytest.approx(drop, rel=0.01)
+
+
+# ------------------------------------------------------------------------------------------ task gradient
+def _importance_after_pulled_task(gradient: str) -> torch.Tensor:
+    """Task 1 learns; task 2 has a constant loss, so only SI's penalty moves the weights. Returns task 2's omega."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    si = SynapticIntelligence(model, c=10.0, xi=1e-3, gradient=gradient)
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    common = {"epochs": 5, "batch_size": 8, "lr": 1e-2, "regularisers": [si], "lr_patience": 10**9,
+              "patience": None, "restore_best": False, "progress": False}
+    fit(model, (x, y), loss=torch.nn.functional.cross_entropy, **common)
+    si.end_task(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3)  # away from the anchor: the penalty now pulls
+    si.begin_task(model)
+
+    def constant(output, target):
+        return output.sum() * 0.0
+
+    fit(model, (x, y), loss=constant, **common)
+    moved = sum(float((p.detach() - s).abs().sum()) for p, s in zip(model.parameters(), si.start_))
+    assert moved > 0.01  # the penalty did move the weights
+    return torch.cat([o.flatten() for o in si.omega_])
+
+
+def test_task_gradient_keeps_the_penalty_out_of_omega():
+    omega = _importance_after_pulled_task("task")
+    assert torch.equal(omega, torch.zeros_like(omega))
+
+
+def test_total_gradient_lets_the_penalty_into_omega():
+    omega = _importance_after_pulled_task("total")
+    assert float(omega.sum()) > 1e-4  # descending the penalty counts as "contribution" (Avalanche #106, #734)
+
+
+# ---------------------------------------------------------------------------- consolidation (paper eq. 5)
+def test_end_task_follows_pathint_floor_and_avalanche_clamp():
+    model = torch.nn.Linear(2, 1, bias=False)
+    for preset, expected in (("pathint", [0.0, 5.0]), ("avalanche", [-2.0, 1e-3])):
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[0.0, 0.0]]))
+        si = SynapticIntelligence(model, c=1.0, xi=0.5, preset=preset)
+        si.omega_[0].copy_(torch.tensor([[-1.0, 10.0]]))
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[0.5, 1.2247448713915890]]))  # dtheta**2 = 0.25, 1.5
+        si.end_task(model)
+        # accumulator = omega / (dtheta**2 + xi) = [-1 / 0.75, 10 / 2.0]; pathint relu's it, Avalanche clamps
+        # a copy at 1e-3 from above only (preset xi = 0.5 here, given explicitly)
+        if preset == "pathint":
+            assert si.importance_[0].flatten().tolist() == pytest.approx(expected, abs=1e-6)
+        else:
+            assert si.importance_[0].flatten().tolist() == pytest.approx([-1 / 0.75, 1e-3], rel=1e-6)
+            assert si.accumulator_[0].flatten().tolist() == pytest.approx([-1 / 0.75, 5.0], rel=1e-6)
+        assert torch.equal(si.omega_[0], torch.zeros_like(si.omega_[0]))
+        assert torch.equal(si.anchor_[0], model.weight.detach())
+        # penalty: c * sum Omega (theta - anchor)**2 (pathint) or c / 2 * ... (Avalanche), at a displaced point
+        with torch.no_grad():
+            model.weight.add_(torch.tensor([[1.0, 2.0]]))
+        omega = si.importance_[0].flatten()
+        factor = 0.5 if preset == "avalanche" else 1.0
+        assert float(si.penalty(model).detach()) == pytest.approx(factor * float(omega[0] * 1 + omega[1] * 4), rel=1e-6)
+
+
+def test_exclude_norm_drops_batchnorm_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    assert SynapticIntelligence(model, preset="avalanche").names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert len(SynapticIntelligence(model).names) == 6
+
+
+@pytest.mark.parametrize("kwargs, field", [({"c": -0.1}, "c"), ({"xi": 0.0}, "xi"), ({"xi": -1.0}, "xi"),
+                                           ({"gradient": "both"}, "gradient"), ({"preset": "keras"}, "preset"),
+                                           ({"clamp": 0.0}, "clamp")])
+def test_bad_settings_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        SynapticIntelligence(torch.nn.Linear(2, 2), **kwargs)
+
+
+def test_state_from_other_settings_is_refused():
+    model = torch.nn.Linear(2, 2)
+    state = SynapticIntelligence(model, c=0.1).state_dict()
+    with pytest.raises(ConfigError, match="c: saved 0.1, now 0.2"):
+        SynapticIntelligence(model, c=0.2).load_state_dict(state)
+
+
+# ------------------------------------------------------------------------------------ Avalanche's conventions
+class _AvalancheTranscription:
+    """Avalanche 0.6.0 ``SynapticIntelligencePlugin``'s update, transcribed from
+    avalanche/training/plugins/synaptic_intelligence.py (``init_batch``, ``pre_update``, ``post_update``,
+    ``compute_ewc_loss``, ``update_ewc_data`` with ``clip_to=0.001``, ``c=1``): flat per-parameter tensors."""
+
+    def __init__(self, model, lam, eps=1e-7):
+        self.lam, self.eps = lam, eps
+        flat = {n: p.detach().flatten().clone() for n, p in model.named_parameters()}
+        self.anchor = {n: v.clone() for n, v in flat.items()}               # ewc_data[0]
+        self.importance = {n: torch.zeros_like(v) for n, v in flat.items()}  # ewc_data[1]
+        self.trajectory = {n: torch.zeros_like(v) for n, v in flat.items()}
+        self.cum_trajectory = {n: torch.zeros_like(v) for n, v in flat.items()}
+        self.old = {}
+
+    def before_training_exp(self, model):
+        self.anchor = {n: p.detach().flatten().clone() for n, p in model.named_parameters()}
+        for t in self.trajectory.values():
+            t.fill_(0.0)
+
+    def loss(self, model):
+        total = None
+        for n, p in model.named_parameters():
+            term = torch.dot(self.importance[n], (p.flatten() - self.anchor[n]) ** 2) * (self.lam / 2)
+            total = term if total is None else total + term
+        return total
+
+    def before_iteration(self, model):
+        self.old = {n: p.detach().flatten().clone() for n, p in model.named_parameters()}
+
+    def after_iteration(self, model):
+        for n, p in model.named_parameters():
+            self.trajectory[n] += p.grad.detach().flatten() * (p.detach().flatten() - self.old[n])
+
+    def after_training_exp(self, model):
+        for n, p in model.named_parameters():
+            new = p.detach().flatten()
+            self.cum_trajectory[n] += 1 * self.trajectory[n] / ((new - self.anchor[n]) ** 2 + self.eps)
+            self.importance[n] = torch.clamp(-self.cum_trajectory[n], max=0.001)
+            self.anchor[n] = new.clone()
+
+
+class _AvalanchePlugin(_AvalancheTranscription):
+    """The same steps, calling the installed avalanche-lib plugin's own static methods."""
+
+    def __init__(self, model, lam, eps=1e-7):
+        from avalanche.training.plugins import SynapticIntelligencePlugin
+
+        self.plugin = SynapticIntelligencePlugin(si_lambda=lam, eps=eps)
+        self.cls = SynapticIntelligencePlugin
+        self.lam, self.eps = lam, eps
+        self.cls.create_syn_data(model, self.plugin.ewc_data, self.plugin.syn_data, set())
+
+    def before_training_exp(self, model):
+        self.cls.create_syn_data(model, self.plugin.ewc_data, self.plugin.syn_data, set())
+        self.cls.init_batch(model, self.plugin.ewc_data, self.plugin.syn_data, set())
+
+    def loss(self, model):
+        return self.cls.compute_ewc_loss(model, self.plugin.ewc_data, set(), device="cpu", lambd=self.lam)
+
+    def before_iteration(self, model):
+        self.cls.pre_update(model, self.plugin.syn_data, set())
+
+    def after_iteration(self, model):
+        self.cls.post_update(model, self.plugin.syn_data, set())
+
+    def after_training_exp(self, model):
+        self.cls.update_ewc_data(model, self.plugin.ewc_data, self.plugin.syn_data, 0.001, set(), 1, eps=self.eps)
+        self.importance = {n: v.data if hasattr(v, "data") else v for n, v in self.plugin.ewc_data[1].items()}
+
+
+def _two_tasks():
+    generator = torch.Generator().manual_seed(1)
+    tasks = []
+    for t in range(2):
+        x = torch.randn(40, 5, generator=generator, dtype=torch.float64)
+        y = ((x[:, t] + 0.3 * x[:, 4]) > 0).long()
+        tasks.append((x, y))
+    return tasks
+
+
+def _model():
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+
+
+EPOCHS, BATCH, LR, LAM, SEED, EPS = 3, 8, 1e-2, 50.0, 7, 3.0
+
+
+def _reference_importance(peer_class) -> dict[str, torch.Tensor]:
+    """A plain training loop with the peer's hooks where Avalanche calls them; the same data order as fit."""
+    model = _model()
+    peer = peer_class(model, LAM, eps=EPS)
+    for t, (x, y) in enumerate(_two_tasks()):
+        peer.before_training_exp(model)
+        opt = torch.optim.Adam(model.parameters(), lr=LR)
+        for epoch in range(EPOCHS):
+            for index in torch.split(_epoch_order(len(x), SEED + t, epoch), BATCH):
+                peer.before_iteration(model)
+                loss = torch.nn.functional.cross_entropy(model(x[index]), y[index]) + peer.loss(model)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                peer.after_iteration(model)
+        peer.after_training_exp(model)
+    return {n: v.reshape(p.shape) for (n, p), v in zip(model.named_parameters(), peer.importance.values())}
+
+
+def _our_importance() -> dict[str, torch.Tensor]:
+    model = _model()
+    si = SynapticIntelligence(model, c=LAM, xi=EPS, preset="avalanche")
+    for t, (x, y) in enumerate(_two_tasks()):
+        fit(model, (x, y), loss=torch.nn.functional.cross_entropy, epochs=EPOCHS, batch_size=BATCH, lr=LR,
+            regularisers=[si], lr_patience=10**9, patience=None, restore_best=False, seed=SEED + t,
+            progress=False)
+        si.end_task(model)
+    return si.importance()
+
+
+def _assert_same_importance(ours, theirs):
+    assert set(ours) == set(theirs)
+    nonzero = 0
+    for name in ours:
+        assert torch.allclose(ours[name], theirs[name], rtol=1e-7, atol=1e-12), name
+        nonzero += int((ours[name] != 0).sum())
+    assert nonzero > 10
+    clamped = torch.cat([v.flatten() for v in ours.values()])
+    # both sides of the clamp occur here (the damping EPS keeps part of Omega below it)
+    assert (clamped == 1e-3).any() and (clamped < 1e-3).sum() > 5
+
+
+def test_avalanche_convention_equals_transcribed_update():
+    _assert_same_importance(_our_importance(), _reference_importance(_AvalancheTranscription))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("avalanche") is None, reason="avalanche-lib is not installed")
+def test_avalanche_convention_equals_avalanche_plugin():
+    _assert_same_importance(_our_importance(), _reference_importance(_AvalanchePlugin))
