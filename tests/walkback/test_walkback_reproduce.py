@@ -1,0 +1,69 @@
+"""Variational Walkback reproductions (``make reproduce``, ``-m slow``): minutes each on one core.
+
+Each calls one function of :mod:`neuromodels.analysis.walkback_reproduce`, writes its JSON and figures to
+``$NEUROMODELS_REPORTS`` (default ``reports``) and asserts the claim; measured numbers are in docs/walkback.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _reports() -> Path:
+    path = Path(os.environ.get("NEUROMODELS_REPORTS", "reports"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def spiral():
+    from neuromodels.analysis.walkback_reproduce import reproduce_spiral
+
+    result = reproduce_spiral(_reports())
+    (_reports() / "walkback_spiral.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def test_spiral_bound_rises_and_cooled_samples_stay_on_the_data(spiral):
+    bounds = spiral["history"]["valid_bound"]
+    assert np.mean(bounds[-3:]) > bounds[0] + 0.3          # the held-out bound rises during training
+    ratio = spiral["mmd_ratio"]                             # MMD to held-out data / MMD between held-out halves
+    # far closer to the data than the Gaussian fitted to it, and a chain 3x longer than training stays there
+    assert ratio["walkback"] < ratio["gaussian"] / 2
+    assert ratio["walkback_3x"] < 2 * ratio["walkback"]
+    assert ratio["walkback_3x"] < ratio["gaussian"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16's band (MMD within 2x of the held-out halves') is not reached at "
+                                       "our CPU scale (10 epochs vs the authors' 4,000); see docs/walkback.md")
+def test_spiral_samples_within_twice_the_held_out_floor(spiral):
+    assert spiral["mmd_ratio"]["walkback"] < 2 and spiral["mmd_ratio"]["walkback_3x"] < 2
+
+
+def test_paper_vs_released_objective():
+    from neuromodels.analysis.walkback_reproduce import reproduce_objective_ablation
+
+    result = reproduce_objective_ablation(_reports())
+    (_reports() / "walkback_ablation.json").write_text(json.dumps(result, indent=2, default=float))
+    rows = result["objectives"]
+    # the released term does not train the operator to walk back: its held-out bound stays far below the paper's
+    assert rows["paper"]["held_out_bound"] > rows["released"]["held_out_bound"] + 0.5
+    assert rows["released"]["mmd_ratio"] > 1.5 * rows["paper"]["mmd_ratio"]
+
+
+def test_digits_samples_beat_the_gaussian_and_are_not_copies():
+    from neuromodels.analysis.walkback_reproduce import reproduce_digits
+
+    result = reproduce_digits(_reports())
+    (_reports() / "walkback_digits.json").write_text(json.dumps(result, indent=2, default=float))
+    rows = result["comparison"]
+    assert rows["walkback"]["parzen_log_likelihood"] > rows["gaussian"]["parzen_log_likelihood"]
+    # samples are farther from their nearest training image than held-out images are: not copies
+    assert rows["walkback"]["nn_distance"] > 0.8 * rows["held_out"]["nn_distance"]
