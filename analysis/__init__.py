@@ -18,12 +18,15 @@ from neuromodels.analysis.predictivity import average_repetitions, ceiled_value,
 # name -> module (relative to this package) that defines it; imported on first access.
 _LAZY = {
     **dict.fromkeys(["noise_ceiling", "ceiling_split_half", "spearman_brown", "signal_power", "cc_max", "cc_norm",
-                     "fev", "feve", "oracle_correlation", "repetition_cube"], "ceilings"),
+                     "fev", "feve", "oracle_correlation", "repetition_cube", "split_regions"], "ceilings"),
     **dict.fromkeys(["PLSRegression", "ridge_gcv", "ridge_path"], "regression"),
     **dict.fromkeys(["extract_features", "fit_pca", "LayerPCA"], "features"),
     **dict.fromkeys(["score_many", "score_features"], "scale"),
     **dict.fromkeys(["retina_test_metrics", "compare_models", "cross_ensemble", "repeated_trials"],
                     "retina_metrics"),
+    **dict.fromkeys(["mmd", "energy_distance", "parzen_log_likelihood", "select_parzen_bandwidth",
+                     "nearest_neighbour_distances", "gaussian_baseline"], "sample_quality"),
+    "evaluate_walkback": "walkback_report",
 }
 
 __all__ = ["predictivity", "average_repetitions", "ceiled_value", *_LAZY]

@@ -15,11 +15,14 @@ from neuromodels._lazy import lazy_attributes
 _LAZY = {
     **dict.fromkeys(["fit", "History", "TensorPairs", "predict", "pearson_per_cell"], "loop"),
     **dict.fromkeys(["poisson_loss", "mse_loss", "get_loss", "Regulariser", "L2Penalty"], "losses"),
+    **dict.fromkeys(["SaturationPenalty", "psi_c", "get_saturating"], "saturation"),
     **dict.fromkeys(["CheckpointError", "save_checkpoint", "load_checkpoint"], "checkpoint"),
     "RetinaEstimator": "estimator",
     **dict.fromkeys(["RetinaDataset", "from_recording", "train_valid_split"], "retina_data"),
     **dict.fromkeys(["run_search", "load_space", "DEFAULT_SPACE"], "search"),
     **dict.fromkeys(["SuperSpike", "van_rossum_loss", "train_bptt", "run_task"], "superspike"),
+    **dict.fromkeys(["train_walkback", "walkback_update", "train_diffusion", "save_walkback_model",
+                     "load_walkback_model"], "walkback"),
 }
 
 __all__ = list(_LAZY)

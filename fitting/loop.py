@@ -26,8 +26,10 @@ own disjoint part of each (``torch.tensor_split``). Each rank's objective is wei
 mean over samples the update equals the single-process update with batch ``batch_size * world_size``, up to
 floating-point rounding, the last (short) global batch included. Every rank evaluates the whole validation
 set; the epoch's numbers are then broadcast from rank 0, so early stopping, the learning-rate schedule,
-``restore_best`` and the returned :class:`History` are identical on all ranks. Only rank 0 writes checkpoints
-and shows progress bars; ``checkpoint_dir`` must be on a file system every rank can read (to resume).
+``restore_best`` and the returned :class:`History` are identical on all ranks. The global RNG of rank ``k`` is
+seeded with :func:`rank_seed` ``(seed, k)``, so dropout masks and noise differ across ranks (the weights stay in
+sync through the all-reduce). Only rank 0 writes checkpoints (with every rank's RNG state) and shows progress
+bars; ``checkpoint_dir`` must be on a file system every rank can read (to resume).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from neuromodels.fitting.checkpoint import (
 )
 from neuromodels.fitting.losses import Regulariser, get_loss
 
-__all__ = ["fit", "History", "TensorPairs", "predict", "pearson_per_cell"]
+__all__ = ["fit", "History", "TensorPairs", "predict", "pearson_per_cell", "rank_seed"]
 
 CHECKPOINT_FORMAT = "neuromodels.fit/1"
 
@@ -343,9 +345,11 @@ def fit(
         (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``; backend NCCL when ``device`` is CUDA,
         gloo otherwise; ConfigError outside ``torchrun``). ``False``: never (each process trains alone).
         ``batch_size`` is per rank (the global batch is ``batch_size * world_size``); on CUDA a device
-        without index becomes ``cuda:LOCAL_RANK``. Noise layers and dropout draw the same numbers on every
-        rank (each rank seeds the global RNG with ``seed``), so only deterministic models reproduce the
-        single-process run. Resuming needs the same number of processes.
+        without index becomes ``cuda:LOCAL_RANK``. Each rank seeds the global RNG with its own seed
+        (:func:`rank_seed`: ``seed`` on rank 0), so noise layers and dropout draw independent numbers on every
+        rank, as they would for the global batch in one process (only deterministic models reproduce the
+        single-process run exactly); checkpoints keep every rank's RNG state, so resuming is exact. Resuming
+        needs the same number of processes.
     """
     train = _as_dataset(train, "train")
     valid = _as_dataset(valid, "valid")
@@ -364,6 +368,10 @@ def fit(
     for reg in regularisers:
         if not hasattr(reg, "penalty"):
             raise ConfigError(f"regulariser {reg!r} has no penalty(model) method")
+    data_hooks = [reg for reg in regularisers if getattr(reg, "needs_data_gradient", False)]
+    if data_hooks and group is not None:
+        raise ConfigError("a regulariser that reads the data loss's own gradient (Synaptic Intelligence with "
+                          "gradient='task') cannot run data-parallel; use gradient='total' or one process")
     callbacks = list(callbacks)
     if average_decay is not None and not 0.0 < average_decay < 1.0:
         raise ConfigError(f"average_decay must be in (0, 1) or None, got {average_decay}")
@@ -404,7 +412,8 @@ def fit(
                     reg.load_state_dict(reg_state)
             if averaged is not None:
                 averaged.load_state_dict(state["average"])
-            set_rng_state(state["rng"])
+            rank_states = state.get("rng_ranks")
+            set_rng_state(rank_states[group.rank] if group is not None and rank_states else state["rng"])
             start_epoch = int(state["epoch"])
             best_loss = float(state["best_loss"])
             best_state = state["best_model"]
@@ -413,7 +422,7 @@ def fit(
                               best_epoch=state["best_epoch"], stopped_early=bool(state["stopped_early"]),
                               resumed_from_epoch=start_epoch)
         else:
-            torch.manual_seed(seed)
+            torch.manual_seed(seed if group is None else rank_seed(seed, group.rank))
 
         train_model = model
         if group is not None:
@@ -451,8 +460,16 @@ def fit(
                 for reg in regularisers:
                     penalty = penalty + reg.penalty(model)
                 opt.zero_grad(set_to_none=True)
-                if group is None:
+                if group is None and data_hooks and penalty.requires_grad:
+                    # the data loss's gradient first, read by the hooks, then the penalties' added to it
+                    data_loss.backward(retain_graph=True)
+                    for reg in data_hooks:
+                        reg.after_data_backward(model)
+                    penalty.backward()
+                elif group is None:
                     (data_loss + penalty).backward()
+                    for reg in data_hooks:  # no penalty gradient: the gradient is the data loss's
+                        reg.after_data_backward(model)
                 else:
                     # DDP averages gradients over ranks; this weight turns the average into the mean over the
                     # global batch (1 on full batches, 0 on a rank with only a stand-in sample)
@@ -507,13 +524,15 @@ def fit(
             history.records.append(logs)
             epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("train_loss", "valid_loss",
                                                                                  "valid_cc")}, refresh=False)
+            # every rank's RNG state (its own dropout stream) travels in rank 0's checkpoint
+            rank_states = group.gather_rng_states() if checkpoint_path is not None and group is not None else None
             if checkpoint_path is not None and is_main:
                 # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
-                save_checkpoint(
-                    _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss, best_state,
-                                      bad_epochs, stop, settings, averaged),
-                    checkpoint_path,
-                )
+                state = _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss,
+                                          best_state, bad_epochs, stop, settings, averaged)
+                if rank_states is not None:
+                    state["rng_ranks"] = rank_states
+                save_checkpoint(state, checkpoint_path)
             for callback in callbacks:
                 if callback(epoch + 1, dict(logs)):
                     stop = True
@@ -612,6 +631,12 @@ class _DataParallel:
             out["epoch"] = int(round(out["epoch"]))
         return out
 
+    def gather_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's :func:`rng_state`, in rank order (on every rank)."""
+        states: list[Any] = [None] * self.world
+        self.dist.all_gather_object(states, rng_state())
+        return states
+
     def check_same_start(self, start_epoch: int, checkpoint_path: Path | None) -> None:
         starts = [0.0] * self.world
         starts[self.rank] = float(start_epoch)
@@ -621,6 +646,12 @@ class _DataParallel:
                 f"{checkpoint_path}: the ranks resume from different epochs {[int(e) for e in starts]}; "
                 "checkpoint_dir must be on a file system that every rank reads"
             )
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The global-RNG seed of data-parallel rank ``rank``: ``seed`` on rank 0 (a one-process run is unchanged),
+    distinct streams on the others (the rank times 2^64 / golden ratio, an odd constant, added modulo 2^63)."""
+    return (int(seed) + int(rank) * 0x9E3779B97F4A7C15) % (2**63)
 
 
 def _local_cuda_device(device: torch.device) -> torch.device:

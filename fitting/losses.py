@@ -62,6 +62,9 @@ class Regulariser(Protocol):
     Optional hooks, called when present:
 
     * ``before_step(model)``: after ``backward()``, before the optimiser updates (gradients available).
+    * ``after_data_backward(model)``, called only when the regulariser's ``needs_data_gradient`` is true:
+      the loop back-propagates the data loss alone, calls this hook (``p.grad`` is then the gradient of the
+      unregularised loss), and back-propagates the penalties afterwards (single process only).
     * ``on_step(model)``: after each optimiser update.
     * ``on_epoch_end(model, epoch)``: after each epoch's validation.
     * ``state_dict()`` / ``load_state_dict(state)``: saved in checkpoints (tensors, numbers, lists, dicts

@@ -29,6 +29,7 @@ _LAZY = {
     **dict.fromkeys(["RetinaCNN", "LNModel", "GLM"], "neuromodels.retina"),
     **dict.fromkeys(["ConvRNN", "LayerSpec"], "neuromodels.convrnn"),
     **dict.fromkeys(["SpikingNetwork", "simulate"], "neuromodels.spiking"),
+    "TransitionOperator": "neuromodels.walkback",
 }
 
 __all__ = ["__version__", "NeuromodelsError", "DataFormatError", "ConfigError", *_LAZY]

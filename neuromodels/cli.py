@@ -1,19 +1,24 @@
 """The ``neuromodels`` command: a thin layer over the Python API.
 
 Subcommands are registered per area by ``register(subparsers)`` functions listed in :data:`COMMANDS`;
-each handler returns an exit code. Errors derived from :class:`~neuromodels.errors.NeuromodelsError` are
-printed as one line on stderr with exit code 2, without a traceback.
+each handler returns an exit code. Errors derived from :class:`~neuromodels.errors.NeuromodelsError`, failures
+of the environment (``OSError`` for permissions, a full disk, a read-only file system, a missing path) and
+``MemoryError`` are printed as one line on stderr with exit code 2, without a traceback; a closed stdout pipe
+(``--json | head``) ends the command quietly with 141. Output folders and sizes are checked by the handlers
+before any work (:mod:`neuromodels._outputs`, :mod:`neuromodels._limits`), so these are the last resort.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from neuromodels import __version__
-from neuromodels.errors import NeuromodelsError
+from neuromodels.errors import NeuromodelsError, naming_loaded_files
 
 # module path -> its register(subparsers) function; each area adds its line here.
 COMMANDS: tuple[str, ...] = (
@@ -23,6 +28,9 @@ COMMANDS: tuple[str, ...] = (
     "neuromodels.commands.convrnn",
     "neuromodels.commands.theory",
     "neuromodels.commands.spiking",
+    "neuromodels.commands.continual",
+    "neuromodels.commands.walkback",
+    "neuromodels.commands.robustness",
 )
 
 
@@ -43,13 +51,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with naming_loaded_files():  # errors name the file the user passed, not a source recorded inside it
+            code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except NeuromodelsError as err:
         print(f"neuromodels: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neuromodels: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `neuromodels ... --json | head`: the reader left, as any Unix tool we stop quietly
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the closed pipe stopped
+    except MemoryError:
+        print("neuromodels: error: out of memory; use smaller sizes (bins, durations, widths, batch sizes)",
+              file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"neuromodels: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+# Failures of the environment (a full disk, a read-only file system, permissions), not of the code: one line.
+_ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EEXIST", "ENOTDIR", "EISDIR", "ENOENT", "ENAMETOOLONG", "EFBIG")
+    if hasattr(errno, name))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit does not raise again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
