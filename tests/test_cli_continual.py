@@ -45,6 +45,8 @@ def test_continual_writes_the_report_folder_and_resumes(tmp_path, capsys):
     (["--method", "si,lwf"], "method"),
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--seeds", "a"], "--seeds"),
+    (["--seeds", "0,-1"], "--seeds must be >= 0"),
+    (["--hidden", "64,0"], "--hidden widths must be >= 1"),
 ])
 def test_bad_input_exits_2_without_traceback_or_output(tmp_path, extra, message):
     out = tmp_path / "report"

@@ -82,6 +82,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--xi must be > 0, got {args.xi}")
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"--seeds must be >= 0, got {args.seeds!r}")
+    if hidden is not None and any(width < 1 for width in hidden):
+        raise ConfigError(f"--hidden widths must be >= 1, got {args.hidden!r}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"--method lists a method twice: {args.method!r}")
     from neuromodels.fitting.continual.sequence import METHODS
