@@ -170,7 +170,7 @@ def _train(args: argparse.Namespace) -> int:
                                    progress=False if args.no_progress else None, checkpoint_dir=checkpoints,
                                    distributed=True if world_size > 1 else "auto")
         if world_size > 1 and torch.distributed.get_rank() != 0:
-            torch.distributed.destroy_process_group()
+            _leave_process_group()  # waits for rank 0's report
             return 0
         test_accuracy = accuracy(model, data["test"])
         settings = {k: v for k, v in vars(args).items() if k != "handler"}
@@ -198,8 +198,17 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{args.cell} ConvRNN ({report['parameters']} parameters) on {args.data}: test accuracy "
               f"{test_accuracy:.4f} after {len(history)} epochs; wrote {out}/report.json, model.pt, learning_curve.png")
     if world_size > 1:
-        torch.distributed.destroy_process_group()
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Every rank meets at a barrier, then leaves: a rank that tore down its gloo group while rank 0 was still
+    writing the report was seen to abort (SIGABRT, "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _torchrun_world_size() -> int:
