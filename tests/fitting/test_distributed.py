@@ -103,15 +103,20 @@ def _single_process(tmp_path):
     return model, history, net, net_history
 
 
-def test_torchrun_two_ranks_match_single_process_with_global_batch(tmp_path):
-    script = tmp_path / "rank_script.py"
-    script.write_text(RANK_SCRIPT)
+def _torchrun(tmp_path, name: str, source: str) -> None:
+    """Run ``source`` as a script on WORLD ranks under torchrun (one thread each), with ``tmp_path`` as its argument."""
+    script = tmp_path / name
+    script.write_text(source)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--standalone",
                str(script), str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_torchrun_two_ranks_match_single_process_with_global_batch(tmp_path):
+    _torchrun(tmp_path, "rank_script.py", RANK_SCRIPT)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     assert [r["world"] for r in ranks] == [WORLD, WORLD]
 
@@ -203,14 +208,7 @@ DROPOUT_SCRIPT = textwrap.dedent('''
 
 
 def test_dropout_masks_differ_across_ranks_while_weights_stay_in_sync(tmp_path):
-    script = tmp_path / "dropout_script.py"
-    script.write_text(DROPOUT_SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--standalone",
-               str(script), str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _torchrun(tmp_path, "dropout_script.py", DROPOUT_SCRIPT)
     ranks = [torch.load(tmp_path / f"dropout{r}.pt", weights_only=True) for r in range(WORLD)]
     masks = [r["masks"] for r in ranks]
     assert masks[0].shape == masks[1].shape == (10, 4, 32)  # 40 samples / global batch 8: 5 steps x 2 epochs
