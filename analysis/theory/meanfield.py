@@ -109,19 +109,22 @@ def gaussian_expectation(f: Callable[[np.ndarray], np.ndarray], q: Any, n: int =
     """
     x, w = _rule(n, rule)
     q = np.asarray(q, dtype=float)
-    return _weighted_mean(f(np.sqrt(q)[..., None] * x), w)
+    return _weighted_mean(f(np.sqrt(q)[..., None] * x), w, q)
 
 
-def _weighted_mean(values: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``values @ w`` for weights summing to 1, exact where ``values`` is constant along the last axis.
+def _weighted_mean(values: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``values @ w``, with the degenerate Gaussian ``q = 0`` given its value exactly.
 
     The weights sum to 1 only up to rounding (``1 - 2^-52`` for some ``n``), so ``values @ w`` would turn the
     degenerate Gaussian at ``q = 0`` (every node at ``phi(0)``) into ``phi'(0)^2 (1 - 2^-52)``: ``chi_1 = 1 -
     2^-52`` at the critical point ``(1, 0)`` of tanh and a finite depth scale of 4.5e15 where it is infinite.
-    Centring on one node's value makes a constant integrand exact and changes nothing else beyond rounding.
+    Only those rows are replaced (by their common node value), so the hot path keeps its single product.
     """
-    reference = values[..., values.shape[-1] // 2, None]
-    return reference[..., 0] + (values - reference) @ w
+    out = values @ w
+    degenerate = np.asarray(q) == 0
+    if np.any(degenerate):
+        out = np.where(degenerate, values[..., 0], out)
+    return out
 
 
 def gaussian_expectation_2d(
@@ -207,10 +210,10 @@ class Nonlinearity:
         x, w = _midpoint(n)
         u = np.sqrt(q)[..., None] * x
         if self.joint is not None:
-            out = [_weighted_mean(v, w) for v in self.joint(u)]
+            out = [_weighted_mean(v, w, q) for v in self.joint(u)]
         else:
             p, d, dd = self.phi(u), self.dphi(u), self.ddphi(u)
-            out = [_weighted_mean(v, w) for v in (p * p, d * d, p * dd)]
+            out = [_weighted_mean(v, w, q) for v in (p * p, d * d, p * dd)]
         for i, k in enumerate(names):
             if k in self.closed_forms:
                 out[i] = self.closed_forms[k](q)
