@@ -9,7 +9,7 @@ OUT ?= reports
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: all install demo test reproduce bench clean
+.PHONY: all install demo test lint reproduce bench clean
 
 all: test
 
@@ -29,6 +29,10 @@ demo: $(STAMP)
 	$(BIN)/neuromodels data inspect sample:retina
 	# the main job, last: CNN and LN fitted to the virtual retina, ending with the per-cell table vs the ceiling
 	$(BIN)/neuromodels fit --data sample:retina --model cnn,ln --out $(OUT)/demo/retina
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
