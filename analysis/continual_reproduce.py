@@ -27,13 +27,12 @@ PAPER_PERMUTED = {0.1: 0.969, 0.02: 0.939, 0.01: 0.920, 0.0: 0.574}
 def _write(run: Any, out_dir: str | os.PathLike[str] | None, stem: str, title: str) -> list[str]:
     if out_dir is None:
         return []
+    from neuromodels._figures import save_figure
     from neuromodels.analysis.continual_plots import (
         plot_accuracy_matrix,
         plot_importance,
         plot_task_accuracies,
     )
-
-    from neuromodels._figures import save_figure
 
     out = Path(out_dir)
     written = [f"{stem}_tasks.png"]

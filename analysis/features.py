@@ -580,12 +580,12 @@ class _NetCDFSink:
         if self.ds is not None:
             try:
                 self.ds.close()
-            except Exception:  # the file is being discarded anyway
+            except Exception:  # noqa: BLE001 - the file is being discarded anyway: any close error is moot
                 pass
             self.ds = None
         try:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-        except BaseException:  # atomic_path re-raises the error it was given; ours is raised by the caller
+        except BaseException:  # noqa: BLE001 - atomic_path re-raises the error it was given; ours is raised by the caller
             pass
 
 

@@ -159,7 +159,7 @@ def _flip_sign(w: np.ndarray) -> np.ndarray:
     return w if w[np.argmax(np.abs(w))] >= 0 else -w
 
 
-def _nipals_start_column(problem: "_PLSProblem") -> int | None:
+def _nipals_start_column(problem: _PLSProblem) -> int | None:
     """scikit-learn's start vector: the first column of ``Y_k`` with an entry above ``eps``, after the columns
     whose entries are all below ``10 eps`` were set to zero (``_PLS.fit``); ``None`` if there is none
     ("y residual is constant").
@@ -185,7 +185,7 @@ def _nipals_start_column(problem: "_PLSProblem") -> int | None:
     return None
 
 
-def _nipals_weights(batch: list[tuple["_PLSProblem", int]], tol: float, max_iter: int) -> list[tuple[np.ndarray, int]]:
+def _nipals_weights(batch: list[tuple[_PLSProblem, int]], tol: float, max_iter: int) -> list[tuple[np.ndarray, int]]:
     """scikit-learn's NIPALS power iteration (``_get_first_singular_vectors_power_method``, mode A) for every
     ``(problem, start column j)``: ``(unit weight vector w, iterations)``.
 
@@ -499,7 +499,7 @@ class PLSRegression:
         self.tol = tol
         self.max_iter = max_iter
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> "PLSRegression":
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> PLSRegression:
         X = _as_2d_float("X", X)
         Y = _as_2d_float("Y", Y)
         if X.shape[0] != Y.shape[0]:

@@ -28,13 +28,13 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
 
 CHANNELS = (8, 16, 16, 32, 32, 64)
 POOLS = (1, 2, 1, 2, 1, 2)

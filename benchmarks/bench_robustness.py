@@ -20,10 +20,10 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import torch  # noqa: E402
+import torch
 
 
 def _trained_mlp(x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:

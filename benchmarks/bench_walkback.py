@@ -19,12 +19,12 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
+import argparse
+import math
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def plain_epoch(points: np.ndarray, *, hidden: int, n_steps: int, factor: float, sigma: float, batch: int,
@@ -134,8 +134,8 @@ def main() -> None:
         print(f"{name:<12}{ours:>10.2f}{plain:>10.2f}{len(points) / ours:>16.0f}{plain / ours:>18.2f}")
 
     # the diffusion baseline's training time to the MMD a trained Walkback operator reaches on the spiral
-    from neuromodels.analysis.walkback_reproduce import SPIRAL_SETTINGS
     from neuromodels.analysis.walkback_report import point_set_scores
+    from neuromodels.analysis.walkback_reproduce import SPIRAL_SETTINGS
     from neuromodels.fitting.walkback import train_walkback
     from neuromodels.walkback import TransitionOperator
 

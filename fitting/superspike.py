@@ -237,7 +237,7 @@ class SuperSpike:
         rng = np.random.default_rng(seed)
         n_out = network.layer_sizes[-1]
         self.feedback_matrices: list[np.ndarray | None] = []
-        for layer, n in enumerate(network.layer_sizes[:-1]):
+        for n in network.layer_sizes[:-1]:
             scale = 1.0 if feedback_scale == "paper" else 1.0 / math.sqrt(n)
             if feedback == "random":
                 self.feedback_matrices.append(rng.standard_normal((n, n_out)) * scale)

@@ -19,7 +19,7 @@ _root = _os.path.dirname(_here)
 if not _os.path.isdir(_os.path.join(_here, "datasets")) and _os.path.isfile(
     _os.path.join(_root, "datasets", "__init__.py")
 ):
-    __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
+    __path__.append(_root)  # type: ignore[name-defined]
 
 from neuromodels._lazy import lazy_attributes as _lazy_attributes  # noqa: E402
 from neuromodels.errors import ConfigError, DataFormatError, NeuromodelsError  # noqa: E402

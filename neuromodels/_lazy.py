@@ -19,7 +19,7 @@ def lazy_attributes(package: str, names: Mapping[str, str]) -> tuple[Callable[[s
     """
     module_globals = importlib.import_module(package).__dict__
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the module __getattr__ of PEP 562
         if name in names:
             where = names[name]
             module = importlib.import_module(where if where.startswith("neuromodels") else f"{package}.{where}")
@@ -28,7 +28,7 @@ def lazy_attributes(package: str, names: Mapping[str, str]) -> tuple[Callable[[s
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    def __dir__() -> list[str]:
+    def __dir__() -> list[str]:  # noqa: N807 - the module __dir__ of PEP 562
         return sorted(set(module_globals) | set(names))
 
     return __getattr__, __dir__

@@ -21,7 +21,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script, this folder is sys.path[0], where tests/neuromodels shadows the package
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import pytest  # noqa: E402
+import pytest
 
 # the package is imported inside the functions: the campaign also runs against older versions of it
 MANIFEST, LOCK = ".neuromodels-report.json", ".neuromodels.lock"
@@ -306,9 +306,8 @@ def test_json_into_a_closed_pipe_is_quiet(tmp_path):
 
 
 def test_report_folder_keeps_foreign_files_and_removes_only_its_stale_ones(tmp_path, capsys):
-    from neuromodels.cli import main
-
     import neuromodels._outputs as outputs
+    from neuromodels.cli import main
 
     assert (MANIFEST, LOCK) == (outputs.MANIFEST, outputs.LOCK)
     out = tmp_path / "sim"
@@ -328,9 +327,8 @@ def test_report_folder_keeps_foreign_files_and_removes_only_its_stale_ones(tmp_p
 
 
 def test_failed_simulate_leaves_nothing_and_keeps_an_earlier_report(tmp_path, monkeypatch):
-    from neuromodels.cli import main
-
     import neuromodels.spiking.plots as plots
+    from neuromodels.cli import main
 
     def broken(*args, **kwargs):
         raise RuntimeError("plotting failed")

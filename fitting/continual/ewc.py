@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from neuromodels.fitting.continual.si import _diff, _number, tracked_parameters
 
 from neuromodels.errors import ConfigError
+from neuromodels.fitting.continual.si import _diff, _number, tracked_parameters
 
 __all__ = ["EWC", "diagonal_fisher"]
 
@@ -31,8 +31,9 @@ def diagonal_fisher(model: torch.nn.Module, dataset: Any, names: list[str], *, n
                     chunk: int = 16) -> list[torch.Tensor]:
     """The diagonal Fisher of ``model``'s class distribution over the first ``n_samples`` items of ``dataset``
     (all with ``None``), for the parameters ``names``; one tensor per parameter, shaped like it."""
-    from neuromodels.fitting.loop import _as_dataset, _batches
     from torch.func import functional_call, grad, vmap
+
+    from neuromodels.fitting.loop import _as_dataset, _batches
 
     dataset = _as_dataset(dataset, "Fisher data")
     n = len(dataset) if n_samples is None else min(int(n_samples), len(dataset))

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from neuromodels.errors import ConfigError
 from neuromodels.fitting.continual.sequence import (
     METHODS,
     ContinualResult,
@@ -20,8 +22,6 @@ from neuromodels.fitting.continual.tasks import (
     TaskSequence,
     benchmark,
 )
-
-from neuromodels.errors import ConfigError
 
 __all__ = ["BenchmarkRun", "build_model", "run_benchmark"]
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from neuromodels.errors import ConfigError
 from neuromodels.fitting.continual.ewc import EWC
 from neuromodels.fitting.continual.metrics import summarise
 from neuromodels.fitting.continual.si import SynapticIntelligence
 from neuromodels.fitting.continual.tasks import TaskSequence, concatenate
-
-from neuromodels.errors import ConfigError
 
 __all__ = ["METHODS", "ContinualResult", "evaluate_accuracy", "make_method", "train_sequence"]
 
@@ -117,9 +117,10 @@ def train_sequence(model: torch.nn.Module, sequence: TaskSequence, method: str =
     ``fit(seed=seed * 1000 + i)``. ``callbacks``: passed to every task's ``fit``.
     """
     import xarray as xr
+    from tqdm.auto import tqdm
+
     from neuromodels.fitting.checkpoint import load_checkpoint, save_checkpoint
     from neuromodels.fitting.loop import fit
-    from tqdm.auto import tqdm
 
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")

@@ -90,6 +90,7 @@ class TaskData:
 def concatenate(parts: Sequence[TaskData]) -> Any:
     """Several tasks' training sets as one dataset (joint training); each keeps its own task index."""
     import torch
+
     from neuromodels.fitting.loop import TensorPairs
 
     x = torch.cat([p.inputs for p in parts])

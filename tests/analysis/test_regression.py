@@ -76,7 +76,7 @@ def test_pls_equals_sklearn_exact_singular_vector_path():
     peer.algorithm = "svd"  # not a constructor parameter of PLSRegression; read by _PLS.fit
     try:
         peer.fit(x, y)
-    except Exception as exc:  # pragma: no cover - depends on scikit-learn internals
+    except Exception as exc:  # noqa: BLE001 pragma: no cover - depends on scikit-learn internals
         pytest.skip(f"scikit-learn's svd path is not reachable: {exc}")
     ours = PLSRegression(25, algorithm="exact").fit(x, y)
     scale = np.abs(peer.predict(x_test)).max()

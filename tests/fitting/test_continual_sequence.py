@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+
+from neuromodels.errors import ConfigError
 from neuromodels.fitting.continual import (
     EWC,
     average_accuracy,
@@ -21,8 +23,6 @@ from neuromodels.fitting.continual import (
     split_tasks,
     train_sequence,
 )
-
-from neuromodels.errors import ConfigError
 from neuromodels.multihead import MultiHeadMLP
 
 

@@ -6,11 +6,11 @@ import importlib.util
 
 import pytest
 import torch
+
+from neuromodels.errors import ConfigError
 from neuromodels.fitting import fit
 from neuromodels.fitting.continual import SynapticIntelligence
 from neuromodels.fitting.loop import _epoch_order
-
-from neuromodels.errors import ConfigError
 
 
 # ------------------------------------------------------------------------------------ path-integral identity
