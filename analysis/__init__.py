@@ -27,6 +27,7 @@ _LAZY = {
     **dict.fromkeys(["mmd", "energy_distance", "parzen_log_likelihood", "select_parzen_bandwidth",
                      "nearest_neighbour_distances", "gaussian_baseline"], "sample_quality"),
     "evaluate_walkback": "walkback_report",
+    **dict.fromkeys(["first_spike_latency", "repeat_statistics", "decode_stimulus"], "spike_timing"),
 }
 
 __all__ = ["predictivity", "average_repetitions", "ceiled_value", *_LAZY]
