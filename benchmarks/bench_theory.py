@@ -24,14 +24,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 SQRT_2PI = math.sqrt(2 * math.pi)
 
@@ -48,8 +48,13 @@ def _dblquad_expect(f, q: float, c: float) -> float:
     from scipy import integrate
 
     s, r = math.sqrt(q), math.sqrt(max(0.0, 1 - c * c))
-    return integrate.dblquad(lambda z2, z1: f(s * z1, s * (c * z1 + r * z2)) * math.exp(-0.5 * (z1 * z1 + z2 * z2))
-                             / (2 * math.pi), -10, 10, -10, 10)[0]
+    return integrate.dblquad(
+        lambda z2, z1: f(s * z1, s * (c * z1 + r * z2)) * math.exp(-0.5 * (z1 * z1 + z2 * z2)) / (2 * math.pi),
+        -10,
+        10,
+        -10,
+        10,
+    )[0]
 
 
 def peer_point(sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
@@ -86,6 +91,7 @@ def ours(sigma_w2: np.ndarray, sigma_b2: np.ndarray, **kwargs):
 
 
 def bench_phase_diagram(n: int = 200, sample: int = 16, seed: int = 0, quick: bool = False) -> bool:
+    from neuromodels import nonlinearities
     from neuromodels.analysis.theory import meanfield as mf
 
     sw = np.linspace(1.0, 4.0, n)
@@ -104,9 +110,10 @@ def bench_phase_diagram(n: int = 200, sample: int = 16, seed: int = 0, quick: bo
     sub = (slice(None, None, 10), slice(None, None, 10))
     sw_sub, sb_sub = np.meshgrid(sw[sub[0]], sb[sub[1]], indexing="ij")
     fine = mf.depth_scales(sw_sub, sb_sub, "tanh", method="quadrature")
-    nl = mf.get_nonlinearity("tanh")
-    fine_chi = sw_sub * mf.gaussian_expectation(lambda u: nl.dphi(u) ** 2, np.asarray(fine["q_star"]),
-                                                n=4 * mf.DEFAULT_NODES)
+    nl = nonlinearities.get_nonlinearity("tanh")
+    fine_chi = sw_sub * nonlinearities.gaussian_expectation(
+        lambda u: nl.dphi(u) ** 2, np.asarray(fine["q_star"]), n=4 * nonlinearities.DEFAULT_NODES
+    )
     finite = np.isfinite(fine["xi_c"]) & (np.abs(fine_chi - 1) > 1e-3)
     self_chi = float(np.max(np.abs(chi[sub] - fine_chi)))
     self_xi = float(np.max(np.abs(xi[sub] - fine["xi_c"])[finite] / np.abs(fine["xi_c"])[finite]))
@@ -116,8 +123,10 @@ def bench_phase_diagram(n: int = 200, sample: int = 16, seed: int = 0, quick: bo
     ordered = np.argwhere(chi < 1 - 1e-3)
     chaotic = np.argwhere(chi > 1 + 1e-3)
     k = max(1, (2 if quick else sample) // 2)
-    picks = {"ordered": ordered[rng.choice(len(ordered), k, replace=False)],
-             "chaotic": chaotic[rng.choice(len(chaotic), k, replace=False)]}
+    picks = {
+        "ordered": ordered[rng.choice(len(ordered), k, replace=False)],
+        "chaotic": chaotic[rng.choice(len(chaotic), k, replace=False)],
+    }
     peer_seconds, peer_cpu, err_chi, err_xi = {}, {}, [], []
     for phase, points in picks.items():
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -135,25 +144,35 @@ def bench_phase_diagram(n: int = 200, sample: int = 16, seed: int = 0, quick: bo
     ratio_cpu = peer_total_cpu / our_cpu
 
     print(f"phase diagram {n} x {n} (tanh, sigma_w2 in [1, 4], sigma_b2 in [0, 0.3]), one thread")
-    print(f"  ours: {our_time:.3f} s wall (best of 3: {', '.join(f'{t:.3f}' for t in times)}), "
-          f"{min(cpu_times):.3f} s CPU (the wall time on an idle core; os.getloadavg() = "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())})")
-    print(f"  peer (scipy quad/dblquad per point): {peer_seconds['ordered']:.3f} s per ordered point, "
-          f"{peer_seconds['chaotic']:.2f} s per chaotic point ({2 * k} points sampled) -> "
-          f"{peer_total:.0f} s extrapolated to {chi.size} points ({chi.size - n_ordered} chaotic)")
+    print(
+        f"  ours: {our_time:.3f} s wall (best of 3: {', '.join(f'{t:.3f}' for t in times)}), "
+        f"{min(cpu_times):.3f} s CPU (the wall time on an idle core; os.getloadavg() = "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())})"
+    )
+    print(
+        f"  peer (scipy quad/dblquad per point): {peer_seconds['ordered']:.3f} s per ordered point, "
+        f"{peer_seconds['chaotic']:.2f} s per chaotic point ({2 * k} points sampled) -> "
+        f"{peer_total:.0f} s extrapolated to {chi.size} points ({chi.size - n_ordered} chaotic)"
+    )
     print(f"  ratio: {ratio:.0f}x wall, {ratio_cpu:.0f}x CPU ({peer_total_cpu:.0f} s vs {our_cpu:.3f} s)")
-    print(f"  accuracy, ours vs peer at the sampled points: max |d chi_1| = {max(err_chi):.1e}, "
-          f"max relative |d xi_c| = {max(err_xi):.1e}")
-    print(f"  accuracy, ours vs ours with 4x nodes and 2-D quadrature for c* (every 10th point): max |d chi_1| = "
-          f"{self_chi:.1e}, max relative |d xi_c| = {self_xi:.1e} (excluding |chi_1 - 1| < 1e-3)")
+    print(
+        f"  accuracy, ours vs peer at the sampled points: max |d chi_1| = {max(err_chi):.1e}, "
+        f"max relative |d xi_c| = {max(err_xi):.1e}"
+    )
+    print(
+        f"  accuracy, ours vs ours with 4x nodes and 2-D quadrature for c* (every 10th point): max |d chi_1| = "
+        f"{self_chi:.1e}, max relative |d xi_c| = {self_xi:.1e} (excluding |chi_1 - 1| < 1e-3)"
+    )
     if quick:
         print("quick run: no PASS/FAIL")
         return True
     equal_accuracy = max(err_chi) < 1e-6 and max(err_xi) < 1e-5
-    checks = {"under 2 s (wall)": our_time < 2.0,
-              "under 2 s (CPU time: the wall time on an idle core)": our_cpu < 2.0,
-              ">= 100x faster than per-point quad (CPU time)": ratio_cpu >= 100,
-              "equal accuracy (ours vs peer: chi_1 < 1e-6, xi_c < 1e-5 relative)": equal_accuracy}
+    checks = {
+        "under 2 s (wall)": our_time < 2.0,
+        "under 2 s (CPU time: the wall time on an idle core)": our_cpu < 2.0,
+        ">= 100x faster than per-point quad (CPU time)": ratio_cpu >= 100,
+        "equal accuracy (ours vs peer: chi_1 < 1e-6, xi_c < 1e-5 relative)": equal_accuracy,
+    }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     return all(checks.values())

@@ -21,11 +21,11 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
+import argparse
+import math
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the density (best counts)")
     args = parser.parse_args(argv)
     depth, q = 64, 1 / 64
-    sw2 = freeprob.critical_sigma_w2("tanh", q)
+    sw2 = freeprob.sigma_w2_for_q_star("tanh", q)
     params = spectra.resolve_parameters("tanh", q_star=q)
     print(f"tanh, depth {depth}, q* = {q:.5f}, sigma_w2 = {sw2:.5f}, sigma_b2 = {params['sigma_b2']:.3g}")
     target = 2.0
@@ -61,28 +61,44 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         spectrum = spectra.jacobian_spectrum("tanh", depth, q_star=q, weights=weights, points=1000)
         t_full = time.perf_counter() - t0
-        print(f"\n[{weights}] theory: 1,000-point density {t_density:.3f} s (best of {len(times)}: "
-              f"{', '.join(f'{t:.2f}' for t in times)}); automatic spectrum "
-              f"(200 + 1,000 points) {t_full:.3f} s; edge {edge:.4g}; mean by quadrature {mean:.5f} (closed form "
-              f"{moments['mean']:.5f}; mass below grid {spectrum.attrs['mass_below_grid']:.4f}), variance closed "
-              f"form {moments['variance']:.4g}")
+        print(
+            f"\n[{weights}] theory: 1,000-point density {t_density:.3f} s (best of {len(times)}: "
+            f"{', '.join(f'{t:.2f}' for t in times)}); automatic spectrum "
+            f"(200 + 1,000 points) {t_full:.3f} s; edge {edge:.4g}; mean by quadrature {mean:.5f} (closed form "
+            f"{moments['mean']:.5f}; mass below grid {spectrum.attrs['mass_below_grid']:.4f}), variance closed "
+            f"form {moments['variance']:.4g}"
+        )
         print(f"  {'Monte Carlo':<24}{'time (s)':>10}{'KS vs theory':>14}{'mean':>10}{'variance':>11}{'max':>9}")
         widths = (250, 500) if args.quick else (250, 500, 1000)
         mc_times = {}
         for width in widths:
             draws = max(1, 1000 // width)
             t0 = time.perf_counter()
-            eig = spectra.empirical_jjt_eigenvalues("tanh", depth, width, params["sigma_w2"], params["sigma_b2"], q,
-                                                    weights, draws=draws, seed=1, progress=False)
+            eig = spectra.empirical_jjt_eigenvalues(
+                "tanh",
+                depth,
+                width,
+                params["sigma_w2"],
+                params["sigma_b2"],
+                q,
+                weights,
+                draws=draws,
+                seed=1,
+                progress=False,
+            )
             mc_times[width] = time.perf_counter() - t0
             ks = spectra.ks_distance(eig, spectrum, floor=1e-28 * eig.max())
-            print(f"  width {width:>4} x {draws} draws{'':<6}{mc_times[width]:>10.2f}{ks:>14.4f}"
-                  f"{eig.mean():>10.4f}{eig.var():>11.4g}{eig.max():>9.4g}")
+            print(
+                f"  width {width:>4} x {draws} draws{'':<6}{mc_times[width]:>10.2f}{ks:>14.4f}"
+                f"{eig.mean():>10.4f}{eig.var():>11.4g}{eig.max():>9.4g}"
+            )
         slowest = mc_times[max(widths)]
         ok = t_density < target
         passed &= ok
-        print(f"  density {t_density:.3f} s vs Monte Carlo at width {max(widths)} {slowest:.2f} s: "
-              f"ratio {slowest / t_density:.1f}x; target density < {target:.0f} s: {'PASS' if ok else 'FAIL'}")
+        print(
+            f"  density {t_density:.3f} s vs Monte Carlo at width {max(widths)} {slowest:.2f} s: "
+            f"ratio {slowest / t_density:.1f}x; target density < {target:.0f} s: {'PASS' if ok else 'FAIL'}"
+        )
     print(f"\noverall: {'PASS' if passed else 'FAIL'}")
     return 0
 

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 from neuromodels.errors import ConfigError
+from neuromodels.nonlinearities import SATURATED_INTERVALS
 
-__all__ = ["SaturatingNonlinearity", "get_saturating", "psi_c", "SaturationPenalty", "SATURATING",
-           "linear_ramp"]
+__all__ = ["SaturatingNonlinearity", "get_saturating", "psi_c", "SaturationPenalty", "SATURATING", "linear_ramp"]
 
 
 @dataclass(frozen=True)
@@ -95,33 +95,49 @@ def _tanh_complement(h: torch.Tensor) -> torch.Tensor:
     return 1 - torch.tanh(h).square()
 
 
+# the flat sets are the shared table's (neuromodels.nonlinearities.SATURATED_INTERVALS)
 SATURATING: dict[str, SaturatingNonlinearity] = {
-    "relu": SaturatingNonlinearity("relu", torch.relu, ((-math.inf, 0.0),), torch.relu, (torch.nn.ReLU,)),
+    "relu": SaturatingNonlinearity("relu", torch.relu, SATURATED_INTERVALS["relu"], torch.relu, (torch.nn.ReLU,)),
     "hard_tanh": SaturatingNonlinearity(
-        "hard_tanh", torch.nn.functional.hardtanh, ((-math.inf, -1.0), (1.0, math.inf)),
-        _distance_to_intervals(((-math.inf, -1.0), (1.0, math.inf))), (torch.nn.Hardtanh,)),
-    "sigmoid": SaturatingNonlinearity("sigmoid", torch.sigmoid, None, _sigmoid_complement, (torch.nn.Sigmoid,)),
-    "tanh": SaturatingNonlinearity("tanh", torch.tanh, None, _tanh_complement, (torch.nn.Tanh,)),
+        "hard_tanh",
+        torch.nn.functional.hardtanh,
+        SATURATED_INTERVALS["hard_tanh"],
+        _distance_to_intervals(SATURATED_INTERVALS["hard_tanh"]),
+        (torch.nn.Hardtanh,),
+    ),
+    "sigmoid": SaturatingNonlinearity(
+        "sigmoid", torch.sigmoid, SATURATED_INTERVALS["sigmoid"], _sigmoid_complement, (torch.nn.Sigmoid,)
+    ),
+    "tanh": SaturatingNonlinearity("tanh", torch.tanh, SATURATED_INTERVALS["tanh"], _tanh_complement, (torch.nn.Tanh,)),
 }
 
 
-def get_saturating(nonlinearity: str | SaturatingNonlinearity, *,
-                   intervals: Sequence[tuple[float, float]] | None = None,
-                   function: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   modules: Sequence[type] = ()) -> SaturatingNonlinearity:
+def get_saturating(
+    nonlinearity: str | SaturatingNonlinearity,
+    *,
+    intervals: Sequence[tuple[float, float]] | None = None,
+    function: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    modules: Sequence[type] = (),
+) -> SaturatingNonlinearity:
     """A :class:`SaturatingNonlinearity` by name (``relu``, ``hard_tanh``, ``sigmoid``, ``tanh``), or a custom one:
     ``get_saturating("mine", intervals=[(-inf, -2), (3, inf)], function=f, modules=[MyModule])``, whose
     ``psi_c`` is the distance to the union of the given closed intervals."""
     if isinstance(nonlinearity, SaturatingNonlinearity):
         return nonlinearity
     if intervals is not None:
-        return SaturatingNonlinearity(str(nonlinearity), function or (lambda h: h), tuple(map(tuple, intervals)),
-                                      _distance_to_intervals(intervals), tuple(modules))
+        return SaturatingNonlinearity(
+            str(nonlinearity),
+            function or (lambda h: h),
+            tuple(map(tuple, intervals)),
+            _distance_to_intervals(intervals),
+            tuple(modules),
+        )
     try:
         return SATURATING[nonlinearity]
     except KeyError:
-        raise ConfigError(f"nonlinearity must be one of {sorted(SATURATING)} or given its saturated intervals, "
-                          f"got {nonlinearity!r}") from None
+        raise ConfigError(
+            f"nonlinearity must be one of {sorted(SATURATING)} or given its saturated intervals, got {nonlinearity!r}"
+        ) from None
 
 
 def psi_c(h: torch.Tensor, nonlinearity: str | SaturatingNonlinearity = "relu") -> torch.Tensor:
@@ -153,9 +169,16 @@ class SaturationPenalty:
     :meth:`remove` to detach the hooks.
     """
 
-    def __init__(self, model: torch.nn.Module, strength: float, nonlinearity: str | SaturatingNonlinearity = "relu",
-                 *, layers: Sequence[str] | None = None, warmup_epochs: int = 5,
-                 schedule: Callable[[int], float] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        strength: float,
+        nonlinearity: str | SaturatingNonlinearity = "relu",
+        *,
+        layers: Sequence[str] | None = None,
+        warmup_epochs: int = 5,
+        schedule: Callable[[int], float] | None = None,
+    ) -> None:
         if not math.isfinite(strength) or strength < 0:
             raise ConfigError(f"saturation strength (lambda) must be a finite number >= 0, got {strength}")
         self.strength = float(strength)
@@ -170,8 +193,9 @@ class SaturationPenalty:
                 raise ConfigError(f"layers {missing} not found in the model; it has {sorted(modules)[:20]}")
             chosen = [modules[name] for name in layers]
         else:
-            chosen = [m for m in modules.values() if self.nonlinearity.modules
-                      and isinstance(m, self.nonlinearity.modules)]
+            chosen = [
+                m for m in modules.values() if self.nonlinearity.modules and isinstance(m, self.nonlinearity.modules)
+            ]
         if not chosen:
             raise ConfigError(f"the model has no {self.nonlinearity.name} modules to penalise; pass layers=[names]")
         self.layer_count = len(chosen)

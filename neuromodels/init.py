@@ -17,7 +17,11 @@ variance ``sigma_b2``. ``sigma_w`` and ``sigma_b`` are the square roots. For con
   preserving up to ``sigma_w``, which is what mean field needs). Even kernel sizes use tap ``k // 2``.
 * :func:`critical_init_` puts a network on the order-to-chaos line: ``(sigma_w2, sigma_b2)`` with ``chi_1 = 1``
   and a chosen fixed point ``q*`` (small ``q*`` keeps tanh networks in their linear regime, which with
-  orthogonal weights gives dynamical isometry, Pennington et al. 2017 sec. 4).
+  orthogonal weights gives dynamical isometry, Pennington et al. 2017 sec. 4), from
+  :func:`neuromodels.fixed_points.critical_point` (the one implementation of the mean-field fixed points).
+* :func:`random_mlp` builds the random fully connected networks that the theory
+  (:mod:`neuromodels.analysis.theory`) measures: one builder, on these initialisers and the one Haar generator
+  :func:`random_orthogonal`, with explicit ``weights`` (orthogonal by default).
 
 All functions modify tensors/modules in place under ``torch.no_grad()`` and take ``generator`` (a
 ``torch.Generator``) or ``seed`` for reproducibility.
@@ -26,12 +30,22 @@ All functions modify tensors/modules in place under ``torch.no_grad()`` and take
 from __future__ import annotations
 
 import math
+from numbers import Integral
 from typing import Any
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["gaussian_", "orthogonal_", "delta_orthogonal_", "bias_", "init_network_", "critical_parameters",
-           "critical_init_", "random_orthogonal"]
+__all__ = [
+    "gaussian_",
+    "orthogonal_",
+    "delta_orthogonal_",
+    "bias_",
+    "init_network_",
+    "critical_parameters",
+    "critical_init_",
+    "random_orthogonal",
+    "random_mlp",
+]
 
 
 def _generator(generator: Any = None, seed: int | None = None) -> Any:
@@ -103,8 +117,10 @@ def orthogonal_(weight: Any, sigma_w2: float = 1.0, *, generator: Any = None, se
 
     sigma_w2 = _check_variance("sigma_w2", sigma_w2, allow_zero=True)
     if weight.dim() != 2:
-        raise ConfigError(f"orthogonal_ takes a (out, in) Linear weight, got shape {tuple(weight.shape)}; "
-                          "use delta_orthogonal_ for convolutions")
+        raise ConfigError(
+            f"orthogonal_ takes a (out, in) Linear weight, got shape {tuple(weight.shape)}; "
+            "use delta_orthogonal_ for convolutions"
+        )
     rows, cols = weight.shape
     q = random_orthogonal(rows, cols, _generator(generator, seed), dtype=torch.float64)
     with torch.no_grad():
@@ -129,8 +145,7 @@ def delta_orthogonal_(weight: Any, sigma_w2: float = 1.0, *, generator: Any = No
     centre = tuple(k // 2 for k in weight.shape[2:])
     with torch.no_grad():
         weight.zero_()
-        weight[(slice(None), slice(None), *centre)] = (q * math.sqrt(sigma_w2 * max(1.0, rows / cols))).to(
-            weight.dtype)
+        weight[(slice(None), slice(None), *centre)] = (q * math.sqrt(sigma_w2 * max(1.0, rows / cols))).to(weight.dtype)
     return weight
 
 
@@ -145,8 +160,15 @@ def bias_(bias: Any, sigma_b2: float = 0.0, *, generator: Any = None, seed: int 
     return bias
 
 
-def init_network_(model: Any, sigma_w2: float, sigma_b2: float = 0.0, *, weights: str = "orthogonal",
-                  seed: int | None = 0, skip_last: bool = False) -> Any:
+def init_network_(
+    model: Any,
+    sigma_w2: float,
+    sigma_b2: float = 0.0,
+    *,
+    weights: str = "orthogonal",
+    seed: int | None = 0,
+    skip_last: bool = False,
+) -> Any:
     """Initialise every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of ``model`` in place; returns ``model``.
 
     ``weights``: ``"orthogonal"`` (Linear: :func:`orthogonal_`; Conv: :func:`delta_orthogonal_`) or
@@ -160,8 +182,11 @@ def init_network_(model: Any, sigma_w2: float, sigma_b2: float = 0.0, *, weights
         raise ConfigError(f"weights must be 'orthogonal' or 'gaussian', got {weights!r}")
     _check_variance("sigma_w2", sigma_w2, allow_zero=True)
     _check_variance("sigma_b2", sigma_b2, allow_zero=True)
-    layers = [m for m in model.modules()
-              if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))]
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d))
+    ]
     if not layers:
         raise ConfigError("the model has no Linear or Conv layers to initialise")
     if skip_last:
@@ -184,11 +209,11 @@ def critical_parameters(q_star: float, phi: Any = "tanh", rho: float = 1.0) -> t
     """``(sigma_w2, sigma_b2)`` on the critical line (``chi_1 = 1``) whose length fixed point is ``q_star``.
 
     ``sigma_w2 = rho / E[phi'(sqrt(q*) z)^2]``, ``sigma_b2 = q* - E[phi^2] / E[phi'^2]`` (see
-    :func:`neuromodels.analysis.theory.meanfield.critical_point`). For ReLU and linear networks the critical line
+    :func:`neuromodels.fixed_points.critical_point`). For ReLU and linear networks the critical line
     is ``sigma_w2 = 2 rho`` (``rho``) and only ``sigma_b2 = 0`` keeps ``q*`` finite; ``q_star`` is then unused.
     """
-    # mean field is pure numpy and sits in the analysis package; imported here on demand only
-    from neuromodels.analysis.theory.meanfield import critical_point, get_nonlinearity
+    from neuromodels.fixed_points import critical_point
+    from neuromodels.nonlinearities import get_nonlinearity
 
     nl = get_nonlinearity(phi)
     if nl.name in ("relu", "linear"):
@@ -197,9 +222,66 @@ def critical_parameters(q_star: float, phi: Any = "tanh", rho: float = 1.0) -> t
     return float(sw), float(sb)
 
 
-def critical_init_(model: Any, q_star: float = 0.01, phi: Any = "tanh", *, weights: str = "orthogonal",
-                   rho: float = 1.0, seed: int | None = 0, skip_last: bool = False) -> tuple[float, float]:
+def critical_init_(
+    model: Any,
+    q_star: float = 0.01,
+    phi: Any = "tanh",
+    *,
+    weights: str = "orthogonal",
+    rho: float = 1.0,
+    seed: int | None = 0,
+    skip_last: bool = False,
+) -> tuple[float, float]:
     """Initialise ``model`` at the critical point with fixed point ``q_star``; returns ``(sigma_w2, sigma_b2)``."""
     sigma_w2, sigma_b2 = critical_parameters(q_star, phi, rho)
     init_network_(model, sigma_w2, sigma_b2, weights=weights, seed=seed, skip_last=skip_last)
     return sigma_w2, sigma_b2
+
+
+def random_mlp(
+    width: int,
+    depth: int,
+    sigma_w2: float,
+    sigma_b2: float = 0.0,
+    phi: Any = "tanh",
+    *,
+    weights: str = "orthogonal",
+    input_dim: int | None = None,
+    rho: float = 1.0,
+    seed: int = 0,
+    dtype: Any = None,
+) -> Any:
+    """A random MLP, ``depth`` x (``Linear(width)`` -> ``phi`` [-> dropout]), as ``torch.nn.Sequential``.
+
+    Shapes ``(batch, input_dim) -> (batch, width)`` (``input_dim`` defaults to ``width``). The layers are drawn by
+    :func:`init_network_` from one generator seeded with ``seed``: ``weights="orthogonal"`` (the default;
+    :func:`orthogonal_`, Haar by :func:`random_orthogonal`, ``W = sigma_w Q`` for square layers) or
+    ``"gaussian"`` (:func:`gaussian_`, i.i.d. ``N(0, sigma_w2 / fan_in)``); biases i.i.d. ``N(0, sigma_b2)``.
+    ``phi``: see :func:`neuromodels.nonlinearities.torch_activation`. ``dtype``: float64 by default (the
+    Jacobian's small singular values at depth need it). With ``rho < 1`` each activation is followed by
+    ``nn.Dropout(1 - rho)`` (inverted dropout, survivors scaled by ``1/rho``, Schoenholz et al. 2017 sec. 5) and
+    the module is left in train mode so that dropout is active; otherwise it is in eval mode.
+    """
+    import torch
+
+    from neuromodels.nonlinearities import torch_activation
+
+    for name, value in (("width", width), ("depth", depth)):
+        if not (isinstance(value, Integral) and value >= 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if input_dim is not None and not (isinstance(input_dim, Integral) and input_dim >= 1):
+        raise ConfigError(f"input_dim must be a positive integer, got {input_dim!r}")
+    if not 0 < rho <= 1:
+        raise ConfigError(f"rho (dropout keep probability) must be in (0, 1], got {rho}")
+    dtype = torch.float64 if dtype is None else dtype
+    layers: list[Any] = []
+    fan_in = int(input_dim or width)
+    for _ in range(int(depth)):
+        layers += [torch.nn.Linear(fan_in, int(width), dtype=dtype), torch_activation(phi)]
+        if rho < 1:
+            layers.append(torch.nn.Dropout(1.0 - rho))
+        fan_in = int(width)
+    model = torch.nn.Sequential(*layers)
+    init_network_(model, sigma_w2, sigma_b2, weights=weights, seed=seed)
+    model.train(rho < 1)
+    return model

@@ -1,6 +1,7 @@
 """Measure signal propagation in finite random torch networks, to compare with mean-field predictions.
 
-For a random fully connected network (:func:`random_mlp`), :func:`measure_propagation` sends pairs of inputs
+For a random fully connected network (:func:`neuromodels.init.random_mlp`, Gaussian weights unless
+``weights="orthogonal"``), :func:`measure_propagation` sends pairs of inputs
 through it and records, per layer ``l = 1..depth``:
 
 * ``q``: the mean squared pre-activation ``(1/N) sum_i (h_i^l)^2`` of each input (the empirical length),
@@ -23,68 +24,7 @@ import numpy as np
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["random_mlp", "propagate", "measure_propagation", "gradient_norms"]
-
-
-def _torch_activation(phi: Any) -> Any:
-    import torch
-
-    from neuromodels.analysis.theory.meanfield import get_nonlinearity
-
-    if callable(phi) and not isinstance(phi, str):
-        if isinstance(phi, torch.nn.Module):
-            return phi
-        func = getattr(phi, "phi", phi)
-
-        class _Elementwise(torch.nn.Module):
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return func(x)
-
-        return _Elementwise()
-    name = get_nonlinearity(phi).name
-    modules = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "hard_tanh": torch.nn.Hardtanh,
-               "sigmoid": torch.nn.Sigmoid, "linear": torch.nn.Identity}
-    if name == "erf":
-        class _Erf(torch.nn.Module):
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return torch.erf(x)
-
-        return _Erf()
-    return modules[name]()
-
-
-def random_mlp(width: int, depth: int, sigma_w2: float, sigma_b2: float, phi: Any = "tanh", *,
-               input_dim: int | None = None, weights: str = "gaussian", rho: float = 1.0, seed: int = 0,
-               dtype: Any = None) -> Any:
-    """A random MLP ``depth`` x (``Linear(width)`` -> ``phi`` [-> dropout]) as ``torch.nn.Sequential``.
-
-    Shapes ``(batch, input_dim) -> (batch, width)`` (``input_dim`` defaults to ``width``). Weights from
-    :func:`neuromodels.init.init_network_` (``"gaussian"`` or ``"orthogonal"``), biases ``N(0, sigma_b2)``.
-    With ``rho < 1`` each activation is followed by ``nn.Dropout(1 - rho)`` (inverted dropout, survivors scaled by
-    ``1/rho``, as in Schoenholz et al. sec. 5); the module is left in train mode so that dropout is active.
-    """
-    import torch
-
-    from neuromodels.init import init_network_
-
-    if width < 1 or depth < 1:
-        raise ConfigError(f"width and depth must be >= 1, got width={width}, depth={depth}")
-    if not 0 < rho <= 1:
-        raise ConfigError(f"rho (dropout keep probability) must be in (0, 1], got {rho}")
-    layers: list[Any] = []
-    fan_in = int(input_dim or width)
-    for _ in range(int(depth)):
-        layers.append(torch.nn.Linear(fan_in, width))
-        layers.append(_torch_activation(phi))
-        if rho < 1:
-            layers.append(torch.nn.Dropout(1.0 - rho))
-        fan_in = width
-    model = torch.nn.Sequential(*layers)
-    if dtype is not None:
-        model = model.to(dtype)
-    init_network_(model, sigma_w2, sigma_b2, weights=weights, seed=seed)
-    model.train(rho < 1)
-    return model
+__all__ = ["propagate", "measure_propagation", "gradient_norms"]
 
 
 def propagate(model: Any, x: Any, *, keep_graph: bool = False) -> list[Any]:
@@ -147,9 +87,19 @@ def _input_pair(dim: int, q0: float, c0: float, rng: np.random.Generator) -> np.
 
 
 def measure_propagation(
-    sigma_w2: float, sigma_b2: float, phi: Any = "tanh", *, depth: int = 20, width: int = 1000,
-    q0: float = 1.0, c0: float = 0.5, n_networks: int = 4, weights: str = "gaussian", rho: float = 1.0,
-    seed: int = 0, gradients: bool = True,
+    sigma_w2: float,
+    sigma_b2: float,
+    phi: Any = "tanh",
+    *,
+    depth: int = 20,
+    width: int = 1000,
+    q0: float = 1.0,
+    c0: float = 0.5,
+    n_networks: int = 4,
+    weights: str = "gaussian",
+    rho: float = 1.0,
+    seed: int = 0,
+    gradients: bool = True,
 ) -> Any:
     """Measured and predicted ``q^l``, ``c^l`` (and gradient norms) of random MLPs, as an ``xarray.Dataset``.
 
@@ -164,19 +114,23 @@ def measure_propagation(
     import xarray as xr
 
     from neuromodels.analysis.theory import meanfield as mf
+    from neuromodels.fixed_points import q_star
+    from neuromodels.init import random_mlp
+    from neuromodels.nonlinearities import get_nonlinearity
 
     if n_networks < 1:
         raise ConfigError(f"n_networks must be >= 1, got {n_networks}")
     if not (q0 > 0 and -1 <= c0 <= 1):
         raise ConfigError(f"need q0 > 0 and -1 <= c0 <= 1, got q0={q0}, c0={c0}")
-    nl = mf.get_nonlinearity(phi)
+    nl = get_nonlinearity(phi)
     rng = np.random.default_rng(seed)
     q_all = np.empty((n_networks, depth, 2))
     c_all = np.empty((n_networks, depth))
     g_all = np.full((n_networks, depth), np.nan)
     for k in range(n_networks):
-        model = random_mlp(width, depth, sigma_w2, sigma_b2, phi, weights=weights, rho=rho, seed=seed + 1000 * k,
-                           dtype=torch.float64)
+        model = random_mlp(
+            width, depth, sigma_w2, sigma_b2, phi, weights=weights, rho=rho, seed=seed + 1000 * k, dtype=torch.float64
+        )
         x = torch.as_tensor(_input_pair(width, q0, c0, rng), dtype=torch.float64)
         torch.manual_seed(seed + 1000 * k)  # dropout masks
         pre = propagate(model, x)
@@ -203,20 +157,35 @@ def measure_propagation(
             grad_theory[layer] = grad_theory[layer + 1] * chi_per_layer[layer]
     layers = np.arange(1, depth + 1)
     ds = xr.Dataset(
-        {"q": (("network", "layer"), q_meas), "c": (("network", "layer"), c_all),
-         "grad_sq": (("network", "layer"), g_all),
-         "q_mean": ("layer", q_meas.mean(0)), "q_std": ("layer", q_meas.std(0, ddof=1) if n_networks > 1
-                                                        else np.full(depth, np.nan)),
-         "c_mean": ("layer", c_all.mean(0)), "c_std": ("layer", c_all.std(0, ddof=1) if n_networks > 1
-                                                      else np.full(depth, np.nan)),
-         "grad_mean": ("layer", g_mean),
-         "q_theory": ("layer", np.asarray(q_theory)), "c_theory": ("layer", np.asarray(c_theory)),
-         "grad_theory": ("layer", grad_theory)},
+        {
+            "q": (("network", "layer"), q_meas),
+            "c": (("network", "layer"), c_all),
+            "grad_sq": (("network", "layer"), g_all),
+            "q_mean": ("layer", q_meas.mean(0)),
+            "q_std": ("layer", q_meas.std(0, ddof=1) if n_networks > 1 else np.full(depth, np.nan)),
+            "c_mean": ("layer", c_all.mean(0)),
+            "c_std": ("layer", c_all.std(0, ddof=1) if n_networks > 1 else np.full(depth, np.nan)),
+            "grad_mean": ("layer", g_mean),
+            "q_theory": ("layer", np.asarray(q_theory)),
+            "c_theory": ("layer", np.asarray(c_theory)),
+            "grad_theory": ("layer", grad_theory),
+        },
         coords={"layer": layers, "network": np.arange(n_networks)},
-        attrs={"sigma_w2": float(sigma_w2), "sigma_b2": float(sigma_b2), "phi": nl.name, "depth": int(depth),
-               "width": int(width), "q0": float(q0), "c0": float(c0), "weights": weights, "rho": float(rho),
-               "seed": int(seed), "n_networks": int(n_networks),
-               "chi_1": float(mf.chi1(sigma_w2, sigma_b2, nl, rho=rho)) if np.isfinite(
-                   mf.q_star(sigma_w2, sigma_b2, nl, rho)) else float("nan")},
+        attrs={
+            "sigma_w2": float(sigma_w2),
+            "sigma_b2": float(sigma_b2),
+            "phi": nl.name,
+            "depth": int(depth),
+            "width": int(width),
+            "q0": float(q0),
+            "c0": float(c0),
+            "weights": weights,
+            "rho": float(rho),
+            "seed": int(seed),
+            "n_networks": int(n_networks),
+            "chi_1": float(mf.chi1(sigma_w2, sigma_b2, nl, rho=rho))
+            if np.isfinite(q_star(sigma_w2, sigma_b2, nl, rho))
+            else float("nan"),
+        },
     )
     return ds

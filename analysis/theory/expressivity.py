@@ -25,24 +25,24 @@ form; for other nonlinearities no bound is returned (NaN). Beside it, the mean-f
 squared tangent norm of a curve grows by ``chi(q^l) = sigma_w2 E[phi'(h^l)^2]`` per layer (Poole et al.
 2016; Raghu et al. sec. 2.2), so ``l(h^d) = l(x) sigma_w prod_{l<d} sqrt(chi(q^l))`` and
 ``l(z^d) = l(h^d) sqrt(E[phi'(h^d)^2])`` when the discretisation resolves the curve.
+
+The random networks are :func:`neuromodels.init.random_mlp` (``weights`` passed explicitly, Gaussian by default
+here as in Raghu et al.); the command ``neuromodels theory trajectory`` is in :mod:`neuromodels.commands.theory`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuromodels._figures import new_figure, save_figure
 from neuromodels.errors import ConfigError
+from neuromodels.nonlinearities import get_nonlinearity
 
-from . import freeprob
-from .freeprob import WEIGHT_KINDS, get_nonlinearity
-from neuromodels._figures import save_figure
-from neuromodels._reports import jsonable, print_json, write_json
+from .freeprob import WEIGHT_KINDS
 
 __all__ = [
     "circle_trajectory",
@@ -53,7 +53,6 @@ __all__ = [
     "trajectory_statistics",
     "growth_rate",
     "plot_trajectory",
-    "trajectory_command",
 ]
 
 
@@ -73,7 +72,7 @@ def circle_trajectory(width: int, points: int, q: float = 1.0, seed: int = 0) ->
 
 def raghu_growth_factor(phi: Any, sigma_w2: float, sigma_b2: float, width: int) -> float:
     """Per-layer factor ``a`` of Raghu et al. Theorem 1 (see module docstring); NaN where it does not apply."""
-    name = freeprob._canonical_name(get_nonlinearity(phi))
+    name = get_nonlinearity(phi).name
     sigma_w = math.sqrt(sigma_w2)
     if name == "relu":
         return sigma_w * math.sqrt(width) / math.sqrt(width + 1)
@@ -120,14 +119,13 @@ def _layer_pattern_ids(previous: np.ndarray, h: np.ndarray, regions: str) -> np.
     return combined.ravel()
 
 
-def mean_field_lengths(phi: Any, depth: int, sigma_w2: float, sigma_b2: float, q: float,
-                       input_length: float) -> tuple[np.ndarray, np.ndarray]:
+def mean_field_lengths(
+    phi: Any, depth: int, sigma_w2: float, sigma_b2: float, q: float, input_length: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean-field lengths of ``(z^d, h^d)`` for ``d = 0..depth`` (index 0: the input for both)."""
     nonlinearity = get_nonlinearity(phi)
-    # E[phi(h)^2] by a fine midpoint rule (phi may have kinks: Gauss-Hermite would converge slowly), E[phi'(h)^2]
-    # from the D^2 law, exact for the piecewise-linear nonlinearities whose phi' is a step.
-    u = np.linspace(-12.0, 12.0, 24_001)
-    u_weights = np.exp(-u * u / 2) / math.sqrt(2 * math.pi) * (u[1] - u[0])
+    # E[phi(h)^2] and E[phi'(h)^2] are the nonlinearity's Gaussian moments (closed forms for the piecewise-linear
+    # ones, whose kinks a quadrature would resolve slowly; a geometrically convergent midpoint rule otherwise).
     post = [input_length]
     pre = [input_length]
     second_moment = q  # of the layer's input z^{l-1}
@@ -136,18 +134,71 @@ def mean_field_lengths(phi: Any, depth: int, sigma_w2: float, sigma_b2: float, q
         q_l = sigma_w2 * second_moment + sigma_b2
         tangent = tangent * math.sqrt(sigma_w2)
         pre.append(tangent)
-        slope2 = freeprob.d2_distribution(nonlinearity, q_l, n_quad=201).moment(1) if q_l > 0 else float(
-            np.asarray(nonlinearity.dphi(np.zeros(1)), float)[0] ** 2)
-        tangent = tangent * math.sqrt(slope2)
+        tangent = tangent * math.sqrt(float(nonlinearity.mean_dphi_sq(q_l)))
         post.append(tangent)
-        second_moment = float(u_weights @ np.asarray(nonlinearity.phi(math.sqrt(q_l) * u), float) ** 2)
+        second_moment = float(nonlinearity.mean_phi_sq(q_l))
     return np.array(post), np.array(pre)
 
 
-def trajectory_statistics(phi: Any = "hard_tanh", depth: int = 10, width: int = 100, sigma_w2: float = 4.0,
-                          sigma_b2: float = 0.0, points: int = 20_000, q: float = 1.0, weights: str = "gaussian",
-                          regions: str | None = None, seed: int = 0, model: Any = None,
-                          progress: bool | None = None) -> Any:
+def _measure_layers(
+    model: Any, x: np.ndarray, dtype: Any, regions: str, depth: int, progress: bool | None
+) -> dict[str, list]:
+    """Per depth ``0..depth``: lengths of ``z^d`` and ``h^d`` (and of ``z^d`` on every other point), transitions,
+    distinct patterns and pattern changes, pushing the points ``x`` (``(points, width)``) through the ``Linear``
+    (+ activation) pairs of ``model`` in ``dtype``. Depth 0 is the input curve."""
+    import torch
+    from tqdm.auto import tqdm
+
+    input_length = _polygon_length(x)
+    out: dict[str, list] = {
+        "length": [input_length],
+        "length_preactivation": [input_length],
+        "length_half": [_polygon_length(x[::2])],
+        "transitions": [0],
+        "patterns": [1],
+        "pattern_changes": [0],
+    }
+    ids = np.zeros(len(x), dtype=np.int64)
+    z = torch.as_tensor(x, dtype=dtype)
+    modules = list(model)
+    with torch.no_grad():
+        i = 0
+        bar = tqdm(total=depth, desc="trajectory", disable=None if progress is None else not progress)
+        while i < len(modules):
+            h = modules[i](z)
+            activation = (
+                modules[i + 1] if i + 1 < len(modules) and not isinstance(modules[i + 1], torch.nn.Linear) else None
+            )
+            z = activation(h) if activation is not None else h
+            i += 2 if activation is not None else 1
+            h_np, z_np = h.numpy(), z.numpy()
+            out["length_preactivation"].append(_polygon_length(h_np))
+            out["length"].append(_polygon_length(z_np))
+            out["length_half"].append(_polygon_length(z_np[::2]))
+            out["transitions"].append(count_transitions(h_np, regions))
+            ids = _layer_pattern_ids(ids, h_np, regions)
+            distinct, changed = count_patterns(ids)
+            out["patterns"].append(distinct)
+            out["pattern_changes"].append(changed)
+            bar.update()
+        bar.close()
+    return out
+
+
+def trajectory_statistics(
+    phi: Any = "hard_tanh",
+    depth: int = 10,
+    width: int = 100,
+    sigma_w2: float = 4.0,
+    sigma_b2: float = 0.0,
+    points: int = 20_000,
+    q: float = 1.0,
+    weights: str = "gaussian",
+    regions: str | None = None,
+    seed: int = 0,
+    model: Any = None,
+    progress: bool | None = None,
+) -> Any:
     """Length, transitions and activation patterns of a circle through a random network, per depth.
 
     Returns an ``xarray.Dataset`` over ``depth = 0..depth``: ``length``, ``length_preactivation``,
@@ -160,70 +211,53 @@ def trajectory_statistics(phi: Any = "hard_tanh", depth: int = 10, width: int = 
     """
     import torch
     import xarray as xr
-    from tqdm.auto import tqdm
 
-    from .spectra import random_mlp
+    from neuromodels.init import random_mlp
 
     nonlinearity = get_nonlinearity(phi)
-    name = freeprob._canonical_name(nonlinearity)
     if regions is None:
-        regions = "saturation" if name == "hard_tanh" else "sign"
+        regions = "saturation" if nonlinearity.name == "hard_tanh" else "sign"
     if weights not in WEIGHT_KINDS:
         raise ConfigError(f"weights must be one of {WEIGHT_KINDS}, got {weights!r}")
     if model is None:
-        model = random_mlp(width, depth, sigma_w2, sigma_b2, phi, weights, seed=seed)
+        model = random_mlp(width, depth, sigma_w2, sigma_b2, phi, weights=weights, seed=seed)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     depth = len(linears)
     width = linears[0].in_features
     x = circle_trajectory(width, points, q, seed=seed + 1)
     input_length = _polygon_length(x)
-    lengths, pre_lengths, half, transitions, patterns, changes = [input_length], [input_length], [
-        _polygon_length(x[::2])], [0], [1], [0]
-    ids = np.zeros(points, dtype=np.int64)
-    z = torch.as_tensor(x, dtype=linears[0].weight.dtype)
-    modules = list(model)
-    with torch.no_grad():
-        i = 0
-        bar = tqdm(total=depth, desc="trajectory", disable=None if progress is None else not progress)
-        while i < len(modules):
-            h = modules[i](z)
-            activation = modules[i + 1] if i + 1 < len(modules) and not isinstance(modules[i + 1],
-                                                                                   torch.nn.Linear) else None
-            z = activation(h) if activation is not None else h
-            i += 2 if activation is not None else 1
-            h_np, z_np = h.numpy(), z.numpy()
-            pre_lengths.append(_polygon_length(h_np))
-            lengths.append(_polygon_length(z_np))
-            half.append(_polygon_length(z_np[::2]))
-            transitions.append(count_transitions(h_np, regions))
-            ids = _layer_pattern_ids(ids, h_np, regions)
-            distinct, changed = count_patterns(ids)
-            patterns.append(distinct)
-            changes.append(changed)
-            bar.update()
-        bar.close()
+    measured = _measure_layers(model, x, linears[0].weight.dtype, regions, depth, progress)
     mean_post, mean_pre = mean_field_lengths(phi, depth, sigma_w2, sigma_b2, q, input_length)
     factor = raghu_growth_factor(phi, sigma_w2, sigma_b2, width)
     d = np.arange(depth + 1)
     return xr.Dataset(
         {
-            "length": ("depth", np.array(lengths)),
-            "length_preactivation": ("depth", np.array(pre_lengths)),
-            "length_half": ("depth", np.array(half)),
+            "length": ("depth", np.array(measured["length"])),
+            "length_preactivation": ("depth", np.array(measured["length_preactivation"])),
+            "length_half": ("depth", np.array(measured["length_half"])),
             "mean_field_length": ("depth", mean_post),
             "mean_field_length_preactivation": ("depth", mean_pre),
             "bound": ("depth", input_length * factor**d),
-            "transitions": ("depth", np.array(transitions)),
-            "patterns": ("depth", np.array(patterns)),
-            "pattern_changes": ("depth", np.array(changes)),
+            "transitions": ("depth", np.array(measured["transitions"])),
+            "patterns": ("depth", np.array(measured["patterns"])),
+            "pattern_changes": ("depth", np.array(measured["pattern_changes"])),
         },
         coords={"depth": d},
-        attrs={"method": "Raghu et al. 2017 (arXiv:1611.08083) trajectory length, transitions, patterns",
-               "phi": str(getattr(nonlinearity, "name", phi)), "width": int(width), "sigma_w2": float(sigma_w2),
-               "sigma_b2": float(sigma_b2), "points": int(points), "q": float(q), "weights": weights,
-               "regions": regions, "seed": int(seed), "raghu_factor": factor,
-               "bound_form": "l(x) * a**d, a = sigma_w sqrt(k)/sqrt(sigma_w2 + sigma_b2 + k sqrt(sigma_w2 + sigma_b2)) "
-                             "(hard-tanh) or sigma_w sqrt(k)/sqrt(k+1) (ReLU), constant 1"},
+        attrs={
+            "method": "Raghu et al. 2017 (arXiv:1611.08083) trajectory length, transitions, patterns",
+            "phi": str(getattr(nonlinearity, "name", phi)),
+            "width": int(width),
+            "sigma_w2": float(sigma_w2),
+            "sigma_b2": float(sigma_b2),
+            "points": int(points),
+            "q": float(q),
+            "weights": weights,
+            "regions": regions,
+            "seed": int(seed),
+            "raghu_factor": factor,
+            "bound_form": "l(x) * a**d, a = sigma_w sqrt(k)/sqrt(sigma_w2 + sigma_b2 + k sqrt(sigma_w2 + sigma_b2)) "
+            "(hard-tanh) or sigma_w sqrt(k)/sqrt(k+1) (ReLU), constant 1",
+        },
     )
 
 
@@ -237,14 +271,9 @@ def growth_rate(lengths: np.ndarray, start: int = 1) -> float:
 
 def plot_trajectory(stats: Any, path: str | Path | None = None) -> Any:
     """Length vs depth (log scale) with the mean-field prediction and Raghu's bound; transitions and patterns."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     a = stats.attrs
     d = stats["depth"].values
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = new_figure(1, 2, figsize=(10, 4))
     left.semilogy(d, stats["length"], "o-", color="C0", label="measured length $l(z^d)$")
     left.semilogy(d, stats["mean_field_length"], "--", color="C2", label="mean field")
     if np.all(np.isfinite(stats["bound"].values)):
@@ -252,8 +281,9 @@ def plot_trajectory(stats: Any, path: str | Path | None = None) -> Any:
     left.set_xlabel("depth d")
     left.set_ylabel("trajectory length")
     left.legend(fontsize=8)
-    left.set_title(f"{a['phi']}, k={a['width']}, $\\sigma_w^2$={a['sigma_w2']:g}, $\\sigma_b^2$={a['sigma_b2']:g}",
-                   fontsize=9)
+    left.set_title(
+        f"{a['phi']}, k={a['width']}, $\\sigma_w^2$={a['sigma_w2']:g}, $\\sigma_b^2$={a['sigma_b2']:g}", fontsize=9
+    )
     right.semilogy(d[1:], np.maximum(stats["transitions"].values[1:], 1), "o-", label="transitions (layer d)")
     right.semilogy(d[1:], stats["patterns"].values[1:], "s-", label="distinct patterns (layers 1..d)")
     right.set_xlabel("depth d")
@@ -262,71 +292,3 @@ def plot_trajectory(stats: Any, path: str | Path | None = None) -> Any:
     if path is not None:
         save_figure(fig, path)
     return fig
-
-
-def trajectory_command(args: Any) -> int:
-    """``neuromodels theory trajectory``: trajectory length, transitions and patterns vs depth.
-
-    Namespace fields: ``phi``, ``depth``, ``sigma_w2``, ``sigma_b2``, ``width``, ``points``, ``out``, ``json``;
-    optional ``weights`` (default gaussian, as Raghu et al.), ``seed``, ``q`` (default 1).
-    Writes ``trajectory.nc``, ``trajectory.png``, ``report.json`` under ``out``.
-    """
-    from neuromodels._outputs import ReportFolder, check_out_folder
-    from neuromodels.datasets._io import write_netcdf_atomic
-
-    sigma_w2 = 4.0 if getattr(args, "sigma_w2", None) is None else float(args.sigma_w2)
-    sigma_b2 = 0.0 if getattr(args, "sigma_b2", None) is None else float(args.sigma_b2)
-    width = 100 if getattr(args, "width", None) is None else int(args.width)
-    points = 20_000 if getattr(args, "points", None) is None else int(args.points)
-    if width < 2:  # trajectory_statistics' own bounds, named by their options
-        raise ConfigError(f"--width must be >= 2, got {width}")
-    if points < 8:
-        raise ConfigError(f"--points must be >= 8, got {points}")
-    if int(getattr(args, "seed", 0) or 0) < 0:
-        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    out = getattr(args, "out", None)
-    out = check_out_folder(out) if out else None
-    stats = trajectory_statistics(args.phi, int(args.depth), width, sigma_w2, sigma_b2, points,
-                                  q=float(getattr(args, "q", None) or 1.0),
-                                  weights=getattr(args, "weights", None) or "gaussian",
-                                  seed=int(getattr(args, "seed", 0) or 0))
-    a = stats.attrs
-    measured = growth_rate(stats["length"].values)
-    resolution = float(stats["length_half"].values[-1] / stats["length"].values[-1])
-    report: dict[str, Any] = {
-        "command": "theory trajectory",
-        "parameters": {k: a[k] for k in ("phi", "width", "sigma_w2", "sigma_b2", "points", "q", "weights", "regions",
-                                         "seed")} | {"depth": int(args.depth)},
-        "bound": {"form": a["bound_form"], "factor": a["raghu_factor"]},
-        "measured_growth_factor": measured,
-        "resolution_ratio": resolution,
-        "mean_field_growth_factor": growth_rate(stats["mean_field_length"].values),
-        "per_depth": {name: stats[name].values.tolist() for name in
-                      ("length", "mean_field_length", "bound", "transitions", "patterns", "pattern_changes",
-                       "length_half")},
-    }
-    if out:
-        stats.attrs["parameters_json"] = json.dumps(jsonable(report["parameters"]))
-        report["files"] = {"netcdf": str(out / "trajectory.nc"), "figure": str(out / "trajectory.png"),
-                           "report": str(out / "report.json")}
-        with ReportFolder(out, "theory trajectory") as folder:
-            write_netcdf_atomic(stats, folder.path("trajectory.nc"))
-            plot_trajectory(stats, folder.path("trajectory.png"))
-            write_json(folder.path("report.json"), report)
-    if getattr(args, "json", False):
-        print_json(report)
-    else:
-        print(f"{a['phi']} width {a['width']} sigma_w2={a['sigma_w2']:g} sigma_b2={a['sigma_b2']:g}, "
-              f"{a['points']} points on the circle")
-        print(f"  length growth per layer: measured {measured:.4f}, mean field "
-              f"{report['mean_field_growth_factor']:.4f}, Raghu bound factor {a['raghu_factor']:.4f}")
-        print("  depth  length        transitions  patterns")
-        for d in stats["depth"].values:
-            print(f"  {d:5d}  {stats['length'].values[d]:12.5g}  {stats['transitions'].values[d]:11d}  "
-                  f"{stats['patterns'].values[d]:8d}")
-        if resolution < 0.98:
-            print(f"  note: the deepest curve is not resolved (length on every other point / length = "
-                  f"{resolution:.3f}); raise --points for exact lengths at depth")
-        if out:
-            print(f"  wrote {out}/trajectory.nc, trajectory.png, report.json", file=sys.stdout)
-    return 0

@@ -18,7 +18,9 @@ Conventions used throughout (the paper's ``M_X(z) = sum_k m_k / z^k`` is our ``p
 * Gaussian weights (``W W^T`` is ``sigma_w2`` times a free Poisson / Marchenko-Pastur matrix of ratio 1):
   ``S_W(t) = 1 / (sigma_w2 (1 + t))``;
 * ``D^2``: ``psi_{D^2}(w) = E_u[x(u) w / (1 - x(u) w)]`` with ``x(u) = phi'(sqrt(q*) u)^2``, ``u ~ N(0,1)``,
-  by Gauss-Hermite quadrature (exact atoms for ReLU, hard-tanh and the identity, whose ``D^2`` is discrete).
+  by Gauss-Hermite quadrature (exact atoms for ReLU, hard-tanh and the identity, whose ``D^2`` is discrete);
+  nonlinearities and nodes from :mod:`neuromodels.nonlinearities` (:func:`~neuromodels.nonlinearities.gauss_hermite`),
+  the same table as the mean field's.
 
 **Solving for the density.** Write ``t = psi_{JJ^T}(z)`` and introduce ``w = chi_{D^2}(t)`` so that
 ``S_{D^2}(t) = (1+t) w / t``. Then ``z = chi_{JJ^T}(t) = t S_{JJ^T}(t) / (1+t)`` becomes one equation in ``w``:
@@ -63,12 +65,13 @@ from typing import Any
 import numpy as np
 
 from neuromodels.errors import ConfigError
+from neuromodels.nonlinearities import gauss_hermite, get_nonlinearity
 
 __all__ = [
     "WEIGHT_KINDS",
     "D2Distribution",
     "d2_distribution",
-    "critical_sigma_w2",
+    "sigma_w2_for_q_star",
     "jacobian_moments",
     "jacobian_spectral_edge",
     "JJTAtoms",
@@ -82,99 +85,6 @@ __all__ = [
 ]
 
 WEIGHT_KINDS = ("orthogonal", "gaussian")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Nonlinearities: the mean-field module (written alongside) owns them; a small private table keeps this module
-# usable on its own.
-
-
-@dataclass(frozen=True)
-class _Nonlinearity:
-    name: str
-    phi: Callable[[np.ndarray], np.ndarray]
-    dphi: Callable[[np.ndarray], np.ndarray]
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(x)
-
-
-_FALLBACK = {
-    "tanh": _Nonlinearity("tanh", np.tanh, lambda x: 1.0 / np.cosh(x) ** 2),
-    "relu": _Nonlinearity("relu", lambda x: np.maximum(x, 0.0), lambda x: (np.asarray(x) > 0).astype(float)),
-    "hard_tanh": _Nonlinearity("hard_tanh", lambda x: np.clip(x, -1.0, 1.0),
-                               lambda x: (np.abs(x) < 1).astype(float)),
-    "erf": _Nonlinearity("erf", lambda x: _erf(np.asarray(x)),
-                         lambda x: 2.0 / np.sqrt(np.pi) * np.exp(-np.asarray(x) ** 2)),
-    "sigmoid": _Nonlinearity("sigmoid", lambda x: 1 / (1 + np.exp(-np.asarray(x))),
-                             lambda x: np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))) ** 2),
-    "linear": _Nonlinearity("linear", lambda x: np.asarray(x, dtype=float),
-                            lambda x: np.ones_like(np.asarray(x, dtype=float))),
-}
-_ALIASES = {"hardtanh": "hard_tanh", "hard-tanh": "hard_tanh", "identity": "linear", "none": "linear"}
-
-
-def get_nonlinearity(phi: Any) -> Any:
-    """The nonlinearity object (``.name``, ``.phi``, ``.dphi``) for a name or an object that has them.
-
-    Uses :func:`neuromodels.analysis.theory.meanfield.get_nonlinearity` when that module is present, so
-    custom callables work here too; otherwise a built-in table with the same conventions (tanh, relu,
-    hard_tanh = ``clip(x, -1, 1)``, erf = ``erf(x)``, sigmoid = logistic, linear).
-    """
-    if hasattr(phi, "phi") and hasattr(phi, "dphi"):
-        return phi
-    try:
-        from neuromodels.analysis.theory.meanfield import get_nonlinearity as meanfield_get
-    except ImportError:
-        meanfield_get = None
-    if meanfield_get is not None:
-        try:
-            return meanfield_get(phi)
-        except Exception:  # a name the mean-field table lacks but ours has (e.g. 'linear') falls through
-            pass
-    if callable(phi):
-        raise ConfigError("a custom nonlinearity needs .phi and .dphi (use the mean-field get_nonlinearity)")
-    key = _ALIASES.get(str(phi).lower(), str(phi).lower())
-    if key not in _FALLBACK:
-        raise ConfigError(f"unknown nonlinearity phi={phi!r}; known: {', '.join(sorted(_FALLBACK))}")
-    return _FALLBACK[key]
-
-
-def _canonical_name(nonlinearity: Any) -> str:
-    name = str(getattr(nonlinearity, "name", "")).lower()
-    return _ALIASES.get(name, name)
-
-
-def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights for E[f(u)], u ~ N(0, 1)."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
-    return nodes, weights / math.sqrt(2 * math.pi)
-
-
-def _fixed_point_q_star(nonlinearity: Any, sigma_w2: float, sigma_b2: float) -> float:
-    """q* of the length map q -> sigma_w2 E[phi(sqrt(q) u)^2] + sigma_b2 (mean-field module's q_star if present)."""
-    try:
-        from neuromodels.analysis.theory.meanfield import q_star
-    except ImportError:
-        q_star = None
-    if q_star is not None:
-        try:
-            return float(q_star(sigma_w2, sigma_b2, phi=nonlinearity))
-        except Exception:
-            pass
-    nodes, weights = _gauss_hermite(201)
-    q = 1.0
-    for _ in range(2000):
-        q_new = sigma_w2 * float(weights @ nonlinearity.phi(math.sqrt(q) * nodes) ** 2) + sigma_b2
-        if not np.isfinite(q_new) or q_new > 1e12:
-            raise ConfigError(f"the length map has no finite fixed point at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
-        if abs(q_new - q) < 1e-13 * max(1.0, q):
-            return q_new
-        q = q_new
-    return q
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,7 +138,7 @@ def d2_distribution(phi: Any, q_star: float, n_quad: int = 96) -> D2Distribution
     nonlinearity = get_nonlinearity(phi)
     if not (np.isfinite(q_star) and q_star > 0):
         raise ConfigError(f"q_star must be a positive number, got {q_star!r}")
-    name = _canonical_name(nonlinearity)
+    name = nonlinearity.name
     if name == "relu":
         return D2Distribution(np.array([0.0, 1.0]), np.array([0.5, 0.5]), exact=True)
     if name == "hard_tanh":
@@ -236,13 +146,21 @@ def d2_distribution(phi: Any, q_star: float, n_quad: int = 96) -> D2Distribution
         return D2Distribution(np.array([0.0, 1.0]), np.array([math.erfc(edge), math.erf(edge)]), exact=True)
     if name == "linear":
         return D2Distribution(np.array([1.0]), np.array([1.0]), exact=True)
-    nodes, weights = _gauss_hermite(n_quad)
+    nodes, weights = gauss_hermite(n_quad)
     values = np.asarray(nonlinearity.dphi(math.sqrt(q_star) * nodes), dtype=float) ** 2
     return D2Distribution(values, weights)
 
 
-def critical_sigma_w2(phi: Any, q_star: float) -> float:
-    """``sigma_w2 = 1 / E[phi'(h)^2]``, ``h ~ N(0, q*)``: the weight variance with ``chi_1 = 1`` at this ``q*``."""
+def sigma_w2_for_q_star(phi: Any, q_star: float) -> float:
+    """The critical weight variance at a given ``q*``: ``sigma_w2 = 1 / E[phi'(h)^2]``, ``h ~ N(0, q*)``.
+
+    The quantity of :func:`neuromodels.fixed_points.critical_point`'s first value, computed on the law of ``D^2``
+    that the spectra use (:func:`d2_distribution`: exact for ReLU, hard-tanh and the identity, 96-node
+    Gauss-Hermite otherwise), so that ``chi = sigma_w2 E[D^2]`` is 1 in the spectra's own arithmetic. It does not
+    ask whether a bias reaches that ``q*`` (:func:`neuromodels.analysis.theory.spectra.resolve_parameters`
+    does). For tanh it agrees with ``critical_point`` to rounding at ``q* <= 1/4`` and to 3e-9 at ``q* = 1``.
+    ``critical_sigma_w2(sigma_b2)`` is the other parametrisation of the same critical line, by the bias variance.
+    """
     return 1.0 / d2_distribution(phi, q_star).moment(1)
 
 
@@ -255,8 +173,9 @@ def _check_common(depth: int, sigma_w2: float, weights: str) -> None:
         raise ConfigError(f"weights must be one of {WEIGHT_KINDS}, got {weights!r}")
 
 
-def jacobian_moments(phi: Any, depth: int, sigma_w2: float, q_star: float,
-                     weights: str = "orthogonal") -> dict[str, float]:
+def jacobian_moments(
+    phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal"
+) -> dict[str, float]:
     """Mean and variance of the eigenvalues of ``J J^T`` (squared singular values of ``J``).
 
     From the first two terms of ``S(t) = (1/m_1) (1 - (v / m_1^2) t + O(t^2))``, which multiply under free
@@ -275,12 +194,19 @@ def jacobian_moments(phi: Any, depth: int, sigma_w2: float, q_star: float,
     chi = sigma_w2 * mu1
     relative = mu2 / mu1**2 - 1.0 + (1.0 if weights == "gaussian" else 0.0)
     mean = chi**depth
-    return {"mean": mean, "variance": mean**2 * depth * relative, "chi": chi, "mu1": mu1, "mu2": mu2,
-            "relative_variance_per_layer": relative}
+    return {
+        "mean": mean,
+        "variance": mean**2 * depth * relative,
+        "chi": chi,
+        "mu1": mu1,
+        "mu2": mu2,
+        "relative_variance_per_layer": relative,
+    }
 
 
-def _log_s_weights(t: np.ndarray, sigma_w2: float, weights: str,
-                   one_plus_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _log_s_weights(
+    t: np.ndarray, sigma_w2: float, weights: str, one_plus_t: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``log S_{WW^T}(t)`` and its derivative in ``t``."""
     if weights == "orthogonal":
         return np.full_like(t, -math.log(sigma_w2)), np.zeros_like(t)
@@ -321,15 +247,17 @@ def _atoms_of_law(law: D2Distribution, depth: int, sigma_w2: float, weights: str
     if not law.exact:  # quadrature nodes stand in for a continuous D^2: no atoms
         return JJTAtoms(np.zeros(0), np.zeros(0), 1.0)
     zero_mass = float(law.weights[law.values == 0].sum())
-    base = [(sigma_w2 * float(v), float(m), float(law.weights[law.values != v].sum()))
-            for v, m in zip(law.values, law.weights) if v > 0]
+    base = [
+        (sigma_w2 * float(v), float(m), float(law.weights[law.values != v].sum()))
+        for v, m in zip(law.values, law.weights)
+        if v > 0
+    ]
     if weights == "gaussian":  # Marchenko-Pastur factors have no atoms: only the kernel's atom at 0 survives
         nonzero = []
     else:
         nonzero = base
         for _ in range(depth - 1):
-            nonzero = [(a * b, 1.0 - (da + db), da + db) for a, _, da in nonzero for b, _, db in base
-                       if da + db < 1.0]
+            nonzero = [(a * b, 1.0 - (da + db), da + db) for a, _, da in nonzero for b, _, db in base if da + db < 1.0]
     nonzero = [(loc, m, d) for loc, m, d in nonzero if m > NEGLIGIBLE_MASS]
     nonzero.sort()
     locations = ([0.0] if zero_mass > 0 else []) + [loc for loc, _, _ in nonzero]
@@ -343,8 +271,9 @@ def _atoms_of_law(law: D2Distribution, depth: int, sigma_w2: float, weights: str
     return JJTAtoms(np.array(locations, dtype=float), np.array(masses, dtype=float), max(continuous, 0.0))
 
 
-def jjt_atoms(phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal",
-              n_quad: int = 96) -> JJTAtoms:
+def jjt_atoms(
+    phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal", n_quad: int = 96
+) -> JJTAtoms:
     """Point masses of the law of the eigenvalues of ``J J^T`` (squared singular values of the Jacobian).
 
     Exact for a discrete ``D^2`` (module docstring, "Atoms"): hard-tanh with ``p = P(|h| < 1)`` has an atom
@@ -390,8 +319,15 @@ def _gap_branch_end(law: D2Distribution) -> float:
     return brentq(lambda w: float(law.psi(np.array(w))[1]), lo * (1 + 1e-14), hi * (1 - 1e-14), xtol=1e-15 * lo)
 
 
-def jacobian_spectral_edge(phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal",
-                           n_quad: int = 96, continuous: bool = False) -> float:
+def jacobian_spectral_edge(
+    phi: Any,
+    depth: int,
+    sigma_w2: float,
+    q_star: float,
+    weights: str = "orthogonal",
+    n_quad: int = 96,
+    continuous: bool = False,
+) -> float:
     """Right edge of the support of the eigenvalue law of ``J J^T`` (``continuous``: of its continuous part).
 
     On the real axis right of the support, ``z = 1/x`` and ``w`` are real, ``0 < w < 1 / max D^2``, and
@@ -413,6 +349,7 @@ def jacobian_spectral_edge(phi: Any, depth: int, sigma_w2: float, q_star: float,
         return math.nan
     w_max = 1.0 / law.values.max()
     if top_atom is None:
+
         def log_z(s: float) -> float:
             return _real_axis_log_z(law, w_max / (1.0 + math.exp(-s)), depth, sigma_w2, weights)
     else:
@@ -420,6 +357,7 @@ def jacobian_spectral_edge(phi: Any, depth: int, sigma_w2: float, q_star: float,
 
         def log_z(s: float) -> float:
             return _real_axis_log_z(law, w_max + (w_end - w_max) / (1.0 + math.exp(-s)), depth, sigma_w2, weights)
+
     return math.exp(-_maximise_log_z(log_z))
 
 
@@ -427,9 +365,16 @@ def jacobian_spectral_edge(phi: Any, depth: int, sigma_w2: float, q_star: float,
 # Newton continuation towards the real axis
 
 
-def _newton_continuation(x: np.ndarray, residual: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-                         initial: Callable[[np.ndarray], np.ndarray], scale: float, *, steps: int = 40,
-                         newton: int = 4, eta_final: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+def _newton_continuation(
+    x: np.ndarray,
+    residual: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    initial: Callable[[np.ndarray], np.ndarray],
+    scale: float,
+    *,
+    steps: int = 40,
+    newton: int = 4,
+    eta_final: float = 1e-9,
+) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``residual(u, z) = 0`` for ``z = 1/(x + i eta)``, ``eta`` from ``100 scale`` down to ``eta_final x``.
 
     ``residual`` returns ``(f, f')``; the unknowns of all ``x`` move together (vectorised). Each step warm-starts
@@ -473,8 +418,17 @@ def _newton_continuation(x: np.ndarray, residual: Callable[[np.ndarray, np.ndarr
     return u, zeta
 
 
-def _jjt_solve(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str,
-               n_quad: int, steps: int, newton: int) -> tuple[np.ndarray, np.ndarray]:
+def _jjt_solve(
+    x: np.ndarray,
+    phi: Any,
+    depth: int,
+    sigma_w2: float,
+    q_star: float,
+    weights: str,
+    n_quad: int,
+    steps: int,
+    newton: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """``1 + t = 1 + psi_{JJ^T}(1/zeta)`` and ``zeta`` near ``x`` (see the module docstring)."""
     _check_common(depth, sigma_w2, weights)
     law = d2_distribution(phi, q_star, n_quad)
@@ -488,8 +442,7 @@ def _jjt_solve(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: flo
             log_sw, dlog_sw = _log_s_weights(t, sigma_w2, weights, one_plus_t)
             # log R = L log A - log B with A = (1+t) w S_W(t) / t and B = z (1+t) / t
             log_one_plus_t = np.log(one_plus_t)
-            log_r = depth * (log_one_plus_t + np.log(w) - np.log(t) + log_sw) - (np.log(z) + log_one_plus_t
-                                                                                - np.log(t))
+            log_r = depth * (log_one_plus_t + np.log(w) - np.log(t) + log_sw) - (np.log(z) + log_one_plus_t - np.log(t))
             r = np.exp(log_r)
             dlog_a = dt / one_plus_t + 1 / w - dt / t + dlog_sw * dt
             dlog_b = dt / one_plus_t - dt / t
@@ -513,8 +466,18 @@ def _continuous_density(g: np.ndarray, zeta: np.ndarray, atoms: JJTAtoms) -> np.
     return np.maximum(-np.imag(g) / math.pi, 0.0)
 
 
-def jjt_density(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float,
-                weights: str = "orthogonal", *, n_quad: int = 96, steps: int = 40, newton: int = 4) -> np.ndarray:
+def jjt_density(
+    x: np.ndarray,
+    phi: Any,
+    depth: int,
+    sigma_w2: float,
+    q_star: float,
+    weights: str = "orthogonal",
+    *,
+    n_quad: int = 96,
+    steps: int = 40,
+    newton: int = 4,
+) -> np.ndarray:
     """Eigenvalue density ``rho(x)`` of ``J J^T`` (squared singular values of the Jacobian), ``x > 0``.
 
     ``x``: array of eigenvalues (any shape, positive). ``depth`` = L layers, each a weight matrix followed by
@@ -539,8 +502,9 @@ def jjt_density(x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: fl
     return density.reshape(x.shape)
 
 
-def jjt_log_density(log_x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float,
-                    weights: str = "orthogonal", **kwargs: Any) -> np.ndarray:
+def jjt_log_density(
+    log_x: np.ndarray, phi: Any, depth: int, sigma_w2: float, q_star: float, weights: str = "orthogonal", **kwargs: Any
+) -> np.ndarray:
     """Density of ``log lambda`` (natural log) for the eigenvalues ``lambda`` of ``J J^T``: ``x rho(x)``."""
     log_x = np.asarray(log_x, dtype=float)
     return jjt_density(np.exp(log_x), phi, depth, sigma_w2, q_star, weights, **kwargs) * np.exp(log_x)
@@ -567,8 +531,9 @@ def cdf_from_log_density(log_x: np.ndarray, log_density: np.ndarray, atoms: JJTA
 # Universal limits (Pennington et al. 2018)
 
 
-def universal_log_density(log_x: np.ndarray, variance: float, universality: str = "smooth", *,
-                          steps: int = 40, newton: int = 4) -> np.ndarray:
+def universal_log_density(
+    log_x: np.ndarray, variance: float, universality: str = "smooth", *, steps: int = 40, newton: int = 4
+) -> np.ndarray:
     """Density of ``log lambda`` for the depth -> infinity limits of critical orthogonal networks.
 
     As ``L -> infinity`` with ``chi = 1`` and ``q*`` scaled so that ``variance = L (mu_2/mu_1^2 - 1)`` stays fixed,
@@ -600,8 +565,7 @@ def universal_log_density(log_x: np.ndarray, variance: float, universality: str 
             r = np.exp(np.log(t) + log_s - np.log(z) - np.log1p(t))
             return r - 1.0, r * (1 / t + dlog_s - 1 / (1 + t))
 
-    t, zeta = _newton_continuation(x, residual, lambda z: z, 1.0 + 10 * math.sqrt(variance),
-                                   steps=steps, newton=newton)
+    t, zeta = _newton_continuation(x, residual, lambda z: z, 1.0 + 10 * math.sqrt(variance), steps=steps, newton=newton)
     top_atom = bernoulli and variance < 1
     if top_atom:
         atoms = JJTAtoms(np.array([math.exp(variance)]), np.array([1.0 - variance]), variance)

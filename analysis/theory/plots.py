@@ -1,8 +1,9 @@
 """Figures for the mean-field theory: phase diagrams, depth-scale maps, propagation overlays, trainability.
 
 Each function takes results (xarray from :mod:`.meanfield` / :mod:`.empirical`, or arrays) and returns a
-matplotlib ``Figure``; :func:`save_figure` writes it as PNG atomically. pyplot is imported inside the functions
-(Agg backend), so importing this module is cheap.
+matplotlib ``Figure`` built without pyplot (:func:`neuromodels._figures.new_figure`: no backend is chosen or
+switched); :func:`save_figure` writes it as PNG atomically. Functions that draw a single panel also accept an
+``ax=`` to draw into a figure of the caller's.
 """
 
 from __future__ import annotations
@@ -10,21 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from neuromodels._figures import save_figure
+
+from neuromodels._figures import new_figure, save_figure
 
 __all__ = ["plot_phase_diagram", "plot_depth_scales", "plot_propagation", "plot_trainability", "save_figure"]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 
 
 def plot_phase_diagram(ds: Any, variable: str = "chi_1", *, ax: Any = None, title: str | None = None) -> Any:
@@ -33,11 +23,10 @@ def plot_phase_diagram(ds: Any, variable: str = "chi_1", *, ax: Any = None, titl
     ``chi_1`` is drawn on a log colour scale centred at 1 (ordered below, chaotic above, as Schoenholz et al.
     2017 Fig. 1); depth scales ``xi_*`` on a log scale clipped at 1000.
     """
-    plt = _pyplot()
     from matplotlib import colors
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 4.2))
+        fig, ax = new_figure(figsize=(5.2, 4.2))
     else:
         fig = ax.figure
     values = np.asarray(ds[variable].values, dtype=float)
@@ -59,22 +48,28 @@ def plot_phase_diagram(ds: Any, variable: str = "chi_1", *, ax: Any = None, titl
     ax.set_xlabel("$\\sigma_b^2$")
     ax.set_ylabel("$\\sigma_w^2$")
     ax.set_ylim(sw.min(), sw.max())
-    ax.set_title(title or f"{ds.attrs.get('phi', '')}: {variable}" + (
-        f" (dropout rho={ds.attrs['rho']:g})" if ds.attrs.get("rho", 1.0) < 1 else ""))
+    ax.set_title(
+        title
+        or f"{ds.attrs.get('phi', '')}: {variable}"
+        + (f" (dropout rho={ds.attrs['rho']:g})" if ds.attrs.get("rho", 1.0) < 1 else "")
+    )
     return fig
 
 
 def plot_depth_scales(ds: Any, sigma_b2: float | None = None, *, ax: Any = None) -> Any:
     """``xi_q``, ``xi_c`` and ``|xi_grad|`` against ``sigma_w2`` at one ``sigma_b2`` (Schoenholz et al. Fig. 2)."""
-    plt = _pyplot()
-
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        fig, ax = new_figure(figsize=(5.2, 3.8))
     else:
         fig = ax.figure
-    line = ds if "sigma_b2" not in ds.dims else ds.sel(
-        sigma_b2=float(sigma_b2 if sigma_b2 is not None else ds["sigma_b2"].values[len(ds["sigma_b2"]) // 2]),
-        method="nearest")
+    line = (
+        ds
+        if "sigma_b2" not in ds.dims
+        else ds.sel(
+            sigma_b2=float(sigma_b2 if sigma_b2 is not None else ds["sigma_b2"].values[len(ds["sigma_b2"]) // 2]),
+            method="nearest",
+        )
+    )
     sw = line["sigma_w2"].values
     for name, style in (("xi_q", "--"), ("xi_c", "-"), ("xi_grad", ":")):
         ax.semilogy(sw, np.abs(line[name].values), style, label=f"|{name}|" if name == "xi_grad" else name)
@@ -89,11 +84,11 @@ def plot_depth_scales(ds: Any, sigma_b2: float | None = None, *, ax: Any = None)
 
 def plot_propagation(ds: Any) -> Any:
     """Measured ``q^l``, ``c^l`` and gradient norms (mean +- std over networks) over the mean-field curves."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = new_figure(1, 3, figsize=(12, 3.4))
     layer = ds["layer"].values
-    for ax, (meas, std, theory, label) in zip(axes, (("q_mean", "q_std", "q_theory", "$q^l$"),
-                                                      ("c_mean", "c_std", "c_theory", "$c^l$"))):
+    for ax, (meas, std, theory, label) in zip(
+        axes, (("q_mean", "q_std", "q_theory", "$q^l$"), ("c_mean", "c_std", "c_theory", "$c^l$"))
+    ):
         ax.errorbar(layer, ds[meas].values, yerr=ds[std].values, fmt="o", ms=3, label="random networks")
         ax.plot(layer, ds[theory].values, "-", label="mean field")
         ax.set_xlabel("layer")
@@ -106,30 +101,41 @@ def plot_propagation(ds: Any) -> Any:
     ax.set_ylabel("$\\langle (\\partial E / \\partial h^l)^2 \\rangle$")
     ax.legend(fontsize=8)
     a = ds.attrs
-    fig.suptitle(f"{a.get('phi')} width {a.get('width')}, $\\sigma_w^2$={a.get('sigma_w2'):g}, "
-                 f"$\\sigma_b^2$={a.get('sigma_b2'):g}, {a.get('weights')}, rho={a.get('rho'):g}")
+    fig.suptitle(
+        f"{a.get('phi')} width {a.get('width')}, $\\sigma_w^2$={a.get('sigma_w2'):g}, "
+        f"$\\sigma_b^2$={a.get('sigma_b2'):g}, {a.get('weights')}, rho={a.get('rho'):g}"
+    )
     fig.tight_layout()
     return fig
 
 
-def plot_trainability(accuracy: Any, sigma_w2: Any, depth: Any, xi_c: Any = None, *, chance: float = 0.1,
-                      title: str = "") -> Any:
+def plot_trainability(
+    accuracy: Any, sigma_w2: Any, depth: Any, xi_c: Any = None, *, chance: float = 0.1, title: str = ""
+) -> Any:
     """Heat map of accuracy over ``(sigma_w2, depth)`` with the ``6 xi_c`` line (Schoenholz et al. Fig. 5).
 
     ``accuracy`` has shape ``(len(depth), len(sigma_w2))``; ``xi_c`` is evaluated on a fine ``sigma_w2`` grid
     given as ``(sigma_w2_fine, xi_c_fine)`` or on ``sigma_w2`` itself.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    mesh = ax.pcolormesh(np.asarray(sigma_w2), np.asarray(depth), np.asarray(accuracy), vmin=chance, vmax=1.0,
-                         cmap="magma", shading="auto")
+    fig, ax = new_figure(figsize=(5.6, 4.2))
+    mesh = ax.pcolormesh(
+        np.asarray(sigma_w2),
+        np.asarray(depth),
+        np.asarray(accuracy),
+        vmin=chance,
+        vmax=1.0,
+        cmap="magma",
+        shading="auto",
+    )
     fig.colorbar(mesh, ax=ax, label="test accuracy")
     if xi_c is not None:
         grid, values = xi_c if isinstance(xi_c, tuple) else (sigma_w2, xi_c)
         ax.plot(grid, 6 * np.asarray(values), color="c", lw=2, label="$6\\,\\xi_c$")
         ax.legend(loc="upper right", fontsize=8)
-    ax.set_ylim(np.min(depth) - 0.5 * np.diff(depth)[0] if len(depth) > 1 else 0,
-                np.max(depth) + 0.5 * np.diff(depth)[-1] if len(depth) > 1 else np.max(depth) + 1)
+    ax.set_ylim(
+        np.min(depth) - 0.5 * np.diff(depth)[0] if len(depth) > 1 else 0,
+        np.max(depth) + 0.5 * np.diff(depth)[-1] if len(depth) > 1 else np.max(depth) + 1,
+    )
     ax.set_xlabel("$\\sigma_w^2$")
     ax.set_ylabel("depth $L$")
     ax.set_title(title)

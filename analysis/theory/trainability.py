@@ -38,26 +38,40 @@ def mnist_tensors(n_train: int = 6000, n_test: int = 2000, path: Any = None, see
         raise ConfigError(f"n_train + n_test must be <= {len(x)} images, got {n_train} + {n_test}")
     order = np.random.default_rng(seed).permutation(len(x))
     x = (x - x.mean()) / x.std()
-    train, test = order[:n_train], order[n_train:n_train + n_test]
-    return (torch.from_numpy(x[train]), torch.from_numpy(y[train]), torch.from_numpy(x[test]),
-            torch.from_numpy(y[test]))
+    train, test = order[:n_train], order[n_train : n_train + n_test]
+    return (
+        torch.from_numpy(x[train]),
+        torch.from_numpy(y[train]),
+        torch.from_numpy(x[test]),
+        torch.from_numpy(y[test]),
+    )
 
 
-def deep_mlp(depth: int, width: int, sigma_w2: float, sigma_b2: float, phi: str = "tanh", *,
-             weights: str = "gaussian", input_dim: int = 784, n_classes: int = 10, seed: int = 0) -> Any:
+def deep_mlp(
+    depth: int,
+    width: int,
+    sigma_w2: float,
+    sigma_b2: float,
+    phi: str = "tanh",
+    *,
+    weights: str = "gaussian",
+    input_dim: int = 784,
+    n_classes: int = 10,
+    seed: int = 0,
+) -> Any:
     """``input_dim -> width`` then ``depth - 1`` hidden ``width -> width`` layers, each followed by ``phi``,
     then a linear read-out to ``n_classes`` logits; all layers from :func:`neuromodels.init.init_network_`."""
     import torch
 
-    from neuromodels.analysis.theory.empirical import _torch_activation
     from neuromodels.init import init_network_
+    from neuromodels.nonlinearities import torch_activation
 
     if depth < 1 or width < 1:
         raise ConfigError(f"depth and width must be >= 1, got {depth}, {width}")
     layers: list[Any] = []
     fan_in = input_dim
     for _ in range(depth):
-        layers += [torch.nn.Linear(fan_in, width), _torch_activation(phi)]
+        layers += [torch.nn.Linear(fan_in, width), torch_activation(phi)]
         fan_in = width
     layers.append(torch.nn.Linear(width, n_classes))
     model = torch.nn.Sequential(*layers)
@@ -77,8 +91,16 @@ def _accuracy(model: Any, x: Any, y: Any) -> float:
     return float((out.argmax(1) == y).float().mean())
 
 
-def train_and_score(model: Any, data: tuple[Any, ...], *, epochs: int, batch_size: int = 64, lr: float = 1e-3,
-                    seed: int = 0, eval_every_epoch: bool = False) -> dict[str, Any]:
+def train_and_score(
+    model: Any,
+    data: tuple[Any, ...],
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_every_epoch: bool = False,
+) -> dict[str, Any]:
     """Train ``model`` with :func:`neuromodels.fitting.fit` (cross-entropy, Adam, no early stopping) and return
     ``{"accuracy", "accuracies" (per epoch if asked), "train_loss" (per epoch)}``."""
     import torch
@@ -94,17 +116,43 @@ def train_and_score(model: Any, data: tuple[Any, ...], *, epochs: int, batch_siz
 
     if eval_every_epoch:
         accuracies.append(_accuracy(model, x_test, y_test))
-    history = fit(model, (x_train, y_train), None, loss=lambda out, target: torch.nn.functional.cross_entropy(
-        out, target), epochs=epochs, batch_size=batch_size, lr=lr, patience=None, restore_best=False, seed=seed,
-        progress=False, callbacks=[record], lr_patience=10**6)
-    return {"accuracy": _accuracy(model, x_test, y_test), "accuracies": accuracies,
-            "train_loss": list(history["train_loss"])}
+    history = fit(
+        model,
+        (x_train, y_train),
+        None,
+        loss=lambda out, target: torch.nn.functional.cross_entropy(out, target),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=None,
+        restore_best=False,
+        seed=seed,
+        progress=False,
+        callbacks=[record],
+        lr_patience=10**6,
+    )
+    return {
+        "accuracy": _accuracy(model, x_test, y_test),
+        "accuracies": accuracies,
+        "train_loss": list(history["train_loss"]),
+    }
 
 
-def trainability_grid(sigma_w2_values: Sequence[float], depths: Sequence[int], *, sigma_b2: float = 0.05,
-                      width: int = 100, epochs: int = 2, n_train: int = 6000, n_test: int = 2000,
-                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0, data: Any = None,
-                      progress: bool = True) -> Any:
+def trainability_grid(
+    sigma_w2_values: Sequence[float],
+    depths: Sequence[int],
+    *,
+    sigma_b2: float = 0.05,
+    width: int = 100,
+    epochs: int = 2,
+    n_train: int = 6000,
+    n_test: int = 2000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    data: Any = None,
+    progress: bool = True,
+) -> Any:
     """Test accuracy of tanh MLPs over ``(depth, sigma_w2)`` after ``epochs`` passes, with ``xi_c`` from mean field.
 
     Returns an ``xarray.Dataset`` with ``accuracy(depth, sigma_w2)``, ``xi_c(sigma_w2)``, ``six_xi_c(sigma_w2)``
@@ -125,22 +173,46 @@ def trainability_grid(sigma_w2_values: Sequence[float], depths: Sequence[int], *
     for i, j in bar:
         torch.manual_seed(seed)
         model = deep_mlp(int(ds_[i]), width, float(sw[j]), sigma_b2, "tanh", seed=seed + 7919 * i + 31 * j)
-        accuracy[i, j] = train_and_score(model, data, epochs=epochs, batch_size=batch_size, lr=lr,
-                                         seed=seed)["accuracy"]
+        accuracy[i, j] = train_and_score(model, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)[
+            "accuracy"
+        ]
     xi_c = np.asarray(depth_scales(sw, sigma_b2, "tanh")["xi_c"], dtype=float)
     steps = epochs * int(np.ceil(len(data[0]) / batch_size))
     return xr.Dataset(
         {"accuracy": (("depth", "sigma_w2"), accuracy), "xi_c": ("sigma_w2", xi_c), "six_xi_c": ("sigma_w2", 6 * xi_c)},
         coords={"depth": ds_, "sigma_w2": sw},
-        attrs={"sigma_b2": sigma_b2, "width": width, "epochs": epochs, "steps": steps, "batch_size": batch_size,
-               "lr": lr, "optimizer": "adam", "n_train": len(data[0]), "n_test": len(data[2]), "seed": seed,
-               "phi": "tanh", "weights": "gaussian", "data": "MNIST t10k"},
+        attrs={
+            "sigma_b2": sigma_b2,
+            "width": width,
+            "epochs": epochs,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": "adam",
+            "n_train": len(data[0]),
+            "n_test": len(data[2]),
+            "seed": seed,
+            "phi": "tanh",
+            "weights": "gaussian",
+            "data": "MNIST t10k",
+        },
     )
 
 
-def learning_speed(depth: int = 50, width: int = 200, *, q_star: float = 1e-2, epochs: int = 10,
-                   n_train: int = 2000, n_test: int = 2000, batch_size: int = 50, lr: float = 1e-3, seed: int = 0,
-                   data: Any = None, progress: bool = True) -> Any:
+def learning_speed(
+    depth: int = 50,
+    width: int = 200,
+    *,
+    q_star: float = 1e-2,
+    epochs: int = 10,
+    n_train: int = 2000,
+    n_test: int = 2000,
+    batch_size: int = 50,
+    lr: float = 1e-3,
+    seed: int = 0,
+    data: Any = None,
+    progress: bool = True,
+) -> Any:
     """Test accuracy per epoch of three critical initialisations of a depth-``depth`` MLP.
 
     ``orthogonal tanh`` and ``gaussian tanh`` at the tanh critical point with fixed point ``q_star``;
@@ -155,24 +227,45 @@ def learning_speed(depth: int = 50, width: int = 200, *, q_star: float = 1e-2, e
 
     data = data if data is not None else mnist_tensors(n_train, n_test, seed=seed)
     sw_t, sb_t = critical_parameters(q_star, "tanh")
-    configs = {"orthogonal tanh": ("tanh", "orthogonal", sw_t, sb_t), "gaussian tanh": ("tanh", "gaussian", sw_t, sb_t),
-               "gaussian relu": ("relu", "gaussian", 2.0, 0.0)}
+    configs = {
+        "orthogonal tanh": ("tanh", "orthogonal", sw_t, sb_t),
+        "gaussian tanh": ("tanh", "gaussian", sw_t, sb_t),
+        "gaussian relu": ("relu", "gaussian", 2.0, 0.0),
+    }
     acc = np.full((len(configs), epochs + 1), np.nan)
     loss = np.full((len(configs), epochs + 1), np.nan)
-    for k, (name, (phi, weights, sw, sb)) in enumerate(tqdm(configs.items(), disable=None if progress else True,
-                                                            desc="learning speed")):
+    for k, (_name, (phi, weights, sw, sb)) in enumerate(
+        tqdm(configs.items(), disable=None if progress else True, desc="learning speed")
+    ):
         torch.manual_seed(seed)
         model = deep_mlp(depth, width, sw, sb, phi, weights=weights, seed=seed)
-        result = train_and_score(model, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                 eval_every_epoch=True)
+        result = train_and_score(
+            model, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_every_epoch=True
+        )
         acc[k, : len(result["accuracies"])] = result["accuracies"]
-        loss[k, 1: 1 + len(result["train_loss"])] = result["train_loss"]
+        loss[k, 1 : 1 + len(result["train_loss"])] = result["train_loss"]
     steps_per_epoch = int(np.ceil(len(data[0]) / batch_size))
     return xr.Dataset(
         {"accuracy": (("network", "epoch"), acc), "train_loss": (("network", "epoch"), loss)},
-        coords={"network": list(configs), "epoch": np.arange(epochs + 1),
-                "step": ("epoch", np.arange(epochs + 1) * steps_per_epoch)},
-        attrs={"depth": depth, "width": width, "q_star": q_star, "tanh_sigma_w2": sw_t, "tanh_sigma_b2": sb_t,
-               "relu_sigma_w2": 2.0, "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "adam",
-               "n_train": len(data[0]), "n_test": len(data[2]), "seed": seed, "data": "MNIST t10k"},
+        coords={
+            "network": list(configs),
+            "epoch": np.arange(epochs + 1),
+            "step": ("epoch", np.arange(epochs + 1) * steps_per_epoch),
+        },
+        attrs={
+            "depth": depth,
+            "width": width,
+            "q_star": q_star,
+            "tanh_sigma_w2": sw_t,
+            "tanh_sigma_b2": sb_t,
+            "relu_sigma_w2": 2.0,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": "adam",
+            "n_train": len(data[0]),
+            "n_test": len(data[2]),
+            "seed": seed,
+            "data": "MNIST t10k",
+        },
     )

@@ -23,8 +23,10 @@ def _run(argv):
 
 def test_depth_scales_json_and_files(tmp_path, capsys):
     out = tmp_path / "ds"
-    assert _run(["theory", "depth-scales", "--sigma-w2", "1.5,2.5", "--sigma-b2", "0.05", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        _run(["theory", "depth-scales", "--sigma-w2", "1.5,2.5", "--sigma-b2", "0.05", "--out", str(out), "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     rows = {row["sigma_w2"]: row for row in report["rows"]}
     assert rows[1.5]["xi_c"] == pytest.approx(15.8, abs=0.05) and rows[1.5]["phase"] == "ordered"
@@ -41,8 +43,23 @@ def test_depth_scales_json_and_files(tmp_path, capsys):
 
 def test_phase_diagram_writes_netcdf_pngs_and_parameters(tmp_path, capsys):
     out = tmp_path / "pd"
-    assert _run(["theory", "phase-diagram", "--phi", "erf", "--sigma-w2", "0.5:3:11", "--sigma-b2", "0:0.2:6",
-                 "--out", str(out)]) == 0
+    assert (
+        _run(
+            [
+                "theory",
+                "phase-diagram",
+                "--phi",
+                "erf",
+                "--sigma-w2",
+                "0.5:3:11",
+                "--sigma-b2",
+                "0:0.2:6",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "critical line" in text
     ds = xr.open_dataset(out / "phase_diagram.nc")
@@ -54,13 +71,16 @@ def test_phase_diagram_writes_netcdf_pngs_and_parameters(tmp_path, capsys):
     assert report["grid"]["sigma_w2"] == [0.5, 3.0, 11]
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["theory", "phase-diagram", "--sigma-w2", "1:oops:3"], "--sigma-w2"),
-    (["theory", "phase-diagram", "--sigma-b2", "0.3:0.1:4"], "--sigma-b2"),
-    (["theory", "phase-diagram", "--sigma-b2=-1,0.1"], "sigma-b2"),
-    (["theory", "depth-scales", "--rho", "1.5"], "--rho"),
-    (["theory", "depth-scales", "--sigma-w2", "0"], "sigma-w2"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["theory", "phase-diagram", "--sigma-w2", "1:oops:3"], "--sigma-w2"),
+        (["theory", "phase-diagram", "--sigma-b2", "0.3:0.1:4"], "--sigma-b2"),
+        (["theory", "phase-diagram", "--sigma-b2=-1,0.1"], "sigma-b2"),
+        (["theory", "depth-scales", "--rho", "1.5"], "--rho"),
+        (["theory", "depth-scales", "--sigma-w2", "0"], "sigma-w2"),
+    ],
+)
 def test_bad_arguments_raise_config_error(tmp_path, argv, match):
     with pytest.raises(ConfigError, match=match):
         _run([*argv, "--out", str(tmp_path / "x")])
@@ -79,8 +99,24 @@ def test_cli_main_reports_one_line_error(tmp_path, capsys):
 def test_spectrum_and_trajectory_options_are_parsed():
     parser = argparse.ArgumentParser()
     theory.register(parser.add_subparsers())
-    args = parser.parse_args(["theory", "spectrum", "--phi", "tanh", "--depth", "8", "--q-star", "0.01",
-                              "--weights", "gaussian", "--width", "100", "--points", "50"])
+    args = parser.parse_args(
+        [
+            "theory",
+            "spectrum",
+            "--phi",
+            "tanh",
+            "--depth",
+            "8",
+            "--q-star",
+            "0.01",
+            "--weights",
+            "gaussian",
+            "--width",
+            "100",
+            "--points",
+            "50",
+        ]
+    )
     assert (args.depth, args.q_star, args.weights, args.width, args.points) == (8, 0.01, "gaussian", 100, 50)
     args = parser.parse_args(["theory", "trajectory", "--depth", "5", "--sigma-w2", "4", "--sigma-b2", "0.1"])
     assert (args.depth, args.sigma_w2, args.sigma_b2) == (5, 4.0, 0.1)
@@ -92,7 +128,9 @@ def test_register_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, argparse; from neuromodels.commands import theory; p = argparse.ArgumentParser(); "
-            "theory.register(p.add_subparsers()); print('torch' in sys.modules, 'xarray' in sys.modules)")
+    code = (
+        "import sys, argparse; from neuromodels.commands import theory; p = argparse.ArgumentParser(); "
+        "theory.register(p.add_subparsers()); print('torch' in sys.modules, 'xarray' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from neuromodels import fixed_points as fp
 from neuromodels.analysis.theory import meanfield as mf
-from neuromodels.analysis.theory.empirical import gradient_norms, measure_propagation, propagate, random_mlp
+from neuromodels.analysis.theory.empirical import gradient_norms, measure_propagation, propagate
 from neuromodels.errors import ConfigError
+from neuromodels.init import random_mlp
 
 WIDTH, DEPTH, NETWORKS = 1000, 8, 4
 
@@ -31,13 +33,25 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize(("sigma_w2", "weights", "rho", "width"), [(1.5, "gaussian", 1.0, WIDTH),
-                                                                   (2.5, "orthogonal", 1.0, 600),
-                                                                   (2.0, "gaussian", 0.8, WIDTH)])
+@pytest.mark.parametrize(
+    ("sigma_w2", "weights", "rho", "width"),
+    [(1.5, "gaussian", 1.0, WIDTH), (2.5, "orthogonal", 1.0, 600), (2.0, "gaussian", 0.8, WIDTH)],
+)
 def test_measured_length_and_correlation_follow_the_maps(sigma_w2, weights, rho, width):
     sigma_b2 = 0.05
-    ds = measure_propagation(sigma_w2, sigma_b2, "tanh", depth=DEPTH, width=width, q0=1.0, c0=0.5,
-                             n_networks=NETWORKS, weights=weights, rho=rho, seed=11)
+    ds = measure_propagation(
+        sigma_w2,
+        sigma_b2,
+        "tanh",
+        depth=DEPTH,
+        width=width,
+        q0=1.0,
+        c0=0.5,
+        n_networks=NETWORKS,
+        weights=weights,
+        rho=rho,
+        seed=11,
+    )
     scales = mf.depth_scales(sigma_w2, sigma_b2, "tanh", rho=rho)
     s = min(0.95, max(scales["chi_c"], math.exp(-1 / scales["xi_q"])))
     inflation = 1 / math.sqrt(1 - s**2)
@@ -58,24 +72,25 @@ def test_measured_length_and_correlation_follow_the_maps(sigma_w2, weights, rho,
 
 
 def test_dropout_network_correlation_stays_below_one():
-    ds = measure_propagation(1.76095, 0.05, "tanh", depth=DEPTH, width=500, c0=0.99, n_networks=2, rho=0.9,
-                             seed=0, gradients=False)
+    ds = measure_propagation(
+        1.76095, 0.05, "tanh", depth=DEPTH, width=500, c0=0.99, n_networks=2, rho=0.9, seed=0, gradients=False
+    )
     # without dropout c = 0.99 would stay near 1 at criticality; dropout pulls it to c* < 1
-    c_star = mf.c_star(1.76095, 0.05, "tanh", rho=0.9)
+    c_star = fp.c_star(1.76095, 0.05, "tanh", rho=0.9)
     assert c_star < 0.9
     assert ds["c_mean"].values[-1] < 0.95
     assert ds["c_theory"].values[-1] == pytest.approx(ds["c_mean"].values[-1], abs=0.05)
 
 
 def test_propagate_and_gradient_norms_shapes():
-    model = random_mlp(50, 4, 1.5, 0.1, "relu", input_dim=20, seed=0)
+    model = random_mlp(50, 4, 1.5, 0.1, "relu", weights="gaussian", input_dim=20, seed=0, dtype=torch.float32)
     x = torch.randn(3, 20, generator=torch.Generator().manual_seed(0))
     pre = propagate(model, x)
     assert [tuple(h.shape) for h in pre] == [(3, 50)] * 4
     norms = gradient_norms(model, x)
     assert norms.shape == (4,) and np.all(norms > 0)
     # seeded: the same seed gives the same network
-    again = random_mlp(50, 4, 1.5, 0.1, "relu", input_dim=20, seed=0)
+    again = random_mlp(50, 4, 1.5, 0.1, "relu", weights="gaussian", input_dim=20, seed=0, dtype=torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))  # exact: same seeded code
 
 

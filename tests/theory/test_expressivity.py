@@ -13,12 +13,23 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from neuromodels.analysis.theory import expressivity, spectra  # noqa: E402
+from neuromodels.analysis.theory import expressivity  # noqa: E402
+from neuromodels.commands.theory import trajectory_command  # noqa: E402
+from neuromodels.init import random_mlp  # noqa: E402
 
 
 def test_linear_orthogonal_network_preserves_length_exactly():
-    stats = expressivity.trajectory_statistics("linear", depth=6, width=30, sigma_w2=1.0, sigma_b2=0.5, points=500,
-                                               weights="orthogonal", seed=2, progress=False)
+    stats = expressivity.trajectory_statistics(
+        "linear",
+        depth=6,
+        width=30,
+        sigma_w2=1.0,
+        sigma_b2=0.5,
+        points=500,
+        weights="orthogonal",
+        seed=2,
+        progress=False,
+    )
     lengths = stats["length"].values
     np.testing.assert_allclose(lengths, lengths[0], rtol=1e-12)
     # the polygon of 500 points on a circle of radius sqrt(q N) = sqrt(30)
@@ -67,13 +78,17 @@ def test_transitions_and_patterns_match_a_direct_count():
     # exact: integer counts from two code paths (torch batch vs numpy per point); no pre-activation lies within 8e-5
     # of the edges +-1, so rounding differences cannot move a point to another region
     for layer in range(3):
-        expected = sum(regions_per_point[p][layer][u] != regions_per_point[(p + 1) % points][layer][u]
-                       for p in range(points) for u in range(3))
+        expected = sum(
+            regions_per_point[p][layer][u] != regions_per_point[(p + 1) % points][layer][u]
+            for p in range(points)
+            for u in range(3)
+        )
         assert stats["transitions"].values[layer + 1] == expected
         prefixes = [tuple(itertools.chain.from_iterable(r[: layer + 1])) for r in regions_per_point]
         assert stats["patterns"].values[layer + 1] == len(set(prefixes))
-        assert stats["pattern_changes"].values[layer + 1] == sum(prefixes[p] != prefixes[(p + 1) % points]
-                                                                  for p in range(points))
+        assert stats["pattern_changes"].values[layer + 1] == sum(
+            prefixes[p] != prefixes[(p + 1) % points] for p in range(points)
+        )
 
 
 def test_chaotic_hard_tanh_length_grows_like_mean_field_and_above_the_bound():
@@ -84,8 +99,9 @@ def test_chaotic_hard_tanh_length_grows_like_mean_field_and_above_the_bound():
     with q <= sigma_w2 + sigma_b2, so (2/pi)^(1/4) a is a valid lower bound on the rate for large sigma; Raghu's a
     itself (hidden constant set to 1) is 1.40 here, above the measured 1.33 (see docs/theory_spectra.md).
     """
-    stats = expressivity.trajectory_statistics("hard_tanh", depth=8, width=100, sigma_w2=4.0, sigma_b2=0.0,
-                                               points=6000, seed=0, progress=False)
+    stats = expressivity.trajectory_statistics(
+        "hard_tanh", depth=8, width=100, sigma_w2=4.0, sigma_b2=0.0, points=6000, seed=0, progress=False
+    )
     lengths = stats["length"].values
     assert np.all(np.diff(lengths) > 0)
     measured = expressivity.growth_rate(lengths)
@@ -102,9 +118,10 @@ def test_chaotic_hard_tanh_length_grows_like_mean_field_and_above_the_bound():
 
 
 def test_trajectory_command_writes_report(tmp_path, capsys):
-    args = argparse.Namespace(phi="hard_tanh", depth=4, sigma_w2=4.0, sigma_b2=0.0, width=20, points=500,
-                              out=str(tmp_path), json=True)
-    assert expressivity.trajectory_command(args) == 0
+    args = argparse.Namespace(
+        phi="hard_tanh", depth=4, sigma_w2=4.0, sigma_b2=0.0, width=20, points=500, out=str(tmp_path), json=True
+    )
+    assert trajectory_command(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["parameters"]["width"] == 20 and len(printed["per_depth"]["length"]) == 5
     for name in ("trajectory.nc", "trajectory.png", "report.json"):
@@ -119,4 +136,4 @@ def test_trajectory_rejects_bad_input():
     with pytest.raises(ConfigError, match="weights"):
         expressivity.trajectory_statistics("tanh", depth=2, width=5, weights="uniform", progress=False)
     with pytest.raises(ConfigError):
-        spectra.random_mlp(0, 2, 1.0)
+        random_mlp(0, 2, 1.0)

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from neuromodels.errors import ConfigError
-from neuromodels.init import (bias_, critical_init_, critical_parameters, delta_orthogonal_, gaussian_,
-                              init_network_, orthogonal_, random_orthogonal)
+from neuromodels.init import (
+    bias_,
+    critical_init_,
+    critical_parameters,
+    delta_orthogonal_,
+    gaussian_,
+    init_network_,
+    orthogonal_,
+    random_mlp,
+    random_orthogonal,
+)
 
 
 def test_orthogonal_square_has_all_singular_values_sigma_w():
@@ -77,8 +86,10 @@ def test_bias_variance_and_zero():
 
 def test_init_network_is_seeded_and_covers_linear_and_conv():
     def make():
-        return torch.nn.Sequential(torch.nn.Conv1d(3, 8, 3), torch.nn.Tanh(), torch.nn.Flatten(),
-                                   torch.nn.Linear(8 * 6, 10))
+        return torch.nn.Sequential(
+            torch.nn.Conv1d(3, 8, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(8 * 6, 10)
+        )
+
     a, b = make(), make()
     init_network_(a, 1.5, 0.1, seed=7)
     init_network_(b, 1.5, 0.1, seed=7)
@@ -127,3 +138,49 @@ def test_q_star_preserved_through_depth_at_critical_point(weights):
     with torch.no_grad():
         h = model(x)
     assert abs(float((h**2).mean()) - q_target) > 0.2 > 5 * tol
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# random_mlp: the one builder of random networks for the theory (orthogonal by default, Gaussian when asked)
+
+
+def test_random_mlp_default_weights_are_scaled_orthogonal():
+    model = random_mlp(200, 3, 1.7, 0.3, "tanh", seed=0)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 and all(m.weight.dtype == torch.float64 for m in linears)
+    for layer in linears:
+        w = layer.weight.detach()
+        # W W^T = sigma_w2 I exactly: every singular value is sigma_w
+        np.testing.assert_allclose((w @ w.T).numpy(), 1.7 * np.eye(200), atol=1e-12)
+    biases = torch.cat([m.bias.detach() for m in linears])
+    assert float(biases.var()) == pytest.approx(0.3, rel=5 * math.sqrt(2 / biases.numel()))
+    assert not model.training  # no dropout: eval mode
+
+
+def test_random_mlp_gaussian_weights_have_variance_sigma_w2_over_fan_in():
+    model = random_mlp(300, 2, 1.5, 0.0, "relu", weights="gaussian", input_dim=120, seed=1)
+    first, second = (m.weight.detach() for m in model if isinstance(m, torch.nn.Linear))
+    for w, fan_in in ((first, 120), (second, 300)):
+        n = w.numel()
+        assert float(w.var()) == pytest.approx(1.5 / fan_in, rel=5 * math.sqrt(2 / n))
+    # Gaussian, not orthogonal: the Gram matrix of a square Gaussian layer is far from sigma_w2 I
+    gram = (second @ second.T).numpy()
+    assert np.abs(gram - 1.5 * np.eye(300)).max() > 0.1
+    assert all(float(m.bias.abs().max()) == 0.0 for m in model if isinstance(m, torch.nn.Linear))
+
+
+def test_random_mlp_is_init_network_on_the_same_seed():
+    """The builder draws every layer through init_network_: the same seed gives bit-identical parameters."""
+    model = random_mlp(40, 3, 1.2, 0.1, "tanh", weights="orthogonal", seed=7)
+    copy = torch.nn.Sequential(*[torch.nn.Linear(40, 40, dtype=torch.float64) for _ in range(3)])
+    init_network_(copy, 1.2, 0.1, weights="orthogonal", seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), copy.parameters()))  # exact: same operations
+
+
+def test_random_mlp_dropout_and_bad_arguments():
+    model = random_mlp(10, 2, 1.0, 0.0, "tanh", rho=0.8, seed=0)
+    assert model.training and sum(isinstance(m, torch.nn.Dropout) for m in model) == 2
+    with pytest.raises(ConfigError, match="width"):
+        random_mlp(0, 2, 1.0)
+    with pytest.raises(ConfigError, match="weights"):
+        random_mlp(5, 2, 1.0, weights="uniform")

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
+from neuromodels import fixed_points as fp
+from neuromodels import nonlinearities as nonlin
 from neuromodels.analysis.theory import meanfield as mf
 from neuromodels.errors import ConfigError
 
@@ -20,8 +22,14 @@ from neuromodels.errors import ConfigError
 def _quad_gauss(f, q):
     """E_z[f(sqrt(q) z)] by scipy quad (the reference, independent of our rules)."""
     s = math.sqrt(q)
-    value, _ = integrate.quad(lambda z: f(s * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi), -np.inf, np.inf,
-                              epsabs=1e-13, epsrel=1e-13, limit=400)
+    value, _ = integrate.quad(
+        lambda z: f(s * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi),
+        -np.inf,
+        np.inf,
+        epsabs=1e-13,
+        epsrel=1e-13,
+        limit=400,
+    )
     return value
 
 
@@ -39,15 +47,15 @@ def _dblquad_gauss(f, q, c):
 # ------------------------------------------------------------------------------------------ published values
 @pytest.mark.parametrize(("sigma_b2", "expected"), [(0.05, 1.76095), (0.1, 1.98607), (0.2, 2.28515)])
 def test_tanh_critical_line_matches_published_values(sigma_b2, expected):
-    assert mf.critical_sigma_w2(sigma_b2, "tanh") == pytest.approx(expected, abs=1e-5)
+    assert fp.critical_sigma_w2(sigma_b2, "tanh") == pytest.approx(expected, abs=1e-5)
     # vectorised call gives the same values
-    line = mf.critical_sigma_w2(np.array([0.05, 0.1, 0.2]), "tanh")
+    line = fp.critical_sigma_w2(np.array([0.05, 0.1, 0.2]), "tanh")
     np.testing.assert_allclose(line, [1.76095, 1.98607, 2.28515], atol=1e-5)
 
 
 def test_tanh_critical_q_star_and_chi1_is_one_there():
-    sw = mf.critical_sigma_w2(0.05, "tanh")
-    assert mf.q_star(sw, 0.05, "tanh") == pytest.approx(0.570, abs=5e-4)
+    sw = fp.critical_sigma_w2(0.05, "tanh")
+    assert fp.q_star(sw, 0.05, "tanh") == pytest.approx(0.570, abs=5e-4)
     assert mf.chi1(sw, 0.05, "tanh") == pytest.approx(1.0, abs=1e-10)
 
 
@@ -69,7 +77,7 @@ def test_tanh_chaotic_point_published_values():
 
 # ----------------------------------------------------------------------------------------------- closed forms
 def test_erf_critical_point_is_pi_over_4():
-    assert mf.critical_sigma_w2(0.0, "erf") == pytest.approx(math.pi / 4, rel=1e-9)
+    assert fp.critical_sigma_w2(0.0, "erf") == pytest.approx(math.pi / 4, rel=1e-9)
     # from the closed forms directly: chi_1 at q* = 0 is sigma_w2 * 4/pi
     assert mf.chi1(math.pi / 4, 0.0, "erf", q=0.0) == pytest.approx(1.0, rel=1e-12)
 
@@ -77,23 +85,23 @@ def test_erf_critical_point_is_pi_over_4():
 @pytest.mark.parametrize("sigma_w2", [0.5, 1.3, 2.0, 3.7])
 def test_relu_chi1_is_half_sigma_w2(sigma_w2):
     assert mf.chi1(sigma_w2, 0.0, "relu", q=1.0) == pytest.approx(sigma_w2 / 2, rel=1e-14)
-    assert mf.critical_sigma_w2(0.1, "relu") == pytest.approx(2.0)
+    assert fp.critical_sigma_w2(0.1, "relu") == pytest.approx(2.0)
     # q* of ReLU below criticality: q = sigma_w2/2 q + sigma_b2 -> sigma_b2 / (1 - sigma_w2 / 2)
     if sigma_w2 < 2:
-        assert mf.q_star(sigma_w2, 0.1, "relu") == pytest.approx(0.1 / (1 - sigma_w2 / 2), rel=1e-10)
+        assert fp.q_star(sigma_w2, 0.1, "relu") == pytest.approx(0.1 / (1 - sigma_w2 / 2), rel=1e-10)
     else:
-        assert mf.q_star(sigma_w2, 0.1, "relu") == np.inf
+        assert fp.q_star(sigma_w2, 0.1, "relu") == np.inf
 
 
 @pytest.mark.parametrize("name", ["erf", "relu", "hard_tanh", "linear"])
 @pytest.mark.parametrize("q", [0.05, 0.7, 3.0])
 def test_closed_forms_match_scipy_quad(name, q):
-    nl = mf.get_nonlinearity(name)
-    np.testing.assert_allclose(nl.mean_phi_sq(q), _quad_gauss(lambda u: float(nl.phi(np.array(u))) ** 2, q),
-                               atol=1e-10)
+    nl = nonlin.get_nonlinearity(name)
+    np.testing.assert_allclose(nl.mean_phi_sq(q), _quad_gauss(lambda u: float(nl.phi(np.array(u))) ** 2, q), atol=1e-10)
     if name != "hard_tanh":  # phi' jumps at +-1: compare with the exact erf below instead
-        np.testing.assert_allclose(nl.mean_dphi_sq(q), _quad_gauss(lambda u: float(nl.dphi(np.array(u))) ** 2, q),
-                                   atol=1e-8)
+        np.testing.assert_allclose(
+            nl.mean_dphi_sq(q), _quad_gauss(lambda u: float(nl.dphi(np.array(u))) ** 2, q), atol=1e-8
+        )
     if name == "hard_tanh":
         assert nl.mean_dphi_sq(q) == pytest.approx(math.erf(1 / math.sqrt(2 * q)), rel=1e-12)
     if name == "erf":
@@ -110,13 +118,13 @@ def test_closed_forms_match_scipy_quad(name, q):
 
         for c in (0.0, 0.4, 0.93):
             r = math.sqrt(q * (1 - c * c))
-            inner = lambda u: u * (c * u * cdf(c * u / r) + r * pdf(c * u / r)) if u > 0 else 0.0  # noqa: E731
+            inner = lambda u, c=c, r=r: u * (c * u * cdf(c * u / r) + r * pdf(c * u / r)) if u > 0 else 0.0  # noqa: E731
             ref = _quad_gauss(inner, q)
             assert nl.cov_phi(q, c) == pytest.approx(ref, abs=1e-10)
 
 
 def test_erf_derivative_moment_closed_forms():
-    nl = mf.get_nonlinearity("erf")
+    nl = nonlin.get_nonlinearity("erf")
     for q in (0.1, 1.0, 4.0):
         ref = _quad_gauss(lambda u: (2 / math.sqrt(math.pi)) ** 2 * math.exp(-2 * u * u), q)
         assert nl.mean_dphi_sq(q) == pytest.approx(ref, rel=1e-10)
@@ -130,34 +138,35 @@ def test_erf_derivative_moment_closed_forms():
 @pytest.mark.parametrize("q", [0.01, 0.5, 1.0, 2.5])
 def test_gauss_hermite_and_midpoint_match_scipy_quad(q):
     for f in (lambda u: np.tanh(u) ** 2, lambda u: (1 - np.tanh(u) ** 2) ** 2, lambda u: np.cos(u) * u**2):
-        ref = _quad_gauss(lambda u: float(f(np.array(u))), q)
-        assert mf.gaussian_expectation(f, q) == pytest.approx(ref, abs=1e-10)
+        ref = _quad_gauss(lambda u, f=f: float(f(np.array(u))), q)
+        assert nonlin.gaussian_expectation(f, q) == pytest.approx(ref, abs=1e-10)
         if q <= 1:  # Gauss-Hermite converges slowly for tanh at larger q (poles near the real axis)
-            assert mf.gaussian_expectation(f, q, n=200, rule="gauss-hermite") == pytest.approx(ref, abs=1e-8)
+            assert nonlin.gaussian_expectation(f, q, n=200, rule="gauss-hermite") == pytest.approx(ref, abs=1e-8)
 
 
 def test_gaussian_expectation_is_vectorised_and_exact_for_polynomials():
     q = np.array([[0.3, 1.0], [2.0, 5.0]])
-    np.testing.assert_allclose(mf.gaussian_expectation(lambda u: u**4, q), 3 * q**2, rtol=1e-12)
-    np.testing.assert_allclose(mf.gaussian_expectation(lambda u: u**4, q, n=3, rule="gauss-hermite"), 3 * q**2,
-                               rtol=1e-12)
+    np.testing.assert_allclose(nonlin.gaussian_expectation(lambda u: u**4, q), 3 * q**2, rtol=1e-12)
+    np.testing.assert_allclose(
+        nonlin.gaussian_expectation(lambda u: u**4, q, n=3, rule="gauss-hermite"), 3 * q**2, rtol=1e-12
+    )
 
 
 def test_2d_expectation_matches_dblquad_and_moments():
     q, c = 1.3, 0.55
     f = lambda a, b: np.tanh(a) * np.tanh(b)  # noqa: E731
     ref = _dblquad_gauss(lambda a, b: math.tanh(a) * math.tanh(b), q, c)
-    assert mf.gaussian_expectation_2d(f, q, c) == pytest.approx(ref, abs=1e-9)
+    assert nonlin.gaussian_expectation_2d(f, q, c) == pytest.approx(ref, abs=1e-9)
     # E[u1 u2] = q c, different variances too
-    assert mf.gaussian_expectation_2d(lambda a, b: a * b, 2.0, 0.3, q2=0.5) == pytest.approx(0.3, rel=1e-12)
+    assert nonlin.gaussian_expectation_2d(lambda a, b: a * b, 2.0, 0.3, q2=0.5) == pytest.approx(0.3, rel=1e-12)
 
 
 def test_correlation_fixed_point_series_quadrature_and_scipy_agree():
     sw, sb = 3.0, 0.1
-    by_series = mf.c_star(sw, sb, "tanh", method="series")
-    by_quadrature = mf.c_star(sw, sb, "tanh", method="quadrature")
+    by_series = fp.c_star(sw, sb, "tanh", method="series")
+    by_quadrature = fp.c_star(sw, sb, "tanh", method="quadrature")
     assert by_series == pytest.approx(by_quadrature, abs=1e-10)
-    q = mf.q_star(sw, sb, "tanh")
+    q = fp.q_star(sw, sb, "tanh")
 
     def residual(c):
         return (sw * _dblquad_gauss(lambda a, b: math.tanh(a) * math.tanh(b), q, c) + sb) / q - c
@@ -168,7 +177,7 @@ def test_correlation_fixed_point_series_quadrature_and_scipy_agree():
 def test_q_star_is_fixed_point_found_by_iterating_the_map():
     sw = np.array([0.8, 1.5, 2.5, 4.0])
     sb = np.array([0.0, 0.05, 0.2, 0.3])
-    qs = mf.q_star(sw, sb, "tanh")
+    qs = fp.q_star(sw, sb, "tanh")
     np.testing.assert_allclose(mf.length_map(qs, sw, sb, "tanh"), qs, atol=1e-12)
     iterated = mf.iterate_length_map(np.full(4, 3.0), sw, sb, 400, "tanh")[-1]
     np.testing.assert_allclose(iterated, qs, atol=1e-9)
@@ -177,25 +186,25 @@ def test_q_star_is_fixed_point_found_by_iterating_the_map():
 
 def test_correlation_map_iterates_to_c_star():
     for sw in (1.5, 2.5, 4.0):
-        cs = mf.c_star(sw, 0.05, "tanh")
+        cs = fp.c_star(sw, 0.05, "tanh")
         c = mf.iterate_correlation_map(0.2, sw, 0.05, 300, "tanh")[-1]
         assert c == pytest.approx(cs, abs=1e-6)
 
 
 def test_critical_point_parametrisation_by_q_star():
     for q in (0.01, 0.1, 1.0):
-        sw, sb = mf.critical_point(q, "tanh")
-        assert mf.q_star(sw, sb, "tanh") == pytest.approx(q, rel=1e-8)
+        sw, sb = fp.critical_point(q, "tanh")
+        assert fp.q_star(sw, sb, "tanh") == pytest.approx(q, rel=1e-8)
         assert mf.chi1(sw, sb, "tanh") == pytest.approx(1.0, abs=1e-10)
-        assert mf.critical_sigma_w2(sb, "tanh") == pytest.approx(sw, rel=1e-8)
+        assert fp.critical_sigma_w2(sb, "tanh") == pytest.approx(sw, rel=1e-8)
     # small q*: close to sigma_w2 = 1, sigma_b2 = 0 (Pennington et al. 2017, fig. 1)
-    sw, sb = mf.critical_point(1e-4, "tanh")
+    sw, sb = fp.critical_point(1e-4, "tanh")
     assert sw == pytest.approx(1.0, abs=1e-3) and sb < 1e-6
 
 
 def test_xi_q_formula_eq8():
     sw, sb = 1.5, 0.05
-    q = mf.q_star(sw, sb)
+    q = fp.q_star(sw, sb)
     e_ddphi_phi = _quad_gauss(lambda u: -2 * math.tanh(u) ** 2 * (1 - math.tanh(u) ** 2), q)
     expected = -1 / math.log(mf.chi1(sw, sb) + sw * e_ddphi_phi)
     assert mf.depth_scales(sw, sb)["xi_q"] == pytest.approx(expected, rel=1e-9)
@@ -203,7 +212,7 @@ def test_xi_q_formula_eq8():
 
 def test_xi_c_diverges_at_criticality_and_peaks_there():
     sb = 0.05
-    crit = mf.critical_sigma_w2(sb)
+    crit = fp.critical_sigma_w2(sb)
     xi = mf.depth_scales(np.array([crit - 0.3, crit - 0.01, crit + 0.01, crit + 0.3]), sb)["xi_c"]
     assert xi[1] > 100 and xi[2] > 100 and xi[0] < 25 and xi[3] < 25
 
@@ -227,15 +236,15 @@ def test_dropout_destroys_criticality():
 def test_custom_callables_match_builtin_tanh():
     import torch
 
-    numpy_only = mf.get_nonlinearity(lambda x: np.tanh(x))  # finite differences
-    torch_fn = mf.get_nonlinearity(torch.tanh)  # autograd
-    builtin = mf.get_nonlinearity("tanh")
+    numpy_only = nonlin.get_nonlinearity(lambda x: np.tanh(x))  # finite differences
+    torch_fn = nonlin.get_nonlinearity(torch.tanh)  # autograd
+    builtin = nonlin.get_nonlinearity("tanh")
     x = np.linspace(-3, 3, 13)
     for nl, tol in ((numpy_only, 1e-7), (torch_fn, 1e-12)):
         np.testing.assert_allclose(nl.dphi(x), builtin.dphi(x), atol=tol)
         np.testing.assert_allclose(nl.ddphi(x), builtin.ddphi(x), atol=tol * 10)
-        assert mf.critical_sigma_w2(0.05, nl) == pytest.approx(1.76095, abs=1e-5)
-        assert mf.c_star(2.5, 0.05, nl) == pytest.approx(0.447, abs=5e-4)
+        assert fp.critical_sigma_w2(0.05, nl) == pytest.approx(1.76095, abs=1e-5)
+        assert fp.c_star(2.5, 0.05, nl) == pytest.approx(0.447, abs=5e-4)
 
 
 def test_duck_typed_nonlinearity_objects():
@@ -244,34 +253,34 @@ def test_duck_typed_nonlinearity_objects():
         phi = staticmethod(np.tanh)
         dphi = staticmethod(lambda x: 1 - np.tanh(x) ** 2)
 
-    assert mf.critical_sigma_w2(0.05, Custom()) == pytest.approx(1.76095, abs=1e-5)
+    assert fp.critical_sigma_w2(0.05, Custom()) == pytest.approx(1.76095, abs=1e-5)
     Custom.name = "erf"  # a built-in name selects the built-in (with its closed forms)
-    assert mf.get_nonlinearity(Custom()).closed_forms
+    assert nonlin.get_nonlinearity(Custom()).closed_forms
 
 
 def test_sigmoid_values_against_quad():
     from scipy.special import expit
 
-    q = mf.q_star(3.0, 0.1, "sigmoid")
+    q = fp.q_star(3.0, 0.1, "sigmoid")
     ref = 3.0 * _quad_gauss(lambda u: float(expit(u)) ** 2, q) + 0.1
     assert q == pytest.approx(ref, rel=1e-10)
 
 
 def test_bad_parameters_raise_config_error():
     with pytest.raises(ConfigError, match="nonlinearity"):
-        mf.get_nonlinearity("swishy")
+        nonlin.get_nonlinearity("swishy")
     with pytest.raises(ConfigError, match="sigma_w2"):
-        mf.q_star(-1.0, 0.1)
+        fp.q_star(-1.0, 0.1)
     with pytest.raises(ConfigError, match="sigma_b2"):
         mf.chi1(1.0, -0.1)
     with pytest.raises(ConfigError, match="rho"):
         mf.depth_scales(1.0, 0.1, rho=1.5)
     with pytest.raises(ConfigError, match="method"):
-        mf.c_star(1.0, 0.1, method="magic")
+        fp.c_star(1.0, 0.1, method="magic")
     with pytest.raises(ConfigError, match="q_star"):
-        mf.critical_point(-1.0, "tanh")
+        fp.critical_point(-1.0, "tanh")
     with pytest.raises(ConfigError, match="sigma_b2 < 0"):  # phi(x) = x + 1: E[phi^2]/E[phi'^2] = q + 1 > q
-        mf.critical_point(0.5, lambda x: x + 1.0)
+        fp.critical_point(0.5, lambda x: x + 1.0)
 
 
 def test_phase_diagram_dataset():
@@ -315,4 +324,4 @@ def test_critical_point_at_zero_bias_has_infinite_depth_scales_on_any_grid(n_sig
     assert ds["q_star"].values[0, 0] == 0.0
     assert ds["chi_1"].values[0, 0] == 1.0 and ds["chi_c"].values[0, 0] == 1.0
     assert ds["xi_c"].values[0, 0] == np.inf and ds["xi_grad"].values[0, 0] == np.inf
-    assert np.all(mf.gaussian_expectation(lambda u: np.ones_like(u), np.zeros(3), n=n_sigma_w2 + 40) == 1.0)
+    assert np.all(nonlin.gaussian_expectation(lambda u: np.ones_like(u), np.zeros(3), n=n_sigma_w2 + 40) == 1.0)

@@ -34,8 +34,13 @@ def test_trainability_limited_by_six_xi_c(shared_data):
     ds = trainability_grid(sigma_w2, depths, sigma_b2=0.05, width=100, epochs=2, lr=1e-4, data=data, seed=0)
     fine = np.linspace(1.0, 4.0, 301)
     xi_fine = np.asarray(depth_scales(fine, 0.05, "tanh")["xi_c"], dtype=float)
-    fig = plot_trainability(ds["accuracy"].values, ds["sigma_w2"].values, ds["depth"].values, (fine, xi_fine),
-                            title=f"tanh MNIST, {ds.attrs['steps']} Adam steps, width 100")
+    fig = plot_trainability(
+        ds["accuracy"].values,
+        ds["sigma_w2"].values,
+        ds["depth"].values,
+        (fine, xi_fine),
+        title=f"tanh MNIST, {ds.attrs['steps']} Adam steps, width 100",
+    )
     out = _reports()
     save_figure(fig, out / "theory_trainability.png")
     acc = ds["accuracy"].values
@@ -44,15 +49,21 @@ def test_trainability_limited_by_six_xi_c(shared_data):
     predicted = depth_over_xi <= 6
     from scipy.stats import spearmanr
 
-    result = {"accuracy": acc.tolist(), "sigma_w2": sigma_w2, "depth": depths,
-              "six_xi_c": ds["six_xi_c"].values.tolist(), "agreement_at_0.3": float((trainable == predicted).mean()),
-              "fraction_trainable_inside_6xi": float(trainable[predicted].mean()),
-              "fraction_trainable_outside_6xi": float(trainable[~predicted].mean()),
-              "mean_accuracy_inside_6xi": float(acc[predicted].mean()),
-              "mean_accuracy_outside_6xi": float(acc[~predicted].mean()),
-              "max_accuracy_outside_6xi": float(acc[~predicted].max()),
-              "spearman_accuracy_vs_depth_over_xi_c": float(spearmanr(acc.ravel(), depth_over_xi.ravel())[0]),
-              "critical_column_accuracy": acc[:, sigma_w2.index(1.76)].tolist(), **ds.attrs}
+    result = {
+        "accuracy": acc.tolist(),
+        "sigma_w2": sigma_w2,
+        "depth": depths,
+        "six_xi_c": ds["six_xi_c"].values.tolist(),
+        "agreement_at_0.3": float((trainable == predicted).mean()),
+        "fraction_trainable_inside_6xi": float(trainable[predicted].mean()),
+        "fraction_trainable_outside_6xi": float(trainable[~predicted].mean()),
+        "mean_accuracy_inside_6xi": float(acc[predicted].mean()),
+        "mean_accuracy_outside_6xi": float(acc[~predicted].mean()),
+        "max_accuracy_outside_6xi": float(acc[~predicted].max()),
+        "spearman_accuracy_vs_depth_over_xi_c": float(spearmanr(acc.ravel(), depth_over_xi.ravel())[0]),
+        "critical_column_accuracy": acc[:, sigma_w2.index(1.76)].tolist(),
+        **ds.attrs,
+    }
     (out / "theory_trainability.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     # The paper's claim, trainable iff depth <~ 6 xi_c, at our short training (a few hundred steps; the paper
     # trains far longer, so its boundary is sharper and sits at 6 xi_c):
@@ -69,14 +80,13 @@ def test_trainability_limited_by_six_xi_c(shared_data):
 def test_orthogonal_tanh_learns_faster_than_gaussian_tanh_and_relu(shared_data):
     import torch
 
-    from neuromodels.analysis.theory.plots import _pyplot, save_figure
+    from neuromodels._figures import new_figure, save_figure
     from neuromodels.analysis.theory.trainability import learning_speed, mnist_tensors
 
     torch.set_num_threads(1)
     data = mnist_tensors(2000, 2000, path=shared_data / "mnist-t10k", seed=1)
     ds = learning_speed(depth=50, width=200, q_star=1e-2, epochs=10, batch_size=50, lr=1e-4, data=data, seed=0)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    fig, ax = new_figure(figsize=(5.2, 3.8))
     for name in ds["network"].values:
         ax.plot(ds["step"].values, ds["accuracy"].sel(network=name).values, "o-", ms=3, label=str(name))
     ax.set_xlabel("Adam steps")
@@ -86,9 +96,13 @@ def test_orthogonal_tanh_learns_faster_than_gaussian_tanh_and_relu(shared_data):
     out = _reports()
     save_figure(fig, out / "theory_learning_speed.png")
     mean_acc = {str(n): float(np.nanmean(ds["accuracy"].sel(network=n).values[1:])) for n in ds["network"].values}
-    result = {"accuracy": {str(n): ds["accuracy"].sel(network=n).values.tolist() for n in ds["network"].values},
-              "train_loss": {str(n): ds["train_loss"].sel(network=n).values.tolist() for n in ds["network"].values},
-              "mean_accuracy_over_epochs": mean_acc, "steps": ds["step"].values.tolist(), **ds.attrs}
+    result = {
+        "accuracy": {str(n): ds["accuracy"].sel(network=n).values.tolist() for n in ds["network"].values},
+        "train_loss": {str(n): ds["train_loss"].sel(network=n).values.tolist() for n in ds["network"].values},
+        "mean_accuracy_over_epochs": mean_acc,
+        "steps": ds["step"].values.tolist(),
+        **ds.attrs,
+    }
     (out / "theory_learning_speed.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     # the paper's claim: orthogonal sigmoidal networks at small q* learn faster than Gaussian ones and than ReLU
     assert mean_acc["orthogonal tanh"] > mean_acc["gaussian tanh"]

@@ -53,15 +53,19 @@ def test_spectra_versus_depth_orthogonal_tanh_stays_isometric():
     results: dict[str, dict] = {}
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for ax, (name, (phi, weights, q)) in zip(axes, CONFIGS.items()):
-        sw2 = 2.0 if phi == "relu" else freeprob.critical_sigma_w2(phi, q)
+        sw2 = 2.0 if phi == "relu" else freeprob.sigma_w2_for_q_star(phi, q)
         results[name] = {}
         y_top = 0.0
         for i, depth in enumerate(DEPTHS):
-            spec = spectra.jacobian_spectrum(phi, depth, sigma_w2=sw2, q_star=q, weights=weights,
-                                             sigma_b2=0.0 if phi == "relu" else None, points=800)
-            row = {"variance": spec.attrs["variance"], "edge": spec.attrs["edge"],
-                   "max_singular_value": math.sqrt(spec.attrs["edge"]),
-                   "mass_below_grid": spec.attrs["mass_below_grid"]}
+            spec = spectra.jacobian_spectrum(
+                phi, depth, sigma_w2=sw2, q_star=q, weights=weights, sigma_b2=0.0 if phi == "relu" else None, points=800
+            )
+            row = {
+                "variance": spec.attrs["variance"],
+                "edge": spec.attrs["edge"],
+                "max_singular_value": math.sqrt(spec.attrs["edge"]),
+                "mass_below_grid": spec.attrs["mass_below_grid"],
+            }
             log10 = spec["log_eigenvalue"].values / math.log(10)
             curve = spec["log_density"].values * math.log(10)
             ax.plot(log10, curve, color=f"C{i}", label=f"L={depth}")
@@ -70,16 +74,31 @@ def test_spectra_versus_depth_orthogonal_tanh_stays_isometric():
             y_top = max(y_top, min(1.05 * float(curve.max()), 3 * bulk))
             if depth in EMPIRICAL_DEPTHS:
                 a = spec.attrs
-                eig = spectra.empirical_jjt_eigenvalues(phi, depth, 400, a["sigma_w2"], a["sigma_b2"], a["q_star"],
-                                                        weights, draws=2, inputs_per_draw=2, seed=depth,
-                                                        progress=False)
+                eig = spectra.empirical_jjt_eigenvalues(
+                    phi,
+                    depth,
+                    400,
+                    a["sigma_w2"],
+                    a["sigma_b2"],
+                    a["q_star"],
+                    weights,
+                    draws=2,
+                    inputs_per_draw=2,
+                    seed=depth,
+                    progress=False,
+                )
                 row["empirical_variance"] = float(eig.var())
                 row["empirical_max"] = float(eig.max())
                 row["ks_distance"] = spectra.ks_distance(eig, spec, floor=1e-28 * eig.max())
                 positive = eig[eig > 1e-28 * eig.max()]
                 bins = np.linspace(max(log10.min(), -12), log10.max(), 60)
-                ax.hist(np.log10(positive), bins=bins, weights=np.full(len(positive), 1 / len(eig) / np.diff(bins)[0]),
-                        color=f"C{i}", alpha=0.25)
+                ax.hist(
+                    np.log10(positive),
+                    bins=bins,
+                    weights=np.full(len(positive), 1 / len(eig) / np.diff(bins)[0]),
+                    color=f"C{i}",
+                    alpha=0.25,
+                )
             results[name][depth] = row
         ax.set_xlim(-12 if "orthogonal" not in name or phi == "relu" else -1.5, None)
         ax.set_ylim(0, y_top)
@@ -97,8 +116,9 @@ def test_spectra_versus_depth_orthogonal_tanh_stays_isometric():
     for name, slope in (("relu_orthogonal", 1.0), ("relu_gaussian", 2.0)):
         assert results[name][128]["variance"] == pytest.approx(slope * 128)
     assert results["tanh_gaussian"][128]["variance"] > 128
-    assert results["tanh_gaussian"][128]["max_singular_value"] > 10 * results["tanh_orthogonal"][128][
-        "max_singular_value"]
+    assert (
+        results["tanh_gaussian"][128]["max_singular_value"] > 10 * results["tanh_orthogonal"][128]["max_singular_value"]
+    )
     for name in CONFIGS:
         for depth in EMPIRICAL_DEPTHS:
             assert results[name][depth]["ks_distance"] < 0.05, (name, depth)
@@ -125,17 +145,36 @@ def test_depth_16_spectra_match_sampled_jacobians():
     for name, (phi, weights, q, networks, inputs, bound, shown) in DEPTH_16.items():
         spec = spectra.jacobian_spectrum(phi, 16, q_star=q, weights=weights)
         a = spec.attrs
-        eig = spectra.empirical_jjt_eigenvalues(phi, 16, 400, a["sigma_w2"], a["sigma_b2"], q, weights, draws=networks,
-                                                inputs_per_draw=inputs, seed=0, progress=False)
+        eig = spectra.empirical_jjt_eigenvalues(
+            phi,
+            16,
+            400,
+            a["sigma_w2"],
+            a["sigma_b2"],
+            q,
+            weights,
+            draws=networks,
+            inputs_per_draw=inputs,
+            seed=0,
+            progress=False,
+        )
         membership = spectra.atom_membership(eig, spec)
-        results[name] = {"sigma_w2": a["sigma_w2"], "variance": a["variance"], "edge": a["edge"],
-                         "continuous_edge": a["continuous_edge"], "atoms": spectra.spectrum_atoms(spec),
-                         "continuous_mass": a["continuous_mass"], "mass_below_grid": a["mass_below_grid"],
-                         "mean_from_spectrum": spectra.spectrum_moment(spec, 1),
-                         "empirical_variance": float(eig.var()), "empirical_max": float(eig.max()),
-                         "empirical_atom_fractions": [float(np.mean(membership == i))
-                                                      for i in range(len(spectra.spectrum_atoms(spec)))],
-                         "ks_distance": spectra.ks_distance(eig, spec)}
+        results[name] = {
+            "sigma_w2": a["sigma_w2"],
+            "variance": a["variance"],
+            "edge": a["edge"],
+            "continuous_edge": a["continuous_edge"],
+            "atoms": spectra.spectrum_atoms(spec),
+            "continuous_mass": a["continuous_mass"],
+            "mass_below_grid": a["mass_below_grid"],
+            "mean_from_spectrum": spectra.spectrum_moment(spec, 1),
+            "empirical_variance": float(eig.var()),
+            "empirical_max": float(eig.max()),
+            "empirical_atom_fractions": [
+                float(np.mean(membership == i)) for i in range(len(spectra.spectrum_atoms(spec)))
+            ],
+            "ks_distance": spectra.ks_distance(eig, spec),
+        }
         for folder in (_reports(), REPO / "docs" / "figures"):
             spectra.plot_spectrum(spec, eig, folder / f"theory_spectrum_{name}_L16.png", log10_range=shown)
         assert results[name]["ks_distance"] < bound, (name, results[name]["ks_distance"])
@@ -157,17 +196,21 @@ def test_trajectory_length_grows_exponentially_in_the_chaotic_phase():
     fig, ax = plt.subplots(figsize=(6, 4))
     results = {}
     for i, sw2 in enumerate((1.0, 4.0, 16.0, 64.0)):
-        stats = expressivity.trajectory_statistics("hard_tanh", depth=12, width=100, sigma_w2=sw2, sigma_b2=0.0,
-                                                   points=40_000, seed=0, progress=False)
+        stats = expressivity.trajectory_statistics(
+            "hard_tanh", depth=12, width=100, sigma_w2=sw2, sigma_b2=0.0, points=40_000, seed=0, progress=False
+        )
         d = stats["depth"].values
         resolved = stats["length_half"].values / stats["length"].values > 0.98
         measured = expressivity.growth_rate(stats["length"].values[resolved])
-        results[sw2] = {"length": stats["length"].values.tolist(), "resolved_depths": int(resolved.sum() - 1),
-                        "measured_factor": measured,
-                        "mean_field_factor": expressivity.growth_rate(stats["mean_field_length"].values),
-                        "raghu_factor": stats.attrs["raghu_factor"],
-                        "transitions": stats["transitions"].values.tolist(),
-                        "patterns": stats["patterns"].values.tolist()}
+        results[sw2] = {
+            "length": stats["length"].values.tolist(),
+            "resolved_depths": int(resolved.sum() - 1),
+            "measured_factor": measured,
+            "mean_field_factor": expressivity.growth_rate(stats["mean_field_length"].values),
+            "raghu_factor": stats.attrs["raghu_factor"],
+            "transitions": stats["transitions"].values.tolist(),
+            "patterns": stats["patterns"].values.tolist(),
+        }
         ax.semilogy(d, stats["length"], "o-", color=f"C{i}", ms=3, label=f"$\\sigma_w^2$={sw2:g}")
         ax.semilogy(d, stats["bound"], ":", color=f"C{i}")
         ax.semilogy(d, stats["mean_field_length"], "--", color=f"C{i}", lw=0.8)

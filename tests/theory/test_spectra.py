@@ -18,11 +18,14 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from neuromodels.analysis.theory import freeprob, spectra  # noqa: E402
+from neuromodels.commands.theory import spectrum_command  # noqa: E402
 from neuromodels.errors import ConfigError  # noqa: E402
+from neuromodels.init import random_mlp  # noqa: E402
+from neuromodels.nonlinearities import get_nonlinearity, torch_activation  # noqa: E402
 
 
 def test_linear_orthogonal_network_has_all_singular_values_one():
-    model = spectra.random_mlp(60, 12, sigma_w2=1.0, sigma_b2=0.3, phi="linear", weights="orthogonal", seed=3)
+    model = random_mlp(60, 12, sigma_w2=1.0, sigma_b2=0.3, phi="linear", weights="orthogonal", seed=3)
     x = torch.randn(3, 60, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sv = spectra.jacobian_singular_values(model, x)
     assert sv.shape == (3, 60)
@@ -30,13 +33,17 @@ def test_linear_orthogonal_network_has_all_singular_values_one():
 
 
 def test_closed_product_equals_autograd_jacobian():
-    model = spectra.random_mlp(7, 4, sigma_w2=1.7, sigma_b2=0.1, phi="tanh", weights="gaussian", seed=1)
+    model = random_mlp(7, 4, sigma_w2=1.7, sigma_b2=0.1, phi="tanh", weights="gaussian", seed=1)
     x = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
     closed = spectra.mlp_jacobian(model, x)
     auto = spectra.network_jacobian(model, x)
     np.testing.assert_allclose(closed.numpy(), auto.detach().numpy(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(spectra.jacobian_singular_values(model, x, "product"),
-                               spectra.jacobian_singular_values(model, x, "autograd"), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        spectra.jacobian_singular_values(model, x, "product"),
+        spectra.jacobian_singular_values(model, x, "autograd"),
+        rtol=1e-10,
+        atol=1e-14,
+    )
 
 
 def _fuss_catalan(depth: int, k: int) -> float:
@@ -49,9 +56,13 @@ def test_free_probability_linear_gaussian_is_fuss_catalan(depth):
     assert edge == pytest.approx((depth + 1) ** (depth + 1) / depth**depth, rel=1e-9)
     # density of log(lambda) on a grid that is fine near the square-root edge
     top = math.log(edge)
-    s = np.concatenate([np.linspace(top - 15 * (depth + 1), top - 4, 1500, endpoint=False),
-                        np.linspace(top - 4, top - 0.05, 2000, endpoint=False),
-                        top + np.log1p(-np.geomspace(0.05, 1e-9, 1000))])
+    s = np.concatenate(
+        [
+            np.linspace(top - 15 * (depth + 1), top - 4, 1500, endpoint=False),
+            np.linspace(top - 4, top - 0.05, 2000, endpoint=False),
+            top + np.log1p(-np.geomspace(0.05, 1e-9, 1000)),
+        ]
+    )
     log_density = freeprob.jjt_log_density(s, "linear", depth, 1.0, 1.0, "gaussian")
     x = np.exp(s)
     for k in (1, 2, 3):
@@ -62,8 +73,7 @@ def test_free_probability_linear_gaussian_is_fuss_catalan(depth):
 
 def test_empirical_linear_gaussian_moments_are_fuss_catalan():
     depth = 3
-    eig = spectra.empirical_jjt_eigenvalues("linear", depth, 300, 1.0, 0.0, 1.0, "gaussian", draws=4,
-                                            progress=False)
+    eig = spectra.empirical_jjt_eigenvalues("linear", depth, 300, 1.0, 0.0, 1.0, "gaussian", draws=4, progress=False)
     for k, tol in ((1, 0.02), (2, 0.04), (3, 0.08)):
         assert np.mean(eig**k) == pytest.approx(_fuss_catalan(depth, k), rel=tol), k
     assert eig.max() < 1.05 * (depth + 1) ** (depth + 1) / depth**depth
@@ -71,7 +81,7 @@ def test_empirical_linear_gaussian_moments_are_fuss_catalan():
 
 def test_closed_form_moments_agree_with_density():
     q, depth = 0.25, 8
-    sw2 = freeprob.critical_sigma_w2("tanh", q)
+    sw2 = freeprob.sigma_w2_for_q_star("tanh", q)
     spec = spectra.jacobian_spectrum("tanh", depth, q_star=q, weights="orthogonal", points=1500)
     s, ld = spec["log_eigenvalue"].values, spec["log_density"].values
     x = np.exp(s)
@@ -100,8 +110,9 @@ def test_density_matches_empirical_spectrum_ks(weights):
     spec = spectra.jacobian_spectrum("tanh", 16, q_star=q, weights=weights, points=600)
     a = spec.attrs
     assert a["sigma_w2"] == pytest.approx(1.030558, rel=1e-5)
-    eig = spectra.empirical_jjt_eigenvalues("tanh", 16, 400, a["sigma_w2"], a["sigma_b2"], q, weights, draws=4,
-                                            inputs_per_draw=4, seed=0, progress=False)
+    eig = spectra.empirical_jjt_eigenvalues(
+        "tanh", 16, 400, a["sigma_w2"], a["sigma_b2"], q, weights, draws=4, inputs_per_draw=4, seed=0, progress=False
+    )
     assert len(eig) == 16 * 400
     assert spectra.ks_distance(eig, spec) < 0.02
 
@@ -120,8 +131,9 @@ def test_relu_variance_grows_linearly_with_depth(weights, slope):
     for depth in depths:
         ratios = []
         for draw in range(6):
-            eig = spectra.empirical_jjt_eigenvalues("relu", int(depth), 300, 2.0, 0.0, 1.0, weights, draws=1,
-                                                    seed=100 * int(depth) + draw, progress=False)
+            eig = spectra.empirical_jjt_eigenvalues(
+                "relu", int(depth), 300, 2.0, 0.0, 1.0, weights, draws=1, seed=100 * int(depth) + draw, progress=False
+            )
             ratios.append(eig.var() / eig.mean() ** 2)
         measured.append(np.mean(ratios))
         theory = freeprob.jacobian_moments("relu", int(depth), 2.0, 1.0, weights)
@@ -141,7 +153,7 @@ def test_universal_limit_is_approached_as_depth_grows():
     distances = []
     for depth in (32, 256, 4096, 65536):
         q = freeprob.universal_variance_q_star("tanh", depth, 1.0)
-        sw2 = freeprob.critical_sigma_w2("tanh", q)
+        sw2 = freeprob.sigma_w2_for_q_star("tanh", q)
         finite = freeprob.jjt_log_density(s, "tanh", depth, sw2, q, "orthogonal")
         distances.append(np.trapezoid(np.abs(finite - limit), s))
     # the first neglected term of L log S_{D^2} is O(L q*^3) = O(q*) = O(L^{-1/2}): convergence is slow
@@ -153,7 +165,7 @@ def test_universal_limit_is_approached_as_depth_grows():
     gaps = []
     for depth in (16, 256):
         q = freeprob.universal_variance_q_star("hard_tanh", depth, 1.0)
-        sw2 = freeprob.critical_sigma_w2("hard_tanh", q)
+        sw2 = freeprob.sigma_w2_for_q_star("hard_tanh", q)
         assert sw2 == pytest.approx(1 / math.erf(1 / math.sqrt(2 * q)), rel=1e-12)
         finite = freeprob.jjt_log_density(s, "hard_tanh", depth, sw2, q, "orthogonal")
         gaps.append(np.trapezoid(np.abs(finite - bernoulli), s))
@@ -178,15 +190,15 @@ def test_relu_orthogonal_depth_two_is_the_arcsine_law():
 
 def test_conventions_agree_with_mean_field_nonlinearities():
     """erf(x): critical sigma_w2 -> pi/4 as q* -> 0 (phi'(0) = 2/sqrt(pi)); hard-tanh: P(|h| < 1) = erf(1/sqrt(2 q))."""
-    assert freeprob.critical_sigma_w2("erf", 1e-9) == pytest.approx(math.pi / 4, rel=1e-6)
+    assert freeprob.sigma_w2_for_q_star("erf", 1e-9) == pytest.approx(math.pi / 4, rel=1e-6)
     law = freeprob.d2_distribution("hard_tanh", 0.5)
     assert law.moment(1) == pytest.approx(math.erf(1.0), rel=1e-12)
     x = torch.linspace(-2, 2, 9, dtype=torch.float64)
     for name in ("tanh", "erf", "relu", "hard_tanh", "sigmoid", "linear"):
-        nl = freeprob.get_nonlinearity(name)
-        np.testing.assert_allclose(spectra.torch_activation(name)(x).numpy(), nl.phi(x.numpy()), rtol=1e-12, atol=1e-15)
+        nl = get_nonlinearity(name)
+        np.testing.assert_allclose(torch_activation(name)(x).numpy(), nl.phi(x.numpy()), rtol=1e-12, atol=1e-15)
     # a custom torch callable works in the empirical path
-    model = spectra.random_mlp(5, 2, 1.0, 0.0, phi=torch.sin, seed=0)
+    model = random_mlp(5, 2, 1.0, 0.0, phi=torch.sin, seed=0)
     assert spectra.jacobian_singular_values(model, torch.zeros(1, 5, dtype=torch.float64)).shape == (1, 5)
 
 
@@ -202,8 +214,20 @@ def test_bad_parameters_raise_config_error():
 
 
 def _namespace(out, **kw):
-    base = dict(phi="tanh", depth=8, sigma_w2=None, sigma_b2=None, q_star=0.1, weights="orthogonal", width=64,
-                points=200, out=str(out), json=True, draws=1, seed=0)
+    base = dict(
+        phi="tanh",
+        depth=8,
+        sigma_w2=None,
+        sigma_b2=None,
+        q_star=0.1,
+        weights="orthogonal",
+        width=64,
+        points=200,
+        out=str(out),
+        json=True,
+        draws=1,
+        seed=0,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -211,7 +235,7 @@ def _namespace(out, **kw):
 def test_spectrum_command_writes_report(tmp_path, capsys):
     import xarray as xr
 
-    assert spectra.spectrum_command(_namespace(tmp_path)) == 0
+    assert spectrum_command(_namespace(tmp_path)) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["parameters"]["q_star"] == pytest.approx(0.1)
     assert printed["theory"]["mean"] == pytest.approx(1.0)
@@ -240,7 +264,7 @@ def _hard_tanh_p(q):
 @pytest.mark.parametrize("q,depth", [(0.25, 8), (0.25, 16), (1 / 64, 16), (0.25, 40)])
 def test_hard_tanh_orthogonal_atoms_closed_form(q, depth):
     p = _hard_tanh_p(q)
-    sw2 = freeprob.critical_sigma_w2("hard_tanh", q)
+    sw2 = freeprob.sigma_w2_for_q_star("hard_tanh", q)
     atoms = freeprob.jjt_atoms("hard_tanh", depth, sw2, q)
     assert atoms.zero == pytest.approx(1 - p, rel=1e-12)
     top = 1 - depth * math.erfc(1 / math.sqrt(2 * q))
@@ -313,7 +337,8 @@ def test_hard_tanh_spectrum_carries_the_atoms_in_cdf_and_moments():
     assert cdf[0] == pytest.approx(1 - p, abs=2e-3)
     assert a["mass_below_grid"] < 2e-3
     assert np.trapezoid(spec["log_density"].values, spec["log_eigenvalue"].values) == pytest.approx(
-        a["continuous_mass"], abs=2e-3)
+        a["continuous_mass"], abs=2e-3
+    )
     mean = spectra.spectrum_moment(spec, 1)
     assert mean == pytest.approx(a["mean"], rel=2e-3)
     assert spectra.spectrum_moment(spec, 2) - mean**2 == pytest.approx(a["variance"], rel=1e-2)
@@ -346,8 +371,19 @@ def test_hard_tanh_spectrum_matches_sampled_jacobians_ks(q, depth, draws, inputs
     (1 - p = 1e-15): all squared singular values sit at sigma_w2^L. Depth 16 at q* = 1/4: slow reproduction."""
     spec = spectra.jacobian_spectrum("hard_tanh", depth, q_star=q, points=600)
     a = spec.attrs
-    eig = spectra.empirical_jjt_eigenvalues("hard_tanh", depth, 400, a["sigma_w2"], a["sigma_b2"], q, "orthogonal",
-                                            draws=draws, inputs_per_draw=inputs, seed=0, progress=False)
+    eig = spectra.empirical_jjt_eigenvalues(
+        "hard_tanh",
+        depth,
+        400,
+        a["sigma_w2"],
+        a["sigma_b2"],
+        q,
+        "orthogonal",
+        draws=draws,
+        inputs_per_draw=inputs,
+        seed=0,
+        progress=False,
+    )
     assert spectra.ks_distance(eig, spec) < 0.03
     fractions = [np.mean(spectra.atom_membership(eig, spec) == i) for i in range(len(spectra.spectrum_atoms(spec)))]
     assert fractions[-1] == pytest.approx(spectra.spectrum_atoms(spec)[-1]["mass"], abs=0.03)
@@ -358,8 +394,9 @@ def test_universal_bernoulli_limit_has_its_atom():
     atom, the mean is 1 and the variance v (S(0) = 1 and S'(0) = -v)."""
     v = 0.5
     top = math.log(math.e * v)
-    s = np.concatenate([np.linspace(-30, top - 0.3, 4000), top + np.log1p(-np.geomspace(1 - math.exp(-0.3), 1e-10,
-                                                                                             2000))])
+    s = np.concatenate(
+        [np.linspace(-30, top - 0.3, 4000), top + np.log1p(-np.geomspace(1 - math.exp(-0.3), 1e-10, 2000))]
+    )
     log_density = freeprob.universal_log_density(s, v, "bernoulli")
     x = np.exp(s)
     mean = np.trapezoid(log_density * x, s) + (1 - v) * math.exp(v)
@@ -372,7 +409,7 @@ def test_universal_bernoulli_limit_has_its_atom():
 
 def test_spectrum_command_reports_atoms(tmp_path, capsys):
     args = _namespace(tmp_path, phi="hard_tanh", q_star=0.25, depth=8, width=100, json=False)
-    assert spectra.spectrum_command(args) == 0
+    assert spectrum_command(args) == 0
     printed = capsys.readouterr().out
     assert "atom at 0: mass 0.0455003" in printed and "atom at 1.45142: mass 0.635998" in printed
     report = json.loads((tmp_path / "report.json").read_text())
