@@ -1,32 +1,23 @@
 """Figures for fitted retina models: learned filters, predicted vs recorded test traces, CC vs ceiling.
 
 Each function takes results (tensors, DataArrays, the metrics Dataset of
-:func:`neuromodels.analysis.retina_metrics.retina_test_metrics`) and returns a matplotlib ``Figure``;
-:func:`save_figure` writes it atomically as PNG. matplotlib is imported inside the functions (Agg backend
-when no display is set), so importing this module is cheap.
+:func:`neuromodels.analysis.retina_metrics.retina_test_metrics`) and returns a matplotlib ``Figure`` built
+without pyplot (:func:`neuromodels._figures.new_figure`: no backend is selected or switched);
+:func:`save_figure` writes it atomically as PNG. matplotlib is imported inside the functions, so importing this
+module is cheap.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from neuromodels._figures import save_figure
+
+from neuromodels._figures import new_figure, save_figure
 
 __all__ = ["peak_spatial_filters", "plot_filters", "plot_test_traces", "plot_cc_vs_ceiling", "save_figure"]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def peak_spatial_filters(filters: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,20 +39,20 @@ def peak_spatial_filters(filters: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return spatial, temporal, peak
 
 
-def plot_filters(filters: Any, *, title: str = "learned filters", labels: Sequence[str] | None = None,
-                 frame_rate_hz: float = 100.0) -> Any:
+def plot_filters(
+    filters: Any, *, title: str = "learned filters", labels: Sequence[str] | None = None, frame_rate_hz: float = 100.0
+) -> Any:
     """Spatial filters at their peak lag (top row) and time courses through their peak pixel (bottom).
 
     ``filters``: ``(n, history, y, x)``, e.g. ``RetinaCNN.first_layer_filters`` or ``LNModel.filters``.
     Each spatial map has its own colour scale, symmetric around 0 (red positive, blue negative), and a colour bar
     giving the weight at its ends.
     """
-    plt = _pyplot()
     spatial, temporal, peak = peak_spatial_filters(filters)
     n, history = temporal.shape
     cols = min(n, 8)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(1.7 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = new_figure(2 * rows, cols, figsize=(1.7 * cols, 3.4 * rows), squeeze=False)
     lags_ms = (np.arange(history) - (history - 1)) * 1000.0 / frame_rate_hz
     for i in range(rows * cols):
         r, c = divmod(i, cols)
@@ -88,22 +79,31 @@ def plot_filters(filters: Any, *, title: str = "learned filters", labels: Sequen
     return fig
 
 
-def plot_test_traces(predictions: Mapping[str, xr.DataArray], trial_mean: xr.DataArray, *,
-                     cells: Sequence[str] | None = None, max_cells: int = 4, frame_rate_hz: float = 100.0) -> Any:
+def plot_test_traces(
+    predictions: Mapping[str, xr.DataArray],
+    trial_mean: xr.DataArray,
+    *,
+    cells: Sequence[str] | None = None,
+    max_cells: int = 4,
+    frame_rate_hz: float = 100.0,
+) -> Any:
     """Recorded trial-averaged test response (gray) and each model's prediction, for a few cells.
 
     ``predictions``: model name -> ``(time, cell)``; ``trial_mean``: ``(time, cell)`` on the same bins.
     Rates are shown in spikes/s (counts per bin x frame rate).
     """
-    plt = _pyplot()
     cells = list(cells) if cells is not None else [str(c) for c in trial_mean["cell"].values[:max_cells]]
-    fig, axes = plt.subplots(len(cells), 1, figsize=(8, 1.6 * len(cells)), sharex=True, squeeze=False)
+    fig, axes = new_figure(len(cells), 1, figsize=(8, 1.6 * len(cells)), sharex=True, squeeze=False)
     time = np.asarray(trial_mean["time"].values, dtype=np.float64)
     time = time - time[0]
     for ax, cell in zip(axes[:, 0], cells):
-        ax.plot(time, trial_mean.sel(cell=cell).values * frame_rate_hz, color="0.6", lw=1.2, label="recorded (trial mean)")
+        ax.plot(
+            time, trial_mean.sel(cell=cell).values * frame_rate_hz, color="0.6", lw=1.2, label="recorded (trial mean)"
+        )
         for name, pred in predictions.items():
-            ax.plot(time, pred.sel(cell=cell, time=trial_mean["time"].values).values * frame_rate_hz, lw=0.9, label=name)
+            ax.plot(
+                time, pred.sel(cell=cell, time=trial_mean["time"].values).values * frame_rate_hz, lw=0.9, label=name
+            )
         ax.set_ylabel(f"{cell}\nspikes/s", fontsize=7)
         ax.tick_params(labelsize=6)
     axes[0, 0].legend(fontsize=6, loc="upper right", ncol=len(predictions) + 1)
@@ -118,15 +118,19 @@ def plot_cc_vs_ceiling(metrics: Mapping[str, xr.Dataset]) -> Any:
     The axes are fitted to the data with a margin (ceilings typically span a few hundredths, e.g. 0.92-0.96, and
     would sit in one column on a 0-1 axis); the dashed diagonal CC = CC_max marks a model at the ceiling.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    fig, ax = new_figure(figsize=(3.6, 3.6))
     markers = "osD^v<>"
     ceilings, ccs = [], []
     for k, (name, m) in enumerate(metrics.items()):
         ceilings.append(np.asarray(m["cc_max"].values, dtype=np.float64).ravel())
         ccs.append(np.asarray(m["cc"].values, dtype=np.float64).ravel())
-        ax.scatter(ceilings[-1], ccs[-1], s=18, marker=markers[k % len(markers)],
-                   label=f"{name} (median {float(np.nanmedian(m['cc'].values)):.2f})")
+        ax.scatter(
+            ceilings[-1],
+            ccs[-1],
+            s=18,
+            marker=markers[k % len(markers)],
+            label=f"{name} (median {float(np.nanmedian(m['cc'].values)):.2f})",
+        )
     x_lo, x_hi = _padded_range(np.concatenate(ceilings) if ceilings else np.array([]))
     # the y range holds every CC and the diagonal over the x range
     y_lo, y_hi = _padded_range(np.concatenate([*ccs, [x_lo, x_hi]]))

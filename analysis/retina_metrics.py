@@ -48,20 +48,26 @@ def repeated_trials(recording: xr.Dataset, *, stimulus_kind: str | None = None) 
     """
     source = recording.attrs.get("source")
     if "trials" not in recording:
-        raise DataFormatError(file=source, field="trials", expected="repeated test trials trials(repeat, time, cell)",
-                              found="none")
+        raise DataFormatError(
+            file=source, field="trials", expected="repeated test trials trials(repeat, time, cell)", found="none"
+        )
     trials = recording["trials"].transpose("repeat", "time", "cell")
     keep = np.ones(recording.sizes["time"], dtype=bool)
     if "split" in recording.coords:
         keep &= np.asarray(recording["split"].values) == "test"
     if stimulus_kind is not None:
         if "stimulus_kind" not in recording.coords:
-            raise DataFormatError(file=source, field="stimulus_kind", expected="a stimulus_kind coordinate on time",
-                                  found="none")
+            raise DataFormatError(
+                file=source, field="stimulus_kind", expected="a stimulus_kind coordinate on time", found="none"
+            )
         kinds = np.asarray(recording["stimulus_kind"].values).astype(str)
         if not (keep & (kinds == stimulus_kind)).any():
-            raise DataFormatError(file=source, field="stimulus_kind", expected=f"test bins of kind {stimulus_kind!r}",
-                                  found=sorted(set(kinds[keep].tolist())))
+            raise DataFormatError(
+                file=source,
+                field="stimulus_kind",
+                expected=f"test bins of kind {stimulus_kind!r}",
+                found=sorted(set(kinds[keep].tolist())),
+            )
         keep &= kinds == stimulus_kind
     trials = trials.isel(time=np.flatnonzero(keep))
     covered = np.isfinite(np.asarray(trials.values)).any(axis=(0, 2))
@@ -69,12 +75,15 @@ def repeated_trials(recording: xr.Dataset, *, stimulus_kind: str | None = None) 
     if trials.sizes["time"] == 0:
         raise DataFormatError(file=source, field="trials", expected="finite trials on the test split", found="all NaN")
     if trials.sizes["repeat"] < 2:
-        raise DataFormatError(file=source, field="trials", expected="at least 2 repeats", found=f"{trials.sizes['repeat']}")
+        raise DataFormatError(
+            file=source, field="trials", expected="at least 2 repeats", found=f"{trials.sizes['repeat']}"
+        )
     return trials
 
 
-def retina_test_metrics(prediction: xr.DataArray, recording: xr.Dataset, *,
-                        stimulus_kind: str | None = None) -> xr.Dataset:
+def retina_test_metrics(
+    prediction: xr.DataArray, recording: xr.Dataset, *, stimulus_kind: str | None = None
+) -> xr.Dataset:
     """Per-cell ``cc``, ``cc_max``, ``cc_norm``, ``fev``, ``feve`` of ``prediction`` on the recording's test trials.
 
     ``prediction``: ``(time, cell)`` predicted response in the units of the counts (expected spikes per
@@ -88,17 +97,28 @@ def retina_test_metrics(prediction: xr.DataArray, recording: xr.Dataset, *,
     source = recording.attrs.get("source")
     trials = repeated_trials(recording, stimulus_kind=stimulus_kind)
     if not isinstance(prediction, xr.DataArray) or set(prediction.dims) != {"time", "cell"}:
-        raise DataFormatError(field="prediction", expected="an xr.DataArray (time, cell)",
-                              found=getattr(prediction, "dims", type(prediction).__name__))
+        raise DataFormatError(
+            field="prediction",
+            expected="an xr.DataArray (time, cell)",
+            found=getattr(prediction, "dims", type(prediction).__name__),
+        )
     try:
         aligned = prediction.transpose("time", "cell").sel(time=trials["time"].values, cell=trials["cell"].values)
     except KeyError as err:
-        raise DataFormatError(file=source, field="prediction", expected="a value for every test bin and cell",
-                              found=f"missing labels ({err})") from None
+        raise DataFormatError(
+            file=source,
+            field="prediction",
+            expected="a value for every test bin and cell",
+            found=f"missing labels ({err})",
+        ) from None
     pred = np.asarray(aligned.values, dtype=np.float64)
     if not np.isfinite(pred).all():
-        raise DataFormatError(file=source, field="prediction", expected="finite predictions on every test bin",
-                              found=f"{int((~np.isfinite(pred)).sum())} NaN/inf values")
+        raise DataFormatError(
+            file=source,
+            field="prediction",
+            expected="finite predictions on every test bin",
+            found=f"{int((~np.isfinite(pred)).sum())} NaN/inf values",
+        )
     values = np.asarray(trials.values, dtype=np.float64)  # (repeat, time=stimulus, cell=neuroid)
     with np.errstate(invalid="ignore"):
         trial_mean = np.nanmean(values, axis=0)
@@ -118,22 +138,29 @@ def retina_test_metrics(prediction: xr.DataArray, recording: xr.Dataset, *,
         name: ("cell", np.asarray(coord.values)) for name, coord in trials.coords.items() if coord.dims == ("cell",)
     }
     ds = xr.Dataset({name: ("cell", value) for name, value in result.items()}, coords=cell_coords)
-    ds.attrs.update({
-        "n_test_bins": int(trials.sizes["time"]),
-        "n_repeats": int(trials.sizes["repeat"]),
-        "cc": "Pearson r of prediction and trial-averaged response over test bins",
-        "cc_max": "Schoppe et al. 2016 (signal power: Sahani & Linden 2003); the noise ceiling of cc",
-        "cc_norm": "Schoppe et al. 2016",
-        "fev": "Cadena et al. 2019, single trials",
-        "feve": "Cadena et al. 2019, single trials",
-        "source": str(source),
-        "stimulus_kind": "all" if stimulus_kind is None else stimulus_kind,
-    })
+    ds.attrs.update(
+        {
+            "n_test_bins": int(trials.sizes["time"]),
+            "n_repeats": int(trials.sizes["repeat"]),
+            "cc": "Pearson r of prediction and trial-averaged response over test bins",
+            "cc_max": "Schoppe et al. 2016 (signal power: Sahani & Linden 2003); the noise ceiling of cc",
+            "cc_norm": "Schoppe et al. 2016",
+            "fev": "Cadena et al. 2019, single trials",
+            "feve": "Cadena et al. 2019, single trials",
+            "source": str(source),
+            "stimulus_kind": "all" if stimulus_kind is None else stimulus_kind,
+        }
+    )
     return ds
 
 
-def compare_models(recording: xr.Dataset, models: tuple[str, ...] = ("cnn", "ln"), *,
-                   stimulus_kind: str | None = None, **estimator_params: Any) -> tuple[xr.Dataset, dict[str, Any]]:
+def compare_models(
+    recording: xr.Dataset,
+    models: tuple[str, ...] = ("cnn", "ln"),
+    *,
+    stimulus_kind: str | None = None,
+    **estimator_params: Any,
+) -> tuple[xr.Dataset, dict[str, Any]]:
     """Fit each model kind with :class:`~neuromodels.fitting.RetinaEstimator` and score it on the test split.
 
     The paper's central comparison (McIntosh et al. 2016, Fig. 2): per-cell test CC of a CNN and an LN model
@@ -149,15 +176,16 @@ def compare_models(recording: xr.Dataset, models: tuple[str, ...] = ("cnn", "ln"
     for kind in models:
         estimator = RetinaEstimator(kind, **estimator_params, **per_model[kind]).fit(recording)
         estimators[kind] = estimator
-        results.append(estimator.evaluate(recording, stimulus_kind=stimulus_kind))
+        results.append(estimator.evaluate(recording, retina_test_metrics, stimulus_kind=stimulus_kind))
     metrics = xr.concat(results, dim=xr.DataArray(list(models), dims="model", name="model"))
     metrics.attrs.update(results[0].attrs)
     metrics.attrs.pop("model", None)
     return metrics, estimators
 
 
-def cross_ensemble(recording: xr.Dataset, model: str = "cnn", *, train_kind: str, test_kind: str,
-                   **estimator_params: Any) -> xr.Dataset:
+def cross_ensemble(
+    recording: xr.Dataset, model: str = "cnn", *, train_kind: str, test_kind: str, **estimator_params: Any
+) -> xr.Dataset:
     """Train on one stimulus ensemble, test on another (McIntosh et al. 2016, generalisation across stimuli).
 
     Keeps the training bins whose ``stimulus_kind`` is ``train_kind`` (e.g. ``"checkerboard"``) and scores
@@ -169,16 +197,21 @@ def cross_ensemble(recording: xr.Dataset, model: str = "cnn", *, train_kind: str
 
     source = recording.attrs.get("source")
     if "stimulus_kind" not in recording.coords or "split" not in recording.coords:
-        raise DataFormatError(file=source, field="stimulus_kind", expected="stimulus_kind and split coordinates on time",
-                              found="none")
+        raise DataFormatError(
+            file=source, field="stimulus_kind", expected="stimulus_kind and split coordinates on time", found="none"
+        )
     kinds = np.asarray(recording["stimulus_kind"].values).astype(str)
     split = np.asarray(recording["split"].values).astype(str)
     keep = (split == "test") | ((split == "train") & (kinds == train_kind))
     if not ((split == "train") & (kinds == train_kind)).any():
-        raise DataFormatError(file=source, field="stimulus_kind", expected=f"training bins of kind {train_kind!r}",
-                              found=sorted(set(kinds[split == "train"].tolist())))
+        raise DataFormatError(
+            file=source,
+            field="stimulus_kind",
+            expected=f"training bins of kind {train_kind!r}",
+            found=sorted(set(kinds[split == "train"].tolist())),
+        )
     subset = recording.isel(time=np.flatnonzero(keep))
     estimator = RetinaEstimator(model, **estimator_params).fit(subset)
-    metrics = estimator.evaluate(recording, stimulus_kind=test_kind)
+    metrics = estimator.evaluate(recording, retina_test_metrics, stimulus_kind=test_kind)
     metrics.attrs.update({"train_kind": train_kind, "test_kind": test_kind})
     return metrics

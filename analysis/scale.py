@@ -36,10 +36,15 @@ import xarray as xr
 
 from neuromodels.errors import ConfigError, DataFormatError
 
-__all__ = ["score_many", "score_features"]
+__all__ = ["score_many", "score_features", "score_jobs", "combine_scores"]
 
-_LOCAL_SCHEDULERS = {"synchronous": "synchronous", "sync": "synchronous", "single-threaded": "synchronous",
-                     "threads": "threads", "processes": "processes"}
+_LOCAL_SCHEDULERS = {
+    "synchronous": "synchronous",
+    "sync": "synchronous",
+    "single-threaded": "synchronous",
+    "threads": "threads",
+    "processes": "processes",
+}
 _PER_NEUROID_DIMS = {"split", "neuroid"}
 
 
@@ -137,8 +142,9 @@ class _Runner:
 
     def _start_local_cluster(self) -> None:
         distributed = self._distributed()
-        cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        cluster = distributed.LocalCluster(
+            n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         self._owned.append(cluster)
         self.client = distributed.Client(cluster)
         self._owned.insert(0, self.client)
@@ -235,8 +241,9 @@ def _regions(neural: Mapping[str, xr.DataArray] | xr.DataArray) -> dict[str, xr.
         raise ConfigError("neural must be a non-empty mapping region -> assembly (or one assembly)")
     for region, da in neural.items():
         if not isinstance(da, xr.DataArray):
-            raise DataFormatError(field=f"neural[{region!r}]", expected="an xarray.DataArray assembly",
-                                  found=type(da).__name__)
+            raise DataFormatError(
+                field=f"neural[{region!r}]", expected="an xarray.DataArray assembly", found=type(da).__name__
+            )
     return {str(k): v for k, v in neural.items()}
 
 
@@ -248,8 +255,15 @@ def _aggregate(result: xr.Dataset) -> xr.Dataset:
     return part.drop_vars(drop)
 
 
-def _combine(results: Mapping[tuple[str, ...], xr.Dataset], dims: tuple[str, ...],
-             order: Mapping[str, list[str]]) -> xr.Dataset:
+def combine_scores(
+    results: Mapping[tuple[str, ...], xr.Dataset], dims: tuple[str, ...], order: Mapping[str, list[str]]
+) -> xr.Dataset:
+    """One ``xr.Dataset`` over ``dims`` from per-key predictivity results (e.g. those of :func:`score_jobs`).
+
+    ``results`` maps a key with one label per dimension of ``dims`` (e.g. ``(layer, region)``) to a result of
+    :func:`~neuromodels.analysis.predictivity.predictivity`; the variables that are not per split or per neuroid
+    (``score``, ``error``, ...) are stacked, labelled in the order ``order[dim]``, and missing pairs are NaN.
+    """
     parts = []
     for key, result in results.items():
         part = _aggregate(result)
@@ -326,10 +340,11 @@ def score_features(
     ``ceiled_score`` when a ceiling is asked for, with ``time_bin`` for time-resolved data) are stacked; pairs that
     were not scored hold NaN. ``scheduler``/``workers`` as in :func:`score_many`.
     """
-    results = score_jobs(features, neural, scheduler=scheduler, workers=workers, progress=progress,
-                         **predictivity_kwargs)
+    results = score_jobs(
+        features, neural, scheduler=scheduler, workers=workers, progress=progress, **predictivity_kwargs
+    )
     order = {"layer": [str(k) for k in features], "region": list(_regions(neural))}
-    return _combine(results, ("layer", "region"), order)
+    return combine_scores(results, ("layer", "region"), order)
 
 
 def score_many(
@@ -379,14 +394,17 @@ def score_many(
         missing = [m for m in models if m not in layers]
         if missing:
             raise ConfigError(f"layers has no entry for model(s) {missing}")
-        per_model = {str(m): [str(x) for x in ([layers[m]] if isinstance(layers[m], str) else layers[m])]
-                     for m in models}
+        per_model = {
+            str(m): [str(x) for x in ([layers[m]] if isinstance(layers[m], str) else layers[m])] for m in models
+        }
     else:
         names = [layers] if isinstance(layers, str) else [str(x) for x in layers]
         per_model = {str(m): list(names) for m in models}
     for name, model in models.items():
         if not callable(model):
-            raise ConfigError(f"model {name!r} is a {type(model).__name__}, not a torch module or a callable returning one")
+            raise ConfigError(
+                f"model {name!r} is a {type(model).__name__}, not a torch module or a callable returning one"
+            )
     regions = _regions(neural)
     extract_options = dict(extraction or {})
     extract_options.setdefault("progress", False)
@@ -418,4 +436,4 @@ def score_many(
     for names in per_model.values():
         layer_order += [x for x in names if x not in layer_order]
     order = {"model": [str(m) for m in models], "layer": layer_order, "region": list(regions)}
-    return _combine(dict(zip(keys, values)), ("model", "layer", "region"), order)
+    return combine_scores(dict(zip(keys, values)), ("model", "layer", "region"), order)

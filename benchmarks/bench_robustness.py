@@ -27,9 +27,9 @@ import torch
 
 
 def _trained_mlp(x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:
-    from neuromodels.analysis.robustness.reproduce import train_classifier
+    from neuromodels.analysis.robustness.reproduce import train_saturating_classifier
 
-    model, _ = train_classifier("mlp", x, y, epochs=3, progress=False)
+    model, _ = train_saturating_classifier("mlp", x, y, epochs=3, progress=False)
     return model
 
 

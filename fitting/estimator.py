@@ -1,11 +1,12 @@
-"""A scikit-learn-style estimator for retina models: ``fit(recording)``, ``predict(stimulus)``, ``score(recording)``.
+"""A scikit-learn-style estimator for retina models: ``fit(recording)``, ``predict(stimulus)``, ``score(...)``.
 
 >>> from neuromodels.datasets import load
 >>> from neuromodels.fitting import RetinaEstimator
 >>> rec = load("sample:retina")
 >>> est = RetinaEstimator("cnn", epochs=10).fit(rec)      # trains on the 'train' split
->>> est.score(rec)                                          # per-cell CC vs the trial-averaged test response
->>> est.evaluate(rec)                                       # cc, cc_max (ceiling), cc_norm, fev, feve per cell
+>>> from neuromodels.analysis.retina_metrics import retina_test_metrics
+>>> est.score(rec, retina_test_metrics)                     # per-cell CC vs the trial-averaged test response
+>>> est.evaluate(rec, retina_test_metrics)                  # cc, cc_max (ceiling), cc_norm, fev, feve per cell
 >>> est.predict(rec["stimulus"])                            # xr.DataArray (time, cell), spikes per bin
 
 As in scikit-learn, ``__init__`` only stores its arguments (validated by :meth:`fit`), and what is learned
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,18 @@ import numpy as np
 import torch
 import xarray as xr
 
-from neuromodels.errors import ConfigError, DataFormatError
 from neuromodels._reports import jsonable
+from neuromodels.errors import ConfigError, DataFormatError
 
-__all__ = ["RetinaEstimator", "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_AVERAGE_DECAY", "DEFAULT_MODEL_PARAMS",
-           "spike_triggered_average", "init_glm_from_sta"]
+__all__ = [
+    "RetinaEstimator",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LR",
+    "DEFAULT_AVERAGE_DECAY",
+    "DEFAULT_MODEL_PARAMS",
+    "spike_triggered_average",
+    "init_glm_from_sta",
+]
 
 # Per model kind. The LN filters have history * y * x = 100,000 weights per cell, each updated by up to lr
 # per Adam step: 1e-3 makes the drive swing by orders of magnitude between steps, 1e-4 trains smoothly. The
@@ -126,10 +135,27 @@ class RetinaEstimator:
         self.model_params = dict(model_params)
 
     # ------------------------------------------------------------------------------------- sklearn protocol
-    _PARAM_NAMES = ("model", "history", "epochs", "batch_size", "lr", "weight_decay", "patience", "lr_patience",
-                    "average_decay", "valid_fraction",
-                    "loss", "standardize", "sequence_length", "n_simulations", "seed", "device", "progress",
-                    "checkpoint_dir", "resume")
+    _PARAM_NAMES = (
+        "model",
+        "history",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "patience",
+        "lr_patience",
+        "average_decay",
+        "valid_fraction",
+        "loss",
+        "standardize",
+        "sequence_length",
+        "n_simulations",
+        "seed",
+        "device",
+        "progress",
+        "checkpoint_dir",
+        "resume",
+    )
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor arguments, model parameters included (flattened, as passed)."""
@@ -147,8 +173,11 @@ class RetinaEstimator:
 
     def __repr__(self) -> str:
         defaults = RetinaEstimator()
-        changed = {k: v for k, v in self.get_params().items()
-                   if k not in defaults.get_params() or defaults.get_params()[k] != v}
+        changed = {
+            k: v
+            for k, v in self.get_params().items()
+            if k not in defaults.get_params() or defaults.get_params()[k] != v
+        }
         args = ", ".join([repr(self.model)] + [f"{k}={v!r}" for k, v in changed.items() if k != "model"])
         return f"RetinaEstimator({args})"
 
@@ -180,19 +209,29 @@ class RetinaEstimator:
         validate(recording)
         source = recording.attrs.get("source")
         if "stimulus" not in recording:
-            raise DataFormatError(file=source, field="stimulus", expected="a stimulus(time, y, x) variable", found="none")
+            raise DataFormatError(
+                file=source, field="stimulus", expected="a stimulus(time, y, x) variable", found="none"
+            )
         part = split(recording, "train") if "split" in recording.coords else recording
         if part.sizes["time"] <= self.history:
-            raise DataFormatError(file=source, field="time", expected=f"more than history={self.history} training bins",
-                                  found=f"{part.sizes['time']}")
+            raise DataFormatError(
+                file=source,
+                field="time",
+                expected=f"more than history={self.history} training bins",
+                found=f"{part.sizes['time']}",
+            )
         stimulus = part["stimulus"]
         mean, std = (float(stimulus.mean()), float(stimulus.std())) if self.standardize else (0.0, 1.0)
         if not std > 0:
             raise DataFormatError(file=source, field="stimulus", expected="a stimulus that varies", found="constant")
         dataset = from_recording(
-            part, None, history=self.history, spike_history=self._spike_history,
+            part,
+            None,
+            history=self.history,
+            spike_history=self._spike_history,
             sequence_length=self.sequence_length if self._recurrent else None,
-            stimulus_mean=mean, stimulus_std=std,
+            stimulus_mean=mean,
+            stimulus_std=std,
         )
         train, valid = train_valid_split(dataset, self.valid_fraction)
 
@@ -208,11 +247,22 @@ class RetinaEstimator:
         if self.model == "glm":
             init_glm_from_sta(model, train)
         self.history_ = fit(
-            model, train, valid, loss=self.loss, epochs=DEFAULT_EPOCHS[self.model] if self.epochs is None else self.epochs,
-            batch_size=self.batch_size, lr=DEFAULT_LR[self.model] if self.lr is None else self.lr,
-            weight_decay=self.weight_decay, patience=self.patience, lr_patience=self.lr_patience, seed=self.seed,
-            average_decay=self._average_decay or None, progress=self.progress,
-            checkpoint_dir=self.checkpoint_dir, resume=self.resume, device=self.device,
+            model,
+            train,
+            valid,
+            loss=self.loss,
+            epochs=DEFAULT_EPOCHS[self.model] if self.epochs is None else self.epochs,
+            batch_size=self.batch_size,
+            lr=DEFAULT_LR[self.model] if self.lr is None else self.lr,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            lr_patience=self.lr_patience,
+            seed=self.seed,
+            average_decay=self._average_decay or None,
+            progress=self.progress,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume,
+            device=self.device,
         )
         self.model_ = model.cpu().eval()
         self.cells_ = [str(c) for c in part["cell"].values]
@@ -246,16 +296,29 @@ class RetinaEstimator:
         self._check_fitted()
         frames, time = _stimulus_frames(stimulus, self.frame_rate_hz_)
         if frames.shape[1:] != tuple(self.frame_shape_):
-            raise DataFormatError(field="stimulus", expected=f"frames of {self.frame_shape_[0]}x{self.frame_shape_[1]}",
-                                  found=f"{frames.shape[1]}x{frames.shape[2]}")
+            raise DataFormatError(
+                field="stimulus",
+                expected=f"frames of {self.frame_shape_[0]}x{self.frame_shape_[1]}",
+                found=f"{frames.shape[1]}x{frames.shape[2]}",
+            )
         if response is not None:
-            response = np.asarray(response.transpose("time", "cell").values if isinstance(response, xr.DataArray)
-                                  else response, dtype=np.float32)
+            response = np.asarray(
+                response.transpose("time", "cell").values if isinstance(response, xr.DataArray) else response,
+                dtype=np.float32,
+            )
             if self.model != "glm":
                 raise ConfigError("predict(response=...) is for the GLM (its spike-history input)")
         spike_history = self._spike_history if response is not None else 0
-        dataset = RetinaDataset(frames, response, history=self.history, time=time, spike_history=spike_history,
-                                stimulus_mean=self.stimulus_mean_, stimulus_std=self.stimulus_std_, pad=True)
+        dataset = RetinaDataset(
+            frames,
+            response,
+            history=self.history,
+            time=time,
+            spike_history=spike_history,
+            stimulus_mean=self.stimulus_mean_,
+            stimulus_std=self.stimulus_std_,
+            pad=True,
+        )
         model = self.model_
         with torch.no_grad():
             if self.model == "glm" and response is None:
@@ -268,8 +331,13 @@ class RetinaEstimator:
         for name, value in self.cell_coords_.items():
             if name != "cell":
                 coords[name] = ("cell", value)
-        return xr.DataArray(values.astype(np.float64), dims=("time", "cell"), coords=coords, name="prediction",
-                            attrs={"units": "expected spikes per bin", "model": self.model})
+        return xr.DataArray(
+            values.astype(np.float64),
+            dims=("time", "cell"),
+            coords=coords,
+            name="prediction",
+            attrs={"units": "expected spikes per bin", "model": self.model},
+        )
 
     def _segments(self, dataset: Any) -> list[tuple[int, int]]:
         from neuromodels._history import segment_bounds
@@ -293,47 +361,63 @@ class RetinaEstimator:
         out = np.zeros((len(dataset.time), self.model_.n_cells))
         for start, stop in self._segments(dataset):
             bins = np.arange(start, stop)
-            drive = torch.cat([
-                self.model_.stimulus_drive(dataset.batch(np.searchsorted(dataset.ends, bins[i:i + batch_size]))[0])
-                for i in range(0, len(bins), batch_size)
-            ])
+            drive = torch.cat(
+                [
+                    self.model_.stimulus_drive(
+                        dataset.batch(np.searchsorted(dataset.ends, bins[i : i + batch_size]))[0]
+                    )
+                    for i in range(0, len(bins), batch_size)
+                ]
+            )
             _, rates = self.model_.simulate(drive=drive, n_trials=int(self.n_simulations), generator=generator)
             out[bins] = rates.mean(0).numpy()
         return out
 
     # ----------------------------------------------------------------------------------------------- score
-    def score(self, recording: xr.Dataset) -> xr.DataArray:
+    def score(self, recording: xr.Dataset, metrics: Callable[..., xr.Dataset]) -> xr.DataArray:
         """Per-cell Pearson CC between the prediction and the trial-averaged test response, ``(cell,)``.
 
-        Unlike scikit-learn's scalar ``score``, the result keeps one value per cell (``.mean()`` for one
-        number): how a model does on each cell is the point of these comparisons.
+        ``metrics``: the metric function, as for :meth:`evaluate` (the ``cc`` it returns is the score). Unlike
+        scikit-learn's scalar ``score``, the result keeps one value per cell (``.mean()`` for one number): how a
+        model does on each cell is the point of these comparisons.
         """
-        metrics = self.evaluate(recording)
-        cc = metrics["cc"]
-        cc.attrs.update({"metric": "Pearson r vs trial-averaged test response", "mean": float(cc.mean()),
-                         "median": float(cc.median())})
+        cc = self.evaluate(recording, metrics)["cc"]
+        cc.attrs.update(
+            {
+                "metric": "Pearson r vs trial-averaged test response",
+                "mean": float(cc.mean()),
+                "median": float(cc.median()),
+            }
+        )
         return cc
 
-    def evaluate(self, recording: xr.Dataset, *, stimulus_kind: str | None = None) -> xr.Dataset:
-        """Per-cell ``cc``, ``cc_max`` (noise ceiling), ``cc_norm``, ``fev``, ``feve`` on the test split.
+    def evaluate(
+        self, recording: xr.Dataset, metrics: Callable[..., xr.Dataset], *, stimulus_kind: str | None = None
+    ) -> xr.Dataset:
+        """The per-cell test metrics of ``metrics(prediction, recording, stimulus_kind=...)``.
 
-        The whole test movie is predicted (so every bin has its real history); ``stimulus_kind`` then
-        restricts the scored bins (e.g. ``"natural"`` on ``sample:retina``).
+        ``metrics``: a function of the prediction ``(time, cell)`` on the test split and the recording, e.g.
+        :func:`neuromodels.analysis.retina_metrics.retina_test_metrics` (``cc``, ``cc_max`` (noise ceiling),
+        ``cc_norm``, ``fev``, ``feve``). The estimator is trained here and scored in the analysis layer, so the
+        metric is passed in rather than imported. The whole test movie is predicted (so every bin has its real
+        history); ``stimulus_kind`` then restricts the scored bins (e.g. ``"natural"`` on ``sample:retina``).
         """
-        from neuromodels.analysis.retina_metrics import retina_test_metrics, repeated_trials
         from neuromodels.datasets.recording import split
 
         self._check_fitted()
-        trials = repeated_trials(recording, stimulus_kind=stimulus_kind)
-        part = split(recording, "test") if "split" in recording.coords else recording
-        missing = sorted(set(self.cells_) - set(map(str, trials["cell"].values)))
+        missing = sorted(set(self.cells_) - set(map(str, recording["cell"].values)))
         if missing:
-            raise DataFormatError(file=recording.attrs.get("source"), field="cell",
-                                  expected="the cells the model was fitted to", found=f"missing {missing[:5]}")
+            raise DataFormatError(
+                file=recording.attrs.get("source"),
+                field="cell",
+                expected="the cells the model was fitted to",
+                found=f"missing {missing[:5]}",
+            )
+        part = split(recording, "test") if "split" in recording.coords else recording
         prediction = self.predict(part)
-        metrics = retina_test_metrics(prediction, recording.sel(cell=self.cells_), stimulus_kind=stimulus_kind)
-        metrics.attrs["model"] = self.model
-        return metrics
+        result = metrics(prediction, recording.sel(cell=self.cells_), stimulus_kind=stimulus_kind)
+        result.attrs["model"] = self.model
+        return result
 
     # ------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -459,15 +543,22 @@ def _stimulus_frames(stimulus: Any, frame_rate_hz: float) -> tuple[np.ndarray, n
     """``(frames (time, y, x) float32, time (s))`` from a DataArray, a recording or an array."""
     if isinstance(stimulus, xr.Dataset):
         if "stimulus" not in stimulus:
-            raise DataFormatError(file=stimulus.attrs.get("source"), field="stimulus",
-                                  expected="a stimulus(time, y, x) variable", found="none")
+            raise DataFormatError(
+                file=stimulus.attrs.get("source"),
+                field="stimulus",
+                expected="a stimulus(time, y, x) variable",
+                found="none",
+            )
         stimulus = stimulus["stimulus"]
     if isinstance(stimulus, xr.DataArray):
         if set(stimulus.dims) != {"time", "y", "x"}:
             raise DataFormatError(field="stimulus", expected="dims (time, y, x)", found=str(stimulus.dims))
         stimulus = stimulus.transpose("time", "y", "x")
-        time = (np.asarray(stimulus["time"].values, dtype=np.float64) if "time" in stimulus.coords
-                else np.arange(stimulus.sizes["time"]) / frame_rate_hz)
+        time = (
+            np.asarray(stimulus["time"].values, dtype=np.float64)
+            if "time" in stimulus.coords
+            else np.arange(stimulus.sizes["time"]) / frame_rate_hz
+        )
         frames = np.asarray(stimulus.values, dtype=np.float32)
     else:
         frames = np.asarray(stimulus, dtype=np.float32)
@@ -479,5 +570,3 @@ def _stimulus_frames(stimulus: Any, frame_rate_hz: float) -> tuple[np.ndarray, n
     if not np.isfinite(frames).all():
         raise DataFormatError(field="stimulus", expected="finite values", found="NaN or infinite values")
     return frames, time
-
-

@@ -52,18 +52,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neuromodels.errors import ConfigError
-from neuromodels._figures import save_figure
+from neuromodels._figures import new_figure, save_figure
 from neuromodels._reports import write_json
+from neuromodels.errors import ConfigError
 
-__all__ = ["DEFAULT_SPACE", "load_space", "open_storage", "run_search", "results_table", "write_report",
-           "build_model", "fail_stale_trials", "HEARTBEAT_INTERVAL"]
+__all__ = [
+    "DEFAULT_SPACE",
+    "load_space",
+    "open_storage",
+    "run_search",
+    "results_table",
+    "write_report",
+    "build_model",
+    "fail_stale_trials",
+    "HEARTBEAT_INTERVAL",
+]
 
 HEARTBEAT_INTERVAL = 30.0  # seconds between a running trial's heartbeats
 
 DEFAULT_SPACE: dict[str, Any] = {
-    "dataset": "mnist", "size": 14, "n_train": 1000, "n_valid": 300, "epochs": 2, "batch_size": 64,
-    "steps": 5, "image_steps": 2,
+    "dataset": "mnist",
+    "size": 14,
+    "n_train": 1000,
+    "n_valid": 300,
+    "epochs": 2,
+    "batch_size": 64,
+    "steps": 5,
+    "image_steps": 2,
     "layers": [{"channels": 8, "pool": 2}, {"channels": 16, "pool": 2}, {"channels": 16, "pool": 1}],
     "params": {
         "cell": {"choices": ["rgc", "lstm", "gru", "ugrnn", "intersection", "time_decay", "vanilla"]},
@@ -77,8 +92,19 @@ DEFAULT_SPACE: dict[str, Any] = {
     },
 }
 
-_TOP_KEYS = {"dataset", "size", "n_train", "n_valid", "epochs", "batch_size", "steps", "image_steps", "layers",
-             "params", "data_path"}
+_TOP_KEYS = {
+    "dataset",
+    "size",
+    "n_train",
+    "n_valid",
+    "epochs",
+    "batch_size",
+    "steps",
+    "image_steps",
+    "layers",
+    "params",
+    "data_path",
+}
 
 
 def load_space(space: str | os.PathLike[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -118,8 +144,9 @@ def load_space(space: str | os.PathLike[str] | Mapping[str, Any] | None) -> dict
                     if len(edge) != 2 or not 0 <= int(edge[1]) <= int(edge[0]) < depth:
                         raise ConfigError(f"feedback edge {edge!r}: need 0 <= target <= source < {depth}")
             elif not (keys == {"choices"} or {"low", "high"} <= keys <= {"low", "high", "log", "int"}):
-                raise ConfigError(f"params.{name} must be {{choices=[...]}} or {{low, high[, log][, int]}}, "
-                                  f"got {dict(spec)}")
+                raise ConfigError(
+                    f"params.{name} must be {{choices=[...]}} or {{low, high[, log][, int]}}, got {dict(spec)}"
+                )
     return merged
 
 
@@ -143,15 +170,17 @@ def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(spec, Mapping):
             chosen[name] = spec
         elif name == "feedback":
-            chosen[name] = [[int(s), int(t)] for s, t in spec["edges"]
-                            if trial.suggest_categorical(f"feedback_{int(s)}_{int(t)}", [False, True])]
+            chosen[name] = [
+                [int(s), int(t)]
+                for s, t in spec["edges"]
+                if trial.suggest_categorical(f"feedback_{int(s)}_{int(t)}", [False, True])
+            ]
         elif "choices" in spec:
             chosen[name] = trial.suggest_categorical(name, list(spec["choices"]))
         elif spec.get("int"):
             chosen[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
         else:
-            chosen[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
-                                               log=bool(spec.get("log")))
+            chosen[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
     return chosen
 
 
@@ -169,22 +198,38 @@ def build_model(space: Mapping[str, Any], params: Mapping[str, Any]):
             if key in params:
                 options[key] = float(params[key])
     bypass = bool(params.get("bypass", False)) and cell == "rgc"
-    layers = [LayerSpec(int(spec["channels"]), int(spec.get("kernel_size", 3)), int(spec.get("pool", 1)),
-                        bypass=bypass) for spec in space["layers"]]
-    return ConvRNN(layers, cell=cell, cell_options=options, feedback=params.get("feedback", []),
-                   steps=int(space["steps"]), image_steps=int(space["image_steps"]), num_classes=10)
+    layers = [
+        LayerSpec(int(spec["channels"]), int(spec.get("kernel_size", 3)), int(spec.get("pool", 1)), bypass=bypass)
+        for spec in space["layers"]
+    ]
+    return ConvRNN(
+        layers,
+        cell=cell,
+        cell_options=options,
+        feedback=params.get("feedback", []),
+        steps=int(space["steps"]),
+        image_steps=int(space["image_steps"]),
+        num_classes=10,
+    )
 
 
 _DATA_CACHE: dict[tuple, Any] = {}
 
 
 def _data(space: Mapping[str, Any]) -> Any:
-    from neuromodels.convrnn.training import image_task
+    from neuromodels.fitting.classification import image_task
 
     key = (space["dataset"], space.get("size"), space["n_train"], space["n_valid"], str(space.get("data_path")))
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = image_task(space["dataset"], n_train=int(space["n_train"]), n_valid=int(space["n_valid"]),
-                                      n_test=1, size=space.get("size"), seed=0, path=space.get("data_path"))
+        _DATA_CACHE[key] = image_task(
+            space["dataset"],
+            n_train=int(space["n_train"]),
+            n_valid=int(space["n_valid"]),
+            n_test=1,
+            size=space.get("size"),
+            seed=0,
+            path=space.get("data_path"),
+        )
     return _DATA_CACHE[key]
 
 
@@ -241,7 +286,7 @@ def _objective(space: dict[str, Any], seed: int, heartbeat_interval: float = HEA
     import torch
 
     from neuromodels.convrnn import count_parameters
-    from neuromodels.convrnn.training import train_classifier
+    from neuromodels.fitting.classification import train_classifier
 
     data = _data(space)
 
@@ -263,9 +308,17 @@ def _objective(space: dict[str, Any], seed: int, heartbeat_interval: float = HEA
             trial.report(accuracy, epoch)
             return trial.should_prune()
 
-        train_classifier(model, data["train"], data["valid"], epochs=int(space["epochs"]),
-                         lr=float(params.get("lr", 3e-3)), batch_size=int(space["batch_size"]),
-                         seed=seed + trial.number, report=report, restore_best=False)
+        train_classifier(
+            model,
+            data["train"],
+            data["valid"],
+            epochs=int(space["epochs"]),
+            lr=float(params.get("lr", 3e-3)),
+            batch_size=int(space["batch_size"]),
+            seed=seed + trial.number,
+            report=report,
+            restore_best=False,
+        )
         trial.set_user_attr("seconds", time.perf_counter() - started)
         trial.set_user_attr("epochs_run", len(accuracies))
         if len(accuracies) < int(space["epochs"]):
@@ -275,10 +328,19 @@ def _objective(space: dict[str, Any], seed: int, heartbeat_interval: float = HEA
     return objective
 
 
-def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLike[str] = "search.journal",
-               study_name: str = "convrnn", seed: int = 0, epochs: int | None = None, progress: bool = True,
-               n_startup_trials: int = 5, heartbeat_interval: float = HEARTBEAT_INTERVAL,
-               grace_period: float | None = None) -> Any:
+def run_search(
+    space: Any = None,
+    *,
+    trials: int = 20,
+    storage: str | os.PathLike[str] = "search.journal",
+    study_name: str = "convrnn",
+    seed: int = 0,
+    epochs: int | None = None,
+    progress: bool = True,
+    n_startup_trials: int = 5,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    grace_period: float | None = None,
+) -> Any:
     """Run (or resume) the search until the study holds ``trials`` finished trials; return the Optuna study.
 
     ``space``: see :func:`load_space`. ``storage``: a journal file path or an RDB URL. ``seed`` seeds the TPE
@@ -309,8 +371,9 @@ def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLik
     existing = len(study.get_trials(deepcopy=False))
     sampler = optuna.samplers.TPESampler(seed=int(seed) + existing, n_startup_trials=n_startup_trials)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0)
-    study = optuna.create_study(study_name=study_name, storage=opened, direction="maximize", sampler=sampler,
-                                pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        study_name=study_name, storage=opened, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True
+    )
     study.set_user_attr("space", json.dumps(space))
     failed = fail_stale_trials(study, grace_period)
     if failed:
@@ -318,9 +381,13 @@ def run_search(space: Any = None, *, trials: int = 20, storage: str | os.PathLik
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     if done < trials:
-        study.optimize(_objective(space, int(seed), heartbeat_interval), n_trials=trials - done,
-                       callbacks=[MaxTrialsCallback(trials, states=finished)], show_progress_bar=bool(progress),
-                       catch=())
+        study.optimize(
+            _objective(space, int(seed), heartbeat_interval),
+            n_trials=trials - done,
+            callbacks=[MaxTrialsCallback(trials, states=finished)],
+            show_progress_bar=bool(progress),
+            catch=(),
+        )
     return study
 
 
@@ -347,15 +414,12 @@ def results_table(study: Any) -> Any:
     return frame
 
 
-def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | None = None,
-                 top: int = 10) -> dict[str, Any]:
+def write_report(
+    study: Any, out: str | os.PathLike[str], *, elapsed_s: float | None = None, top: int = 10
+) -> dict[str, Any]:
     """Write ``trials.csv``, ``report.json`` and ``best_architectures.png`` into ``out`` (atomically).
 
     Returns the report dict (study name, counts per state, best trial, elapsed seconds, paths)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.trial import TrialState
 
     from neuromodels.datasets._io import atomic_path
@@ -372,18 +436,26 @@ def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | 
     if len(complete):
         b = study.best_trial
         best = {"number": b.number, "value": b.value, "params": b.params, "user_attrs": b.user_attrs}
-    report = {"study": study.study_name, "counts": counts, "finished": counts["complete"] + counts["pruned"],
-              "stale": counts["running"], "failed_stale": list(study.user_attrs.get("failed_stale", [])),
-              "best": best, "elapsed_s": elapsed_s,
-              "space": json.loads(study.user_attrs.get("space", "{}")),
-              "files": {k: str(v) for k, v in paths.items()}}
+    report = {
+        "study": study.study_name,
+        "counts": counts,
+        "finished": counts["complete"] + counts["pruned"],
+        "stale": counts["running"],
+        "failed_stale": list(study.user_attrs.get("failed_stale", [])),
+        "best": best,
+        "elapsed_s": elapsed_s,
+        "space": json.loads(study.user_attrs.get("space", "{}")),
+        "files": {k: str(v) for k, v in paths.items()},
+    }
     write_json(paths["json"], report)
 
-    fig, ax = plt.subplots(figsize=(7, 0.35 * max(3, min(top, len(complete))) + 1.2))
+    fig, ax = new_figure(figsize=(7, 0.35 * max(3, min(top, len(complete))) + 1.2))
     shown = complete.head(top)
     if len(shown):
-        labels = [f"#{int(n)} {a} ({int(p)} par.)" for n, a, p in
-                  zip(shown["number"], shown["architecture"], shown["user_attrs_parameters"])]
+        labels = [
+            f"#{int(n)} {a} ({int(p)} par.)"
+            for n, a, p in zip(shown["number"], shown["architecture"], shown["user_attrs_parameters"])
+        ]
         ax.barh(range(len(shown))[::-1], shown["value"], color="C0")
         ax.set_yticks(range(len(shown))[::-1], labels, fontsize=7)
         low = max(0.0, float(shown["value"].min()) - 0.1)
@@ -393,4 +465,3 @@ def write_report(study: Any, out: str | os.PathLike[str], *, elapsed_s: float | 
     fig.tight_layout()
     save_figure(fig, paths["png"])
     return report
-

@@ -6,6 +6,7 @@ of the environment (``OSError`` for permissions, a full disk, a read-only file s
 ``MemoryError`` are printed as one line on stderr with exit code 2, without a traceback; a closed stdout pipe
 (``--json | head``) ends the command quietly with 141. Output folders and sizes are checked by the handlers
 before any work (:mod:`neuromodels._outputs`, :mod:`neuromodels._limits`), so these are the last resort.
+:func:`main` selects matplotlib's Agg backend once for every subcommand's figures.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _use_agg()
     try:
         with naming_loaded_files():  # errors name the file the user passed, not a source recorded inside it
             code = int(args.handler(args) or 0)
@@ -65,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _discard_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool the closed pipe stopped
     except MemoryError:
-        print("neuromodels: error: out of memory; use smaller sizes (bins, durations, widths, batch sizes)",
-              file=sys.stderr)
+        print(
+            "neuromodels: error: out of memory; use smaller sizes (bins, durations, widths, batch sizes)",
+            file=sys.stderr,
+        )
         return 2
     except OSError as err:
         if err.errno not in _ENVIRONMENT_ERRNOS:
@@ -77,9 +81,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Failures of the environment (a full disk, a read-only file system, permissions), not of the code: one line.
-_ENVIRONMENT_ERRNOS = frozenset(getattr(errno, name) for name in (
-    "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EEXIST", "ENOTDIR", "EISDIR", "ENOENT", "ENAMETOOLONG", "EFBIG")
-    if hasattr(errno, name))
+_ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EACCES",
+        "EPERM",
+        "EROFS",
+        "ENOSPC",
+        "EDQUOT",
+        "EEXIST",
+        "ENOTDIR",
+        "EISDIR",
+        "ENOENT",
+        "ENAMETOOLONG",
+        "EFBIG",
+    )
+    if hasattr(errno, name)
+)
+
+
+def _use_agg() -> None:
+    """The command line writes its figures to files: matplotlib's non-interactive Agg backend, set here once
+    (after parsing, so that ``--help`` does not import matplotlib). The library never switches the backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
 
 
 def _discard_stdout() -> None:

@@ -25,20 +25,31 @@ SCENARIO_CHOICES = ("task", "domain", "class")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "continual", help="continual learning: Synaptic Intelligence, EWC, fine-tuning, joint training",
+        "continual",
+        help="continual learning: Synaptic Intelligence, EWC, fine-tuning, joint training",
         description="Train an MLP on a sequence of tasks (split/permuted MNIST, split 8x8 digits) with Synaptic "
-                    "Intelligence (Zenke et al. 2017) or a baseline, and report the accuracy matrix and forgetting.",
+        "Intelligence (Zenke et al. 2017) or a baseline, and report the accuracy matrix and forgetting.",
     )
     parser.add_argument("--benchmark", required=True, choices=BENCHMARK_CHOICES)
-    parser.add_argument("--scenario", default="task", choices=SCENARIO_CHOICES,
-                        help="task-incremental (multi-head), domain- or class-incremental (default task)")
-    parser.add_argument("--method", default="si",
-                        help="si, ewc, online-ewc, finetune, joint, or several separated by commas")
+    parser.add_argument(
+        "--scenario",
+        default="task",
+        choices=SCENARIO_CHOICES,
+        help="task-incremental (multi-head), domain- or class-incremental (default task)",
+    )
+    parser.add_argument(
+        "--method", default="si", help="si, ewc, online-ewc, finetune, joint, or several separated by commas"
+    )
     parser.add_argument("--c", default=None, help="SI strength, or a comma list to compare (default: paper's)")
-    parser.add_argument("--xi", type=float, default=None,
-                        help="SI damping (default: the paper's for the benchmark, also with --preset)")
-    parser.add_argument("--preset", default="pathint", choices=("pathint", "avalanche", "van-de-ven"),
-                        help="SI conventions: the authors' rule (default) or a PyTorch peer's")
+    parser.add_argument(
+        "--xi", type=float, default=None, help="SI damping (default: the paper's for the benchmark, also with --preset)"
+    )
+    parser.add_argument(
+        "--preset",
+        default="pathint",
+        choices=("pathint", "avalanche", "van-de-ven"),
+        help="SI conventions: the authors' rule (default) or a PyTorch peer's",
+    )
     parser.add_argument("--lam", type=float, default=100.0, help="EWC strength (default 100)")
     parser.add_argument("--gamma", type=float, default=1.0, help="online EWC decay (default 1)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per task (default: paper's)")
@@ -109,23 +120,46 @@ def _run(args: argparse.Namespace) -> int:
         marker.write_text("Training checkpoints of `neuromodels continual`: rerunning the same command resumes.\n")
         checkpoints = marker.parent
         run = run_benchmark(
-            args.benchmark, args.scenario, methods, seeds, c=cs if cs is None or len(cs) > 1 else cs[0],
-            xi=args.xi, lam=args.lam, gamma=args.gamma, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, hidden=hidden, n_tasks=args.n_tasks, si_options={"preset": args.preset},
-            checkpoint_dir=checkpoints, progress=progress, device=args.device)
-        report = {"arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
-                  **run.as_dict(), "figures": []}
+            args.benchmark,
+            args.scenario,
+            methods,
+            seeds,
+            c=cs if cs is None or len(cs) > 1 else cs[0],
+            xi=args.xi,
+            lam=args.lam,
+            gamma=args.gamma,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            hidden=hidden,
+            n_tasks=args.n_tasks,
+            si_options={"preset": args.preset},
+            checkpoint_dir=checkpoints,
+            progress=progress,
+            device=args.device,
+        )
+        report = {
+            "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
+            **run.as_dict(),
+            "figures": [],
+        }
         for label, results in run.results.items():
             name = label.replace(" ", "_").replace("=", "")
-            save_figure(plot_accuracy_matrix(results[0].accuracy, title=f"{label}: accuracy (%)"),
-                        folder.path(f"accuracy_{name}.png"))
+            save_figure(
+                plot_accuracy_matrix(results[0].accuracy, title=f"{label}: accuracy (%)"),
+                folder.path(f"accuracy_{name}.png"),
+            )
             report["figures"].append(f"accuracy_{name}.png")
             if results[0].importance:
                 save_figure(plot_importance(results[0].importance), folder.path(f"importance_{name}.png"))
                 report["figures"].append(f"importance_{name}.png")
-        save_figure(plot_task_accuracies({k: [r.accuracy for r in v] for k, v in run.results.items()},
-                                         title=f"{args.benchmark}, {args.scenario}-incremental"),
-                    folder.path("task_accuracies.png"))
+        save_figure(
+            plot_task_accuracies(
+                {k: [r.accuracy for r in v] for k, v in run.results.items()},
+                title=f"{args.benchmark}, {args.scenario}-incremental",
+            ),
+            folder.path("task_accuracies.png"),
+        )
         report["figures"].append("task_accuracies.png")
         write_json(folder.path("report.json"), report)
 
@@ -135,7 +169,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.benchmark} ({args.scenario}-incremental), seeds {seeds}")
         print(f"{'method':<14} {'avg acc':>9} {'BWT':>9} {'forgetting':>11}")
         for label, row in run.summary().items():
-            print(f"{label:<14} {row['average_accuracy']:>9.4f} {row['backward_transfer']:>9.4f} "
-                  f"{row['forgetting']:>11.4f}")
+            print(
+                f"{label:<14} {row['average_accuracy']:>9.4f} {row['backward_transfer']:>9.4f} "
+                f"{row['forgetting']:>11.4f}"
+            )
         print(f"report: {out / 'report.json'}", file=sys.stdout)
     return 0

@@ -28,15 +28,18 @@ from neuromodels._reports import print_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "search", help="search ConvRNN architectures (cells, gate biases, kernels, feedback) with Optuna",
+        "search",
+        help="search ConvRNN architectures (cells, gate biases, kernels, feedback) with Optuna",
         description="Architecture search over ConvRNN cells and long-range feedback (Nayebi et al. 2018) on an "
-                    "image task with Optuna's TPE sampler and a median pruner; resumes from --storage.",
+        "image task with Optuna's TPE sampler and a median pruner; resumes from --storage.",
     )
     parser.add_argument("--space", default="default", help="search space: 'default' or a .toml/.json file")
     parser.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (default 20)")
-    parser.add_argument("--storage", default=None,
-                        help="journal file path or RDB URL (sqlite:///x.db, postgresql://...); "
-                             "default OUT/search.journal")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="journal file path or RDB URL (sqlite:///x.db, postgresql://...); default OUT/search.journal",
+    )
     parser.add_argument("--study-name", default="convrnn", help="study name inside the storage (default convrnn)")
     parser.add_argument("--out", default="reports/search", help="report folder (default reports/search)")
     parser.add_argument("--seed", type=int, default=0, help="sampler and weight seed (default 0)")
@@ -60,8 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.data_path is not None:
         space["data_path"] = args.data_path
     if args.trials < 1 or (args.epochs is not None and args.epochs < 1) or args.seed < 0:
-        raise ConfigError(f"--trials and --epochs must be >= 1 and --seed >= 0, got {args.trials}, {args.epochs}, "
-                          f"{args.seed}")
+        raise ConfigError(
+            f"--trials and --epochs must be >= 1 and --seed >= 0, got {args.trials}, {args.epochs}, {args.seed}"
+        )
     out = check_out_folder(args.out)
     with ReportFolder(out, "search") as folder:
         # the journal and the report files are written in place (each atomically): a rerun resumes the study
@@ -69,8 +73,15 @@ def _run(args: argparse.Namespace) -> int:
         for name in ("trials.csv", "report.json", "best_architectures.png"):
             folder.keep(name)
         started = time.perf_counter()
-        study = run_search(space, trials=args.trials, storage=storage, study_name=args.study_name, seed=args.seed,
-                           epochs=args.epochs, progress=not args.no_progress)
+        study = run_search(
+            space,
+            trials=args.trials,
+            storage=storage,
+            study_name=args.study_name,
+            seed=args.seed,
+            epochs=args.epochs,
+            progress=not args.no_progress,
+        )
         elapsed = time.perf_counter() - started
         report = write_report(study, out, elapsed_s=elapsed)
     report["storage"] = storage
@@ -78,9 +89,11 @@ def _run(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         best = report["best"]
-        print(f"study {report['study']!r} in {storage}: {report['finished']} finished trials "
-              f"({report['counts']['complete']} complete, {report['counts']['pruned']} pruned, "
-              f"{report['stale']} stale running), this run {elapsed:.1f} s")
+        print(
+            f"study {report['study']!r} in {storage}: {report['finished']} finished trials "
+            f"({report['counts']['complete']} complete, {report['counts']['pruned']} pruned, "
+            f"{report['stale']} stale running), this run {elapsed:.1f} s"
+        )
         if best:
             print(f"best: trial {best['number']} validation accuracy {best['value']:.4f} params {best['params']}")
         print(f"wrote {', '.join(report['files'].values())}", file=sys.stderr)
@@ -89,15 +102,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "train-convrnn", help="train one ConvRNN (cell, channels, feedback) on MNIST or digits",
+        "train-convrnn",
+        help="train one ConvRNN (cell, channels, feedback) on MNIST or digits",
         description="Train a ConvRNN (Nayebi et al. 2018) on an image task with the framework's training loop "
-                    "and write a report folder (report.json, model.pt, learning_curve.png). Rerunning resumes.",
+        "and write a report folder (report.json, model.pt, learning_curve.png). Rerunning resumes.",
     )
     parser.add_argument("--data", default="digits", help="digits or mnist (default digits)")
     parser.add_argument("--data-path", default=None, help="folder with the MNIST IDX files")
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    parser.add_argument("--cell", default="rgc", help="rgc, lstm, gru, ugrnn, intersection, time_decay, vanilla, "
-                                                      "feedforward (default rgc)")
+    parser.add_argument(
+        "--cell",
+        default="rgc",
+        help="rgc, lstm, gru, ugrnn, intersection, time_decay, vanilla, feedforward (default rgc)",
+    )
     parser.add_argument("--channels", default="8,16", help="channels per layer, comma-separated (default 8,16)")
     parser.add_argument("--pools", default=None, help="max-pool size per layer (default 2 for every layer)")
     parser.add_argument("--feedback", default="", help="feedback edges SOURCE:TARGET, comma-separated (e.g. 1:0)")
@@ -129,12 +146,12 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
-    from neuromodels.convrnn.training import accuracy, image_task, train_classifier
-    from neuromodels._figures import save_figure
-    from neuromodels._reports import write_json
+    from neuromodels._figures import new_figure, save_figure
     from neuromodels._outputs import ReportFolder, check_out_folder
+    from neuromodels._reports import write_json
+    from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
     from neuromodels.errors import ConfigError
+    from neuromodels.fitting.classification import accuracy, image_task, train_classifier
 
     for name in ("epochs", "batch_size", "steps", "image_steps"):
         if getattr(args, name) < 1:
@@ -155,8 +172,14 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--feedback edges are SOURCE:TARGET, got {edge!r}")
         feedback.append(_ints(",".join(parts), "feedback"))
     torch.manual_seed(args.seed)
-    model = ConvRNN([LayerSpec(c, 3, p) for c, p in zip(channels, pools)], cell=args.cell, feedback=feedback,
-                    steps=args.steps, image_steps=args.image_steps, checkpoint_steps=args.checkpoint_steps)
+    model = ConvRNN(
+        [LayerSpec(c, 3, p) for c, p in zip(channels, pools)],
+        cell=args.cell,
+        feedback=feedback,
+        steps=args.steps,
+        image_steps=args.image_steps,
+        checkpoint_steps=args.checkpoint_steps,
+    )
     n_valid, n_test = (300, 300) if args.data == "digits" else (1000, 2000)
     data = image_task(args.data, n_valid=n_valid, n_test=n_test, size=args.size, seed=0, path=args.data_path)
     # under torchrun (WORLD_SIZE > 1) the ranks train one model data-parallel and rank 0 alone writes the report
@@ -165,26 +188,35 @@ def _train(args: argparse.Namespace) -> int:
     with ReportFolder(out, "train-convrnn") if main_rank else contextlib.nullcontext() as folder:
         checkpoints = folder.keep("training/checkpoint.pt").parent if main_rank else out / "training"
         started = time.perf_counter()
-        history = train_classifier(model, data["train"], data["valid"], epochs=args.epochs, lr=args.lr,
-                                   batch_size=args.batch_size, seed=args.seed,
-                                   progress=False if args.no_progress else None, checkpoint_dir=checkpoints,
-                                   distributed=True if world_size > 1 else "auto")
+        history = train_classifier(
+            model,
+            data["train"],
+            data["valid"],
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=False if args.no_progress else None,
+            checkpoint_dir=checkpoints,
+            distributed=True if world_size > 1 else "auto",
+        )
         if world_size > 1 and torch.distributed.get_rank() != 0:
             _leave_process_group()  # waits for rank 0's report
             return 0
         test_accuracy = accuracy(model, data["test"])
         settings = {k: v for k, v in vars(args).items() if k != "handler"}
         settings["world_size"] = world_size
-        report = {"test_accuracy": test_accuracy, "parameters": count_parameters(model), "config": model.config,
-                  "history": history.as_dict(), "seconds": time.perf_counter() - started, "data": args.data,
-                  "settings": settings}
+        report = {
+            "test_accuracy": test_accuracy,
+            "parameters": count_parameters(model),
+            "config": model.config,
+            "history": history.as_dict(),
+            "seconds": time.perf_counter() - started,
+            "data": args.data,
+            "settings": settings,
+        }
         torch.save({"config": model.config, "state_dict": model.state_dict()}, folder.path("model.pt"))
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 3))
+        fig, ax = new_figure(figsize=(4, 3))
         ax.plot(history["epoch"], history["valid_accuracy"], "o-")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy")
@@ -195,8 +227,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(f"{args.cell} ConvRNN ({report['parameters']} parameters) on {args.data}: test accuracy "
-              f"{test_accuracy:.4f} after {len(history)} epochs; wrote {out}/report.json, model.pt, learning_curve.png")
+        print(
+            f"{args.cell} ConvRNN ({report['parameters']} parameters) on {args.data}: test accuracy "
+            f"{test_accuracy:.4f} after {len(history)} epochs; wrote {out}/report.json, model.pt, learning_curve.png"
+        )
     if world_size > 1:
         _leave_process_group()
     return 0

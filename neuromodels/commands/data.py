@@ -16,25 +16,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub.required = True
 
     inspect = dsub.add_parser(
-        "inspect", help="summarise a recording (format, dims, cells, repeats, duration, problems)",
+        "inspect",
+        help="summarise a recording (format, dims, cells, repeats, duration, problems)",
         description="Load PATH (any supported format, or sample:NAME) and summarise it.",
     )
     inspect.add_argument("path", help="file, openretina folder, or sample:retina / sample:ventral")
     inspect.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
-    inspect.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                         help="an option of the format's reader, e.g. -o by=time -o 'window=(-0.5, 1.0)'")
+    inspect.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the format's reader, e.g. -o by=time -o 'window=(-0.5, 1.0)'",
+    )
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(handler=_inspect)
 
     convert = dsub.add_parser(
-        "convert", help="convert any supported input into validated netCDF",
+        "convert",
+        help="convert any supported input into validated netCDF",
         description="Load PATH, validate it and write it to OUT (netCDF). The file is written atomically.",
     )
     convert.add_argument("path")
     convert.add_argument("out", help="output .nc file")
     convert.add_argument("--bin-size", type=float, default=None, help="bin width in seconds for spike-time sources")
-    convert.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                         help="an option of the format's reader, e.g. -o by=time -o table=encoding_table")
+    convert.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the format's reader, e.g. -o by=time -o table=encoding_table",
+    )
     convert.add_argument("--json", action="store_true", help="print the summary of what was written as JSON")
     convert.set_defaults(handler=_convert)
 
@@ -72,7 +86,9 @@ def _print_summary(info: dict[str, Any]) -> None:
         steps = f"  time steps: {info['n_time_steps']}" if "n_time_steps" in info else ""
         print(f"  layer: {info['layer']}  features: {info['n_features']}  stimuli: {info['n_stimuli']}{steps}")
     else:
-        print(f"  neuroids: {info['n_neuroids']}  stimuli: {info['n_stimuli']}  presentations: {info['n_presentations']}")
+        print(
+            f"  neuroids: {info['n_neuroids']}  stimuli: {info['n_stimuli']}  presentations: {info['n_presentations']}"
+        )
         print(f"  repeats per stimulus: {info['repeats']['min']}-{info['repeats']['max']}")
         if "duration_s" in info:
             print(f"  time bins: {info['time_bins_ms'][0]:g}-{info['time_bins_ms'][1]:g} ms")

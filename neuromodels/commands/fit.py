@@ -28,27 +28,35 @@ MODEL_KINDS = ("cnn", "ln", "glm")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "fit", help="train CNN / LN / GLM retina models and report them against the noise ceiling",
+        "fit",
+        help="train CNN / LN / GLM retina models and report them against the noise ceiling",
         description="Train retina models (McIntosh et al. 2016 CNN, LN, GLM) on a recording's train split, "
-                    "evaluate them on its repeated test trials and write a report folder.",
+        "evaluate them on its repeated test trials and write a report folder.",
     )
     parser.add_argument("--data", required=True, help="recording file (any supported format) or sample:retina")
-    parser.add_argument("--model", default="cnn",
-                        help="cnn, ln or glm, or several separated by commas (e.g. cnn,ln) to compare them")
+    parser.add_argument(
+        "--model", default="cnn", help="cnn, ln or glm, or several separated by commas (e.g. cnn,ln) to compare them"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, noise)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: cnn and glm 1e-3, ln 1e-4)")
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (default 3)")
     parser.add_argument("--history", type=int, default=40, help="frames of stimulus history (default 40)")
-    parser.add_argument("--param", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
-                        help="a model parameter (JSON value), for every model or one: --param cnn.channels=[16,8] "
-                             "--param ln.rank=2 --param glm.spike_history=30")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[MODEL.]KEY=VALUE",
+        help="a model parameter (JSON value), for every model or one: --param cnn.channels=[16,8] "
+        "--param ln.rank=2 --param glm.spike_history=30",
+    )
     parser.add_argument("--bin-size", type=float, default=None, help="bin width (s) for spike-time sources")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--out", default="reports/fit", help="report folder (default: reports/fit)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (default: bars when stderr is a terminal)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: bars when stderr is a terminal)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     parser.set_defaults(handler=_run)
 
@@ -66,9 +74,18 @@ def _parse_models(text: str) -> list[str]:
 
 
 # estimator arguments that the command's own options set: a --param for them would pass the keyword twice
-OWN_OPTIONS = {"history": "--history", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
-               "patience": "--patience", "seed": "--seed", "device": "--device", "progress": "--no-progress",
-               "checkpoint_dir": "--out", "kind": "--model"}
+OWN_OPTIONS = {
+    "history": "--history",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "patience": "--patience",
+    "seed": "--seed",
+    "device": "--device",
+    "progress": "--no-progress",
+    "checkpoint_dir": "--out",
+    "kind": "--model",
+}
 
 
 def _parse_params(items: list[str], kinds: list[str]) -> dict[str, dict[str, Any]]:
@@ -88,8 +105,10 @@ def _parse_params(items: list[str], kinds: list[str]) -> dict[str, dict[str, Any
         target, dot, name = key.partition(".")
         option = OWN_OPTIONS.get(name if dot else key)
         if option is not None:
-            raise ConfigError(f"--param {item!r}: '{name if dot else key}' is set by the command's own option "
-                              f"{option}; use that instead")
+            raise ConfigError(
+                f"--param {item!r}: '{name if dot else key}' is set by the command's own option "
+                f"{option}; use that instead"
+            )
         if dot:
             if target not in MODEL_KINDS:
                 raise ConfigError(f"--param {item!r}: {target!r} is not a model ({', '.join(MODEL_KINDS)})")
@@ -131,8 +150,10 @@ def _check_device(name: str) -> None:
         raise ConfigError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: this machine has no CUDA device available to torch "
-                              "(torch.cuda.is_available() is False); use --device cpu")
+            raise ConfigError(
+                f"--device {name}: this machine has no CUDA device available to torch "
+                "(torch.cuda.is_available() is False); use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -150,16 +171,26 @@ def _load_recording(args: argparse.Namespace) -> Any:
     options = {} if args.bin_size is None else {"bin_size": args.bin_size}
     rec = load(args.data, **options)
     if not isinstance(rec, xr.Dataset) or "stimulus" not in rec:
-        raise DataFormatError(file=args.data, field="stimulus",
-                              expected="a continuous recording with stimulus(time, y, x) and response(time, cell)",
-                              found="an assembly" if isinstance(rec, xr.DataArray) else "no stimulus")
+        raise DataFormatError(
+            file=args.data,
+            field="stimulus",
+            expected="a continuous recording with stimulus(time, y, x) and response(time, cell)",
+            found="an assembly" if isinstance(rec, xr.DataArray) else "no stimulus",
+        )
     if "split" not in rec.coords or not {"train", "test"} <= set(map(str, rec["split"].values)):
-        raise DataFormatError(file=args.data, field="split",
-                              expected="a 'split' coordinate on time with 'train' and 'test' bins",
-                              found="none" if "split" not in rec.coords else sorted(set(map(str, rec["split"].values))))
+        raise DataFormatError(
+            file=args.data,
+            field="split",
+            expected="a 'split' coordinate on time with 'train' and 'test' bins",
+            found="none" if "split" not in rec.coords else sorted(set(map(str, rec["split"].values))),
+        )
     if "trials" not in rec:
-        raise DataFormatError(file=args.data, field="trials",
-                              expected="repeated test trials(repeat, time, cell) for the noise ceiling", found="none")
+        raise DataFormatError(
+            file=args.data,
+            field="trials",
+            expected="repeated test trials(repeat, time, cell) for the noise ceiling",
+            found="none",
+        )
     return rec
 
 
@@ -218,11 +249,11 @@ def _run(args: argparse.Namespace) -> int:
     out = check_out_folder(args.out)
     rec = _load_recording(args)
 
-    from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
-    from neuromodels.analysis.retina_metrics import repeated_trials
-    from neuromodels.datasets.recording import split
     from neuromodels._outputs import ReportFolder
     from neuromodels._reports import jsonable, print_json, write_json
+    from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
+    from neuromodels.analysis.retina_metrics import repeated_trials, retina_test_metrics
+    from neuromodels.datasets.recording import split
     from neuromodels.fitting.estimator import RetinaEstimator
     from neuromodels.retina import count_parameters
 
@@ -236,35 +267,49 @@ def _run(args: argparse.Namespace) -> int:
 
         report: dict[str, Any] = {
             "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
-            "data": str(args.data), "source": str(rec.attrs.get("source")),
-            "cells": cells, "cell_type": cell_types, "n_test_bins": int(trials.sizes["time"]),
-            "n_repeats": int(trials.sizes["repeat"]), "models": {}, "figures": [],
+            "data": str(args.data),
+            "source": str(rec.attrs.get("source")),
+            "cells": cells,
+            "cell_type": cell_types,
+            "n_test_bins": int(trials.sizes["time"]),
+            "n_repeats": int(trials.sizes["repeat"]),
+            "models": {},
+            "figures": [],
         }
         all_metrics: dict[str, Any] = {}
         predictions: dict[str, Any] = {}
         for kind in kinds:
             model_params = params[kind]
             estimator = RetinaEstimator(
-                kind, history=args.history, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                patience=args.patience, seed=args.seed, device=args.device,
+                kind,
+                history=args.history,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                patience=args.patience,
+                seed=args.seed,
+                device=args.device,
                 progress=False if args.no_progress else None,
-                checkpoint_dir=folder.keep(f"{kind}/training/checkpoint.pt").parent, **model_params,
+                checkpoint_dir=folder.keep(f"{kind}/training/checkpoint.pt").parent,
+                **model_params,
             )
             if not args.no_progress:
                 print(f"fitting {kind.upper()} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             estimator.fit(rec)
             fit_seconds = time.perf_counter() - started
-            metrics = estimator.evaluate(rec)
+            metrics = estimator.evaluate(rec, retina_test_metrics)
             all_metrics[kind] = metrics
             predictions[kind] = estimator.predict(test)
             estimator.save(folder.path(f"{kind}/model.pt"))
             model = estimator.model_
             filters = model.first_layer_filters if kind == "cnn" else model.filters
             labels = [f"ch{i}" for i in range(len(filters))] if kind == "cnn" else cells
-            title = ("CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters")
-            save_figure(plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate),
-                        folder.path(f"{kind}/filters.png"))
+            title = "CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters"
+            save_figure(
+                plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate),
+                folder.path(f"{kind}/filters.png"),
+            )
             report["figures"].append(f"{kind}/filters.png")
             report["models"][kind] = {
                 "parameters": jsonable(estimator.get_params()),
@@ -279,13 +324,18 @@ def _run(args: argparse.Namespace) -> int:
                 "checkpoint": f"{kind}/training/checkpoint.pt",
             }
         first = next(iter(all_metrics.values()))
-        report["ceiling"] = {"method": "cc_max (Schoppe et al. 2016)",
-                             "cc_max": jsonable(first["cc_max"].values.tolist()),
-                             "fev": jsonable(first["fev"].values.tolist())}
-        save_figure(plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}),
-                    folder.path("cc_vs_ceiling.png"))
-        save_figure(plot_test_traces({k.upper(): p for k, p in predictions.items()}, trial_mean,
-                                     frame_rate_hz=frame_rate), folder.path("test_traces.png"))
+        report["ceiling"] = {
+            "method": "cc_max (Schoppe et al. 2016)",
+            "cc_max": jsonable(first["cc_max"].values.tolist()),
+            "fev": jsonable(first["fev"].values.tolist()),
+        }
+        save_figure(
+            plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}), folder.path("cc_vs_ceiling.png")
+        )
+        save_figure(
+            plot_test_traces({k.upper(): p for k, p in predictions.items()}, trial_mean, frame_rate_hz=frame_rate),
+            folder.path("test_traces.png"),
+        )
         report["figures"] += ["cc_vs_ceiling.png", "test_traces.png"]
         write_json(folder.path("report.json"), report)
 
@@ -295,7 +345,9 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(cells, cell_types, all_metrics))
         for kind in kinds:
             info = report["models"][kind]
-            print(f"{kind.upper()}: {info['epochs_run']} epochs in {info['fit_seconds']:.0f} s, "
-                  f"median CC {info['summary']['median_cc']:.3f}, median CC_norm {info['summary']['median_cc_norm']:.3f}")
+            print(
+                f"{kind.upper()}: {info['epochs_run']} epochs in {info['fit_seconds']:.0f} s, "
+                f"median CC {info['summary']['median_cc']:.3f}, median CC_norm {info['summary']['median_cc_norm']:.3f}"
+            )
         print(f"report: {out / 'report.json'} (figures: {', '.join(report['figures'])})")
     return 0

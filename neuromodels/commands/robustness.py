@@ -26,10 +26,11 @@ MODEL_FORMAT = "neuromodels.robustness-model/1"
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "robustness", help="adversarial attacks, accuracy against epsilon and a gradient-masking check",
+        "robustness",
+        help="adversarial attacks, accuracy against epsilon and a gradient-masking check",
         description="Attack a classifier with FGSM, BIM, PGD, least-likely, L-BFGS and SPSA; report accuracy against "
-                    "epsilon, saturation, weight kurtosis and whether gradient masking is suspected (Athalye et "
-                    "al. 2018). Trains saturating networks (Nayebi & Ganguli 2017) with --train.",
+        "epsilon, saturation, weight kurtosis and whether gradient masking is suspected (Athalye et "
+        "al. 2018). Trains saturating networks (Nayebi & Ganguli 2017) with --train.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", choices=("mlp", "cnn"), help="train this network on MNIST first")
@@ -37,12 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--saturation", type=float, default=0.0, help="lambda of the saturation penalty (default 0)")
     parser.add_argument("--nonlinearity", default="relu", choices=("relu", "sigmoid", "tanh", "hard_tanh"))
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
-    parser.add_argument("--attacks", default="fgsm,bim,pgd,ll,spsa",
-                        help="comma list of fgsm, bim, pgd, ll, lbfgs, spsa (default fgsm,bim,pgd,ll,spsa)")
-    parser.add_argument("--eps", default="0.05,0.1,0.2,0.3", help="L-inf budgets, comma list (default "
-                                                                   "0.05,0.1,0.2,0.3)")
-    parser.add_argument("--loss", choices=("ce", "margin"), default="ce",
-                        help="attack objective: cross-entropy (the papers') or logit margin (Carlini-Wagner)")
+    parser.add_argument(
+        "--attacks",
+        default="fgsm,bim,pgd,ll,spsa",
+        help="comma list of fgsm, bim, pgd, ll, lbfgs, spsa (default fgsm,bim,pgd,ll,spsa)",
+    )
+    parser.add_argument(
+        "--eps", default="0.05,0.1,0.2,0.3", help="L-inf budgets, comma list (default 0.05,0.1,0.2,0.3)"
+    )
+    parser.add_argument(
+        "--loss",
+        choices=("ce", "margin"),
+        default="ce",
+        help="attack objective: cross-entropy (the papers') or logit margin (Carlini-Wagner)",
+    )
     parser.add_argument("--float64", action="store_true", help="compute attack gradients in float64")
     parser.add_argument("--steps", type=int, default=20, help="iterations of BIM, PGD, least-likely (default 20)")
     parser.add_argument("--n-train", type=int, default=8000, help="MNIST images to train on (default 8000)")
@@ -100,20 +109,24 @@ def _load_data(args: argparse.Namespace, n_needed_train: int):
         with np.load(args.data, allow_pickle=False) as archive:
             x, y = archive["x"], archive["y"]
     except (OSError, ValueError, KeyError) as err:
-        raise DataFormatError(f"cannot read arrays x and y ({err})", file=args.data, field="x, y",
-                              expected="an .npz file with arrays x (n, 1, 28, 28) and y (n,)") from None
+        raise DataFormatError(
+            f"cannot read arrays x and y ({err})",
+            file=args.data,
+            field="x, y",
+            expected="an .npz file with arrays x (n, 1, 28, 28) and y (n,)",
+        ) from None
     x_test = torch.as_tensor(np.asarray(x, dtype=np.float32))
     y_test = torch.as_tensor(np.asarray(y)).long() if np.asarray(y).dtype.kind in "iu" else torch.as_tensor(y)
-    return None, None, x_test[:args.n_attack], y_test[:args.n_attack], str(args.data)
+    return None, None, x_test[: args.n_attack], y_test[: args.n_attack], str(args.data)
 
 
 def _load_model(path: str):
+    import warnings
+
     import torch
 
     from neuromodels.classifiers import make_classifier
     from neuromodels.errors import DataFormatError
-
-    import warnings
 
     try:
         with warnings.catch_warnings():
@@ -121,22 +134,30 @@ def _load_model(path: str):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataFormatError("no such file", file=path, field="--model") from None
-    except Exception:  # not a plain state file: try TorchScript
+    except Exception:  # noqa: BLE001 - torch.load raises many types on a file it cannot read: try TorchScript
         try:
             return torch.jit.load(path, map_location="cpu").eval(), {"kind": "torchscript"}
-        except Exception as err:
-            raise DataFormatError(f"neither a model.pt of `neuromodels robustness` nor TorchScript ({err})",
-                                  file=path, field="--model") from None
+        except Exception as err:  # noqa: BLE001 - whatever the loaders raise, the user's file is not a model
+            raise DataFormatError(
+                f"neither a model.pt of `neuromodels robustness` nor TorchScript ({err})", file=path, field="--model"
+            ) from None
     if isinstance(state, torch.jit.ScriptModule):
         return state.eval(), {"kind": "torchscript"}
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise DataFormatError("not a model.pt of `neuromodels robustness`", file=path, field="format",
-                              expected=MODEL_FORMAT, found=state.get("format") if isinstance(state, dict) else
-                              type(state).__name__)
+        raise DataFormatError(
+            "not a model.pt of `neuromodels robustness`",
+            file=path,
+            field="format",
+            expected=MODEL_FORMAT,
+            found=state.get("format") if isinstance(state, dict) else type(state).__name__,
+        )
     model = make_classifier(state["kind"], state["nonlinearity"])
     model.load_state_dict(state["weights"])
-    return model.eval(), {"kind": state["kind"], "nonlinearity": state["nonlinearity"],
-                          "saturation": state.get("saturation")}
+    return model.eval(), {
+        "kind": state["kind"],
+        "nonlinearity": state["nonlinearity"],
+        "saturation": state.get("saturation"),
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -148,7 +169,11 @@ def _run(args: argparse.Namespace) -> int:
     from neuromodels.analysis.robustness.analyses import saturation_fraction, weight_kurtosis
     from neuromodels.analysis.robustness.attacks import check_inputs
     from neuromodels.analysis.robustness.evaluate import accuracy, masking_diagnostics, robustness_curve
-    from neuromodels.analysis.robustness.reproduce import plot_examples, plot_robustness_curves, train_classifier
+    from neuromodels.analysis.robustness.reproduce import (
+        plot_examples,
+        plot_robustness_curves,
+        train_saturating_classifier,
+    )
     from neuromodels.datasets._io import atomic_path
     from neuromodels.errors import ConfigError
 
@@ -163,37 +188,79 @@ def _run(args: argparse.Namespace) -> int:
     with ReportFolder(out, "robustness") as folder:
         if args.train:
             files.append("model.pt")
-            model, history = train_classifier(args.train, x_train, y_train, saturation=args.saturation,
-                                              nonlinearity=args.nonlinearity, epochs=args.epochs, seed=args.seed,
-                                              progress=progress)
-            described: dict[str, Any] = {"kind": args.train, "nonlinearity": args.nonlinearity,
-                                         "saturation": args.saturation, "epochs": len(history)}
+            model, history = train_saturating_classifier(
+                args.train,
+                x_train,
+                y_train,
+                saturation=args.saturation,
+                nonlinearity=args.nonlinearity,
+                epochs=args.epochs,
+                seed=args.seed,
+                progress=progress,
+            )
+            described: dict[str, Any] = {
+                "kind": args.train,
+                "nonlinearity": args.nonlinearity,
+                "saturation": args.saturation,
+                "epochs": len(history),
+            }
             with atomic_path(folder.path("model.pt"), suffix=".pt") as tmp:
-                torch.save({"format": MODEL_FORMAT, "kind": args.train, "nonlinearity": args.nonlinearity,
-                            "saturation": args.saturation, "weights": model.state_dict()}, tmp)
+                torch.save(
+                    {
+                        "format": MODEL_FORMAT,
+                        "kind": args.train,
+                        "nonlinearity": args.nonlinearity,
+                        "saturation": args.saturation,
+                        "weights": model.state_dict(),
+                    },
+                    tmp,
+                )
         else:
             model, described = _load_model(args.model)
         dtype = torch.float64 if args.float64 else None
-        curve = robustness_curve(model, x_test, y_test, attacks, eps, loss=args.loss, dtype=dtype, steps=args.steps,
-                                 seed=args.seed, progress=progress)
+        curve = robustness_curve(
+            model,
+            x_test,
+            y_test,
+            attacks,
+            eps,
+            loss=args.loss,
+            dtype=dtype,
+            steps=args.steps,
+            seed=args.seed,
+            progress=progress,
+        )
         verdict = masking_diagnostics(model, x_test, y_test, curve, loss=args.loss, dtype=dtype, steps=args.steps)
         report: dict[str, Any] = {
-            "command": "robustness", "model": described, "data": source, "n_attack": len(x_test),
-            "attack_settings": {"loss": args.loss, "dtype": "float64" if args.float64 else "float32",
-                                "steps": args.steps, "seed": args.seed},
-            "clean_accuracy": accuracy(model, x_test, y_test), **curve.as_dict(),
-            "gradient_masking_suspected": verdict.gradient_masking_suspected, "masking_reasons": verdict.reasons,
+            "command": "robustness",
+            "model": described,
+            "data": source,
+            "n_attack": len(x_test),
+            "attack_settings": {
+                "loss": args.loss,
+                "dtype": "float64" if args.float64 else "float32",
+                "steps": args.steps,
+                "seed": args.seed,
+            },
+            "clean_accuracy": accuracy(model, x_test, y_test),
+            **curve.as_dict(),
+            "gradient_masking_suspected": verdict.gradient_masking_suspected,
+            "masking_reasons": verdict.reasons,
             "masking_checks": verdict.checks,
             "weight_kurtosis": {str(k): float(v) for k, v in weight_kurtosis(model).to_series().items()}
-            if described.get("kind") != "torchscript" else None,
+            if described.get("kind") != "torchscript"
+            else None,
             "files": files,
         }
         nonlinearity = described.get("nonlinearity")
         if nonlinearity:
-            report["saturated_fraction"] = {str(k): float(v) for k, v in
-                                            saturation_fraction(model, x_test, nonlinearity).to_series().items()}
-        save_figure(plot_robustness_curves({f"{args.loss}, {report['attack_settings']['dtype']}": curve}),
-                    folder.path("accuracy.png"))
+            report["saturated_fraction"] = {
+                str(k): float(v) for k, v in saturation_fraction(model, x_test, nonlinearity).to_series().items()
+            }
+        save_figure(
+            plot_robustness_curves({f"{args.loss}, {report['attack_settings']['dtype']}": curve}),
+            folder.path("accuracy.png"),
+        )
         save_figure(plot_examples(x_test, curve.examples), folder.path("examples.png"))
         write_json(folder.path("report.json"), report)
     if args.json:
@@ -205,8 +272,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_table(report: dict[str, Any], out) -> None:
     eps = report["eps"]
-    print(f"clean accuracy {report['clean_accuracy']:.4f} on {report['n_attack']} images; attack objective "
-          f"{report['attack_settings']['loss']} in {report['attack_settings']['dtype']}")
+    print(
+        f"clean accuracy {report['clean_accuracy']:.4f} on {report['n_attack']} images; attack objective "
+        f"{report['attack_settings']['loss']} in {report['attack_settings']['dtype']}"
+    )
     print(f"{'attack':>8} " + " ".join(f"eps={e:<6g}" for e in eps))
     for name, values in report["accuracy"].items():
         print(f"{name:>8} " + " ".join(f"{v:<10.3f}" for v in values))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
 from neuromodels._reports import jsonable
 
 CEILING_METHODS = ("split_half", "cc_max", "fev", "oracle")
@@ -27,48 +28,85 @@ CEILED = ("r2_over_ceiling", "r_over_ceiling_squared", "r_over_ceiling")
 
 def register(sub: argparse._SubParsersAction) -> None:
     ceiling = sub.add_parser(
-        "ceiling", help="noise ceiling of a neural assembly (per neuroid and aggregate)",
+        "ceiling",
+        help="noise ceiling of a neural assembly (per neuroid and aggregate)",
         description="Compute the noise ceiling of NEURAL (an assembly with repeated presentations) and write a "
-                    "report folder (report.json, figures).",
+        "report folder (report.json, figures).",
     )
     ceiling.add_argument("neural", help="assembly file (.nc, or any format neuromodels data inspect reads)")
-    ceiling.add_argument("--method", choices=CEILING_METHODS, default="split_half",
-                         help="split_half: Brain-Score's split-half with Spearman-Brown (default); cc_max: Schoppe et "
-                              "al. 2016; fev: fraction of explainable variance; oracle: leave-one-out correlation")
+    ceiling.add_argument(
+        "--method",
+        choices=CEILING_METHODS,
+        default="split_half",
+        help="split_half: Brain-Score's split-half with Spearman-Brown (default); cc_max: Schoppe et "
+        "al. 2016; fev: fraction of explainable variance; oracle: leave-one-out correlation",
+    )
     _common(ceiling)
     ceiling.set_defaults(handler=_ceiling)
 
     score = sub.add_parser(
-        "score", help="neural predictivity of model features (cross-validated regression, per-neuroid r)",
+        "score",
+        help="neural predictivity of model features (cross-validated regression, per-neuroid r)",
         description="Score model features (one netCDF file per layer, dims (presentation, feature[, time_step]) with "
-                    "stimulus_id) against a neural assembly, Brain-Score style, and write a report folder.",
+        "stimulus_id) against a neural assembly, Brain-Score style, and write a report folder.",
     )
-    score.add_argument("--features", nargs="+", required=True, metavar="F.nc",
-                       help="features file(s), e.g. written by extract_features(out=...): one layer each")
+    score.add_argument(
+        "--features",
+        nargs="+",
+        required=True,
+        metavar="F.nc",
+        help="features file(s), e.g. written by extract_features(out=...): one layer each",
+    )
     score.add_argument("--neural", required=True, metavar="N.nc", help="assembly (presentation, neuroid[, time_bin])")
-    score.add_argument("--regression", choices=REGRESSIONS, default="pls",
-                       help="pls (Brain-Score: 25 components, scale=False; default), ridge (CV alpha), linear")
-    score.add_argument("--pls", choices=PLS_MODES, default="brainscore",
-                       help="PLS weights: brainscore = scikit-learn's NIPALS with its defaults (tol 1e-6, 500 "
-                            "iterations), Brain-Score's numbers (default); converged = the same iteration run to "
-                            "convergence (exact singular vectors)")
-    score.add_argument("--ceiling", choices=("split_half", "none"), default="split_half",
-                       help="noise ceiling to divide by (default split_half); none reports raw r only")
-    score.add_argument("--ceiled", choices=CEILED, default="r2_over_ceiling",
-                       help="ceiled score convention (default r**2 / ceiling, Brain-Score since 2026)")
+    score.add_argument(
+        "--regression",
+        choices=REGRESSIONS,
+        default="pls",
+        help="pls (Brain-Score: 25 components, scale=False; default), ridge (CV alpha), linear",
+    )
+    score.add_argument(
+        "--pls",
+        choices=PLS_MODES,
+        default="brainscore",
+        help="PLS weights: brainscore = scikit-learn's NIPALS with its defaults (tol 1e-6, 500 "
+        "iterations), Brain-Score's numbers (default); converged = the same iteration run to "
+        "convergence (exact singular vectors)",
+    )
+    score.add_argument(
+        "--ceiling",
+        choices=("split_half", "none"),
+        default="split_half",
+        help="noise ceiling to divide by (default split_half); none reports raw r only",
+    )
+    score.add_argument(
+        "--ceiled",
+        choices=CEILED,
+        default="r2_over_ceiling",
+        help="ceiled score convention (default r**2 / ceiling, Brain-Score since 2026)",
+    )
     score.add_argument("--splits", type=int, default=10, metavar="N", help="cross-validation splits (default 10)")
-    score.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="run the layer x region jobs on a local dask cluster of N worker processes")
-    score.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="run the jobs on an existing dask.distributed scheduler (tcp://host:8786)")
+    score.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the layer x region jobs on a local dask cluster of N worker processes",
+    )
+    score.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the jobs on an existing dask.distributed scheduler (tcp://host:8786)",
+    )
     _common(score)
     score.set_defaults(handler=_score)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="report folder (default ./reports/<command>-<timestamp>)")
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="report folder (default ./reports/<command>-<timestamp>)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------- inputs
@@ -83,7 +121,9 @@ def _load_assembly(path: str) -> Any:
     obj = load(path)
     if not isinstance(obj, xr.DataArray):
         raise DataFormatError(
-            file=path, field="<object>", expected="an assembly (presentation, neuroid[, time_bin])",
+            file=path,
+            field="<object>",
+            expected="an assembly (presentation, neuroid[, time_bin])",
             found="a continuous recording (xarray.Dataset); scoring needs presentations of images",
         )
     return obj
@@ -110,7 +150,7 @@ def _read_features(path: str) -> Any:
     p = existing_file(path)
     try:
         ds = xr.open_dataset(p)
-    except Exception as err:  # netCDF4/HDF5 raise OSError, ValueError or RuntimeError on foreign files
+    except Exception as err:  # noqa: BLE001 - netCDF4/HDF5 raise OSError, ValueError, RuntimeError on foreign files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataFormatError(file=p, field="<file>", expected="a netCDF file of model features", found=first) from None
     names = list(ds.data_vars)
@@ -119,11 +159,18 @@ def _read_features(path: str) -> Any:
     elif "features" in names:
         da = ds["features"]
     else:
-        raise DataFormatError(file=p, field="<variables>", expected="one data variable (or one named 'features')",
-                              found=names or "none")
+        raise DataFormatError(
+            file=p, field="<variables>", expected="one data variable (or one named 'features')", found=names or "none"
+        )
     dims = da.dims
-    if dims[:2] != ("presentation", "feature") or len(dims) not in (2, 3) or (len(dims) == 3 and dims[2] != "time_step"):
-        raise DataFormatError(file=p, field="<dims>", expected="('presentation', 'feature'[, 'time_step'])", found=str(dims))
+    if (
+        dims[:2] != ("presentation", "feature")
+        or len(dims) not in (2, 3)
+        or (len(dims) == 3 and dims[2] != "time_step")
+    ):
+        raise DataFormatError(
+            file=p, field="<dims>", expected="('presentation', 'feature'[, 'time_step'])", found=str(dims)
+        )
     if "stimulus_id" not in da.coords or da["stimulus_id"].dims != ("presentation",):
         raise DataFormatError(file=p, field="stimulus_id", expected="a coordinate on 'presentation'", found="none")
     if not np.issubdtype(da.dtype, np.number):
@@ -187,8 +234,10 @@ def _write_report(folder: Path, report: dict[str, Any], figures: Mapping[str, An
 def _time_bins(da: Any) -> dict[str, Any] | None:
     if "time_bin" not in da.dims:
         return None
-    return {"time_bin_start_ms": jsonable(da["time_bin_start"].values) if "time_bin_start" in da.coords else None,
-            "time_bin_end_ms": jsonable(da["time_bin_end"].values) if "time_bin_end" in da.coords else None}
+    return {
+        "time_bin_start_ms": jsonable(da["time_bin_start"].values) if "time_bin_start" in da.coords else None,
+        "time_bin_end_ms": jsonable(da["time_bin_end"].values) if "time_bin_end" in da.coords else None,
+    }
 
 
 class _Warnings:
@@ -226,8 +275,11 @@ def _emit(report: dict[str, Any], folder: Path, as_json: bool, lines: list[str])
 def _header(command: str) -> dict[str, Any]:
     from neuromodels import __version__
 
-    return {"command": command, "neuromodels_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "command": command,
+        "neuromodels_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _fmt(x: Any) -> str:
@@ -270,19 +322,26 @@ def _ceiling(args: argparse.Namespace) -> int:
         results = {region: noise_ceiling(da, method=args.method) for region, da in regions.items()}
 
     report = _header("ceiling")
-    report.update({
-        "inputs": {"neural": str(args.neural)},
-        "parameters": {"method": args.method},
-        "regions": {region: {"n_neuroids": int(regions[region].sizes["neuroid"]), **_ceiling_summary(res)}
-                    for region, res in results.items()},
-        "warnings": caught,
-    })
+    report.update(
+        {
+            "inputs": {"neural": str(args.neural)},
+            "parameters": {"method": args.method},
+            "regions": {
+                region: {"n_neuroids": int(regions[region].sizes["neuroid"]), **_ceiling_summary(res)}
+                for region, res in results.items()
+            },
+            "warnings": caught,
+        }
+    )
     fig, axes = new_figure(len(results))
     for ax, (region, res) in zip(axes, results.items()):
         plot_ceiling_distribution(res["ceiling_per_neuroid"], ax=ax, title=f"{region}: {args.method}")
     _write_report(folder, report, {"ceiling_distribution.png": fig})
-    lines = [f"{region}: ceiling ({args.method}) {_fmt(res['ceiling'])}"
-             + (f" ± {_fmt(res['error'])}" if "error" in res else "") for region, res in results.items()]
+    lines = [
+        f"{region}: ceiling ({args.method}) {_fmt(res['ceiling'])}"
+        + (f" ± {_fmt(res['error'])}" if "error" in res else "")
+        for region, res in results.items()
+    ]
     _emit(report, folder, args.json, lines)
     return 0
 
@@ -297,7 +356,7 @@ def _score(args: argparse.Namespace) -> int:
         plot_r_vs_ceiling,
         plot_scores,
     )
-    from neuromodels.analysis.scale import _combine, score_jobs
+    from neuromodels.analysis.scale import combine_scores, score_jobs
     from neuromodels.errors import ConfigError
 
     if args.splits < 2:
@@ -318,25 +377,42 @@ def _score(args: argparse.Namespace) -> int:
 
             ceilings = {region: noise_ceiling(da, method=args.ceiling) for region, da in regions.items()}
         # the ceiling of each region is computed once, here, and shared by all its layers' jobs
-        region_options = {region: {"ceiling": ceilings[region], "ceiled": args.ceiled}
-                          for region in regions} if ceilings else None
-        results = score_jobs(features, regions, scheduler=args.scheduler, workers=args.workers,
-                             progress=not args.json, region_options=region_options, regression=args.regression,
-                             pls=args.pls, n_splits=args.splits, ceiling=None)
+        region_options = (
+            {region: {"ceiling": ceilings[region], "ceiled": args.ceiled} for region in regions} if ceilings else None
+        )
+        results = score_jobs(
+            features,
+            regions,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.json,
+            region_options=region_options,
+            regression=args.regression,
+            pls=args.pls,
+            n_splits=args.splits,
+            ceiling=None,
+        )
     order = {"layer": list(features), "region": list(regions)}
-    combined = _combine(results, ("layer", "region"), order)
+    combined = combine_scores(results, ("layer", "region"), order)
 
     report = _header("score")
-    report.update({
-        "inputs": {"features": files, "neural": str(args.neural)},
-        "parameters": {"regression": args.regression, "pls": args.pls if args.regression == "pls" else None,
-                       "ceiling": args.ceiling,
-                       "ceiled": args.ceiled if ceilings else None, "n_splits": args.splits,
-                       "workers": args.workers, "scheduler": args.scheduler},
-        "settings": _common_settings(results),
-        "regions": {},
-        "warnings": caught,
-    })
+    report.update(
+        {
+            "inputs": {"features": files, "neural": str(args.neural)},
+            "parameters": {
+                "regression": args.regression,
+                "pls": args.pls if args.regression == "pls" else None,
+                "ceiling": args.ceiling,
+                "ceiled": args.ceiled if ceilings else None,
+                "n_splits": args.splits,
+                "workers": args.workers,
+                "scheduler": args.scheduler,
+            },
+            "settings": _common_settings(results),
+            "regions": {},
+            "warnings": caught,
+        }
+    )
     for region, da in regions.items():
         entry: dict[str, Any] = {
             "n_neuroids": int(da.sizes["neuroid"]),
@@ -361,8 +437,9 @@ def _score(args: argparse.Namespace) -> int:
                 layer_entry["ceiled_score"] = jsonable(res["ceiled_score"])
                 layer_entry["ceiled_error"] = jsonable(res["ceiled_error"])
             shared = report["settings"]
-            layer_entry["settings"] = {k: v for k, v in jsonable(dict(res.attrs)).items()
-                                       if k not in shared or shared[k] != v}
+            layer_entry["settings"] = {
+                k: v for k, v in jsonable(dict(res.attrs)).items() if k not in shared or shared[k] != v
+            }
             entry["layers"][layer] = layer_entry
         report["regions"][region] = entry
 
@@ -378,8 +455,12 @@ def _score(args: argparse.Namespace) -> int:
         fig, axes = new_figure(len(regions))
         for ax, region in zip(axes, regions):
             best = _best_layer(combined, region)
-            plot_r_vs_ceiling(results[(best, region)]["r_per_neuroid"], ceilings[region], ax=ax,
-                              title=f"{region}: {best} (best layer)")
+            plot_r_vs_ceiling(
+                results[(best, region)]["r_per_neuroid"],
+                ceilings[region],
+                ax=ax,
+                title=f"{region}: {best} (best layer)",
+            )
         figures["r_vs_ceiling.png"] = fig
         fig, axes = new_figure(len(regions))
         for ax, region in zip(axes, regions):

@@ -23,9 +23,12 @@ DATA_HELP = "spiral, circle, mog (generated 2-D), digits (8x8), mnist (../shared
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("walkback", help="Variational Walkback: learn a transition operator, sample by cooling",
-                            description="Learn a stochastic transition operator by heating and walking back "
-                                        "(Goyal et al. 2017), or sample from a trained one.")
+    parser = sub.add_parser(
+        "walkback",
+        help="Variational Walkback: learn a transition operator, sample by cooling",
+        description="Learn a stochastic transition operator by heating and walking back "
+        "(Goyal et al. 2017), or sample from a trained one.",
+    )
     commands = parser.add_subparsers(dest="walkback_command", metavar="{train,sample}")
     commands.required = True
     train = commands.add_parser("train", help="train an operator and compare it with baselines")
@@ -45,13 +48,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
     train.add_argument("--fixed-sigma", action="store_true", help="do not learn the standard deviation")
     train.add_argument("--per-step-norm", action="store_true", help="per-step normalisation parameters")
-    train.add_argument("--objective", choices=("paper", "released"), default="paper",
-                       help="paper: log p_T(s_{t-1} | s_t) (Algorithm 1); released: the authors' code's term")
-    train.add_argument("--batch-updates", action="store_true",
-                       help="one update per heating walk instead of one per step (online, the default)")
-    train.add_argument("--diffusion-epochs", type=int, default=None,
-                       help="epochs of the diffusion baseline (default: --epochs x --steps, the operator's "
-                            "number of gradient updates; 0 skips it)")
+    train.add_argument(
+        "--objective",
+        choices=("paper", "released"),
+        default="paper",
+        help="paper: log p_T(s_{t-1} | s_t) (Algorithm 1); released: the authors' code's term",
+    )
+    train.add_argument(
+        "--batch-updates",
+        action="store_true",
+        help="one update per heating walk instead of one per step (online, the default)",
+    )
+    train.add_argument(
+        "--diffusion-epochs",
+        type=int,
+        default=None,
+        help="epochs of the diffusion baseline (default: --epochs x --steps, the operator's "
+        "number of gradient updates; 0 skips it)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="reports/walkback", help="output folder (default: reports/walkback)")
     train.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -97,41 +111,75 @@ def _train(args: argparse.Namespace) -> int:
     data = load_points(args.data, n=args.n, seed=args.seed)
     train_points, held_out = split_points(data, seed=args.seed)
     torch.manual_seed(args.seed)
-    model = TransitionOperator(data.dim, hidden=args.hidden, alpha=args.alpha, sigma=args.sigma,
-                               learn_sigma=not args.fixed_sigma, n_steps=args.steps, steps_at_one=args.steps_at_one,
-                               temperature_factor=args.temperature_factor, max_temperature=args.max_temperature,
-                               per_step_norm=args.per_step_norm, architecture=args.architecture,
-                               image_shape=data.image_shape)
+    model = TransitionOperator(
+        data.dim,
+        hidden=args.hidden,
+        alpha=args.alpha,
+        sigma=args.sigma,
+        learn_sigma=not args.fixed_sigma,
+        n_steps=args.steps,
+        steps_at_one=args.steps_at_one,
+        temperature_factor=args.temperature_factor,
+        max_temperature=args.max_temperature,
+        per_step_norm=args.per_step_norm,
+        architecture=args.architecture,
+        image_shape=data.image_shape,
+    )
     progress = None if sys.stderr.isatty() else False
     with ReportFolder(out, "walkback train") as folder:
-        fit = train_walkback(model, train_points, held_out, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, lr_decay=args.lr_decay, objective=args.objective,
-                             online=not args.batch_updates, seed=args.seed, progress=progress,
-                             checkpoint_dir=folder.keep("checkpoint.pt").parent)
+        fit = train_walkback(
+            model,
+            train_points,
+            held_out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            lr_decay=args.lr_decay,
+            objective=args.objective,
+            online=not args.batch_updates,
+            seed=args.seed,
+            progress=progress,
+            checkpoint_dir=folder.keep("checkpoint.pt").parent,
+        )
         # the same number of gradient updates as the operator (one per heating step) unless told otherwise
         diffusion_epochs = args.epochs * args.steps if args.diffusion_epochs is None else args.diffusion_epochs
-        evaluation = evaluate_walkback(fit.model, train_points, held_out, image_shape=data.image_shape,
-                                       diffusion_epochs=diffusion_epochs, batch_size=args.batch_size,
-                                       seed=args.seed, progress=progress)
+        evaluation = evaluate_walkback(
+            fit.model,
+            train_points,
+            held_out,
+            image_shape=data.image_shape,
+            diffusion_epochs=diffusion_epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=progress,
+        )
         report: dict[str, Any] = {
-            "data": data.source, "n_train": len(train_points), "n_held_out": len(held_out),
+            "data": data.source,
+            "n_train": len(train_points),
+            "n_held_out": len(held_out),
             "settings": {k: v for k, v in vars(args).items() if k not in ("handler", "json", "out")},
-            "model": fit.model.config(), "schedule": fit.model.schedule, "history": fit.history.as_dict(),
+            "model": fit.model.config(),
+            "schedule": fit.model.schedule,
+            "history": fit.history.as_dict(),
             **evaluation.summary,
-            "files": ["model.pt", "checkpoint.pt", "bound.png", "cooling.png", "report.json"]}
+            "files": ["model.pt", "checkpoint.pt", "bound.png", "cooling.png", "report.json"],
+        }
         save_walkback_model(fit.model, folder.path("model.pt"), {"data": data.source})
         from neuromodels._figures import save_figure
 
         save_figure(plot_bound(fit.history), folder.path("bound.png"))
-        save_figure(plot_cooling_chain(evaluation.chain, data.image_shape, reference=held_out),
-                    folder.path("cooling.png"))
+        save_figure(
+            plot_cooling_chain(evaluation.chain, data.image_shape, reference=held_out), folder.path("cooling.png")
+        )
         write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
     else:
         bound = report["held_out_bound"]
-        print(f"Variational Walkback on {data.source}: held-out bound {bound:.3f} nats/example after "
-              f"{len(fit.history)} epochs -> {out}")
+        print(
+            f"Variational Walkback on {data.source}: held-out bound {bound:.3f} nats/example after "
+            f"{len(fit.history)} epochs -> {out}"
+        )
         for name, row in report["comparison"].items():
             print(f"  {name:>10}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
     return 0
@@ -155,9 +203,16 @@ def _sample(args: argparse.Namespace) -> int:
     model = load_walkback_model(args.model)
     chain = model.generate(args.n, extra_steps=args.extra_steps, generator=torch.Generator().manual_seed(args.seed))
     samples = chain[-1].numpy()
-    report = {"model": str(args.model), "n": args.n, "extra_steps": args.extra_steps, "seed": args.seed,
-              "chain_length": len(chain) - 1, "mean": samples.mean(0)[:8], "std": samples.std(0)[:8],
-              "files": ["samples.npy", "samples.png", "report.json"]}
+    report = {
+        "model": str(args.model),
+        "n": args.n,
+        "extra_steps": args.extra_steps,
+        "seed": args.seed,
+        "chain_length": len(chain) - 1,
+        "mean": samples.mean(0)[:8],
+        "std": samples.std(0)[:8],
+        "files": ["samples.npy", "samples.png", "report.json"],
+    }
     image_shape = None if model.image_shape is None else model.image_shape
     with ReportFolder(out, "walkback sample") as folder:
         with atomic_path(folder.path("samples.npy"), suffix=".npy") as tmp:

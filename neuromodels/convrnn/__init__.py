@@ -2,9 +2,11 @@
 
 * :mod:`~neuromodels.convrnn.cells`: local recurrent cells with explicit state (time decay, vanilla RNN, LSTM,
   GRU, UGRNN, IntersectionRNN, Reciprocal Gated Cell);
-* :mod:`~neuromodels.convrnn.model`: :class:`ConvRNN`, conv layers + cells + long-range feedback unrolled in time;
-* :mod:`~neuromodels.convrnn.training`: training on image classification through :func:`neuromodels.fitting.fit`;
-* :mod:`~neuromodels.convrnn.dynamics`: per-time-step features and time-resolved neural predictivity.
+* :mod:`~neuromodels.convrnn.model`: :class:`ConvRNN`, conv layers + cells + long-range feedback unrolled in time.
+
+Training on image classification: :mod:`neuromodels.fitting.classification` (and the architecture search,
+:mod:`neuromodels.fitting.search`); per-time-step features and time-resolved neural predictivity:
+:mod:`neuromodels.analysis.temporal_predictivity`; the reproductions: :mod:`neuromodels.analysis.convrnn_reproduce`.
 
 See docs/convrnn.md.
 """

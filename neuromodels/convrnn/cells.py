@@ -78,9 +78,20 @@ from torch import nn
 from neuromodels.errors import ConfigError
 
 __all__ = [
-    "CELLS", "ConvCell", "FeedforwardCell", "TimeDecayCell", "VanillaRNNCell", "ConvLSTMCell", "ConvGRUCell",
-    "UGRNNCell", "IntersectionRNNCell", "ReciprocalGatedCell", "MEDIAN_RGC_OPTIONS", "make_cell",
-    "activation_function", "same_conv",
+    "CELLS",
+    "ConvCell",
+    "FeedforwardCell",
+    "TimeDecayCell",
+    "VanillaRNNCell",
+    "ConvLSTMCell",
+    "ConvGRUCell",
+    "UGRNNCell",
+    "IntersectionRNNCell",
+    "ReciprocalGatedCell",
+    "MEDIAN_RGC_OPTIONS",
+    "make_cell",
+    "activation_function",
+    "same_conv",
 ]
 
 State = tuple[torch.Tensor, ...]
@@ -96,8 +107,15 @@ def activation_function(name: str) -> Any:
         raise ConfigError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}") from None
 
 
-def same_conv(in_channels: int, out_channels: int, kernel_size: int, *, depth_separable: bool = False,
-              bias: bool = True, allow_even: bool = False) -> nn.Module:
+def same_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    depth_separable: bool = False,
+    bias: bool = True,
+    allow_even: bool = False,
+) -> nn.Module:
     """A stride-1 ``kernel_size`` convolution that keeps the spatial shape (zero padding ``kernel_size // 2``).
 
     ``depth_separable``: a depthwise ``k x k`` convolution (``groups=in_channels``, no bias) followed by a
@@ -137,15 +155,24 @@ class ConvCell(nn.Module):
         self.activation_name = activation
         self.activation = activation_function(activation)
 
-    def initial_state(self, batch: int, height: int, width: int, *, dtype: torch.dtype | None = None,
-                      device: torch.device | str | None = None) -> State:
+    def initial_state(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> State:
         """``n_states`` zero tensors ``(batch, channels, height, width)``."""
         dtype = dtype or torch.get_default_dtype()
-        return tuple(torch.zeros(batch, self.channels, height, width, dtype=dtype, device=device)
-                     for _ in range(self.n_states))
+        return tuple(
+            torch.zeros(batch, self.channels, height, width, dtype=dtype, device=device) for _ in range(self.n_states)
+        )
 
-    def forward(self, x: torch.Tensor, state: State, bypass: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, State]:  # pragma: no cover - abstract
+    def forward(
+        self, x: torch.Tensor, state: State, bypass: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -180,8 +207,9 @@ class TimeDecayCell(ConvCell):
 class VanillaRNNCell(ConvCell):
     """``h' = f(x + W_hh * h + b)``."""
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, activation: str = "elu",
-                 depth_separable: bool = False, **_: Any) -> None:
+    def __init__(
+        self, channels: int, *, kernel_size: int = 3, activation: str = "elu", depth_separable: bool = False, **_: Any
+    ) -> None:
         super().__init__(channels, activation=activation)
         self.recurrent = same_conv(channels, channels, kernel_size, depth_separable=depth_separable)
 
@@ -196,13 +224,21 @@ class ConvLSTMCell(ConvCell):
 
     n_states = 2
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
-                 forget_bias: float = 1.0, activation: str = "tanh", **_: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 3,
+        depth_separable: bool = False,
+        forget_bias: float = 1.0,
+        activation: str = "tanh",
+        **_: Any,
+    ) -> None:
         super().__init__(channels, activation=activation)
         self.gates = same_conv(2 * channels, 4 * channels, kernel_size, depth_separable=depth_separable)
         bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
         with torch.no_grad():
-            bias[channels:2 * channels] += forget_bias
+            bias[channels : 2 * channels] += forget_bias
 
     def forward(self, x, state, bypass=None):
         c, h = state
@@ -215,8 +251,9 @@ class ConvLSTMCell(ConvCell):
 class ConvGRUCell(ConvCell):
     """Conv GRU (Cho et al. 2014, with the reset gate applied after the recurrent convolution as in cuDNN)."""
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
-                 activation: str = "tanh", **_: Any) -> None:
+    def __init__(
+        self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False, activation: str = "tanh", **_: Any
+    ) -> None:
         super().__init__(channels, activation=activation)
         self.gates = same_conv(2 * channels, 2 * channels, kernel_size, depth_separable=depth_separable)
         self.input_candidate = same_conv(channels, channels, kernel_size, depth_separable=depth_separable)
@@ -233,8 +270,16 @@ class ConvGRUCell(ConvCell):
 class UGRNNCell(ConvCell):
     """Update-gate RNN (Collins et al. 2017): ``h' = g . h + (1 - g) . tanh(W_c * [x, h] + b_c)``."""
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
-                 gate_bias: float = 1.0, activation: str = "tanh", **_: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 3,
+        depth_separable: bool = False,
+        gate_bias: float = 1.0,
+        activation: str = "tanh",
+        **_: Any,
+    ) -> None:
         super().__init__(channels, activation=activation)
         self.gates = same_conv(2 * channels, 2 * channels, kernel_size, depth_separable=depth_separable)
         bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
@@ -252,13 +297,21 @@ class UGRNNCell(ConvCell):
 class IntersectionRNNCell(ConvCell):
     """Intersection RNN (Collins et al. 2017): separate output ``y`` (with a skip of ``x``) and state ``h``."""
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, depth_separable: bool = False,
-                 gate_bias: float = 1.0, activation: str = "elu", **_: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 3,
+        depth_separable: bool = False,
+        gate_bias: float = 1.0,
+        activation: str = "elu",
+        **_: Any,
+    ) -> None:
         super().__init__(channels, activation=activation)
         self.gates = same_conv(2 * channels, 4 * channels, kernel_size, depth_separable=depth_separable)
         bias = self.gates[-1].bias if isinstance(self.gates, nn.Sequential) else self.gates.bias
         with torch.no_grad():
-            bias[2 * channels:] += gate_bias
+            bias[2 * channels :] += gate_bias
 
     def forward(self, x, state, bypass=None):
         (h,) = state
@@ -303,13 +356,31 @@ class ReciprocalGatedCell(ConvCell):
 
     n_states = 2
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, gate_kernel_size: int | None = None,
-                 input_kernel_size: int | None = None, depth_separable: bool = False, activation: str = "elu",
-                 tau_bias: float = 0.0, gate_bias: float = 0.0, tau_scale: float = 1.0, gate_scale: float = 1.0,
-                 tau_offset: float = 0.0, gate_offset: float = 0.0, gate_nonlinearity: str = "sigmoid",
-                 bypass_channels: int = 0, cell_channels: int | None = None, h_input_kernel_size: int = 0,
-                 input_activation: str = "identity", input_depth_separable: bool | None = None,
-                 separate_gate_biases: bool = False, bypass_entry: str = "gate", **_: Any) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 3,
+        gate_kernel_size: int | None = None,
+        input_kernel_size: int | None = None,
+        depth_separable: bool = False,
+        activation: str = "elu",
+        tau_bias: float = 0.0,
+        gate_bias: float = 0.0,
+        tau_scale: float = 1.0,
+        gate_scale: float = 1.0,
+        tau_offset: float = 0.0,
+        gate_offset: float = 0.0,
+        gate_nonlinearity: str = "sigmoid",
+        bypass_channels: int = 0,
+        cell_channels: int | None = None,
+        h_input_kernel_size: int = 0,
+        input_activation: str = "identity",
+        input_depth_separable: bool | None = None,
+        separate_gate_biases: bool = False,
+        bypass_entry: str = "gate",
+        **_: Any,
+    ) -> None:
         super().__init__(channels, activation=activation)
         if gate_nonlinearity not in ("sigmoid", "tanh"):
             raise ConfigError(f"gate_nonlinearity must be 'sigmoid' or 'tanh', got {gate_nonlinearity!r}")
@@ -317,8 +388,9 @@ class ReciprocalGatedCell(ConvCell):
             raise ConfigError(f"bypass_entry must be 'gate' or 'output', got {bypass_entry!r}")
         self.cell_channels = int(channels if cell_channels is None else cell_channels)
         if self.cell_channels < 1 or int(h_input_kernel_size) < 0:
-            raise ConfigError(f"need cell_channels >= 1 and h_input_kernel_size >= 0, got {cell_channels} and "
-                              f"{h_input_kernel_size}")
+            raise ConfigError(
+                f"need cell_channels >= 1 and h_input_kernel_size >= 0, got {cell_channels} and {h_input_kernel_size}"
+            )
         self.separate_gate_biases = bool(separate_gate_biases)
         if self.cell_channels != self.channels and not self.separate_gate_biases:
             raise ConfigError("cell_channels != channels needs separate_gate_biases=True")
@@ -345,8 +417,13 @@ class ReciprocalGatedCell(ConvCell):
             self.from_c = same_conv(cells, cells + channels, gk, bias=sep)  # outputs [W_cc * c, W_ch * c]
             self.from_h = same_conv(channels, channels + cells, gk, bias=sep)  # outputs [W_hh * h, W_hc * h]
         self.W_xc = same_conv(channels, cells, ik, depth_separable=input_ds, bias=True, allow_even=True)
-        self.W_xh = same_conv(channels, channels, int(h_input_kernel_size), depth_separable=input_ds, bias=True,
-                              allow_even=True) if h_input_kernel_size else None
+        self.W_xh = (
+            same_conv(
+                channels, channels, int(h_input_kernel_size), depth_separable=input_ds, bias=True, allow_even=True
+            )
+            if h_input_kernel_size
+            else None
+        )
         self.bypass_channels = int(bypass_channels)
         self.W_rh: nn.Module | None = None
         if self.bypass_channels and bypass_entry == "gate":
@@ -356,8 +433,12 @@ class ReciprocalGatedCell(ConvCell):
         if sep:
             with torch.no_grad():
                 if self.depth_separable:
-                    for conv, value in ((self.W_cc, tau_bias), (self.W_hh, tau_bias), (self.W_ch, gate_bias),
-                                        (self.W_hc, gate_bias)):
+                    for conv, value in (
+                        (self.W_cc, tau_bias),
+                        (self.W_hh, tau_bias),
+                        (self.W_ch, gate_bias),
+                        (self.W_hc, gate_bias),
+                    ):
                         conv[-1].bias.fill_(float(value))
                 else:
                     self.from_c.bias[:cells].fill_(float(tau_bias))
@@ -371,12 +452,21 @@ class ReciprocalGatedCell(ConvCell):
         self.tau_scale, self.gate_scale = float(tau_scale), float(gate_scale)
         self.tau_offset, self.gate_offset = float(tau_offset), float(gate_offset)
 
-    def initial_state(self, batch: int, height: int, width: int, *, dtype: torch.dtype | None = None,
-                      device: torch.device | str | None = None) -> State:
+    def initial_state(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> State:
         """Zeros ``c`` ``(batch, cell_channels, height, width)`` and ``h`` ``(batch, channels, height, width)``."""
         dtype = dtype or torch.get_default_dtype()
-        return (torch.zeros(batch, self.cell_channels, height, width, dtype=dtype, device=device),
-                torch.zeros(batch, self.channels, height, width, dtype=dtype, device=device))
+        return (
+            torch.zeros(batch, self.cell_channels, height, width, dtype=dtype, device=device),
+            torch.zeros(batch, self.channels, height, width, dtype=dtype, device=device),
+        )
 
     def gate_weights(self) -> dict[str, torch.Tensor]:
         """The kernels ``W_cc, W_ch, W_hh, W_hc`` (``(out, in, k, k)``; not depth-separable cells)."""
@@ -389,8 +479,10 @@ class ReciprocalGatedCell(ConvCell):
     def _pre_gates(self, c: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.depth_separable:
             return self.W_cc(c), self.W_ch(c), self.W_hh(h), self.W_hc(h)
-        return (*self.from_c(c).split([self.cell_channels, self.channels], dim=1),
-                *self.from_h(h).split([self.channels, self.cell_channels], dim=1))
+        return (
+            *self.from_c(c).split([self.cell_channels, self.channels], dim=1),
+            *self.from_h(h).split([self.channels, self.cell_channels], dim=1),
+        )
 
     def _check_bypass(self, bypass: torch.Tensor | None) -> None:
         if self.bypass_channels and bypass is None:
@@ -414,8 +506,9 @@ class ReciprocalGatedCell(ConvCell):
             "g_ch": self.gate_offset + self.gate_scale * self._gate_squash(ch),
         }
 
-    def _negative_pre_gates(self, c: torch.Tensor, h: torch.Tensor, bypass: torch.Tensor | None
-                            ) -> tuple[torch.Tensor, ...]:
+    def _negative_pre_gates(
+        self, c: torch.Tensor, h: torch.Tensor, bypass: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
         """Minus the gate pre-activations ``-(W_cc*c + tau_bias), -(W_ch*c [+ W_rh*r] + gate_bias),
         -(W_hh*h + tau_bias), -(W_hc*h + gate_bias)``: ``1 - sigmoid(z) = sigmoid(-z)``, and negating the small
         kernels costs less than negating the activations."""
@@ -434,16 +527,19 @@ class ReciprocalGatedCell(ConvCell):
                 bias_c = bias_h = -torch.cat([self.tau_bias, self.gate_bias])
             padding = self.from_c.padding
             cc, ch = F.conv2d(c, -self.from_c.weight, bias_c, padding=padding).split(
-                [self.cell_channels, self.channels], dim=1)
+                [self.cell_channels, self.channels], dim=1
+            )
             hh, hc = F.conv2d(h, -self.from_h.weight, bias_h, padding=padding).split(
-                [self.channels, self.cell_channels], dim=1)
+                [self.channels, self.cell_channels], dim=1
+            )
         if self.bypass_channels and self.bypass_entry == "gate":
             ch = ch - self.W_rh(bypass)
         return cc, ch, hh, hc
 
     @staticmethod
-    def _one_minus_gate(negative_pre: torch.Tensor, offset: float, scale: float, squash: str = "sigmoid"
-                        ) -> torch.Tensor:
+    def _one_minus_gate(
+        negative_pre: torch.Tensor, offset: float, scale: float, squash: str = "sigmoid"
+    ) -> torch.Tensor:
         # 1 - (offset + scale * s(z)) with z = -negative_pre. sigmoid: for the default gate (offset 0, scale 1)
         # that is sigmoid(-z), one element-wise pass; tanh is odd, so -tanh(z) = tanh(-z).
         if squash == "tanh":
@@ -463,9 +559,9 @@ class ReciprocalGatedCell(ConvCell):
         c, h = state
         x = self.input_activation(x)
         cc, ch, hh, hc = self._negative_pre_gates(c, h, bypass)
-        keep_c = self._one_minus_gate(cc, self.tau_offset, self.tau_scale)     # 1 - g_cc
+        keep_c = self._one_minus_gate(cc, self.tau_offset, self.tau_scale)  # 1 - g_cc
         open_c = self._one_minus_gate(hc, self.gate_offset, self.gate_scale, self.gate_nonlinearity)  # 1 - g_hc
-        keep_h = self._one_minus_gate(hh, self.tau_offset, self.tau_scale)     # 1 - g_hh
+        keep_h = self._one_minus_gate(hh, self.tau_offset, self.tau_scale)  # 1 - g_hh
         open_h = self._one_minus_gate(ch, self.gate_offset, self.gate_scale, self.gate_nonlinearity)  # 1 - g_ch
         c_new = self.activation(torch.addcmul(keep_c * c, open_c, self.W_xc(x)))
         h_new = self.activation(torch.addcmul(keep_h * h, open_h, self._h_input(x, bypass)))

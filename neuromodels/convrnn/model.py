@@ -84,8 +84,9 @@ class ConvRNNLayer(nn.Module):
         self.activation = activation_function(activation)
         self.in_channels, self.channels, self.pool_size = int(in_channels), int(spec.channels), int(spec.pool)
 
-    def forward(self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...], recurrent: bool = True
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def forward(
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...], recurrent: bool = True
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         x = self.conv(inputs)
         if not recurrent:
             return self.pool(self.activation(x)), state
@@ -136,11 +137,23 @@ class ConvRNN(nn.Module):
     Shapes: ``forward(images (batch, in_channels, H, W)) -> logits (batch, num_classes)``.
     """
 
-    def __init__(self, layers: Sequence[LayerSpec | dict[str, Any]], *, in_channels: int = 1, cell: str = "rgc",
-                 cell_options: dict[str, Any] | None = None, feedback: Sequence[Sequence[int]] = (),
-                 steps: int = 8, image_steps: int | None = None, readout_step: int | None = None,
-                 num_classes: int = 10, activation: str = "elu", gray_value: float = 0.0,
-                 recurrence: bool = True, checkpoint_steps: bool = False) -> None:
+    def __init__(
+        self,
+        layers: Sequence[LayerSpec | dict[str, Any]],
+        *,
+        in_channels: int = 1,
+        cell: str = "rgc",
+        cell_options: dict[str, Any] | None = None,
+        feedback: Sequence[Sequence[int]] = (),
+        steps: int = 8,
+        image_steps: int | None = None,
+        readout_step: int | None = None,
+        num_classes: int = 10,
+        activation: str = "elu",
+        gray_value: float = 0.0,
+        recurrence: bool = True,
+        checkpoint_steps: bool = False,
+    ) -> None:
         super().__init__()
         specs = [s if isinstance(s, LayerSpec) else LayerSpec(**s) for s in layers]
         if not specs:
@@ -159,10 +172,19 @@ class ConvRNN(nn.Module):
         self.recurrence = bool(recurrence)
         self.checkpoint_steps = bool(checkpoint_steps)
         self.specs = specs
-        self.config = {"layers": [asdict(s) for s in specs], "in_channels": int(in_channels), "cell": cell,
-                       "cell_options": dict(cell_options or {}), "feedback": [list(map(int, e)) for e in feedback],
-                       "steps": self.steps, "image_steps": self.image_steps, "readout_step": self.readout_step,
-                       "num_classes": int(num_classes), "activation": activation, "gray_value": self.gray_value}
+        self.config = {
+            "layers": [asdict(s) for s in specs],
+            "in_channels": int(in_channels),
+            "cell": cell,
+            "cell_options": dict(cell_options or {}),
+            "feedback": [list(map(int, e)) for e in feedback],
+            "steps": self.steps,
+            "image_steps": self.image_steps,
+            "readout_step": self.readout_step,
+            "num_classes": int(num_classes),
+            "activation": activation,
+            "gray_value": self.gray_value,
+        }
 
         self.layers = nn.ModuleList()
         channels_in = [int(in_channels)]
@@ -174,8 +196,9 @@ class ConvRNN(nn.Module):
                 if cell_name != "rgc":
                     raise ConfigError(f"bypass is only defined for the 'rgc' cell, layer cell is {cell_name!r}")
                 options["bypass_channels"] = channels_in[-1]
-            self.layers.append(ConvRNNLayer(channels_in[-1], spec, make_cell(cell_name, spec.channels, **options),
-                                            activation))
+            self.layers.append(
+                ConvRNNLayer(channels_in[-1], spec, make_cell(cell_name, spec.channels, **options), activation)
+            )
             channels_in.append(spec.channels)
 
         self.feedback_edges: list[tuple[int, int]] = []
@@ -191,14 +214,16 @@ class ConvRNN(nn.Module):
         self.feedback_sources: dict[int, list[int]] = {}
         for source, target in sorted(self.feedback_edges):
             self.feedback_sources.setdefault(target, []).append(source)
-        self.feedback = nn.ModuleDict({
-            str(target): nn.Conv2d(sum(specs[s].channels for s in sources), channels_in[target], 1, bias=False)
-            for target, sources in self.feedback_sources.items()
-        })
+        self.feedback = nn.ModuleDict(
+            {
+                str(target): nn.Conv2d(sum(specs[s].channels for s in sources), channels_in[target], 1, bias=False)
+                for target, sources in self.feedback_sources.items()
+            }
+        )
         self.readout = nn.Linear(specs[-1].channels, int(num_classes)) if num_classes else None
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **overrides: Any) -> "ConvRNN":
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> ConvRNN:
         """A new model (fresh weights) from :attr:`config` (JSON-ready: saved with results and checkpoints)."""
         return cls(**{**config, **overrides})
 
@@ -218,8 +243,9 @@ class ConvRNN(nn.Module):
         return shapes
 
     # --------------------------------------------------------------------------------------------- unrolling
-    def _step(self, stimulus: torch.Tensor, previous: list[torch.Tensor], states: list[tuple[torch.Tensor, ...]],
-              t: int) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, ...]]]:
+    def _step(
+        self, stimulus: torch.Tensor, previous: list[torch.Tensor], states: list[tuple[torch.Tensor, ...]], t: int
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, ...]]]:
         outputs, new_states = [], []
         for index, layer in enumerate(self.layers):
             if t < index:
@@ -230,9 +256,12 @@ class ConvRNN(nn.Module):
             sources = self.feedback_sources.get(index) if self.recurrence else None
             if sources and t > min(sources):
                 size = inputs.shape[-2:]
-                resized = [previous[s] if previous[s].shape[-2:] == size else
-                           F.interpolate(previous[s], size=size, mode="bilinear", align_corners=False)
-                           for s in sources]
+                resized = [
+                    previous[s]
+                    if previous[s].shape[-2:] == size
+                    else F.interpolate(previous[s], size=size, mode="bilinear", align_corners=False)
+                    for s in sources
+                ]
                 inputs = inputs + self.feedback[str(index)](torch.cat(resized, dim=1))
             output, state = layer(inputs, states[index], recurrent=self.recurrence)
             outputs.append(output)
@@ -245,7 +274,7 @@ class ConvRNN(nn.Module):
         ``images``: ``(batch, in_channels, H, W)``. Returns :class:`ConvRNNOutput`.
         """
         per_step, per_step_logits = [], []
-        for t, outputs in self._unroll(images, steps):
+        for _, outputs in self._unroll(images, steps):
             per_step.append(outputs)
             if logits and self.readout is not None:
                 per_step_logits.append(self._classify(outputs[-1]))
@@ -284,7 +313,7 @@ class ConvRNN(nn.Module):
         """Logits ``(batch, num_classes)`` of the top layer at ``readout_step`` (the top layer itself without
         a readout). Only the steps up to the readout step are computed."""
         top = None
-        for t, outputs in self._unroll(images, self.readout_step + 1):
+        for _, outputs in self._unroll(images, self.readout_step + 1):
             top = outputs[-1]
         return top if self.readout is None else self._classify(top)
 

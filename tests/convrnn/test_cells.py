@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from neuromodels.convrnn.cells import (
-    CELLS, ConvGRUCell, ConvLSTMCell, ReciprocalGatedCell, TimeDecayCell, make_cell, same_conv,
+    CELLS,
+    ConvGRUCell,
+    ConvLSTMCell,
+    ReciprocalGatedCell,
+    TimeDecayCell,
+    make_cell,
+    same_conv,
 )
 from neuromodels.errors import ConfigError
 
@@ -96,7 +102,7 @@ def test_rgc_gates_are_one_half_with_zero_weights():
         assert torch.equal(g, torch.full_like(g, 0.5))
     x = torch.randn(2, 4, 5, 5)
     out, (c_new, h_new) = cell(x, state, bypass=torch.randn(2, 2, 5, 5))
-    torch.testing.assert_close(c_new, F.elu(0.5 * state[0]), rtol=0, atol=0)   # W_xc = 0
+    torch.testing.assert_close(c_new, F.elu(0.5 * state[0]), rtol=0, atol=0)  # W_xc = 0
     torch.testing.assert_close(h_new, F.elu(0.5 * state[1] + 0.5 * x), rtol=0, atol=0)
     assert torch.equal(out, h_new)
 
@@ -104,8 +110,17 @@ def test_rgc_gates_are_one_half_with_zero_weights():
 def test_rgc_follows_the_equations_with_random_weights():
     # bias/scale/offset values exact in float32, so the float64 copy holds the same numbers
     torch.manual_seed(4)
-    cell = ReciprocalGatedCell(3, kernel_size=3, bypass_channels=2, tau_bias=0.25, gate_bias=-0.125,
-                               tau_scale=0.75, gate_scale=0.875, tau_offset=0.0625, gate_offset=0.125).double()
+    cell = ReciprocalGatedCell(
+        3,
+        kernel_size=3,
+        bypass_channels=2,
+        tau_bias=0.25,
+        gate_bias=-0.125,
+        tau_scale=0.75,
+        gate_scale=0.875,
+        tau_offset=0.0625,
+        gate_offset=0.125,
+    ).double()
     x, c, h = (torch.randn(2, 3, 4, 4, dtype=torch.float64) for _ in range(3))
     r = torch.randn(2, 2, 4, 4, dtype=torch.float64)
     conv = lambda w, v, b=None: F.conv2d(v, w, b, padding=1)  # noqa: E731
@@ -153,8 +168,9 @@ def test_bad_cell_options_raise_config_error():
 def test_rgc_fast_path_matches_its_gates(depth_separable):
     # forward() computes 1 - g as sigmoid(-z) with the biases inside the convolutions; gates() is the plain formula
     torch.manual_seed(5)
-    cell = ReciprocalGatedCell(3, kernel_size=3, bypass_channels=2, tau_bias=0.5, gate_bias=-1.0,
-                               depth_separable=depth_separable).double()
+    cell = ReciprocalGatedCell(
+        3, kernel_size=3, bypass_channels=2, tau_bias=0.5, gate_bias=-1.0, depth_separable=depth_separable
+    ).double()
     x, c, h = (torch.randn(2, 3, 5, 5, dtype=torch.float64) for _ in range(3))
     r = torch.randn(2, 2, 5, 5, dtype=torch.float64)
     g = cell.gates(x, (c, h), bypass=r)
@@ -192,19 +208,23 @@ def test_median_cell_with_zero_gate_weights_keeps_0461_of_its_state_and_passes_0
     r = torch.randn(2, 2, 9, 9, dtype=torch.float64)
     g = cell.gates(x, (c, h), bypass=r)
     out, (c_new, h_new) = cell(x, (c, h), bypass=r)
-    torch.testing.assert_close(c_new, F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(F.elu(x))),
-                               rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(h_new, F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * (cell.W_xh(F.elu(x))
-                                                                                      + cell.W_rh(r))),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        c_new, F.elu((1 - g["g_cc"]) * c + (1 - g["g_hc"]) * cell.W_xc(F.elu(x))), rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        h_new,
+        F.elu((1 - g["g_hh"]) * h + (1 - g["g_ch"]) * (cell.W_xh(F.elu(x)) + cell.W_rh(r))),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 # ---- the authors' median cell, transcribed by meaning from neuroailab/convrnns (TensorFlow 1) to plain torch ----
 # Values: convrnns/configs/median_rgcell_cfg.py; update: convrnns/utils/median_rgcell.py, ReciprocalGateCell.__call__
 # (line numbers below are that file's), _ds_conv and residual_add from convrnns/utils/cell_utils.py. Tensors are NHWC
 # and kernels HWIO / [k, k, in, 1] as in TensorFlow, named as their variables (scope/name).
-_TAU_OFFSET, _TAU_MULTIPLIER = 0.9219348064291611, -0.9219348064291611     # cfg lines 37-38 (tau_bias unused)
-_GATE_OFFSET, _GATE_MULTIPLIER = 0.7006566684988862, -0.7006566684988862   # cfg lines 47-48 (gate_bias unused)
+_TAU_OFFSET, _TAU_MULTIPLIER = 0.9219348064291611, -0.9219348064291611  # cfg lines 37-38 (tau_bias unused)
+_GATE_OFFSET, _GATE_MULTIPLIER = 0.7006566684988862, -0.7006566684988862  # cfg lines 47-48 (gate_bias unused)
 
 
 def _tf_same_padding(inp_nchw, k):
@@ -231,41 +251,54 @@ def _tf_ds_conv(inp, w, scope):
 def _authors_median_step(inputs, prev_cell, prev_out, res_input, w):
     """One call of their ReciprocalGateCell with the median config, no feedback input: (next_out, next_cell)."""
     elu, sigmoid, tanh = F.elu, torch.sigmoid, torch.tanh
-    inputs = elu(inputs)                                                      # l. 290 input_activation
+    inputs = elu(inputs)  # l. 290 input_activation
     # "cell" scope
     cell_input = _tf_conv2d_same(inputs, w["cell/input_to_cell_weights"]) + w["cell/input_to_cell_bias"]  # 391-433
-    cell_tau = _tf_ds_conv(prev_cell, w, "cell/tau")                          # l. 497-506, tau_depth_separable
-    cell_gate = _tf_ds_conv(prev_out, w, "cell/out_to_cell")                  # l. 520-530, gate_depth_separable
-    cell_tau, cell_gate = sigmoid(cell_tau), tanh(cell_gate)                  # l. 631-632
-    next_cell = ((_TAU_OFFSET + _TAU_MULTIPLIER * cell_tau) * prev_cell
-                 + (_GATE_OFFSET + _GATE_MULTIPLIER * cell_gate) * cell_input)  # l. 634-638
-    next_cell = elu(next_cell)                                                # l. 644 (layer_norm False)
+    cell_tau = _tf_ds_conv(prev_cell, w, "cell/tau")  # l. 497-506, tau_depth_separable
+    cell_gate = _tf_ds_conv(prev_out, w, "cell/out_to_cell")  # l. 520-530, gate_depth_separable
+    cell_tau, cell_gate = sigmoid(cell_tau), tanh(cell_gate)  # l. 631-632
+    next_cell = (_TAU_OFFSET + _TAU_MULTIPLIER * cell_tau) * prev_cell + (
+        _GATE_OFFSET + _GATE_MULTIPLIER * cell_gate
+    ) * cell_input  # l. 634-638
+    next_cell = elu(next_cell)  # l. 644 (layer_norm False)
     # "out" scope
     out_input = _tf_conv2d_same(inputs, w["out/input_to_out_weights"]) + w["out/input_to_out_bias"]  # l. 708-738
-    if res_input.shape == out_input.shape:                                    # l. 768-769 out_residual:
-        out_input = out_input + res_input                                     # residual_add, equal shapes
-    else:                                                                     # residual_add, 1 x 1 projection
+    if res_input.shape == out_input.shape:  # l. 768-769 out_residual:
+        out_input = out_input + res_input  # residual_add, equal shapes
+    else:  # residual_add, 1 x 1 projection
         out_input = out_input + _tf_conv2d_same(res_input, w["out/residual_add_weights"])
-    out_tau = _tf_ds_conv(prev_out, w, "out/tau")                             # l. 833-842
-    out_gate = _tf_ds_conv(prev_cell, w, "out/gate")                          # l. 856-867 (cell_to_out False)
-    out_tau, out_gate = sigmoid(out_tau), tanh(out_gate)                      # l. 985-986
-    next_out = ((_TAU_OFFSET + _TAU_MULTIPLIER * out_tau) * prev_out
-                + (_GATE_OFFSET + _GATE_MULTIPLIER * out_gate) * out_input)   # l. 988-990
-    return elu(next_out), next_cell                                           # l. 994
+    out_tau = _tf_ds_conv(prev_out, w, "out/tau")  # l. 833-842
+    out_gate = _tf_ds_conv(prev_cell, w, "out/gate")  # l. 856-867 (cell_to_out False)
+    out_tau, out_gate = sigmoid(out_tau), tanh(out_gate)  # l. 985-986
+    next_out = (_TAU_OFFSET + _TAU_MULTIPLIER * out_tau) * prev_out + (
+        _GATE_OFFSET + _GATE_MULTIPLIER * out_gate
+    ) * out_input  # l. 988-990
+    return elu(next_out), next_cell  # l. 994
 
 
 def _authors_weights(channels, cell_channels, bypass_channels, generator):
     def rand(*shape, scale=0.3):
         return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    w = {"cell/input_to_cell_weights": rand(2, 2, channels, cell_channels),
-         "cell/input_to_cell_bias": rand(cell_channels),
-         "out/input_to_out_weights": rand(3, 3, channels, channels), "out/input_to_out_bias": rand(channels)}
-    for scope, n_in, n_out in (("cell/tau", cell_channels, cell_channels),
-                               ("cell/out_to_cell", channels, cell_channels),
-                               ("out/tau", channels, channels), ("out/gate", cell_channels, channels)):
-        w.update({scope + "/depthwise_weights": rand(7, 7, n_in, 1),
-                  scope + "/pointwise_weights": rand(1, 1, n_in, n_out), scope + "/bias": rand(n_out)})
+    w = {
+        "cell/input_to_cell_weights": rand(2, 2, channels, cell_channels),
+        "cell/input_to_cell_bias": rand(cell_channels),
+        "out/input_to_out_weights": rand(3, 3, channels, channels),
+        "out/input_to_out_bias": rand(channels),
+    }
+    for scope, n_in, n_out in (
+        ("cell/tau", cell_channels, cell_channels),
+        ("cell/out_to_cell", channels, cell_channels),
+        ("out/tau", channels, channels),
+        ("out/gate", cell_channels, channels),
+    ):
+        w.update(
+            {
+                scope + "/depthwise_weights": rand(7, 7, n_in, 1),
+                scope + "/pointwise_weights": rand(1, 1, n_in, n_out),
+                scope + "/bias": rand(n_out),
+            }
+        )
     if bypass_channels != channels:
         w["out/residual_add_weights"] = rand(1, 1, bypass_channels, channels)
     return w
@@ -276,8 +309,12 @@ def _load_authors_weights(cell, w):
         return kernel.permute(3, 2, 0, 1)
 
     with torch.no_grad():
-        for ours, scope in ((cell.W_cc, "cell/tau"), (cell.W_hc, "cell/out_to_cell"), (cell.W_hh, "out/tau"),
-                            (cell.W_ch, "out/gate")):
+        for ours, scope in (
+            (cell.W_cc, "cell/tau"),
+            (cell.W_hc, "cell/out_to_cell"),
+            (cell.W_hh, "out/tau"),
+            (cell.W_ch, "out/gate"),
+        ):
             ours[0].weight.copy_(w[scope + "/depthwise_weights"].permute(2, 3, 0, 1))  # (in, 1, k, k)
             ours[1].weight.copy_(hwio_to_torch(w[scope + "/pointwise_weights"]))
             ours[1].bias.copy_(w[scope + "/bias"])
@@ -302,8 +339,9 @@ def test_median_cell_equals_a_transcription_of_the_authors_update(bypass_channel
     channels, cell_channels, steps = 6, 4, 6
     generator = torch.Generator().manual_seed(12)
     w = _authors_weights(channels, cell_channels, bypass_channels, generator)
-    cell = make_cell("rgc", channels, **{**MEDIAN_RGC_OPTIONS, "cell_channels": cell_channels},
-                     bypass_channels=bypass_channels).double()
+    cell = make_cell(
+        "rgc", channels, **{**MEDIAN_RGC_OPTIONS, "cell_channels": cell_channels}, bypass_channels=bypass_channels
+    ).double()
     _load_authors_weights(cell, w)
     to_nhwc, to_nchw = (lambda t: t.permute(0, 2, 3, 1)), (lambda t: t.permute(0, 3, 1, 2))
     f64 = {"dtype": torch.float64}

@@ -22,8 +22,27 @@ def _cli(args: list[str]) -> int:
 
 def test_train_convrnn_writes_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train-convrnn", "--data", "digits", "--channels", "4,8", "--feedback", "1:0", "--steps", "4",
-            "--image-steps", "2", "--epochs", "2", "--lr", "0.01", "--out", str(out), "--no-progress", "--json"]
+    args = [
+        "train-convrnn",
+        "--data",
+        "digits",
+        "--channels",
+        "4,8",
+        "--feedback",
+        "1:0",
+        "--steps",
+        "4",
+        "--image-steps",
+        "2",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
     assert _cli(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["test_accuracy"] > 0.3 and len(report["history"]["epoch"]) == 2
@@ -52,9 +71,11 @@ def test_registering_the_commands_imports_neither_torch_nor_optuna():
     import subprocess
     import sys
 
-    code = ("import argparse, sys; from neuromodels.commands import convrnn; "
-            "convrnn.register(argparse.ArgumentParser().add_subparsers()); "
-            "print('torch' in sys.modules, 'optuna' in sys.modules)")
+    code = (
+        "import argparse, sys; from neuromodels.commands import convrnn; "
+        "convrnn.register(argparse.ArgumentParser().add_subparsers()); "
+        "print('torch' in sys.modules, 'optuna' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
 
@@ -70,16 +91,43 @@ def test_train_convrnn_under_torchrun_trains_data_parallel_and_rank_0_alone_repo
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m",
-               "neuromodels", "train-convrnn", "--data", "digits", "--channels", "4", "--steps", "2",
-               "--image-steps", "1", "--epochs", "1", "--batch-size", "32", "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "neuromodels",
+        "train-convrnn",
+        "--data",
+        "digits",
+        "--channels",
+        "4",
+        "--steps",
+        "2",
+        "--image-steps",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("test accuracy") == 1  # one rank prints
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["world_size"] == 2
-    assert sorted(p.name for p in out.iterdir()) == [".neuromodels-report.json", "learning_curve.png", "model.pt",
-                                                     "report.json", "training"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".neuromodels-report.json",
+        "learning_curve.png",
+        "model.pt",
+        "report.json",
+        "training",
+    ]
     # the two processes trained one model together (DDP): the checkpoint records the world size
     state = torch.load(out / "training" / "checkpoint.pt", weights_only=True)
     assert state["settings"]["world_size"] == 2 and len(state["rng_ranks"]) == 2

@@ -7,8 +7,13 @@ import pytest
 import torch
 import xarray as xr
 
+from neuromodels.analysis.temporal_predictivity import (
+    step_bin_scores,
+    steps_to_time_bins,
+    temporal_features,
+    temporal_predictivity,
+)
 from neuromodels.convrnn import ConvRNN, LayerSpec
-from neuromodels.convrnn.dynamics import step_bin_scores, steps_to_time_bins, temporal_features, temporal_predictivity
 from neuromodels.errors import ConfigError
 
 torch.set_num_threads(1)
@@ -17,11 +22,16 @@ MS_PER_STEP = 10.0
 
 @pytest.fixture(scope="module")
 def known_model_and_assembly():
-    from neuromodels.convrnn.training import image_task
+    from neuromodels.fitting.classification import image_task
 
     torch.manual_seed(0)
-    model = ConvRNN([LayerSpec(6, 3, 1), LayerSpec(8, 3, 2), LayerSpec(8, 3, 2)], cell="rgc", feedback=[(2, 0)],
-                    steps=6, image_steps=2)
+    model = ConvRNN(
+        [LayerSpec(6, 3, 1), LayerSpec(8, 3, 2), LayerSpec(8, 3, 2)],
+        cell="rgc",
+        feedback=[(2, 0)],
+        steps=6,
+        image_steps=2,
+    )
     x, _ = image_task("digits", n_train=600, n_valid=1, n_test=1, seed=0)["train"]
     ids = np.array([f"s{i:03d}" for i in range(len(x))])
     feats = temporal_features(model, x, stimulus_ids=ids, progress=False)
@@ -33,12 +43,15 @@ def known_model_and_assembly():
     clean /= clean.std(axis=(0, 1), keepdims=True)
     reps = [clean + 0.05 * rng.normal(size=clean.shape) for _ in range(2)]
     neural = xr.DataArray(
-        np.concatenate(reps), dims=("presentation", "neuroid", "time_bin"),
-        coords={"stimulus_id": ("presentation", np.tile(ids, 2)),
-                "repetition": ("presentation", np.repeat([0, 1], len(ids))),
-                "neuroid_id": ("neuroid", [f"n{i}" for i in range(12)]),
-                "time_bin_start": ("time_bin", [s * MS_PER_STEP for s in steps]),
-                "time_bin_end": ("time_bin", [(s + 1) * MS_PER_STEP for s in steps])},
+        np.concatenate(reps),
+        dims=("presentation", "neuroid", "time_bin"),
+        coords={
+            "stimulus_id": ("presentation", np.tile(ids, 2)),
+            "repetition": ("presentation", np.repeat([0, 1], len(ids))),
+            "neuroid_id": ("neuroid", [f"n{i}" for i in range(12)]),
+            "time_bin_start": ("time_bin", [s * MS_PER_STEP for s in steps]),
+            "time_bin_end": ("time_bin", [(s + 1) * MS_PER_STEP for s in steps]),
+        },
     )
     return model, x, ids, feats, neural
 
@@ -56,9 +69,11 @@ def test_features_have_the_conventions(known_model_and_assembly):
 
 
 def test_steps_to_time_bins_mapping():
-    feats = xr.DataArray(np.arange(2 * 1 * 6, dtype=float).reshape(2, 1, 6),
-                         dims=("presentation", "feature", "time_step"),
-                         coords={"stimulus_id": ("presentation", ["a", "b"]), "time_step": np.arange(6)})
+    feats = xr.DataArray(
+        np.arange(2 * 1 * 6, dtype=float).reshape(2, 1, 6),
+        dims=("presentation", "feature", "time_step"),
+        coords={"stimulus_id": ("presentation", ["a", "b"]), "time_step": np.arange(6)},
+    )
     plain = steps_to_time_bins(feats, ms_per_step=10, onset_ms=50)
     np.testing.assert_array_equal(plain["time_bin_start"].values, [50, 60, 70, 80, 90, 100])
     np.testing.assert_array_equal(plain.values, feats.values)  # exact: relabelled, values copied
@@ -71,8 +86,9 @@ def test_steps_to_time_bins_mapping():
 
 def test_the_generating_layer_scores_highest_in_every_bin(known_model_and_assembly):
     model, x, ids, _, neural = known_model_and_assembly
-    result = temporal_predictivity(model, x, neural, stimulus_ids=ids, ms_per_step=MS_PER_STEP, n_splits=3,
-                                   regression="ridge", stratify_coord=None)
+    result = temporal_predictivity(
+        model, x, neural, stimulus_ids=ids, ms_per_step=MS_PER_STEP, n_splits=3, regression="ridge", stratify_coord=None
+    )
     scores = result["score"]
     assert scores.dims == ("layer", "time_bin")
     best = scores.fillna(-1).argmax("layer").values

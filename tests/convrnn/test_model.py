@@ -25,8 +25,9 @@ def _independent_cnn(model: ConvRNN) -> torch.nn.Sequential:
     return torch.nn.Sequential(*parts)
 
 
-@pytest.mark.parametrize("cell, recurrence, feedback", [("feedforward", True, []), ("rgc", False, [(2, 0)]),
-                                                        ("lstm", False, [(1, 1)])])
+@pytest.mark.parametrize(
+    "cell, recurrence, feedback", [("feedforward", True, []), ("rgc", False, [(2, 0)]), ("lstm", False, [(1, 1)])]
+)
 def test_recurrence_off_equals_the_feedforward_cnn_exactly(cell, recurrence, feedback):
     torch.manual_seed(0)
     model = ConvRNN(LAYERS, cell=cell, feedback=feedback, steps=5, recurrence=recurrence)
@@ -71,15 +72,22 @@ def test_image_is_replaced_by_gray_after_image_steps():
     out = model.run(images).layers
     cnn = model.feedforward_cnn()[:-2]
     gray_top = cnn(torch.full_like(images, 0.5))  # exact below: the same modules on equal inputs and shapes
-    assert torch.equal(out[2][:, 3], cnn(images))          # input of t = 1 reaches the top at t = 3
-    assert torch.equal(out[2][:, 4], gray_top)             # input of t = 2 (gray) at t = 4
+    assert torch.equal(out[2][:, 3], cnn(images))  # input of t = 1 reaches the top at t = 3
+    assert torch.equal(out[2][:, 4], gray_top)  # input of t = 2 (gray) at t = 4
     assert not torch.allclose(out[2][:, 3], gray_top)
 
 
 def test_gradient_flows_through_time_finite_differences():
     torch.manual_seed(4)
-    model = ConvRNN([LayerSpec(2, 3, 2), LayerSpec(3, 3, 1)], cell="rgc", feedback=[(1, 0)], steps=5,
-                    image_steps=1, num_classes=2, cell_options={"kernel_size": 3}).double()
+    model = ConvRNN(
+        [LayerSpec(2, 3, 2), LayerSpec(3, 3, 1)],
+        cell="rgc",
+        feedback=[(1, 0)],
+        steps=5,
+        image_steps=1,
+        num_classes=2,
+        cell_options={"kernel_size": 3},
+    ).double()
     images = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     # the image is shown at t = 0 only and read out at t = 4: the gradient must pass through the cells' states
     assert torch.autograd.gradcheck(model, (images,), eps=1e-6, atol=1e-6)
@@ -90,8 +98,9 @@ def test_gradient_flows_through_time_finite_differences():
     def as_function_of_weight(w):
         return torch.func.functional_call(model, {name: w}, (images.detach(),))
 
-    assert torch.autograd.gradcheck(as_function_of_weight, (weight.detach().clone().requires_grad_(),),
-                                    eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        as_function_of_weight, (weight.detach().clone().requires_grad_(),), eps=1e-6, atol=1e-6
+    )
 
 
 def test_checkpointing_gives_the_same_gradients():

@@ -10,7 +10,7 @@ import torch
 
 @pytest.mark.slow
 def test_memory_task_cell_comparison(shared_data):
-    from neuromodels.convrnn.training import memory_task_comparison, write_memory_task_report
+    from neuromodels.analysis.convrnn_reproduce import memory_task_comparison, write_memory_task_report
 
     torch.set_num_threads(1)
     result = memory_task_comparison(path=shared_data / "mnist-t10k")

@@ -16,11 +16,25 @@ import pytest
 from neuromodels.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"dataset": "digits", "size": 8, "n_train": 400, "n_valid": 200, "epochs": 2, "batch_size": 32,
-        "steps": 3, "image_steps": 2, "layers": [{"channels": 4, "pool": 2}, {"channels": 8, "pool": 1}],
-        "params": {"cell": {"choices": ["rgc", "lstm", "time_decay"]}, "kernel_size": {"choices": [1, 3]},
-                   "bypass": {"choices": [False, True]}, "tau_bias": {"low": -1.0, "high": 1.0},
-                   "lr": {"low": 0.003, "high": 0.03, "log": True}, "feedback": {"edges": [[1, 0]]}}}
+TINY = {
+    "dataset": "digits",
+    "size": 8,
+    "n_train": 400,
+    "n_valid": 200,
+    "epochs": 2,
+    "batch_size": 32,
+    "steps": 3,
+    "image_steps": 2,
+    "layers": [{"channels": 4, "pool": 2}, {"channels": 8, "pool": 1}],
+    "params": {
+        "cell": {"choices": ["rgc", "lstm", "time_decay"]},
+        "kernel_size": {"choices": [1, 3]},
+        "bypass": {"choices": [False, True]},
+        "tau_bias": {"low": -1.0, "high": 1.0},
+        "lr": {"low": 0.003, "high": 0.03, "log": True},
+        "feedback": {"edges": [[1, 0]]},
+    },
+}
 
 TOML = """
 dataset = "digits"
@@ -52,8 +66,9 @@ def test_space_from_toml_and_bad_spaces(tmp_path):
     path.write_text(TOML)
     space = load_space(path)
     assert space["params"]["cell"] == {"choices": ["rgc", "vanilla"]} and space["n_train"] == DEFAULT_SPACE["n_train"]
-    model = build_model(space, {"cell": "rgc", "gate_bias": 1.5, "depth_separable": True, "feedback": [[1, 1]],
-                                "bypass": True})
+    model = build_model(
+        space, {"cell": "rgc", "gate_bias": 1.5, "depth_separable": True, "feedback": [[1, 1]], "bypass": True}
+    )
     assert model.feedback_edges == [(1, 1)] and model.layers[0].bypass
     assert float(model.layers[1].cell.gate_bias.detach()[0]) == 1.5
     assert load_space("default")["params"] == DEFAULT_SPACE["params"]
@@ -104,14 +119,26 @@ def test_search_resumes_after_being_killed(tmp_path):
     space = dict(TINY, n_train=400, epochs=2)
     (tmp_path / "tiny.json").write_text(json.dumps(space))
     storage = tmp_path / "study.journal"
-    script = ("import sys, argparse, torch; torch.set_num_threads(1); from neuromodels.commands import convrnn; "
-              "p = argparse.ArgumentParser(); convrnn.register(p.add_subparsers()); "
-              "a = p.parse_args(['search'] + sys.argv[1:]); sys.exit(a.handler(a))")
-    args = ["--space", str(tmp_path / "tiny.json"), "--trials", "8", "--storage", str(storage),
-            "--out", str(tmp_path / "out"), "--no-progress"]
+    script = (
+        "import sys, argparse, torch; torch.set_num_threads(1); from neuromodels.commands import convrnn; "
+        "p = argparse.ArgumentParser(); convrnn.register(p.add_subparsers()); "
+        "a = p.parse_args(['search'] + sys.argv[1:]); sys.exit(a.handler(a))"
+    )
+    args = [
+        "--space",
+        str(tmp_path / "tiny.json"),
+        "--trials",
+        "8",
+        "--storage",
+        str(storage),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     try:
         while len(_finished(storage)) < 2 and time.monotonic() < deadline and process.poll() is None:
@@ -121,8 +148,9 @@ def test_search_resumes_after_being_killed(tmp_path):
         process.wait()
     before = _finished(storage)
     assert 2 <= len(before) < 8, (len(before), process.stderr.read().decode()[-2000:])
-    done = subprocess.run([sys.executable, "-c", script, *args, "--json"], cwd=ROOT, env=env, capture_output=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args, "--json"], cwd=ROOT, env=env, capture_output=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     report = json.loads(done.stdout)
     after = _finished(storage)
@@ -149,8 +177,9 @@ def _journal_study(path: Path):
     from neuromodels.fitting.search import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name="convrnn", storage=open_storage(path), direction="maximize",
-                               load_if_exists=True)
+    return optuna.create_study(
+        study_name="convrnn", storage=open_storage(path), direction="maximize", load_if_exists=True
+    )
 
 
 def test_fail_stale_trials_fails_only_trials_whose_heartbeat_is_old(tmp_path):
@@ -165,8 +194,11 @@ def test_fail_stale_trials_fails_only_trials_whose_heartbeat_is_old(tmp_path):
     # `just_started` has no heartbeat yet: its start time counts
     assert fail_stale_trials(study, grace_period=60.0) == [dead.number]
     states = {t.number: t.state for t in study.get_trials()}
-    assert states == {dead.number: TrialState.FAIL, alive.number: TrialState.RUNNING,
-                      just_started.number: TrialState.RUNNING}
+    assert states == {
+        dead.number: TrialState.FAIL,
+        alive.number: TrialState.RUNNING,
+        just_started.number: TrialState.RUNNING,
+    }
     assert fail_stale_trials(study, grace_period=60.0) == []  # idempotent
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
-from neuromodels.convrnn.training import accuracy, image_task, match_width, train_classifier
 from neuromodels.errors import ConfigError
+from neuromodels.fitting.classification import accuracy, image_task, match_width, train_classifier
 
 torch.set_num_threads(1)
 
@@ -22,8 +22,7 @@ def digits():
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return ConvRNN([LayerSpec(8, 3, 2), LayerSpec(16, 3, 2)], cell="rgc", feedback=[(1, 0)], steps=4,
-                   image_steps=2)
+    return ConvRNN([LayerSpec(8, 3, 2), LayerSpec(16, 3, 2)], cell="rgc", feedback=[(1, 0)], steps=4, image_steps=2)
 
 
 def test_image_task_splits_and_standardises(digits):
@@ -53,16 +52,23 @@ def test_rgc_convrnn_learns_digits_deterministically(digits):
 
 def test_report_callback_can_stop_training(digits):
     seen = []
-    history = train_classifier(_model(), digits["train"], digits["valid"], epochs=5, lr=1e-2,
-                               report=lambda epoch, acc: seen.append((epoch, acc)) or epoch == 2)
+    history = train_classifier(
+        _model(),
+        digits["train"],
+        digits["valid"],
+        epochs=5,
+        lr=1e-2,
+        report=lambda epoch, acc: seen.append((epoch, acc)) or epoch == 2,
+    )
     assert [e for e, _ in seen] == [1, 2] and len(history) == 2
     assert history["valid_accuracy"] == [a for _, a in seen]
 
 
 def test_match_width_reaches_the_parameter_budget():
     target = count_parameters(ConvRNN([LayerSpec(8), LayerSpec(16)], cell="rgc"))
-    model, width = match_width(lambda w: ConvRNN([LayerSpec(max(1, round(8 * w))), LayerSpec(max(1, round(16 * w)))],
-                                                 cell="lstm"), target)
+    model, width = match_width(
+        lambda w: ConvRNN([LayerSpec(max(1, round(8 * w))), LayerSpec(max(1, round(16 * w)))], cell="lstm"), target
+    )
     assert abs(count_parameters(model) - target) / target < 0.05 and width < 1
 
 

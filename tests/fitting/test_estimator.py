@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from neuromodels.analysis.retina_metrics import retina_test_metrics
 from neuromodels.datasets.recording import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
 from neuromodels.fitting.estimator import RetinaEstimator
@@ -39,13 +40,18 @@ def _ln_recording(seed: int = 0, n_train: int = 3000, n_test: int = 300, repeats
     trials = rng.poisson(rates(test_movie)[None].repeat(repeats, 0)).astype(np.float32)
     n = n_train + n_test
     rec = recording_from_counts(
-        np.concatenate([counts_train, trials[0]]).astype(np.int64), np.arange(n) * 0.01, 0.01, ["a", "b", "c"],
-        source="synthetic-ln", stimulus=np.concatenate([train_movie, test_movie]),
+        np.concatenate([counts_train, trials[0]]).astype(np.int64),
+        np.arange(n) * 0.01,
+        0.01,
+        ["a", "b", "c"],
+        source="synthetic-ln",
+        stimulus=np.concatenate([train_movie, test_movie]),
     )
     all_trials = np.full((repeats, n, 3), np.nan, np.float32)
     all_trials[:, n_train:] = trials
     return rec.assign(trials=(("repeat", "time", "cell"), all_trials)).assign_coords(
-        split=("time", np.array(["train"] * n_train + ["test"] * n_test, dtype=object)))
+        split=("time", np.array(["train"] * n_train + ["test"] * n_test, dtype=object))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +80,10 @@ def test_ln_estimator_fits_scores_and_round_trips(fitted_ln, ln_recording, tmp_p
     est = fitted_ln
     assert est.cells_ == ["a", "b", "c"] and est.frame_shape_ == (8, 8)
     assert len(est.history_) >= 1
-    cc = est.score(ln_recording)
+    cc = est.score(ln_recording, retina_test_metrics)
     assert cc.dims == ("cell",) and list(cc["cell"].values) == ["a", "b", "c"]
     assert float(cc.min()) > 0.65  # an LN model on LN data (8 repeats: ceiling ~0.91)
-    metrics = est.evaluate(ln_recording)
+    metrics = est.evaluate(ln_recording, retina_test_metrics)
     assert set(metrics.data_vars) == {"cc", "cc_max", "cc_norm", "fev", "feve"}
     assert (metrics["cc"] <= metrics["cc_max"] + 0.05).all()
     assert float(metrics["cc_norm"].min()) > 0.75
@@ -100,12 +106,14 @@ def test_ln_estimator_fits_scores_and_round_trips(fitted_ln, ln_recording, tmp_p
 
 def test_cnn_and_glm_estimators_run_and_predict_every_test_bin(ln_recording):
     small = ln_recording.isel(time=slice(1500, None))
-    cnn = RetinaEstimator("cnn", history=6, epochs=2, channels=(3, 3), kernel_sizes=(3, 3), batch_size=128,
-                          seed=1).fit(small)
+    cnn = RetinaEstimator("cnn", history=6, epochs=2, channels=(3, 3), kernel_sizes=(3, 3), batch_size=128, seed=1).fit(
+        small
+    )
     assert cnn.model_.first_layer_filters.shape == (3, 6, 3, 3)
-    assert cnn.score(small).sizes == {"cell": 3}
-    glm = RetinaEstimator("glm", history=6, epochs=2, spike_history=4, lr=1e-2, batch_size=128,
-                          n_simulations=3).fit(small)
+    assert cnn.score(small, retina_test_metrics).sizes == {"cell": 3}
+    glm = RetinaEstimator("glm", history=6, epochs=2, spike_history=4, lr=1e-2, batch_size=128, n_simulations=3).fit(
+        small
+    )
     test = small.isel(time=np.flatnonzero(small["split"].values == "test"))
     simulated = glm.predict(test)
     conditional = glm.predict(test, response=test["response"])
@@ -117,8 +125,16 @@ def test_cnn_and_glm_estimators_run_and_predict_every_test_bin(ln_recording):
 
 def test_recurrent_cnn_estimator_trains_on_sequences(ln_recording):
     small = ln_recording.isel(time=slice(2000, None))
-    est = RetinaEstimator("cnn", history=6, epochs=1, channels=(2, 2), kernel_sizes=(3, 3), recurrent=True,
-                          sequence_length=10, batch_size=16).fit(small)
+    est = RetinaEstimator(
+        "cnn",
+        history=6,
+        epochs=1,
+        channels=(2, 2),
+        kernel_sizes=(3, 3),
+        recurrent=True,
+        sequence_length=10,
+        batch_size=16,
+    ).fit(small)
     prediction = est.predict(small.isel(time=np.flatnonzero(small["split"].values == "test")))
     assert prediction.shape == (300, 3) and np.isfinite(prediction.values).all()
 
@@ -136,17 +152,29 @@ def test_estimator_score_on_a_small_virtual_retina():
     """A 24x24 virtual retina (1 ON, 1 OFF, 1 ON-OFF cell, 60 s of checkerboard): scores per cell, CNN above LN."""
     from neuromodels.datasets import sample
 
-    rec = sample("retina", size_px=24, rf_margin_px=8.0, n_on=1, n_off=1, n_on_off=1, train_checkerboard_frames=6000,
-                 train_natural_frames=0, test_checkerboard_frames=300, test_natural_frames=0, n_repeats=8,
-                 target_rate_min_hz=30.0, target_rate_max_hz=40.0)
+    rec = sample(
+        "retina",
+        size_px=24,
+        rf_margin_px=8.0,
+        n_on=1,
+        n_off=1,
+        n_on_off=1,
+        train_checkerboard_frames=6000,
+        train_natural_frames=0,
+        test_checkerboard_frames=300,
+        test_natural_frames=0,
+        n_repeats=8,
+        target_rate_min_hz=30.0,
+        target_rate_max_hz=40.0,
+    )
     cnn = RetinaEstimator("cnn", history=20, epochs=3, channels=(4, 4), kernel_sizes=(9, 5)).fit(rec)
     ln = RetinaEstimator("ln", history=20, epochs=4).fit(rec)
-    cc_cnn, cc_ln = cnn.score(rec), ln.score(rec)
+    cc_cnn, cc_ln = cnn.score(rec, retina_test_metrics), ln.score(rec, retina_test_metrics)
     assert list(cc_cnn["cell"].values) == list(rec["cell"].values)
     assert cc_cnn.attrs["median"] == pytest.approx(float(np.median(cc_cnn.values)))
     assert (cc_cnn.values > cc_ln.values).all()  # the subunit circuit defeats the LN model (sample docs)
     assert float(cc_cnn.mean()) > 0.35
-    metrics = cnn.evaluate(rec)
+    metrics = cnn.evaluate(rec, retina_test_metrics)
     assert np.all(metrics["cc_max"].values > 0.6) and np.all(metrics["cc"].values < metrics["cc_max"].values)
 
 

@@ -26,11 +26,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from neuromodels._figures import new_figure, save_figure
+from neuromodels.analysis.predictivity import predictivity
 from neuromodels.errors import ConfigError, DataFormatError
-from neuromodels._figures import save_figure
 
-__all__ = ["temporal_features", "steps_to_time_bins", "temporal_predictivity", "step_bin_scores",
-           "plot_time_courses", "synthetic_assembly", "dynamics_demo"]
+__all__ = [
+    "temporal_features",
+    "steps_to_time_bins",
+    "temporal_predictivity",
+    "step_bin_scores",
+    "plot_time_courses",
+    "synthetic_assembly",
+]
 
 
 def _stimulus_tensor(stimuli: Any, stimulus_ids: Sequence[Any] | None, in_channels: int):
@@ -43,8 +50,9 @@ def _stimulus_tensor(stimuli: Any, stimulus_ids: Sequence[Any] | None, in_channe
         ids = np.asarray(stimuli["stimulus_id"].values).astype(str)
         dims = [d for d in ("channel", "y", "x") if d in stimuli.dims]
         if dims[-2:] != ["y", "x"]:
-            raise DataFormatError(field="stimuli.<dims>", expected="(stimulus, [channel,] y, x)",
-                                  found=str(stimuli.dims))
+            raise DataFormatError(
+                field="stimuli.<dims>", expected="(stimulus, [channel,] y, x)", found=str(stimuli.dims)
+            )
         values = np.asarray(stimuli.transpose(first, *dims).values, dtype=np.float32)
     else:
         values = np.asarray(stimuli, dtype=np.float32)
@@ -56,16 +64,24 @@ def _stimulus_tensor(stimuli: Any, stimulus_ids: Sequence[Any] | None, in_channe
     if values.ndim == 3:
         values = values[:, None]
     if values.ndim != 4 or values.shape[1] != in_channels:
-        raise DataFormatError(field="stimuli", expected=f"(stimulus, {in_channels}, y, x) images",
-                              found=str(values.shape))
+        raise DataFormatError(
+            field="stimuli", expected=f"(stimulus, {in_channels}, y, x) images", found=str(values.shape)
+        )
     if len(set(ids)) != len(ids):
         raise DataFormatError(field="stimulus_id", expected="unique ids", found="duplicates")
     return torch.as_tensor(values), ids
 
 
-def temporal_features(model: Any, stimuli: Any, *, layers: Sequence[int] | None = None, steps: int | None = None,
-                      batch_size: int = 64, stimulus_ids: Sequence[Any] | None = None,
-                      progress: bool = True) -> dict[str, xr.DataArray]:
+def temporal_features(
+    model: Any,
+    stimuli: Any,
+    *,
+    layers: Sequence[int] | None = None,
+    steps: int | None = None,
+    batch_size: int = 64,
+    stimulus_ids: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> dict[str, xr.DataArray]:
     """Outputs of ``layers`` (indices; default all) of a :class:`~neuromodels.convrnn.ConvRNN` at every step.
 
     ``stimuli``: ``xr.DataArray (stimulus, [channel,] y, x)`` with ``stimulus_id``, or an array/tensor with
@@ -84,13 +100,15 @@ def temporal_features(model: Any, stimuli: Any, *, layers: Sequence[int] | None 
     model.eval()
     try:
         with torch.no_grad():
-            for start in tqdm(range(0, len(x), batch_size), disable=None if progress else True, leave=False,
-                              desc="ConvRNN features"):
-                out = model.run(x[start:start + batch_size], steps=steps, logits=False)
+            for start in tqdm(
+                range(0, len(x), batch_size), disable=None if progress else True, leave=False, desc="ConvRNN features"
+            ):
+                out = model.run(x[start : start + batch_size], steps=steps, logits=False)
                 for i in indices:
                     layer = out.layers[i]  # (batch, steps, C, y, x)
-                    chunks[i].append(layer.permute(0, 2, 3, 4, 1).reshape(layer.shape[0], -1, layer.shape[1])
-                                     .float().numpy())
+                    chunks[i].append(
+                        layer.permute(0, 2, 3, 4, 1).reshape(layer.shape[0], -1, layer.shape[1]).float().numpy()
+                    )
                 shapes = {i: tuple(out.layers[i].shape[2:]) for i in indices}
     finally:
         model.train(was_training)
@@ -99,12 +117,19 @@ def temporal_features(model: Any, stimuli: Any, *, layers: Sequence[int] | None 
         values = np.concatenate(chunks[i])
         name = f"layers.{i}"
         result[name] = xr.DataArray(
-            values, dims=("presentation", "feature", "time_step"),
-            coords={"stimulus_id": ("presentation", ids.astype(object)), "layer": name,
-                    "time_step": np.arange(values.shape[-1])},
-            attrs={"model": type(model).__name__, "feature_shape": list(shapes[i]),
-                   "time_step": "unrolled step of the ConvRNN (layer l is zero before step l)",
-                   "image_steps": model.image_steps},
+            values,
+            dims=("presentation", "feature", "time_step"),
+            coords={
+                "stimulus_id": ("presentation", ids.astype(object)),
+                "layer": name,
+                "time_step": np.arange(values.shape[-1]),
+            },
+            attrs={
+                "model": type(model).__name__,
+                "feature_shape": list(shapes[i]),
+                "time_step": "unrolled step of the ConvRNN (layer l is zero before step l)",
+                "image_steps": model.image_steps,
+            },
             name=name,
         )
     return result
@@ -113,18 +138,21 @@ def temporal_features(model: Any, stimuli: Any, *, layers: Sequence[int] | None 
 def _bins_of(bins: Any) -> np.ndarray:
     if isinstance(bins, (xr.DataArray, xr.Dataset)):
         if "time_bin_start" not in bins.coords or "time_bin_end" not in bins.coords:
-            raise DataFormatError(field="time_bin_start/time_bin_end", expected="coordinates on time_bin (ms)",
-                                  found="missing")
-        return np.stack([np.asarray(bins["time_bin_start"].values, float),
-                         np.asarray(bins["time_bin_end"].values, float)], axis=1)
+            raise DataFormatError(
+                field="time_bin_start/time_bin_end", expected="coordinates on time_bin (ms)", found="missing"
+            )
+        return np.stack(
+            [np.asarray(bins["time_bin_start"].values, float), np.asarray(bins["time_bin_end"].values, float)], axis=1
+        )
     edges = np.asarray(bins, dtype=float)
     if edges.ndim != 2 or edges.shape[1] != 2 or np.any(edges[:, 1] <= edges[:, 0]):
         raise ConfigError("bins must be (start_ms, end_ms) pairs with end > start, or an assembly with time bins")
     return edges
 
 
-def steps_to_time_bins(features: xr.DataArray, *, ms_per_step: float = 10.0, onset_ms: float = 0.0,
-                       bins: Any = None) -> xr.DataArray:
+def steps_to_time_bins(
+    features: xr.DataArray, *, ms_per_step: float = 10.0, onset_ms: float = 0.0, bins: Any = None
+) -> xr.DataArray:
     """Re-index ``features (presentation, feature, time_step)`` on ``time_bin`` (ms coordinates).
 
     ``bins``: ``None`` (one bin per step), ``(start_ms, end_ms)`` pairs, or a neural assembly with
@@ -139,9 +167,11 @@ def steps_to_time_bins(features: xr.DataArray, *, ms_per_step: float = 10.0, ons
     centres = onset_ms + (steps + 0.5) * ms_per_step
     if bins is None:
         out = features.rename(time_step="time_bin").drop_vars("time_bin", errors="ignore")
-        return out.assign_coords(time_bin_start=("time_bin", onset_ms + steps * ms_per_step),
-                                 time_bin_end=("time_bin", onset_ms + (steps + 1) * ms_per_step),
-                                 time_step=("time_bin", steps.astype(int)))
+        return out.assign_coords(
+            time_bin_start=("time_bin", onset_ms + steps * ms_per_step),
+            time_bin_end=("time_bin", onset_ms + (steps + 1) * ms_per_step),
+            time_step=("time_bin", steps.astype(int)),
+        )
     edges = _bins_of(bins)
     pieces = []
     for start, end in edges:
@@ -155,9 +185,18 @@ def steps_to_time_bins(features: xr.DataArray, *, ms_per_step: float = 10.0, ons
     return out.assign_coords(time_bin_start=("time_bin", edges[:, 0]), time_bin_end=("time_bin", edges[:, 1]))
 
 
-def temporal_predictivity(model: Any, stimuli: Any, neural: xr.DataArray, *, layers: Sequence[int] | None = None,
-                          ms_per_step: float = 10.0, onset_ms: float = 0.0, stimulus_ids: Sequence[Any] | None = None,
-                          progress: bool = False, **predictivity_options: Any) -> xr.Dataset:
+def temporal_predictivity(
+    model: Any,
+    stimuli: Any,
+    neural: xr.DataArray,
+    *,
+    layers: Sequence[int] | None = None,
+    ms_per_step: float = 10.0,
+    onset_ms: float = 0.0,
+    stimulus_ids: Sequence[Any] | None = None,
+    progress: bool = False,
+    **predictivity_options: Any,
+) -> xr.Dataset:
     """Per-layer, per-time-bin predictivity of a ConvRNN for a time-resolved assembly.
 
     ``neural``: ``(presentation, neuroid, time_bin)`` with ``stimulus_id`` and ``time_bin_start/end`` (ms).
@@ -167,35 +206,38 @@ def temporal_predictivity(model: Any, stimuli: Any, neural: xr.DataArray, *, lay
     """
     import warnings
 
-    from neuromodels.analysis.predictivity import predictivity
-
     if "time_bin" not in neural.dims:
         raise DataFormatError(field="neural.time_bin", expected="a time-resolved assembly", found=str(neural.dims))
     features = temporal_features(model, stimuli, layers=layers, stimulus_ids=stimulus_ids, progress=progress)
     scores, errors = [], []
-    for name, feats in features.items():
+    for feats in features.values():
         aligned = steps_to_time_bins(feats, ms_per_step=ms_per_step, onset_ms=onset_ms, bins=neural)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # bins where a layer is still silent give NaN r
-            result = predictivity(aligned.drop_vars(["time_bin_start", "time_bin_end"]), neural,
-                                  **predictivity_options)
+            result = predictivity(aligned.drop_vars(["time_bin_start", "time_bin_end"]), neural, **predictivity_options)
         scores.append(np.asarray(result["score"].values, dtype=float))
         errors.append(np.asarray(result["error"].values, dtype=float))
-    coords = {"layer": list(features), "time_bin_start": ("time_bin", np.asarray(neural["time_bin_start"].values)),
-              "time_bin_end": ("time_bin", np.asarray(neural["time_bin_end"].values))}
-    return xr.Dataset({"score": (("layer", "time_bin"), np.array(scores)),
-                       "error": (("layer", "time_bin"), np.array(errors))}, coords=coords,
-                      attrs={"method": "neuromodels.convrnn.dynamics.temporal_predictivity",
-                             "ms_per_step": ms_per_step, "onset_ms": onset_ms,
-                             **{k: str(v) for k, v in predictivity_options.items()}})
+    coords = {
+        "layer": list(features),
+        "time_bin_start": ("time_bin", np.asarray(neural["time_bin_start"].values)),
+        "time_bin_end": ("time_bin", np.asarray(neural["time_bin_end"].values)),
+    }
+    return xr.Dataset(
+        {"score": (("layer", "time_bin"), np.array(scores)), "error": (("layer", "time_bin"), np.array(errors))},
+        coords=coords,
+        attrs={
+            "method": "neuromodels.analysis.temporal_predictivity.temporal_predictivity",
+            "ms_per_step": ms_per_step,
+            "onset_ms": onset_ms,
+            **{k: str(v) for k, v in predictivity_options.items()},
+        },
+    )
 
 
 def step_bin_scores(features: xr.DataArray, neural: xr.DataArray, **predictivity_options: Any) -> xr.DataArray:
     """Score of step ``s`` of one layer's ``features (presentation, feature, time_step)`` for every neural bin:
     ``(time_step, time_bin)``; NaN for steps whose features are constant (a layer before its input arrives)."""
     import warnings
-
-    from neuromodels.analysis.predictivity import predictivity
 
     rows = []
     for s in features["time_step"].values:
@@ -206,14 +248,29 @@ def step_bin_scores(features: xr.DataArray, neural: xr.DataArray, **predictivity
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             rows.append(np.asarray(predictivity(step, neural, **predictivity_options)["score"].values, float))
-    return xr.DataArray(np.array(rows), dims=("time_step", "time_bin"),
-                        coords={"time_step": features["time_step"].values}, name="score",
-                        attrs={"layer": str(features.coords.get("layer", xr.DataArray("")).values)})
+    return xr.DataArray(
+        np.array(rows),
+        dims=("time_step", "time_bin"),
+        coords={"time_step": features["time_step"].values},
+        name="score",
+        attrs={"layer": str(features.coords.get("layer", xr.DataArray("")).values)},
+    )
 
 
-def synthetic_assembly(model: Any, stimuli: Any, *, layer: int = 1, steps: Sequence[int] | None = None,
-                       n_neuroids: int = 12, noise: float = 0.05, repetitions: int = 2, ms_per_step: float = 10.0,
-                       onset_ms: float = 0.0, stimulus_ids: Sequence[Any] | None = None, seed: int = 0) -> xr.DataArray:
+def synthetic_assembly(
+    model: Any,
+    stimuli: Any,
+    *,
+    layer: int = 1,
+    steps: Sequence[int] | None = None,
+    n_neuroids: int = 12,
+    noise: float = 0.05,
+    repetitions: int = 2,
+    ms_per_step: float = 10.0,
+    onset_ms: float = 0.0,
+    stimulus_ids: Sequence[Any] | None = None,
+    seed: int = 0,
+) -> xr.DataArray:
     """A time-resolved assembly ``(presentation, neuroid, time_bin)`` made from a known layer of a known model.
 
     Neuroid ``n`` in bin ``b`` is ``features(layer, steps[b]) @ w_n`` (random Gaussian read-out weights, the same
@@ -233,15 +290,17 @@ def synthetic_assembly(model: Any, stimuli: Any, *, layer: int = 1, steps: Seque
     ids = np.asarray(source["stimulus_id"].values)
     data = np.concatenate([clean + noise * rng.normal(size=clean.shape) for _ in range(repetitions)])
     return xr.DataArray(
-        data.astype(np.float32), dims=("presentation", "neuroid", "time_bin"),
-        coords={"stimulus_id": ("presentation", np.tile(ids, repetitions)),
-                "repetition": ("presentation", np.repeat(np.arange(repetitions), len(ids))),
-                "neuroid_id": ("neuroid", np.array([f"synthetic-{i}" for i in range(n_neuroids)], dtype=object)),
-                "region": ("neuroid", np.array(["synthetic"] * n_neuroids, dtype=object)),
-                "time_bin_start": ("time_bin", onset_ms + np.asarray(steps, float) * ms_per_step),
-                "time_bin_end": ("time_bin", onset_ms + (np.asarray(steps, float) + 1) * ms_per_step)},
-        attrs={"source": f"synthetic from layers.{layer} of {type(model).__name__}", "noise": noise,
-               "steps": steps},
+        data.astype(np.float32),
+        dims=("presentation", "neuroid", "time_bin"),
+        coords={
+            "stimulus_id": ("presentation", np.tile(ids, repetitions)),
+            "repetition": ("presentation", np.repeat(np.arange(repetitions), len(ids))),
+            "neuroid_id": ("neuroid", np.array([f"synthetic-{i}" for i in range(n_neuroids)], dtype=object)),
+            "region": ("neuroid", np.array(["synthetic"] * n_neuroids, dtype=object)),
+            "time_bin_start": ("time_bin", onset_ms + np.asarray(steps, float) * ms_per_step),
+            "time_bin_end": ("time_bin", onset_ms + (np.asarray(steps, float) + 1) * ms_per_step),
+        },
+        attrs={"source": f"synthetic from layers.{layer} of {type(model).__name__}", "noise": noise, "steps": steps},
         name="synthetic",
     )
 
@@ -249,13 +308,7 @@ def synthetic_assembly(model: Any, stimuli: Any, *, layer: int = 1, steps: Seque
 def plot_time_courses(results: dict[str, xr.Dataset], path: Any, *, title: str = "") -> str:
     """Plot ``score`` over time bins (best layer per bin) for several models' :func:`temporal_predictivity`
     results (``{label: Dataset}``) to the PNG ``path`` (atomic). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = new_figure(figsize=(5, 3.2))
     for label, result in results.items():
         centres = (np.asarray(result["time_bin_start"].values) + np.asarray(result["time_bin_end"].values)) / 2
         best = result["score"].fillna(-np.inf).argmax("layer")
@@ -269,43 +322,3 @@ def plot_time_courses(results: dict[str, xr.Dataset], path: Any, *, title: str =
     fig.tight_layout()
     save_figure(fig, path)
     return str(path)
-
-
-def dynamics_demo(out: Any = None, *, epochs: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Time course of predictivity of an RGC, an LSTM and a feedforward ConvRNN for a synthetic "brain".
-
-    No time-resolved ventral-stream recording ships with the project, so the "brain" is another RGC ConvRNN
-    with feedback (its own seed, trained on digits like the candidates) and the assembly is
-    :func:`synthetic_assembly` of its layer 1 at steps 1-5 (10 ms per step). The candidates (2 layers, same
-    schedule: image for 3 of 6 steps) are trained on digits, then scored per time bin (ridge, 5 splits).
-    This demonstrates the pipeline; it is not evidence about the real ventral stream.
-    Returns ``{"scores": {label: Dataset}, "figure": path or None}``.
-    """
-    import torch
-
-    from neuromodels.convrnn.model import ConvRNN, LayerSpec
-    from neuromodels.convrnn.training import image_task, train_classifier
-
-    data = image_task("digits", n_valid=300, n_test=400, seed=seed)
-    images = data["test"][0]
-    ids = [f"digit-test-{i:03d}" for i in range(len(images))]
-
-    def trained(cell: str, model_seed: int, feedback=()):
-        torch.manual_seed(model_seed)
-        model = ConvRNN([LayerSpec(8, 3, 2), LayerSpec(16, 3, 2)], cell=cell, feedback=list(feedback), steps=6,
-                        image_steps=3)
-        train_classifier(model, data["train"], data["valid"], epochs=epochs, lr=1e-2, seed=model_seed)
-        return model
-
-    brain = trained("rgc", seed + 100, feedback=[(1, 0)])
-    neural = synthetic_assembly(brain, images, layer=1, stimulus_ids=ids, noise=0.5, seed=seed)
-    scores = {}
-    for label, cell in (("RGC", "rgc"), ("LSTM", "lstm"), ("feedforward", "feedforward")):
-        model = trained(cell, seed)
-        scores[label] = temporal_predictivity(model, images, neural, stimulus_ids=ids, ms_per_step=10.0,
-                                              regression="ridge", n_splits=5, stratify_coord=None)
-    figure = None
-    if out is not None:
-        figure = plot_time_courses(scores, out, title="synthetic brain: layer 1 of another RGC ConvRNN "
-                                                       "(digits, image on for 30 ms)")
-    return {"scores": scores, "figure": figure}
