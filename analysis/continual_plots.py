@@ -20,12 +20,12 @@ __all__ = ["plot_accuracy_matrix", "plot_importance", "plot_task_accuracies"]
 
 def plot_accuracy_matrix(accuracy: Any, *, title: str | None = None) -> Any:
     """Heat map of an accuracy matrix (``xr.DataArray`` with ``trained``/``evaluated`` or a square array)."""
-    import matplotlib.pyplot as plt
+    from neuromodels._figures import new_figure
 
     values = np.asarray(getattr(accuracy, "values", accuracy), dtype=float)
     names = (list(accuracy.coords["evaluated"].values) if hasattr(accuracy, "coords")
              else [str(i) for i in range(len(values))])
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(values), 0.8 + 0.6 * len(values)))
+    fig, ax = new_figure(figsize=(1.0 + 0.7 * len(values), 0.8 + 0.6 * len(values)))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
     for i in range(len(values)):
         for j in range(len(values)):
@@ -45,7 +45,7 @@ def plot_task_accuracies(results: Mapping[str, Any], *, title: str | None = None
 
     ``results``: ``{label: accuracy matrix}`` or ``{label: [accuracy matrix per seed]}`` (mean +- s.d.).
     """
-    import matplotlib.pyplot as plt
+    from neuromodels._figures import new_figure
 
     stacks = {}
     for label, value in results.items():
@@ -54,7 +54,7 @@ def plot_task_accuracies(results: Mapping[str, Any], *, title: str | None = None
     n = next(iter(stacks.values())).shape[-1]
     cols = min(n, 5)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 1, 2.2 * rows + 0.3), sharey=True, squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(1.9 * cols + 1, 2.2 * rows + 0.3), sharey=True, squeeze=False)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     for j, ax in enumerate(list(axes.flat)[:n]):
@@ -77,7 +77,7 @@ def plot_task_accuracies(results: Mapping[str, Any], *, title: str | None = None
 def plot_importance(importance: Mapping[str, Any], *, bins: int = 50, columns: int = 4) -> Any:
     """Histogram of ``Omega`` per layer (the parameters ``<layer>.weight``, ``<layer>.bias``... pooled),
     log-spaced over the positive values; the count of zeros and negatives is written in each panel."""
-    import matplotlib.pyplot as plt
+    from neuromodels._figures import new_figure
 
     layers: dict[str, list[np.ndarray]] = {}
     for name, value in importance.items():
@@ -87,7 +87,7 @@ def plot_importance(importance: Mapping[str, Any], *, bins: int = 50, columns: i
     n = len(layers)
     cols = min(columns, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.4, 2.2 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(2.6 * cols + 0.4, 2.2 * rows), squeeze=False)
     for ax, (layer, parts) in zip(axes.flat, layers.items()):
         values = np.concatenate(parts)
         positive = values[values > 0]

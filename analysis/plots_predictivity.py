@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_r_vs_ceiling", "plot_scores", "plot_ceiling_distribution", "new_figure"]
+__all__ = ["plot_r_vs_ceiling", "plot_scores", "plot_ceiling_distribution", "panel_figure"]
 
 
-def new_figure(n_panels: int = 1, *, panel_size: tuple[float, float] = (4.2, 3.6)) -> tuple[Any, list[Any]]:
+def panel_figure(n_panels: int = 1, *, panel_size: tuple[float, float] = (4.2, 3.6)) -> tuple[Any, list[Any]]:
     """A figure with ``n_panels`` axes in one row (wrapping after 4); returns ``(figure, axes)``."""
     from matplotlib.figure import Figure
 
@@ -79,7 +79,7 @@ def plot_r_vs_ceiling(
         raise ValueError(f"r ({r.size} neuroids) and ceiling ({ceiling.size} neuroids) differ in length")
     fig = None
     if ax is None:
-        fig, (ax,) = new_figure(1)
+        fig, (ax,) = panel_figure(1)
     finite = np.isfinite(r) & np.isfinite(ceiling)
     ax.scatter(ceiling[finite], r[finite], s=14, alpha=0.75, edgecolors="none")
     both = np.concatenate([r[finite], ceiling[finite], [0.0, 1.0]])
@@ -138,7 +138,7 @@ def plot_scores(
         error = None if error is None else error.expand_dims(region=[""])
     fig = None
     if ax is None:
-        fig, (ax,) = new_figure(1, panel_size=(max(4.2, 0.6 * data.sizes["layer"] * data.sizes["region"] + 2), 3.6))
+        fig, (ax,) = panel_figure(1, panel_size=(max(4.2, 0.6 * data.sizes["layer"] * data.sizes["region"] + 2), 3.6))
     layers = [str(x) for x in data["layer"].values]
     regions = [str(x) for x in data["region"].values]
     if "time_bin" in data.dims:
@@ -214,7 +214,7 @@ def plot_ceiling_distribution(
     finite = values[np.isfinite(values)]
     fig = None
     if ax is None:
-        fig, (ax,) = new_figure(1)
+        fig, (ax,) = panel_figure(1)
     if finite.size:
         n_bins = int(min(bins, max(5, 2 * np.sqrt(finite.size))))  # few neuroids: fewer, wider bins
         ax.hist(finite, bins=n_bins, color="tab:blue", alpha=0.8)

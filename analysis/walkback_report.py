@@ -116,9 +116,9 @@ def evaluate_walkback(model: Any, train: np.ndarray, held_out: np.ndarray, *, im
 
 def plot_bound(history: Any) -> Any:
     """The variational bound per epoch (training and held-out), nats per example."""
-    import matplotlib.pyplot as plt
+    from neuromodels._figures import new_figure
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = new_figure(figsize=(4.5, 3.2))
     for key in ("train_bound", "valid_bound"):
         values = history[key]
         if any(np.isfinite(values)):
@@ -132,12 +132,12 @@ def plot_bound(history: Any) -> Any:
 def plot_cooling_chain(chain: list[Any], image_shape: Any = None, *, reference: np.ndarray | None = None,
                        panels: int = 6, per_row: int = 8) -> Any:
     """States along the cooling chain: 2-D scatter panels, or rows of images (one row per chosen step)."""
-    import matplotlib.pyplot as plt
+    from neuromodels._figures import new_figure
 
     chain = [np.asarray(state) for state in chain]
     picks = sorted(set(np.linspace(0, len(chain) - 1, min(panels, len(chain))).round().astype(int)))
     if image_shape is None:
-        fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.4), squeeze=False)
+        fig, axes = new_figure(1, len(picks), figsize=(2.2 * len(picks), 2.4), squeeze=False)
         for ax, index in zip(axes[0], picks):
             if reference is not None:
                 ax.scatter(reference[:, 0], reference[:, 1], s=1, c="0.8")
@@ -148,7 +148,7 @@ def plot_cooling_chain(chain: list[Any], image_shape: Any = None, *, reference: 
         return fig
     channels, height, width = image_shape
     per_row = max(1, min(per_row, len(chain[0])))
-    fig, axes = plt.subplots(len(picks), per_row, figsize=(per_row * 0.8, len(picks) * 0.85), squeeze=False)
+    fig, axes = new_figure(len(picks), per_row, figsize=(per_row * 0.8, len(picks) * 0.85), squeeze=False)
     for row, index in zip(axes, picks):
         for col, ax in enumerate(row):
             image = chain[index][col].reshape(channels, height, width)

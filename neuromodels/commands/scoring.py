@@ -313,7 +313,7 @@ def _ceiling_summary(result: Any) -> dict[str, Any]:
 
 def _ceiling(args: argparse.Namespace) -> int:
     from neuromodels.analysis.ceilings import noise_ceiling
-    from neuromodels.analysis.plots_predictivity import new_figure, plot_ceiling_distribution
+    from neuromodels.analysis.plots_predictivity import panel_figure, plot_ceiling_distribution
 
     folder = _out_folder(args.out, "ceiling")
     neural = _load_assembly(args.neural)
@@ -333,7 +333,7 @@ def _ceiling(args: argparse.Namespace) -> int:
             "warnings": caught,
         }
     )
-    fig, axes = new_figure(len(results))
+    fig, axes = panel_figure(len(results))
     for ax, (region, res) in zip(axes, results.items()):
         plot_ceiling_distribution(res["ceiling_per_neuroid"], ax=ax, title=f"{region}: {args.method}")
     _write_report(folder, report, {"ceiling_distribution.png": fig})
@@ -351,7 +351,7 @@ def _ceiling(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from neuromodels.analysis.plots_predictivity import (
-        new_figure,
+        panel_figure,
         plot_ceiling_distribution,
         plot_r_vs_ceiling,
         plot_scores,
@@ -444,15 +444,15 @@ def _score(args: argparse.Namespace) -> int:
         report["regions"][region] = entry
 
     figures: dict[str, Any] = {}
-    fig, (ax,) = new_figure(1, panel_size=(max(4.5, 0.7 * len(features) * len(regions) + 2.5), 3.8))
+    fig, (ax,) = panel_figure(1, panel_size=(max(4.5, 0.7 * len(features) * len(regions) + 2.5), 3.8))
     plot_scores(combined, ax=ax, title=f"{args.regression} predictivity")
     figures["scores.png"] = fig
     if "ceiled_score" in combined:
-        fig, (ax,) = new_figure(1, panel_size=(max(4.5, 0.7 * len(features) * len(regions) + 2.5), 3.8))
+        fig, (ax,) = panel_figure(1, panel_size=(max(4.5, 0.7 * len(features) * len(regions) + 2.5), 3.8))
         plot_scores(combined, variable="ceiled_score", ax=ax, title=f"ceiled ({args.ceiled})")
         figures["ceiled_scores.png"] = fig
     if ceilings:
-        fig, axes = new_figure(len(regions))
+        fig, axes = panel_figure(len(regions))
         for ax, region in zip(axes, regions):
             best = _best_layer(combined, region)
             plot_r_vs_ceiling(
@@ -462,7 +462,7 @@ def _score(args: argparse.Namespace) -> int:
                 title=f"{region}: {best} (best layer)",
             )
         figures["r_vs_ceiling.png"] = fig
-        fig, axes = new_figure(len(regions))
+        fig, axes = panel_figure(len(regions))
         for ax, region in zip(axes, regions):
             plot_ceiling_distribution(ceilings[region]["ceiling_per_neuroid"], ax=ax, title=f"{region}: {args.ceiling}")
         figures["ceiling_distribution.png"] = fig
