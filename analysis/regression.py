@@ -474,12 +474,16 @@ class PLSRegression:
     tol, max_iter:
         scikit-learn's NIPALS tolerance and iteration limit (its defaults); ignored by ``"exact"``.
 
-    Attributes (after ``fit``; scikit-learn's names and shapes)
-    ----------------------------------------------------------
-    x_weights_ (p, k), x_loadings_ (p, k), y_loadings_ (q, k), x_scores_ (n, k), x_rotations_ (p, k),
-    coef_ (q, p), intercept_ (q,), n_iter_ (NIPALS iterations per component; empty for ``"exact"``),
-    n_components_ (k actually fitted; fewer than requested when the features or targets run out of covariance,
-    with a warning).
+    Attributes
+    ----------
+    x_weights_, x_loadings_, y_loadings_, x_scores_, x_rotations_, coef_, intercept_
+        After ``fit``, with scikit-learn's names and shapes: ``(p, k)``, ``(p, k)``, ``(q, k)``, ``(n, k)``,
+        ``(p, k)``, ``(q, p)``, ``(q,)``.
+    n_iter_
+        NIPALS iterations per component; empty for ``"exact"``.
+    n_components_
+        k actually fitted; fewer than requested when the features or targets run out of covariance, with a
+        warning.
 
     Notes
     -----

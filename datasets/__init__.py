@@ -52,7 +52,16 @@ _LAZY = {
     "recording_from_arrays": "recording",
 }
 
-__all__ = ["FORMATS", "detect_format", "load", "validate", "validate_assembly", "validate_features", "validate_recording",
-           "bin_spike_times", *_LAZY]
+__all__ = [
+    "FORMATS",
+    "detect_format",
+    "load",
+    "validate",
+    "validate_assembly",
+    "validate_features",
+    "validate_recording",
+    "bin_spike_times",
+    *_LAZY,
+]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

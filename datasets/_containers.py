@@ -36,7 +36,7 @@ def _header_problem(path: Path, kind: str) -> str | None:
             from scipy.io.matlab import matfile_version
 
             matfile_version(str(path))
-    except Exception as exc:  # each reader raises its own type for a header that does not parse
+    except Exception as exc:  # noqa: BLE001 - each reader raises its own type for a header that does not parse; the text becomes the report
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -69,8 +69,13 @@ def check_container(path: str | os.PathLike[str]) -> None:
         return
     problem = _container_problem(p, kind)
     if problem is not None:
-        raise DataFormatError(f"not a readable {kind} file", file=p, field="<file>",
-                              expected=f"{'an' if kind == 'HDF5' else 'a'} {kind} file ({p.suffix})", found=problem)
+        raise DataFormatError(
+            f"not a readable {kind} file",
+            file=p,
+            field="<file>",
+            expected=f"{'an' if kind == 'HDF5' else 'a'} {kind} file ({p.suffix})",
+            found=problem,
+        )
 
 
 @contextlib.contextmanager
@@ -91,14 +96,18 @@ def gunzipped(path: str | os.PathLike[str]) -> Iterator[Path]:
                     written += len(chunk)
                     if written > limit:
                         raise DataFormatError(
-                            "decompress it yourself to read a larger file", file=p, field="<gzip>",
+                            "decompress it yourself to read a larger file",
+                            file=p,
+                            field="<gzip>",
                             expected=f"at most {limit} bytes decompressed "
-                                     "(neuromodels.datasets._containers.GUNZIP_MAX_BYTES)",
-                            found=f"more than {limit} bytes")
+                            "(neuromodels.datasets._containers.GUNZIP_MAX_BYTES)",
+                            found=f"more than {limit} bytes",
+                        )
                     sink.write(chunk)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataFormatError(file=p, field="<gzip>", expected="a complete gzip stream",
-                                  found=f"{type(exc).__name__}: {exc}") from exc
+            raise DataFormatError(
+                file=p, field="<gzip>", expected="a complete gzip stream", found=f"{type(exc).__name__}: {exc}"
+            ) from exc
         yield target
 
 

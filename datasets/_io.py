@@ -13,8 +13,14 @@ from pathlib import Path
 from neuromodels._cache import fd_path, open_own_folder
 from neuromodels.errors import DataFormatError
 
-__all__ = ["atomic_path", "private_folder", "remove_stale_temp_folders", "write_netcdf_atomic", "existing_file",
-           "open_hdf5"]
+__all__ = [
+    "atomic_path",
+    "private_folder",
+    "remove_stale_temp_folders",
+    "write_netcdf_atomic",
+    "existing_file",
+    "open_hdf5",
+]
 
 
 TEMP_SUFFIX = ".tmp"
@@ -51,7 +57,7 @@ def remove_stale_temp_folders(parent: str | os.PathLike[str], name: str) -> list
     except OSError:
         return removed
     for entry in entries:
-        middle = entry.name[len(prefix):-len(TEMP_SUFFIX)]
+        middle = entry.name[len(prefix) : -len(TEMP_SUFFIX)]
         if not (entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX) and _RANDOM_PART.fullmatch(middle)):
             continue
         try:
@@ -144,6 +150,6 @@ def open_hdf5(path: str | os.PathLike[str]):  # -> h5py.File
     try:
         return h5py.File(path, "r")
     except Exception as exc:  # h5py raises OSError for truncated files, others for foreign formats
-        raise DataFormatError(file=path, field="<hdf5>", expected="a readable HDF5 file",
-                              found=f"{type(exc).__name__}: {exc}") from exc
-
+        raise DataFormatError(
+            file=path, field="<hdf5>", expected="a readable HDF5 file", found=f"{type(exc).__name__}: {exc}"
+        ) from exc

@@ -54,14 +54,13 @@ class Format:
             return bool(self._function(self.sniffer)(path))
         except DataFormatError:
             raise
-        except Exception:  # a sniffer must never mask the real error of the real opener
+        except Exception:  # noqa: BLE001 - a sniffer must never mask the real error of the real opener
             return False
 
     def open(self, path: Path, **options: Any) -> xr.Dataset | xr.DataArray:
         opener = self._function(self.opener)
         accepted = [
-            p.name for p in inspect.signature(opener).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            p.name for p in inspect.signature(opener).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
         ]
         unknown = sorted(set(options) - set(accepted))
         if unknown:
@@ -74,18 +73,51 @@ class Format:
 
 # Order matters only among formats that share an extension: the first whose sniff accepts wins.
 FORMATS: tuple[Format, ...] = (
-    Format("retina-hdf5", "Retina HDF5, deep-retina layout (train/ and test/ groups)", "retina_hdf5",
-           "open_retina_hdf5", (".h5", ".hdf5"), "sniff_retina_hdf5"),
-    Format("openretina", "openretina generic format (stimuli/*.npy + session_*.hdf5)", "openretina",
-           "open_openretina", (), "sniff_openretina", directory=True),
+    Format(
+        "retina-hdf5",
+        "Retina HDF5, deep-retina layout (train/ and test/ groups)",
+        "retina_hdf5",
+        "open_retina_hdf5",
+        (".h5", ".hdf5"),
+        "sniff_retina_hdf5",
+    ),
+    Format(
+        "openretina",
+        "openretina generic format (stimuli/*.npy + session_*.hdf5)",
+        "openretina",
+        "open_openretina",
+        (),
+        "sniff_openretina",
+        directory=True,
+    ),
     Format("nwb", "Neurodata Without Borders 2 (units table, trials)", "nwb", "open_nwb", (".nwb",)),
-    Format("netcdf", "netCDF: Brain-Score/BrainIO assembly or neuromodels recording", "brainio", "open_netcdf", (".nc",)),
-    Format("spike-trials-mat", "MATLAB cell array of spike times per stimulus/cell/trial", "spike_trials",
-           "open_spike_trials", (".mat",), "sniff_spike_trials"),
-    Format("spike-times-npy", "NumPy array of spike-time arrays, one per cell", "spike_trials",
-           "open_spike_time_matrix", (".npy", ".npz"), "sniff_spike_time_matrix"),
-    Format("neo", "any format python-neo reads (Spike2, Plexon, NeuroExplorer, Blackrock, NIX, ...)", "neo_io",
-           "open_neo", (), "sniff_neo"),
+    Format(
+        "netcdf", "netCDF: Brain-Score/BrainIO assembly or neuromodels recording", "brainio", "open_netcdf", (".nc",)
+    ),
+    Format(
+        "spike-trials-mat",
+        "MATLAB cell array of spike times per stimulus/cell/trial",
+        "spike_trials",
+        "open_spike_trials",
+        (".mat",),
+        "sniff_spike_trials",
+    ),
+    Format(
+        "spike-times-npy",
+        "NumPy array of spike-time arrays, one per cell",
+        "spike_trials",
+        "open_spike_time_matrix",
+        (".npy", ".npz"),
+        "sniff_spike_time_matrix",
+    ),
+    Format(
+        "neo",
+        "any format python-neo reads (Spike2, Plexon, NeuroExplorer, Blackrock, NIX, ...)",
+        "neo_io",
+        "open_neo",
+        (),
+        "sniff_neo",
+    ),
 )
 
 
@@ -110,9 +142,12 @@ def _readable(path: Path) -> Iterator[Path]:
         yield path
         return
     if not Path(path.stem).suffix:
-        raise UnknownFormatError(file=path, field="<extension>",
-                                 expected="a gzipped data file NAME.EXT.gz (.mat.gz, .npy.gz, .h5.gz, ...)",
-                                 found=repr(path.name))
+        raise UnknownFormatError(
+            file=path,
+            field="<extension>",
+            expected="a gzipped data file NAME.EXT.gz (.mat.gz, .npy.gz, .h5.gz, ...)",
+            found=repr(path.name),
+        )
     with gunzipped(path) as inner:
         try:
             yield inner
@@ -147,7 +182,9 @@ def _detect(p: Path) -> Format:
             if fmt.directory and fmt.sniff(p):
                 return fmt
         raise UnknownFormatError(
-            file=p, field="<path>", expected="a data file (or an openretina folder with stimuli/ and session_*.hdf5)",
+            file=p,
+            field="<path>",
+            expected="a data file (or an openretina folder with stimuli/ and session_*.hdf5)",
             found="a directory",
         )
     check_container(p)
@@ -161,16 +198,21 @@ def _detect(p: Path) -> Format:
     if folder_formats:
         raise UnknownFormatError(
             f"this file is part of a {folder_formats[0].name} folder: pass the folder {p.parent} instead",
-            file=p, field="<path>", expected=f"the {folder_formats[0].name} folder", found="one file of it",
+            file=p,
+            field="<path>",
+            expected=f"the {folder_formats[0].name} folder",
+            found="one file of it",
         )
     claimed = [f for f in FORMATS if suffix and suffix in f.extensions]
     if claimed:
         layouts = "; or ".join(f.description for f in claimed)
         hint = None
         if suffix in _ARRAY_READERS:
-            hint = (f"arrays of responses are not read as a recording by themselves: read them "
-                    f"({_ARRAY_READERS[suffix]}) and build one with neuromodels.datasets.assembly_from_arrays "
-                    "(presentations x neuroids) or recording_from_arrays (stimulus + response), docs/data-model.md")
+            hint = (
+                f"arrays of responses are not read as a recording by themselves: read them "
+                f"({_ARRAY_READERS[suffix]}) and build one with neuromodels.datasets.assembly_from_arrays "
+                "(presentations x neuroids) or recording_from_arrays (stimulus + response), docs/data-model.md"
+            )
         found = (suffix == ".npy" and npy_summary(p)) or f"a {suffix} file in none of these layouts"
         raise UnknownFormatError(hint, file=p, field="<contents>", expected=layouts, found=found)
     known = sorted({e for f in FORMATS for e in f.extensions} | {"neo formats (.smr, .plx, .nex, ...)"})
@@ -197,7 +239,7 @@ def load(path: str | os.PathLike[str], **options: Any) -> xr.Dataset | xr.DataAr
     if isinstance(text, str) and text.startswith(SAMPLE_PREFIX):
         from neuromodels.datasets.samples import sample
 
-        return sample(text[len(SAMPLE_PREFIX):], **options)
+        return sample(text[len(SAMPLE_PREFIX) :], **options)
     original = Path(path)
     with _readable(original) as readable:
         fmt = _detect(readable)

@@ -49,8 +49,7 @@ def _is_lazy(da: xr.DataArray) -> bool:
 NON_NEGATIVE_UNITS = frozenset({"count", "counts", "spikes", "hz", "spikes/s", "1/s", "rate"})
 
 
-def _check_counts(da: xr.DataArray, field: str, file: str | None, *, allow_nan: bool,
-                  signed: bool = False) -> None:
+def _check_counts(da: xr.DataArray, field: str, file: str | None, *, allow_nan: bool, signed: bool = False) -> None:
     if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
         raise DataFormatError(file=file, field=field, expected="a real numeric array", found=f"dtype {da.dtype}")
     if _is_lazy(da):
@@ -107,13 +106,27 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
     if not isinstance(ds, xr.Dataset):
         raise DataFormatError(file=src, field="<object>", expected="xarray.Dataset", found=type(ds).__name__)
     _check_no_multiindex(ds, src)
+    _check_response_and_cells(ds, src)
+    _check_recording_time(ds, src)
+    signed = _check_response_values(ds["response"], src)
+    _check_stimulus_and_trials(ds, src, signed)
+    rate = ds.attrs.get("frame_rate_hz")
+    if rate is not None and not (np.isfinite(rate) and rate > 0):
+        raise DataFormatError(file=src, field="attrs.frame_rate_hz", expected="a positive number", found=repr(rate))
+    return ds
+
+
+def _check_response_and_cells(ds: xr.Dataset, src: Any) -> None:
+    """``response(time, cell)`` exists, with ``time`` and ``cell`` coordinates and unique string cell ids."""
     if "response" not in ds.data_vars:
         raise DataFormatError(
             file=src, field="response", expected="a data variable response(time, cell)", found=sorted(ds.data_vars)
         )
     response = ds["response"]
     if response.dims != ("time", "cell"):
-        raise DataFormatError(file=src, field="response", expected="dims ('time', 'cell')", found=f"dims {response.dims}")
+        raise DataFormatError(
+            file=src, field="response", expected="dims ('time', 'cell')", found=f"dims {response.dims}"
+        )
     for coord in ("time", "cell"):
         if coord not in ds.coords:
             raise DataFormatError(file=src, field=coord, expected=f"a '{coord}' coordinate", found="none")
@@ -123,6 +136,9 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
         raise DataFormatError(file=src, field="cell", expected="string cell ids", found=f"dtype {ds['cell'].dtype}")
     _check_unique(ds["cell"].values, "cell", src)
 
+
+def _check_recording_time(ds: xr.Dataset, src: Any) -> None:
+    """Finite numeric times, strictly increasing (within each split when there is a valid ``split``)."""
     time = np.asarray(ds["time"].values)
     if not np.issubdtype(time.dtype, np.floating) and not np.issubdtype(time.dtype, np.integer):
         raise DataFormatError(file=src, field="time", expected="numeric times in seconds", found=f"dtype {time.dtype}")
@@ -131,7 +147,9 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
     if "split" in ds.coords:
         split = ds["split"]
         if split.dims != ("time",):
-            raise DataFormatError(file=src, field="split", expected="a coordinate on 'time'", found=f"dims {split.dims}")
+            raise DataFormatError(
+                file=src, field="split", expected="a coordinate on 'time'", found=f"dims {split.dims}"
+            )
         labels = set(np.unique(split.values).tolist())
         if not labels <= set(RECORDING_SPLITS):
             raise DataFormatError(
@@ -151,6 +169,9 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
                 found=f"time[{bad + 1}]={t[bad + 1]!r} after time[{bad}]={t[bad]!r}",
             )
 
+
+def _check_response_values(response: xr.DataArray, src: Any) -> bool:
+    """Counts (integers unless units say otherwise), non-negative unless the units are signed; ``signed``."""
     units = response.attrs.get("units", "count")
     signed = str(units).strip().lower() not in NON_NEGATIVE_UNITS
     _check_counts(response, "response", src, allow_nan=False, signed=signed)
@@ -164,11 +185,17 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
                 expected="integer spike counts",
                 found="non-integer values without units",
             )
+    return signed
 
+
+def _check_stimulus_and_trials(ds: xr.Dataset, src: Any, signed: bool) -> None:
+    """``stimulus(time, y, x)`` float32 and finite; ``trials(repeat, time, cell)`` counts (NaN allowed)."""
     if "stimulus" in ds.data_vars:
         stim = ds["stimulus"]
         if stim.dims != ("time", "y", "x"):
-            raise DataFormatError(file=src, field="stimulus", expected="dims ('time', 'y', 'x')", found=f"dims {stim.dims}")
+            raise DataFormatError(
+                file=src, field="stimulus", expected="dims ('time', 'y', 'x')", found=f"dims {stim.dims}"
+            )
         if stim.dtype != np.float32:
             raise DataFormatError(file=src, field="stimulus", expected="dtype float32", found=f"dtype {stim.dtype}")
         if not _is_lazy(stim) and stim.size and not np.all(np.isfinite(stim.values)):
@@ -182,11 +209,6 @@ def validate_recording(ds: xr.Dataset, *, file: Any | None = None) -> xr.Dataset
             )
         # Trials exist for the repeated (test) stimulus only: other times hold NaN.
         _check_counts(trials, "trials", src, allow_nan=True, signed=signed)
-
-    rate = ds.attrs.get("frame_rate_hz")
-    if rate is not None and not (np.isfinite(rate) and rate > 0):
-        raise DataFormatError(file=src, field="attrs.frame_rate_hz", expected="a positive number", found=repr(rate))
-    return ds
 
 
 def validate_assembly(da: xr.DataArray, *, file: Any | None = None) -> xr.DataArray:
@@ -206,12 +228,17 @@ def validate_assembly(da: xr.DataArray, *, file: Any | None = None) -> xr.DataAr
     _check_unique(da["neuroid_id"].values, "neuroid_id", src)
     if "repetition" in da.coords:
         if da["repetition"].dims != ("presentation",):
-            raise DataFormatError(file=src, field="repetition", expected="a coordinate on 'presentation'", found=da["repetition"].dims)
+            raise DataFormatError(
+                file=src, field="repetition", expected="a coordinate on 'presentation'", found=da["repetition"].dims
+            )
         keys = pd.MultiIndex.from_arrays([da["stimulus_id"].values, da["repetition"].values])
         if not keys.is_unique:
             dup = keys[keys.duplicated()][:5].tolist()
             raise DataFormatError(
-                file=src, field="stimulus_id", expected="unique (stimulus_id, repetition) pairs", found=f"duplicates {dup}"
+                file=src,
+                field="stimulus_id",
+                expected="unique (stimulus_id, repetition) pairs",
+                found=f"duplicates {dup}",
             )
     else:
         _check_unique(da["stimulus_id"].values, "stimulus_id", src)
@@ -222,9 +249,13 @@ def validate_assembly(da: xr.DataArray, *, file: Any | None = None) -> xr.DataAr
         start = np.asarray(da["time_bin_start"].values, dtype=float)
         end = np.asarray(da["time_bin_end"].values, dtype=float)
         if np.any(end <= start):
-            raise DataFormatError(file=src, field="time_bin_end", expected="time_bin_end > time_bin_start", found="empty bins")
+            raise DataFormatError(
+                file=src, field="time_bin_end", expected="time_bin_end > time_bin_start", found="empty bins"
+            )
         if start.size > 1 and not np.all(np.diff(start) > 0):
-            raise DataFormatError(file=src, field="time_bin_start", expected="strictly increasing bins", found=start.tolist()[:10])
+            raise DataFormatError(
+                file=src, field="time_bin_start", expected="strictly increasing bins", found=start.tolist()[:10]
+            )
     # Averaged or z-scored assemblies may hold signed values: only finiteness is required.
     if not np.issubdtype(da.dtype, np.number):
         raise DataFormatError(file=src, field="<values>", expected="numeric values", found=f"dtype {da.dtype}")
@@ -251,9 +282,12 @@ def check_lazy_values(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None
         if bad.any():
             first = int(np.argmax(bad))
             split = f" of split '{obj['split'].values[first]}'" if "split" in obj.coords and "time" in da.dims else ""
-            raise DataFormatError(file=src, field=name, expected="finite values",
-                                  found=f"NaN or infinite values in {int(bad.sum())} time bin(s){split}, the first at "
-                                        f"time index {first}")
+            raise DataFormatError(
+                file=src,
+                field=name,
+                expected="finite values",
+                found=f"NaN or infinite values in {int(bad.sum())} time bin(s){split}, the first at time index {first}",
+            )
 
 
 def validate(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> xr.Dataset | xr.DataArray:
@@ -273,7 +307,9 @@ def validate(obj: xr.Dataset | xr.DataArray, *, file: Any | None = None) -> xr.D
         if obj.dims[:1] == ("presentation",) and "feature" in obj.dims:
             return validate_features(obj, file=file)
         return validate_assembly(obj, file=file)
-    raise DataFormatError(file=file, field="<object>", expected="xarray.Dataset or xarray.DataArray", found=type(obj).__name__)
+    raise DataFormatError(
+        file=file, field="<object>", expected="xarray.Dataset or xarray.DataArray", found=type(obj).__name__
+    )
 
 
 def validate_features(da: xr.DataArray, *, file: Any | None = None) -> xr.DataArray:
@@ -282,17 +318,21 @@ def validate_features(da: xr.DataArray, *, file: Any | None = None) -> xr.DataAr
     if not isinstance(da, xr.DataArray):
         raise DataFormatError(file=src, field="<object>", expected="xarray.DataArray", found=type(da).__name__)
     _check_no_multiindex(da, src)
-    if da.dims[:2] != ("presentation", "feature") or len(da.dims) not in (2, 3) or (
-        len(da.dims) == 3 and da.dims[2] != "time_step"
+    if (
+        da.dims[:2] != ("presentation", "feature")
+        or len(da.dims) not in (2, 3)
+        or (len(da.dims) == 3 and da.dims[2] != "time_step")
     ):
-        raise DataFormatError(file=src, field="<dims>", expected="('presentation', 'feature'[, 'time_step'])",
-                              found=str(da.dims))
+        raise DataFormatError(
+            file=src, field="<dims>", expected="('presentation', 'feature'[, 'time_step'])", found=str(da.dims)
+        )
     if "stimulus_id" not in da.coords or da["stimulus_id"].dims != ("presentation",):
         raise DataFormatError(file=src, field="stimulus_id", expected="a coordinate on 'presentation'", found="none")
     _check_unique(da["stimulus_id"].values, "stimulus_id", src)
     if "layer" not in da.coords and "layer" not in da.attrs:
-        raise DataFormatError(file=src, field="layer", expected="the layer name (scalar coordinate or attr)",
-                              found="none")
+        raise DataFormatError(
+            file=src, field="layer", expected="the layer name (scalar coordinate or attr)", found="none"
+        )
     if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
         raise DataFormatError(file=src, field="<values>", expected="numeric features", found=str(da.dtype))
     return da

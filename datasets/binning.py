@@ -50,9 +50,11 @@ def require_time_bins(n: int, bin_size: float, span: float, *, file: Any = None)
     """A continuous recording binned into ``n`` bins must have at least two: a ``bin_size`` as long as the whole
     recording (``span`` seconds) puts every spike into one bin, which no analysis can use."""
     if n < 2 and span > 0:
-        raise ConfigError(f"{'' if file is None else f'{file}: '}bin_size={bin_size!r} s gives {n} time bin for a "
-                          f"recording of {span:g} s: every spike falls into one bin; choose a bin size well below the "
-                          "recording's length")
+        raise ConfigError(
+            f"{'' if file is None else f'{file}: '}bin_size={bin_size!r} s gives {n} time bin for a "
+            f"recording of {span:g} s: every spike falls into one bin; choose a bin size well below the "
+            "recording's length"
+        )
 
 
 def bin_edges(t_start: float, t_stop: float, bin_size: float) -> np.ndarray:
@@ -139,6 +141,7 @@ def bin_spike_times(
         outside = "clip" if (t_start is not None or t_stop is not None) else "error"
     if outside not in ("error", "clip"):
         raise DataFormatError(field="outside", expected="'error' or 'clip'", found=repr(outside))
+
     def field_of(i: int) -> str:
         return names[i] if names is not None else f"spike_times[{i}]"
 
@@ -164,11 +167,14 @@ def bin_spike_times(
     if t_stop is None:
         ends = offsets[1:][lengths > 0] - 1
         last = float(times[ends].max()) if ends.size else t_start
-        t_stop = t_start + bin_size * (math.floor(round((last - t_start) / bin_size, 9)) + 1) if last >= t_start else t_start
+        t_stop = (
+            t_start + bin_size * (math.floor(round((last - t_start) / bin_size, 9)) + 1) if last >= t_start else t_start
+        )
     nb = n_bins(t_start, t_stop, bin_size, file=file)
     where = "" if file is None else f"{file}: "
-    check_allocation(8.0 * nb * max(n_trains, 1) * 2,
-                     f"{where}bin_size={bin_size!r} s ({nb:,} bins x {n_trains} trains)")
+    check_allocation(
+        8.0 * nb * max(n_trains, 1) * 2, f"{where}bin_size={bin_size!r} s ({nb:,} bins x {n_trains} trains)"
+    )
     inside = (times >= t_start) & (times < t_stop)
     if outside == "error" and not inside.all():
         i = int(owner[np.argmin(inside)])

@@ -22,8 +22,16 @@ import numpy as np
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["SampleSet", "make_spiral", "make_circle", "make_mog", "load_points", "check_points", "split_points",
-           "POINT_SETS"]
+__all__ = [
+    "SampleSet",
+    "make_spiral",
+    "make_circle",
+    "make_mog",
+    "load_points",
+    "check_points",
+    "split_points",
+    "POINT_SETS",
+]
 
 POINT_SETS = ("spiral", "circle", "mog", "digits", "mnist")
 
@@ -62,8 +70,9 @@ def make_circle(n: int = 20_000, *, noise: float = 0.0, seed: int = 0) -> np.nda
     return (points + noise * rng.normal(size=(n, 2))).astype(np.float32)
 
 
-def make_mog(n: int = 20_000, *, components: int = 8, radius: float = 1.0, std: float = 0.05,
-             seed: int = 0) -> np.ndarray:
+def make_mog(
+    n: int = 20_000, *, components: int = 8, radius: float = 1.0, std: float = 0.05, seed: int = 0
+) -> np.ndarray:
     """A mixture of ``components`` equally weighted isotropic Gaussians (``std``) evenly spaced on a circle."""
     if components < 1:
         raise DataFormatError(field="components", expected="an integer >= 1", found=components)
@@ -80,17 +89,26 @@ def check_points(points: object, *, where: str = "data") -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise DataFormatError(file=where, field="dtype", expected="a numeric array", found=str(array.dtype))
     if array.ndim != 2:
-        raise DataFormatError(file=where, field="shape", expected="a 2-d array (samples, features)",
-                              found=f"{array.ndim}-d array of shape {array.shape}")
+        raise DataFormatError(
+            file=where,
+            field="shape",
+            expected="a 2-d array (samples, features)",
+            found=f"{array.ndim}-d array of shape {array.shape}",
+        )
     if array.shape[0] < 2 or array.shape[1] < 1:
-        raise DataFormatError(file=where, field="shape", expected="at least 2 samples and 1 feature",
-                              found=str(array.shape))
+        raise DataFormatError(
+            file=where, field="shape", expected="at least 2 samples and 1 feature", found=str(array.shape)
+        )
     array = array.astype(np.float32)
     bad = ~np.isfinite(array)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
-        raise DataFormatError(file=where, field="values", expected="finite numbers",
-                              found=f"{int(bad.sum())} NaN/inf value(s), first in row {row}")
+        raise DataFormatError(
+            file=where,
+            field="values",
+            expected="finite numbers",
+            found=f"{int(bad.sum())} NaN/inf value(s), first in row {row}",
+        )
     return array
 
 
@@ -118,8 +136,9 @@ def load_points(source: str | os.PathLike[str], *, n: int | None = None, seed: i
         return SampleSet(pixels.reshape(len(pixels), -1), (1, *pixels.shape[1:]), name)
     path = Path(name)
     if path.suffix != ".npy":
-        raise DataFormatError(file=name, field="<data>", expected=f"one of {', '.join(POINT_SETS)} or a .npy file",
-                              found=repr(name))
+        raise DataFormatError(
+            file=name, field="<data>", expected=f"one of {', '.join(POINT_SETS)} or a .npy file", found=repr(name)
+        )
     if not path.is_file():
         raise DataFormatError(file=path, field="<data>", expected="an existing .npy file", found="no such file")
     try:
@@ -136,8 +155,9 @@ def load_points(source: str | os.PathLike[str], *, n: int | None = None, seed: i
     return SampleSet(points, shape, str(path))
 
 
-def split_points(data: SampleSet | np.ndarray, *, held_out: float = 0.2,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_points(
+    data: SampleSet | np.ndarray, *, held_out: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split into ``(train, held_out)`` arrays; ``held_out`` is the fraction held out."""
     points = data.points if isinstance(data, SampleSet) else check_points(data)
     if not 0 < held_out < 1:

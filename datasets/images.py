@@ -25,15 +25,27 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from neuromodels.errors import DataFormatError
 
-__all__ = ["read_idx", "load_mnist", "load_digits", "load_image_folder", "ImageDataset", "ImageFolderDataset",
-           "IMAGE_EXTENSIONS"]
+__all__ = [
+    "read_idx",
+    "load_mnist",
+    "load_digits",
+    "load_image_folder",
+    "ImageDataset",
+    "ImageFolderDataset",
+    "IMAGE_EXTENSIONS",
+]
+
+if TYPE_CHECKING:
+    # Created on first access by the module's __getattr__ (which imports torch); declared for __all__.
+    ImageDataset: type
+    ImageFolderDataset: type
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -87,7 +99,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataFormatError(file=path, field="magic", expected="a 4-byte IDX magic number", found=f"{len(raw)} bytes")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataFormatError(
-            "not an IDX file", file=path, field="magic",
+            "not an IDX file",
+            file=path,
+            field="magic",
             expected="0x0000 then a type byte in " + ", ".join(f"0x{t:02X}" for t in _IDX_TYPES),
             found="0x" + raw[:4].hex().upper(),
         )
@@ -98,7 +112,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataFormatError(
-            file=path, field="dims", expected=f"{ndim} dimension sizes ({header} header bytes)",
+            file=path,
+            field="dims",
+            expected=f"{ndim} dimension sizes ({header} header bytes)",
             found=f"a file of {len(raw)} bytes",
         )
     shape = tuple(int(n) for n in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
@@ -107,7 +123,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if found != expected:
         raise DataFormatError(
             "truncated or padded data" if found < expected else "trailing bytes after the data",
-            file=path, field="data", expected=f"{expected} bytes for shape {shape} of {dtype.name}",
+            file=path,
+            field="data",
+            expected=f"{expected} bytes for shape {shape} of {dtype.name}",
             found=f"{found} bytes",
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
@@ -150,7 +168,10 @@ def load_mnist(
         if not DEFAULT_MNIST_DIR.is_dir():
             raise DataFormatError(
                 "pass the folder with the MNIST IDX files, e.g. load_mnist('path/to/mnist')",
-                file=DEFAULT_MNIST_DIR, field="<path>", expected="a folder of MNIST IDX files", found="no such folder",
+                file=DEFAULT_MNIST_DIR,
+                field="<path>",
+                expected="a folder of MNIST IDX files",
+                found="no such folder",
             )
         path = DEFAULT_MNIST_DIR
     path = Path(path)
@@ -165,23 +186,34 @@ def load_mnist(
             )
         labels_file = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
         if not labels_file.is_file():
-            raise DataFormatError(file=labels_file, field="<path>", expected="the labels file beside the images",
-                                  found="no such file")
+            raise DataFormatError(
+                file=labels_file, field="<path>", expected="the labels file beside the images", found="no such file"
+            )
 
     images = read_idx(images_file)
     labels = read_idx(labels_file)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataFormatError(file=images_file, field="dims", expected="3-d uint8 images (n, rows, cols)",
-                              found=f"{images.ndim}-d {images.dtype}")
+        raise DataFormatError(
+            file=images_file,
+            field="dims",
+            expected="3-d uint8 images (n, rows, cols)",
+            found=f"{images.ndim}-d {images.dtype}",
+        )
     if labels.ndim != 1 or labels.dtype != np.uint8:
-        raise DataFormatError(file=labels_file, field="dims", expected="1-d uint8 labels",
-                              found=f"{labels.ndim}-d {labels.dtype}")
+        raise DataFormatError(
+            file=labels_file, field="dims", expected="1-d uint8 labels", found=f"{labels.ndim}-d {labels.dtype}"
+        )
     if len(labels) != len(images):
-        raise DataFormatError(file=labels_file, field="dims", expected=f"{len(images)} labels (one per image)",
-                              found=f"{len(labels)} labels")
+        raise DataFormatError(
+            file=labels_file,
+            field="dims",
+            expected=f"{len(images)} labels (one per image)",
+            found=f"{len(labels)} labels",
+        )
     if labels.size and labels.max() > 9:
-        raise DataFormatError(file=labels_file, field="data", expected="digit labels 0-9",
-                              found=f"label {int(labels.max())}")
+        raise DataFormatError(
+            file=labels_file, field="data", expected="digit labels 0-9", found=f"label {int(labels.max())}"
+        )
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     n = len(images)
@@ -260,16 +292,24 @@ def _decode(data: bytes, where: str, size: tuple[int, int] | None, grayscale: bo
 
 
 def _names_in_folder(root: Path) -> list[str]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     return [p.relative_to(root).as_posix() for p in files]
 
 
 def _names_in_zip(archive: zipfile.ZipFile) -> list[str]:
     return sorted(
-        n for n in archive.namelist()
-        if not n.endswith("/") and Path(n).suffix.lower() in IMAGE_EXTENSIONS
-        and not n.startswith("__MACOSX/") and not any(part.startswith(".") for part in n.split("/"))
+        n
+        for n in archive.namelist()
+        if not n.endswith("/")
+        and Path(n).suffix.lower() in IMAGE_EXTENSIONS
+        and not n.startswith("__MACOSX/")
+        and not any(part.startswith(".") for part in n.split("/"))
     )
 
 
@@ -281,16 +321,18 @@ class _ImageSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            raise DataFormatError(file=self.path, field="<path>", expected="a folder or a zip of images",
-                                  found="no such path")
+            raise DataFormatError(
+                file=self.path, field="<path>", expected="a folder or a zip of images", found="no such path"
+            )
         self.is_folder = self.path.is_dir()
         self._archive: zipfile.ZipFile | None = None
         self._pid: int | None = None
         self.names = _names_in_folder(self.path) if self.is_folder else _names_in_zip(self._zip())
         if not self.names:
             self.close()
-            raise DataFormatError(file=self.path, field="<images>",
-                                  expected=f"image files ({', '.join(IMAGE_EXTENSIONS)})", found="none")
+            raise DataFormatError(
+                file=self.path, field="<images>", expected=f"image files ({', '.join(IMAGE_EXTENSIONS)})", found="none"
+            )
         self.class_names = [name.split("/")[0] if "/" in name else "" for name in self.names]
         self.classes = sorted({c for c in self.class_names if c})
         index = {c: i for i, c in enumerate(self.classes)}
@@ -302,8 +344,9 @@ class _ImageSource:
             try:
                 self._archive = zipfile.ZipFile(self.path)
             except (zipfile.BadZipFile, OSError) as exc:
-                raise DataFormatError(file=self.path, field="<zip>", expected="a folder or a zip of images",
-                                      found=str(exc)) from exc
+                raise DataFormatError(
+                    file=self.path, field="<zip>", expected="a folder or a zip of images", found=str(exc)
+                ) from exc
             self._pid = os.getpid()
         return self._archive
 
@@ -315,8 +358,9 @@ class _ImageSource:
         try:
             data = (self.path / self.names[i]).read_bytes() if self.is_folder else self._zip().read(self.names[i])
         except (OSError, zipfile.BadZipFile, KeyError) as exc:
-            raise DataFormatError(file=self.where(i), field="<image>", expected="a readable file",
-                                  found=str(exc)) from exc
+            raise DataFormatError(
+                file=self.where(i), field="<image>", expected="a readable file", found=str(exc)
+            ) from exc
         return _decode(data, self.where(i), size, grayscale)
 
     def coords(self) -> dict[str, Any]:
@@ -338,11 +382,14 @@ class _ImageSource:
         return state
 
 
-def _size_mismatch(source: _ImageSource, i: int, shape: tuple[int, ...], expected: tuple[int, ...],
-                   first: int) -> DataFormatError:
+def _size_mismatch(
+    source: _ImageSource, i: int, shape: tuple[int, ...], expected: tuple[int, ...], first: int
+) -> DataFormatError:
     return DataFormatError(
         "pass size=(height, width) to resize images of different sizes",
-        file=source.where(i), field="<size>", expected=f"shape {expected} (as {source.names[first]})",
+        file=source.where(i),
+        field="<size>",
+        expected=f"shape {expected} (as {source.names[first]})",
         found=f"shape {shape}",
     )
 
@@ -383,8 +430,13 @@ def load_image_folder(
     coords = source.coords()
     if not grayscale:
         coords["channel"] = ("channel", np.array(["R", "G", "B"], dtype=object))
-    return xr.DataArray(np.stack(pixels), dims=dims, coords=coords, name="images",
-                        attrs={"source": str(source.path), "max_value": 255, "classes": ",".join(source.classes)})
+    return xr.DataArray(
+        np.stack(pixels),
+        dims=dims,
+        coords=coords,
+        name="images",
+        attrs={"source": str(source.path), "max_value": 255, "classes": ",".join(source.classes)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -394,28 +446,36 @@ def load_image_folder(
 def _check_images(images: xr.DataArray) -> tuple[np.ndarray, np.ndarray, float]:
     source = images.attrs.get("source") if isinstance(images, xr.DataArray) else None
     if not isinstance(images, xr.DataArray):
-        raise DataFormatError(field="<object>", expected="xarray.DataArray (image, y, x[, channel])",
-                              found=type(images).__name__)
+        raise DataFormatError(
+            field="<object>", expected="xarray.DataArray (image, y, x[, channel])", found=type(images).__name__
+        )
     if images.dims not in (("image", "y", "x"), ("image", "y", "x", "channel")):
-        raise DataFormatError(file=source, field="<dims>", expected="('image', 'y', 'x'[, 'channel'])",
-                              found=str(images.dims))
+        raise DataFormatError(
+            file=source, field="<dims>", expected="('image', 'y', 'x'[, 'channel'])", found=str(images.dims)
+        )
     values = np.asarray(images.values)
     if values.dtype == np.uint8:
         scale = 255.0
     elif np.issubdtype(values.dtype, np.floating):
         if values.size and (not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1):
-            raise DataFormatError(file=source, field="<values>", expected="float pixels in [0, 1] (or uint8)",
-                                  found=f"range [{np.nanmin(values)}, {np.nanmax(values)}]")
+            raise DataFormatError(
+                file=source,
+                field="<values>",
+                expected="float pixels in [0, 1] (or uint8)",
+                found=f"range [{np.nanmin(values)}, {np.nanmax(values)}]",
+            )
         scale = 1.0
     else:
         raise DataFormatError(file=source, field="<values>", expected="uint8 or float pixels", found=str(values.dtype))
-    labels = (np.asarray(images["label"].values, dtype=np.int64) if "label" in images.coords
-              else np.full(values.shape[0], -1, dtype=np.int64))
+    labels = (
+        np.asarray(images["label"].values, dtype=np.int64)
+        if "label" in images.coords
+        else np.full(values.shape[0], -1, dtype=np.int64)
+    )
     return values, labels, scale
 
 
 def _make_image_dataset() -> type:
-    import torch
     from torch.utils.data import Dataset
 
     class ImageDataset(Dataset):
@@ -466,8 +526,9 @@ def _first_image_shape(source: _ImageSource, size: tuple[int, int] | None, grays
             with Image.open(io.BytesIO(data)) as im:  # the header only; pixels are decoded on access
                 width, height = im.size
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise DataFormatError(file=source.where(0), field="<image>", expected="a readable image",
-                                  found=str(exc)) from exc
+            raise DataFormatError(
+                file=source.where(0), field="<image>", expected="a readable image", found=str(exc)
+            ) from exc
         size = (height, width)
     return tuple(size) if grayscale else (*size, 3)
 
@@ -487,8 +548,14 @@ def _make_image_folder_dataset() -> type:
         now); an image that differs raises :class:`DataFormatError` naming it when it is read.
         """
 
-        def __init__(self, path: str | os.PathLike[str], *, size: int | Sequence[int] | None = None,
-                     grayscale: bool = False, transform: Callable[[Any], Any] | None = None) -> None:
+        def __init__(
+            self,
+            path: str | os.PathLike[str],
+            *,
+            size: int | Sequence[int] | None = None,
+            grayscale: bool = False,
+            transform: Callable[[Any], Any] | None = None,
+        ) -> None:
             self._size = _size_pair(size)
             self.grayscale = bool(grayscale)
             self.transform = transform

@@ -106,6 +106,9 @@ def describe(obj: xr.Dataset | xr.DataArray) -> dict[str, Any]:
         if info["repeats"]["max"] < 2:
             problems.append("no repetitions: no noise ceiling can be computed")
         info["problems"] = problems
-    info["attrs"] = {str(k): (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in obj.attrs.items()
-                     if isinstance(v, (str, int, float, bool, np.ndarray, list))}
+    info["attrs"] = {
+        str(k): (v.tolist() if isinstance(v, np.ndarray) else v)
+        for k, v in obj.attrs.items()
+        if isinstance(v, (str, int, float, bool, np.ndarray, list))
+    }
     return info

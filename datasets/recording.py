@@ -50,8 +50,10 @@ def recording_from_counts(
         raise DataFormatError(
             file=source, field="response", expected=f"shape ({len(edges)}, {len(cell_ids)})", found=f"{counts.shape}"
         )
-    coords: dict[str, Any] = {"time": ("time", np.asarray(edges, dtype=np.float64), {"units": "s"}),
-                              "cell": ("cell", np.asarray([str(c) for c in cell_ids], dtype=object))}
+    coords: dict[str, Any] = {
+        "time": ("time", np.asarray(edges, dtype=np.float64), {"units": "s"}),
+        "cell": ("cell", np.asarray([str(c) for c in cell_ids], dtype=object)),
+    }
     for name, values in (cell_coords or {}).items():
         coords[name] = ("cell", np.asarray(values))
     data_vars: dict[str, Any] = {"response": (("time", "cell"), counts, {"units": "count"})}
@@ -129,30 +131,44 @@ REPEATS_LAYOUT = ("stimulus", "repeat", "neuroid", "time_bin")
 """Axis names of a repeats array for :func:`assembly_from_arrays` (``time_bin`` optional)."""
 
 
-def _layout(dims: Sequence[str] | None, shape: tuple[int, ...], has_time_bins: bool,
-            source: str | None) -> tuple[str, ...]:
+def _layout(
+    dims: Sequence[str] | None, shape: tuple[int, ...], has_time_bins: bool, source: str | None
+) -> tuple[str, ...]:
     """The axis names of ``responses`` (checked), defaulting to ``(presentation, neuroid)`` for 2-d arrays."""
     if len(shape) not in (2, 3, 4):
-        raise DataFormatError(file=source, field="<dims>", expected="a 2-, 3- or 4-d responses array",
-                              found=f"a {len(shape)}-d array of shape {shape}")
+        raise DataFormatError(
+            file=source,
+            field="<dims>",
+            expected="a 2-, 3- or 4-d responses array",
+            found=f"a {len(shape)}-d array of shape {shape}",
+        )
     if dims is None:
         if len(shape) != 2:
             raise ConfigError(
                 f"responses is {len(shape)}-d: pass dims= to name its axes, e.g. dims=('stimulus', 'repeat', "
-                "'neuroid') for a NaN-padded repeats array or dims=('presentation', 'neuroid', 'time_bin')")
+                "'neuroid') for a NaN-padded repeats array or dims=('presentation', 'neuroid', 'time_bin')"
+            )
         dims = ("presentation", "neuroid")
     names = tuple(str(d) for d in dims)
     unknown = [d for d in names if d not in PRESENTATION_LAYOUT + REPEATS_LAYOUT]
     if unknown:
-        raise ConfigError(f"dims names the axes of responses with {PRESENTATION_LAYOUT} or {REPEATS_LAYOUT} "
-                          f"(time_bin optional), not {unknown[0]!r}")
+        raise ConfigError(
+            f"dims names the axes of responses with {PRESENTATION_LAYOUT} or {REPEATS_LAYOUT} "
+            f"(time_bin optional), not {unknown[0]!r}"
+        )
     if len(names) != len(shape):
-        raise DataFormatError(file=source, field="<dims>", expected=f"a {len(names)}-d array (dims {names})",
-                              found=f"a {len(shape)}-d array of shape {shape}")
+        raise DataFormatError(
+            file=source,
+            field="<dims>",
+            expected=f"a {len(names)}-d array (dims {names})",
+            found=f"a {len(shape)}-d array of shape {shape}",
+        )
     core = set(names) - {"time_bin"}
     if len(set(names)) != len(names) or core not in ({"presentation", "neuroid"}, {"stimulus", "repeat", "neuroid"}):
-        raise ConfigError(f"dims must be either (presentation, neuroid) or (stimulus, repeat, neuroid), in any order, "
-                          f"plus an optional time_bin, not both nor a mix: got {names}")
+        raise ConfigError(
+            f"dims must be either (presentation, neuroid) or (stimulus, repeat, neuroid), in any order, "
+            f"plus an optional time_bin, not both nor a mix: got {names}"
+        )
     if has_time_bins and "time_bin" not in names:
         raise ConfigError(f"time_bins given but responses have no 'time_bin' axis (dims {names})")
     return names
@@ -164,35 +180,54 @@ def _per_neuroid(values: Any, n: int, field: str, source: str | None) -> np.ndar
         return np.full(n, str(values), dtype=object)
     array = np.asarray([str(v) for v in values], dtype=object)
     if array.shape != (n,):
-        raise DataFormatError(file=source, field=field, expected=f"{n} values (one per neuroid) or a single value",
-                              found=f"{array.size} values")
+        raise DataFormatError(
+            file=source,
+            field=field,
+            expected=f"{n} values (one per neuroid) or a single value",
+            found=f"{array.size} values",
+        )
     return array
 
 
 def _time_bins(time_bins: Any, n_bins: int, source: str | None) -> tuple[np.ndarray, np.ndarray]:
     if time_bins is None:
-        raise DataFormatError(file=source, field="time_bin_start",
-                              expected="time_bins=[(start_ms, end_ms), ...] for the 'time_bin' axis", found="none")
+        raise DataFormatError(
+            file=source,
+            field="time_bin_start",
+            expected="time_bins=[(start_ms, end_ms), ...] for the 'time_bin' axis",
+            found="none",
+        )
     try:
         bins = np.asarray(time_bins, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataFormatError(file=source, field="time_bin_start", expected="(start, end) pairs of numbers in ms",
-                              found=f"{type(exc).__name__}: {exc}") from exc
+        raise DataFormatError(
+            file=source,
+            field="time_bin_start",
+            expected="(start, end) pairs of numbers in ms",
+            found=f"{type(exc).__name__}: {exc}",
+        ) from exc
     if bins.shape != (n_bins, 2):
-        raise DataFormatError(file=source, field="time_bin_start",
-                              expected=f"{n_bins} (start, end) pairs in ms, one per time bin",
-                              found=f"shape {bins.shape}")
+        raise DataFormatError(
+            file=source,
+            field="time_bin_start",
+            expected=f"{n_bins} (start, end) pairs in ms, one per time bin",
+            found=f"shape {bins.shape}",
+        )
     return bins[:, 0], bins[:, 1]
 
 
-def _presentations_from_repeats(values: np.ndarray, ids: list[str], source: str | None
-                                ) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _presentations_from_repeats(
+    values: np.ndarray, ids: list[str], source: str | None
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(stimulus, repeat, ...) -> (presentation, ...): slots that are NaN for every neuroid and time bin are dropped."""
     n_stimuli, n_slots = values.shape[:2]
     if len(ids) != n_stimuli:
-        raise DataFormatError(file=source, field="stimulus_id",
-                              expected=f"{n_stimuli} stimulus ids (one per stimulus, the 'stimulus' axis)",
-                              found=f"{len(ids)} ids")
+        raise DataFormatError(
+            file=source,
+            field="stimulus_id",
+            expected=f"{n_stimuli} stimulus ids (one per stimulus, the 'stimulus' axis)",
+            found=f"{len(ids)} ids",
+        )
     if np.issubdtype(values.dtype, np.floating):
         present = ~np.isnan(values.reshape(n_stimuli, n_slots, -1)).all(axis=2)
     else:
@@ -255,8 +290,9 @@ def assembly_from_arrays(
     """
     values = np.asarray(responses)
     if values.dtype.kind not in "iuf":
-        raise DataFormatError(file=source, field="<values>", expected="a real numeric array",
-                              found=f"dtype {values.dtype}")
+        raise DataFormatError(
+            file=source, field="<values>", expected="a real numeric array", found=f"dtype {values.dtype}"
+        )
     names = _layout(dims, values.shape, time_bins is not None, source)
     repeats = "repeat" in names
     order = [d for d in (REPEATS_LAYOUT if repeats else PRESENTATION_LAYOUT) if d in names]
@@ -269,35 +305,58 @@ def assembly_from_arrays(
     else:
         n_presentations = values.shape[0]
         if len(ids) != n_presentations:
-            raise DataFormatError(file=source, field="stimulus_id",
-                                  expected=f"{n_presentations} stimulus ids (one per presentation)",
-                                  found=f"{len(ids)} ids")
+            raise DataFormatError(
+                file=source,
+                field="stimulus_id",
+                expected=f"{n_presentations} stimulus ids (one per presentation)",
+                found=f"{len(ids)} ids",
+            )
         if repetitions is None:
             repetition = pd.Series(ids).groupby(ids, sort=False).cumcount().to_numpy()
         else:
             repetition = np.asarray(repetitions)
             if repetition.shape != (n_presentations,):
-                raise DataFormatError(file=source, field="repetition",
-                                      expected=f"{n_presentations} repetitions (one per presentation)",
-                                      found=f"shape {repetition.shape}")
+                raise DataFormatError(
+                    file=source,
+                    field="repetition",
+                    expected=f"{n_presentations} repetitions (one per presentation)",
+                    found=f"shape {repetition.shape}",
+                )
             if repetition.dtype.kind not in "iu" and not (
-                    repetition.dtype.kind == "f" and np.all(repetition == np.round(repetition))):
-                raise DataFormatError(file=source, field="repetition", expected="integers",
-                                      found=f"dtype {repetition.dtype}")
+                repetition.dtype.kind == "f" and np.all(repetition == np.round(repetition))
+            ):
+                raise DataFormatError(
+                    file=source, field="repetition", expected="integers", found=f"dtype {repetition.dtype}"
+                )
     n_neuroids = values.shape[1]
     neuroids = [str(n) for n in neuroid_ids] if neuroid_ids is not None else [str(i) for i in range(n_neuroids)]
     if len(neuroids) != n_neuroids:
-        raise DataFormatError(file=source, field="neuroid_id",
-                              expected=f"{n_neuroids} neuroid ids (one per neuroid)", found=f"{len(neuroids)} ids")
-    per_neuroid = {field: _per_neuroid(value, n_neuroids, field, source)
-                   for field, value in (("region", region), ("animal", animal)) if value is not None}
+        raise DataFormatError(
+            file=source,
+            field="neuroid_id",
+            expected=f"{n_neuroids} neuroid ids (one per neuroid)",
+            found=f"{len(neuroids)} ids",
+        )
+    per_neuroid = {
+        field: _per_neuroid(value, n_neuroids, field, source)
+        for field, value in (("region", region), ("animal", animal))
+        if value is not None
+    }
     start = end = None
     if "time_bin" in names:
         start, end = _time_bins(time_bins, values.shape[2], source)
     all_attrs = {} if source is None else {"source": str(source)}
     all_attrs.update(dict(attrs or {}))
-    da = assembly(values, stimulus_id=ids, neuroid_id=neuroids, repetition=repetition, time_bin_start_ms=start,
-                  time_bin_end_ms=end, neuroid_coords=per_neuroid, attrs=all_attrs)
+    da = assembly(
+        values,
+        stimulus_id=ids,
+        neuroid_id=neuroids,
+        repetition=repetition,
+        time_bin_start_ms=start,
+        time_bin_end_ms=end,
+        neuroid_coords=per_neuroid,
+        attrs=all_attrs,
+    )
     return validate_assembly(da, file=source)
 
 
@@ -346,27 +405,39 @@ def recording_from_arrays(
     """
     response = np.asarray(response)
     if response.ndim != 2:
-        raise DataFormatError(file=source, field="response", expected="a 2-d (time, cell) array",
-                              found=f"shape {response.shape}")
-    if isinstance(frame_rate_hz, bool) or not (isinstance(frame_rate_hz, (int, float, np.number))
-                                               and np.isfinite(frame_rate_hz) and frame_rate_hz > 0):
-        raise DataFormatError(file=source, field="attrs.frame_rate_hz",
-                              expected="a positive number of frames per second", found=repr(frame_rate_hz))
+        raise DataFormatError(
+            file=source, field="response", expected="a 2-d (time, cell) array", found=f"shape {response.shape}"
+        )
+    if isinstance(frame_rate_hz, bool) or not (
+        isinstance(frame_rate_hz, (int, float, np.number)) and np.isfinite(frame_rate_hz) and frame_rate_hz > 0
+    ):
+        raise DataFormatError(
+            file=source,
+            field="attrs.frame_rate_hz",
+            expected="a positive number of frames per second",
+            found=repr(frame_rate_hz),
+        )
     n_time, n_cells = response.shape
     ids = [str(c) for c in cell_ids] if cell_ids is not None else [str(i) for i in range(n_cells)]
     if len(ids) != n_cells:
-        raise DataFormatError(file=source, field="cell", expected=f"{n_cells} cell ids (one per response column)",
-                              found=f"{len(ids)} ids")
+        raise DataFormatError(
+            file=source, field="cell", expected=f"{n_cells} cell ids (one per response column)", found=f"{len(ids)} ids"
+        )
     cell_coords: dict[str, Any] = {}
     if cell_types is not None:
         types = np.asarray(cell_types)
         if types.shape != (n_cells,):
-            raise DataFormatError(file=source, field="cell_type", expected=f"{n_cells} values (one per cell)",
-                                  found=f"shape {types.shape}")
+            raise DataFormatError(
+                file=source,
+                field="cell_type",
+                expected=f"{n_cells} values (one per cell)",
+                found=f"shape {types.shape}",
+            )
         cell_coords["cell_type"] = types.astype(object) if types.dtype.kind in "US" else types
     time = float(t_start) + np.arange(n_time, dtype=np.float64) / float(frame_rate_hz)
-    ds = recording_from_counts(response, time, 1.0 / float(frame_rate_hz), ids, source=source,
-                               cell_coords=cell_coords, attrs=attrs)
+    ds = recording_from_counts(
+        response, time, 1.0 / float(frame_rate_hz), ids, source=source, cell_coords=cell_coords, attrs=attrs
+    )
     ds.attrs["frame_rate_hz"] = float(frame_rate_hz)
     if species is not None:
         ds.attrs["species"] = str(species)
@@ -374,22 +445,35 @@ def recording_from_arrays(
     if stimulus is not None:
         frames = stimulus if hasattr(stimulus, "dask") else np.asarray(stimulus)
         if frames.ndim != 3:
-            raise DataFormatError(file=source, field="stimulus", expected="a 3-d (time, y, x) array",
-                                  found=f"shape {tuple(frames.shape)}")
+            raise DataFormatError(
+                file=source, field="stimulus", expected="a 3-d (time, y, x) array", found=f"shape {tuple(frames.shape)}"
+            )
         if frames.shape[0] != n_time:
-            raise DataFormatError(file=source, field="stimulus", expected=f"{n_time} frames (as response)",
-                                  found=f"{frames.shape[0]} frames")
+            raise DataFormatError(
+                file=source,
+                field="stimulus",
+                expected=f"{n_time} frames (as response)",
+                found=f"{frames.shape[0]} frames",
+            )
         ds["stimulus"] = (("time", "y", "x"), frames.astype(np.float32, copy=False))
     if trials is not None:
         repeated = np.asarray(trials)
         if repeated.ndim != 3 or repeated.shape[1:] != (n_time, n_cells):
-            raise DataFormatError(file=source, field="trials", expected=f"shape (repeat, {n_time}, {n_cells})",
-                                  found=f"shape {repeated.shape}")
+            raise DataFormatError(
+                file=source,
+                field="trials",
+                expected=f"shape (repeat, {n_time}, {n_cells})",
+                found=f"shape {repeated.shape}",
+            )
         ds["trials"] = (("repeat", "time", "cell"), repeated)
     if split is not None:
         labels = np.asarray([str(s) for s in split])
         if labels.shape != (n_time,):
-            raise DataFormatError(file=source, field="split", expected=f"{n_time} labels ('train'/'test'), one per bin",
-                                  found=f"{labels.size} labels")
+            raise DataFormatError(
+                file=source,
+                field="split",
+                expected=f"{n_time} labels ('train'/'test'), one per bin",
+                found=f"{labels.size} labels",
+            )
         ds = ds.assign_coords(split=("time", labels))
     return validate_recording(ds, file=source)

@@ -54,9 +54,21 @@ import xarray as xr
 
 from neuromodels.errors import ConfigError, DataFormatError, note_loaded
 
-__all__ = ["sample", "sample_names", "sample_cache_path", "retina", "ventral", "ventral_ground_truth",
-           "RETINA_DEFAULTS", "VENTRAL_DEFAULTS", "temporal_filter", "subunit_grid", "subunit_spatial_filters",
-           "subunit_nonlinearity", "causal_filter"]
+__all__ = [
+    "sample",
+    "sample_names",
+    "sample_cache_path",
+    "retina",
+    "ventral",
+    "ventral_ground_truth",
+    "RETINA_DEFAULTS",
+    "VENTRAL_DEFAULTS",
+    "temporal_filter",
+    "subunit_grid",
+    "subunit_spatial_filters",
+    "subunit_nonlinearity",
+    "causal_filter",
+]
 
 SAMPLE_PREFIX = "sample:"
 
@@ -131,16 +143,45 @@ VENTRAL_DEFAULTS: dict[str, Any] = {
 _CATEGORY_NAMES = ("animal", "boat", "car", "chair", "face", "fruit", "plane", "table", "tree", "house")
 
 _RETINA_POSITIVE = (
-    "size_px", "train_checkerboard_frames", "n_repeats", "checker_px", "checker_contrast", "natural_image_px",
-    "natural_rms_contrast", "fixation_min_s", "fixation_max_s", "subunit_spacing_px", "subunit_center_sigma_px",
-    "subunit_surround_sigma_px", "filter_frames", "temporal_tau_fast_s", "temporal_tau_slow_s", "subunit_exponent",
-    "rf_sigma_px", "output_max_rate_hz", "output_gain", "target_rate_min_hz", "target_rate_max_hz",
+    "size_px",
+    "train_checkerboard_frames",
+    "n_repeats",
+    "checker_px",
+    "checker_contrast",
+    "natural_image_px",
+    "natural_rms_contrast",
+    "fixation_min_s",
+    "fixation_max_s",
+    "subunit_spacing_px",
+    "subunit_center_sigma_px",
+    "subunit_surround_sigma_px",
+    "filter_frames",
+    "temporal_tau_fast_s",
+    "temporal_tau_slow_s",
+    "subunit_exponent",
+    "rf_sigma_px",
+    "output_max_rate_hz",
+    "output_gain",
+    "target_rate_min_hz",
+    "target_rate_max_hz",
     "refractory_tau_ms",
 )
 _RETINA_NON_NEGATIVE = (
-    "train_natural_frames", "test_checkerboard_frames", "test_natural_frames", "n_on", "n_off", "n_on_off",
-    "natural_spectral_slope", "drift_sd_px", "subunit_surround_weight", "temporal_undershoot", "subunit_threshold",
-    "rf_margin_px", "on_off_weight_min", "on_off_weight_max", "refractory_abs_ms",
+    "train_natural_frames",
+    "test_checkerboard_frames",
+    "test_natural_frames",
+    "n_on",
+    "n_off",
+    "n_on_off",
+    "natural_spectral_slope",
+    "drift_sd_px",
+    "subunit_surround_weight",
+    "temporal_undershoot",
+    "subunit_threshold",
+    "rf_margin_px",
+    "on_off_weight_min",
+    "on_off_weight_max",
+    "refractory_abs_ms",
 )
 
 FRAME_RATE_HZ = 100.0  # fixed: the spike generator runs on a 1 ms grid, 10 steps per frame
@@ -175,13 +216,18 @@ def _spec(name: str) -> _Spec:
     specs = _specs()
     if name not in specs:
         raise DataFormatError(
-            "no such sample", file=f"{SAMPLE_PREFIX}{name}", field="<name>",
-            expected=f"one of {', '.join(sorted(specs))}", found=repr(name),
+            "no such sample",
+            file=f"{SAMPLE_PREFIX}{name}",
+            field="<name>",
+            expected=f"one of {', '.join(sorted(specs))}",
+            found=repr(name),
         )
     return specs[name]
 
 
-def _resolve(name: str, defaults: Mapping[str, Any], params: Mapping[str, Any], seed: Any) -> tuple[int, dict[str, Any]]:
+def _resolve(
+    name: str, defaults: Mapping[str, Any], params: Mapping[str, Any], seed: Any
+) -> tuple[int, dict[str, Any]]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"sample {name!r}: seed must be a non-negative integer, got {seed!r}")
     unknown = sorted(set(params) - set(defaults))
@@ -210,8 +256,13 @@ def _cache_key(name: str, seed: int, params: Mapping[str, Any]) -> str:
     from neuromodels import __version__
 
     text = json.dumps(
-        {"name": name, "generator_version": _GENERATOR_VERSION[name], "neuromodels": __version__,
-         "seed": seed, "parameters": dict(sorted(params.items()))},
+        {
+            "name": name,
+            "generator_version": _GENERATOR_VERSION[name],
+            "neuromodels": __version__,
+            "seed": seed,
+            "parameters": dict(sorted(params.items())),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -278,8 +329,11 @@ def _open_cache_folder(folder: Path) -> int | None:
     try:
         return open_private_folder(folder)
     except UnsafeFolderError as exc:
-        warnings.warn(f"not using the sample cache: {exc}. The sample is generated afresh and not cached.",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"not using the sample cache: {exc}. The sample is generated afresh and not cached.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     except OSError:  # an unwritable cache folder must not stop the user from getting the data
         pass
     return None
@@ -305,7 +359,7 @@ def _read_cache(folder_fd: int, path: Path, kind: str, key: str) -> xr.Dataset |
 
             validate(obj)
         return obj
-    except Exception:  # any damage (truncated HDF5, wrong layout, failed validation) means: regenerate
+    except Exception:  # noqa: BLE001 - any damage (truncated HDF5, wrong layout, failed validation) means: regenerate
         return None
     finally:
         os.close(fd)
@@ -320,8 +374,7 @@ def _write_cache(obj: xr.Dataset | xr.DataArray, folder_fd: int, path: Path) -> 
     else:
         encoding = {obj.name: {"zlib": True, "complevel": 1}}
     try:
-        write_netcdf_atomic(obj, Path(fd_path(folder_fd, path.parent)) / path.name, engine="netcdf4",
-                            encoding=encoding)
+        write_netcdf_atomic(obj, Path(fd_path(folder_fd, path.parent)) / path.name, engine="netcdf4", encoding=encoding)
         record_digest(folder_fd, path.name)
     except OSError:
         # An unwritable cache folder must not stop the user from getting the data.
@@ -344,8 +397,9 @@ def _attrs(name: str, seed: int, params: Mapping[str, Any], **extra: Any) -> dic
     }
 
 
-def _require(name: str, params: Mapping[str, Any], *, positive: tuple[str, ...] = (),
-             non_negative: tuple[str, ...] = ()) -> None:
+def _require(
+    name: str, params: Mapping[str, Any], *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()
+) -> None:
     for key in positive:
         if not params[key] > 0:
             raise ConfigError(f"sample {name!r}: parameter {key} must be > 0, got {params[key]!r}")
@@ -398,7 +452,9 @@ def _natural_movie(rng: np.random.Generator, n_frames: int, p: Mapping[str, Any]
             pos = np.where(pos > room, 2 * room - pos, pos)
         fixation_left -= 1
         positions[t] = np.clip(np.round(pos), 0, room).astype(np.int64)
-    frames = np.stack([image[y:y + size, x:x + size] for y, x in positions]) if n_frames else np.zeros((0, size, size))
+    frames = (
+        np.stack([image[y : y + size, x : x + size] for y, x in positions]) if n_frames else np.zeros((0, size, size))
+    )
     return frames.astype(np.float32), positions
 
 
@@ -594,14 +650,72 @@ def retina(*, seed: int = 0, **params: Any) -> xr.Dataset:
     seed, p = _resolve("retina", RETINA_DEFAULTS, params, seed)
     _require("retina", p, positive=_RETINA_POSITIVE, non_negative=_RETINA_NON_NEGATIVE)
     n_cells = p["n_on"] + p["n_off"] + p["n_on_off"]
+    _check_retina_parameters(p, n_cells)
+    rng_cells, rng_checker, rng_natural, rng_train, rng_test = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    )
+    # 1. stimuli
+    train_stim, test_stim = _retina_stimuli(p, rng_checker, rng_natural)
+    # 2. subunits
+    temporal = temporal_filter(p)
+    u_train, u_test, drive_scale = _retina_subunit_drives(p, train_stim, test_stim, temporal)
+    # 3.-4. ganglion cells and their output nonlinearity
+    cells = _retina_cells(p, rng_cells, n_cells)
+    lam_train, lam_test = _retina_intensities(p, cells, u_train, u_test)
+    # 5. spikes
+    recovery = _recovery(p)
+    counts_train = _simulate_spikes(lam_train, recovery, rng_train, 1)[0]
+    trials_test = _simulate_spikes(lam_test, recovery, rng_test, p["n_repeats"])
+    rate_train = _expected_rate(lam_train, recovery)
+    rate_test = _expected_rate(lam_test, recovery)
+
+    n_train, n_test = len(train_stim), len(test_stim)
+    dt = 1.0 / FRAME_RATE_HZ
+    cell_ids = [f"cell{i:02d}" for i in range(n_cells)]
+    trials = np.full((p["n_repeats"], n_train + n_test, n_cells), np.nan, dtype=np.float32)
+    trials[:, n_train:, :] = trials_test
+    variables = {
+        "stimulus": (
+            ("time", "y", "x"),
+            np.concatenate([train_stim, test_stim]).astype(np.float32),
+            {"units": "contrast"},
+        ),
+        "response": (
+            ("time", "cell"),
+            np.concatenate([counts_train, trials_test[0]]).astype(np.int64),
+            {"units": "count"},
+        ),
+        "trials": (("repeat", "time", "cell"), trials, {"units": "count"}),
+        "rate_true": (
+            ("time", "cell"),
+            np.concatenate([rate_train, rate_test]),
+            {"units": "Hz", "description": "expected firing rate of the spiking process (noise-free)"},
+        ),
+        "rate_free": (
+            ("time", "cell"),
+            np.concatenate([lam_train, lam_test]),
+            {"units": "Hz", "description": "stimulus-driven intensity before refractoriness"},
+        ),
+    }
+    attrs = _retina_attrs(seed, p, cells, cell_ids, drive_scale, temporal)
+    ds = xr.Dataset(variables, coords=_retina_coords(p, cells, cell_ids, n_train, n_test, dt), attrs=attrs)
+    from neuromodels.datasets._validate import validate
+
+    return validate(ds)
+
+
+def _check_retina_parameters(p: dict[str, Any], n_cells: int) -> None:
     if n_cells == 0:
         raise ConfigError("sample 'retina': n_on + n_off + n_on_off must be at least 1")
     if p["test_checkerboard_frames"] + p["test_natural_frames"] == 0:
         raise ConfigError("sample 'retina': the test split needs at least one frame")
     if p["natural_image_px"] < p["size_px"]:
         raise ConfigError("sample 'retina': natural_image_px must be at least size_px")
-    for lo, hi in (("fixation_min_s", "fixation_max_s"), ("on_off_weight_min", "on_off_weight_max"),
-                   ("target_rate_min_hz", "target_rate_max_hz")):
+    for lo, hi in (
+        ("fixation_min_s", "fixation_max_s"),
+        ("on_off_weight_min", "on_off_weight_max"),
+        ("target_rate_min_hz", "target_rate_max_hz"),
+    ):
         if p[hi] < p[lo]:
             raise ConfigError(f"sample 'retina': {hi} must be >= {lo}")
     if p["target_rate_max_hz"] >= p["output_max_rate_hz"]:
@@ -609,30 +723,42 @@ def retina(*, seed: int = 0, **params: Any) -> xr.Dataset:
     if p["rf_margin_px"] * 2 > p["size_px"] - 1:
         raise ConfigError("sample 'retina': rf_margin_px leaves no room for receptive-field centres")
 
-    rng_cells, rng_checker, rng_natural, rng_train, rng_test = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
-    )
-    size = p["size_px"]
 
-    # stimuli
-    train_parts = [_checkerboard(rng_checker, p["train_checkerboard_frames"], size, p["checker_px"], p["checker_contrast"])]
-    test_parts = [_checkerboard(rng_checker, p["test_checkerboard_frames"], size, p["checker_px"], p["checker_contrast"])]
+def _retina_stimuli(
+    p: dict[str, Any], rng_checker: np.random.Generator, rng_natural: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 of :func:`retina`: each split's movie, a checkerboard followed by a natural-like movie."""
+    size = p["size_px"]
+    train_parts = [
+        _checkerboard(rng_checker, p["train_checkerboard_frames"], size, p["checker_px"], p["checker_contrast"])
+    ]
+    test_parts = [
+        _checkerboard(rng_checker, p["test_checkerboard_frames"], size, p["checker_px"], p["checker_contrast"])
+    ]
     movie_train, _ = _natural_movie(rng_natural, p["train_natural_frames"], p)
     movie_test, _ = _natural_movie(rng_natural, p["test_natural_frames"], p)
-    train_stim = np.concatenate(train_parts + [movie_train])
-    test_stim = np.concatenate(test_parts + [movie_test])
+    return np.concatenate(train_parts + [movie_train]), np.concatenate(test_parts + [movie_test])
 
-    # subunits
+
+def _retina_subunit_drives(
+    p: dict[str, Any], train_stim: np.ndarray, test_stim: np.ndarray, temporal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Step 2 of :func:`retina`: every subunit's linear drive on both splits, divided by ``sigma_u`` (the sd of
+    the raw drive on the training checkerboard); with ``sigma_u``."""
     spatial = subunit_spatial_filters(p)
-    temporal = temporal_filter(p)
     u_train = _subunit_drive(train_stim, spatial, temporal)
     u_test = _subunit_drive(test_stim, spatial, temporal)
     checker = slice(0, p["train_checkerboard_frames"])
     drive_scale = float(u_train[checker].std())
     u_train /= drive_scale
     u_test /= drive_scale
+    return u_train, u_test, drive_scale
 
-    # ganglion cells
+
+def _retina_cells(p: dict[str, Any], rng_cells: np.random.Generator, n_cells: int) -> dict[str, Any]:
+    """Step 3 of :func:`retina`, the cells' draws: types (shuffled), RF centres, ON/OFF weights, target mean
+    rates, and the normalised Gaussian pooling weights ``pool (cell, subunit site)`` over the subunit ``grid``."""
+    size = p["size_px"]
     types = ["ON"] * p["n_on"] + ["OFF"] * p["n_off"] + ["ON-OFF"] * p["n_on_off"]
     order = rng_cells.permutation(n_cells)
     types = [types[i] for i in order]
@@ -646,12 +772,32 @@ def retina(*, seed: int = 0, **params: Any) -> xr.Dataset:
     d2 = ((grid[None, :, :] - centres[:, None, :]) ** 2).sum(-1)
     pool = np.exp(-d2 / (2.0 * p["rf_sigma_px"] ** 2))
     pool /= pool.sum(axis=1, keepdims=True)
+    return {
+        "types": types,
+        "centres": centres,
+        "target": target,
+        "on_weight": on_weight,
+        "off_weight": off_weight,
+        "grid": grid,
+        "pool": pool,
+    }
+
+
+def _retina_intensities(
+    p: dict[str, Any], cells: dict[str, Any], u_train: np.ndarray, u_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 3-4 of :func:`retina`: pooled subunit outputs ``g``, standardised on the training checkerboard,
+    through the logistic output nonlinearity whose offsets meet the target rates: ``lambda`` (Hz) on both
+    splits. Adds ``g_mean``, ``g_sd`` and ``output_offset`` to ``cells``."""
+    pool, on_weight, off_weight = cells["pool"], cells["on_weight"], cells["off_weight"]
 
     def pooled(u: np.ndarray) -> np.ndarray:
-        return subunit_nonlinearity(u, p) @ (pool * on_weight[:, None]).T + subunit_nonlinearity(-u, p) @ (
-            pool * off_weight[:, None]
-        ).T
+        return (
+            subunit_nonlinearity(u, p) @ (pool * on_weight[:, None]).T
+            + subunit_nonlinearity(-u, p) @ (pool * off_weight[:, None]).T
+        )
 
+    checker = slice(0, p["train_checkerboard_frames"])
     g_train, g_test = pooled(u_train), pooled(u_test)
     g_mean = g_train[checker].mean(axis=0)
     g_sd = g_train[checker].std(axis=0)
@@ -659,32 +805,31 @@ def retina(*, seed: int = 0, **params: Any) -> xr.Dataset:
 
     z_train = (g_train - g_mean) / g_sd
     z_test = (g_test - g_mean) / g_sd
-    output_offset = _logistic_offsets(z_train[checker], target, p["output_max_rate_hz"], p["output_gain"])
+    output_offset = _logistic_offsets(z_train[checker], cells["target"], p["output_max_rate_hz"], p["output_gain"])
     lam_train = p["output_max_rate_hz"] * _logistic(p["output_gain"] * (z_train - output_offset))
     lam_test = p["output_max_rate_hz"] * _logistic(p["output_gain"] * (z_test - output_offset))
+    cells.update(g_mean=g_mean, g_sd=g_sd, output_offset=output_offset)
+    return lam_train, lam_test
 
-    # spikes
-    recovery = _recovery(p)
-    counts_train = _simulate_spikes(lam_train, recovery, rng_train, 1)[0]
-    trials_test = _simulate_spikes(lam_test, recovery, rng_test, p["n_repeats"])
-    rate_train = _expected_rate(lam_train, recovery)
-    rate_test = _expected_rate(lam_test, recovery)
 
-    # assemble the recording
-    n_train, n_test = len(train_stim), len(test_stim)
-    dt = 1.0 / FRAME_RATE_HZ
-    time = np.arange(n_train + n_test) * dt
-    cell_ids = [f"cell{i:02d}" for i in range(n_cells)]
-    trials = np.full((p["n_repeats"], n_train + n_test, n_cells), np.nan, dtype=np.float32)
-    trials[:, n_train:, :] = trials_test
-    kinds = (["checkerboard"] * p["train_checkerboard_frames"] + ["natural"] * p["train_natural_frames"]
-             + ["checkerboard"] * p["test_checkerboard_frames"] + ["natural"] * p["test_natural_frames"])
-    attrs = _attrs(
-        "retina", seed, p,
+def _retina_attrs(
+    seed: int,
+    p: dict[str, Any],
+    cells: dict[str, Any],
+    cell_ids: list[str],
+    drive_scale: float,
+    temporal: np.ndarray,
+) -> dict[str, Any]:
+    """The recording's attrs: the parameters and the ground truth that is not per cell or per frame."""
+    grid = cells["grid"]
+    return _attrs(
+        "retina",
+        seed,
+        p,
         frame_rate_hz=FRAME_RATE_HZ,
-        bin_size_s=dt,
+        bin_size_s=1.0 / FRAME_RATE_HZ,
         species="virtual",
-        cell_types=json.dumps(dict(zip(cell_ids, types))),
+        cell_types=json.dumps(dict(zip(cell_ids, cells["types"]))),
         subunit_drive_scale=drive_scale,
         subunit_centres_y_px=grid[:, 0],
         subunit_centres_x_px=grid[:, 1],
@@ -697,39 +842,36 @@ def retina(*, seed: int = 0, **params: Any) -> xr.Dataset:
             "neuromodels.datasets.samples.retina and docs/sample-data.md"
         ),
     )
-    ds = xr.Dataset(
-        {
-            "stimulus": (("time", "y", "x"), np.concatenate([train_stim, test_stim]).astype(np.float32),
-                         {"units": "contrast"}),
-            "response": (("time", "cell"), np.concatenate([counts_train, trials_test[0]]).astype(np.int64),
-                         {"units": "count"}),
-            "trials": (("repeat", "time", "cell"), trials, {"units": "count"}),
-            "rate_true": (("time", "cell"), np.concatenate([rate_train, rate_test]),
-                          {"units": "Hz", "description": "expected firing rate of the spiking process (noise-free)"}),
-            "rate_free": (("time", "cell"), np.concatenate([lam_train, lam_test]),
-                          {"units": "Hz", "description": "stimulus-driven intensity before refractoriness"}),
-        },
-        coords={
-            "time": ("time", time, {"units": "s"}),
-            "split": ("time", np.array(["train"] * n_train + ["test"] * n_test, dtype=object)),
-            "stimulus_kind": ("time", np.array(kinds, dtype=object)),
-            "cell": ("cell", np.array(cell_ids, dtype=object)),
-            "cell_type": ("cell", np.array(types, dtype=object)),
-            "rf_center_y_px": ("cell", centres[:, 0]),
-            "rf_center_x_px": ("cell", centres[:, 1]),
-            "on_weight": ("cell", on_weight),
-            "off_weight": ("cell", off_weight),
-            "g_mean": ("cell", g_mean),
-            "g_sd": ("cell", g_sd),
-            "output_offset": ("cell", output_offset),
-            "target_rate_hz": ("cell", target),
-            "repeat": ("repeat", np.arange(p["n_repeats"], dtype=np.int64)),
-        },
-        attrs=attrs,
-    )
-    from neuromodels.datasets._validate import validate
 
-    return validate(ds)
+
+def _retina_coords(
+    p: dict[str, Any], cells: dict[str, Any], cell_ids: list[str], n_train: int, n_test: int, dt: float
+) -> dict[str, Any]:
+    """The recording's coordinates: time, split and stimulus kind per frame; cell ids and the per-cell truth."""
+    kinds = (
+        ["checkerboard"] * p["train_checkerboard_frames"]
+        + ["natural"] * p["train_natural_frames"]
+        + ["checkerboard"] * p["test_checkerboard_frames"]
+        + ["natural"] * p["test_natural_frames"]
+    )
+    time = np.arange(n_train + n_test) * dt
+    centres = cells["centres"]
+    return {
+        "time": ("time", time, {"units": "s"}),
+        "split": ("time", np.array(["train"] * n_train + ["test"] * n_test, dtype=object)),
+        "stimulus_kind": ("time", np.array(kinds, dtype=object)),
+        "cell": ("cell", np.array(cell_ids, dtype=object)),
+        "cell_type": ("cell", np.array(cells["types"], dtype=object)),
+        "rf_center_y_px": ("cell", centres[:, 0]),
+        "rf_center_x_px": ("cell", centres[:, 1]),
+        "on_weight": ("cell", cells["on_weight"]),
+        "off_weight": ("cell", cells["off_weight"]),
+        "g_mean": ("cell", cells["g_mean"]),
+        "g_sd": ("cell", cells["g_sd"]),
+        "output_offset": ("cell", cells["output_offset"]),
+        "target_rate_hz": ("cell", cells["target"]),
+        "repeat": ("repeat", np.arange(p["n_repeats"], dtype=np.int64)),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -758,24 +900,74 @@ def ventral_ground_truth(*, seed: int = 0, **params: Any) -> xr.Dataset:
     ``stimulus_id``, ``object_name``, ``category``; neuroid coords ``neuroid_id``, ``region``, ``animal``.
     """
     seed, p = _resolve("ventral", VENTRAL_DEFAULTS, params, seed)
-    _require("ventral", p,
-             positive=("n_categories", "n_objects_per_category", "n_images_per_object", "n_repetitions",
-                       "signal_sd_min", "noise_sd_min"),
-             non_negative=("n_v4", "n_it", "n_low_features", "n_high_features", "category_share", "object_share",
-                           "preferred_block_weight", "other_block_weight", "baseline_min"))
+    _check_ventral_parameters(p)
+    rng_features, rng_weights, rng_neuroids = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)[:3]
+    )
+    features, category_index, object_index = _ventral_feature_matrix(p, rng_features)
+    n_v4, n_it = p["n_v4"], p["n_it"]
+    regions = np.array(["V4"] * n_v4 + ["IT"] * n_it, dtype=object)
+    weights, offset, noise_sd = _ventral_readout(p, features, rng_weights, rng_neuroids)
+    signal = features @ weights + offset
+    return xr.Dataset(
+        {
+            "features": (("stimulus", "feature"), features),
+            "weights": (("feature", "neuroid"), weights),
+            "offset": ("neuroid", offset),
+            "signal": (("stimulus", "neuroid"), signal),
+            "noise_sd": ("neuroid", noise_sd),
+        },
+        coords=_ventral_coords(p, category_index, object_index, regions),
+        attrs={"seed": seed, "parameters": json.dumps(dict(sorted(p.items())))},
+    )
+
+
+def _check_ventral_parameters(p: dict[str, Any]) -> None:
+    _require(
+        "ventral",
+        p,
+        positive=(
+            "n_categories",
+            "n_objects_per_category",
+            "n_images_per_object",
+            "n_repetitions",
+            "signal_sd_min",
+            "noise_sd_min",
+        ),
+        non_negative=(
+            "n_v4",
+            "n_it",
+            "n_low_features",
+            "n_high_features",
+            "category_share",
+            "object_share",
+            "preferred_block_weight",
+            "other_block_weight",
+            "baseline_min",
+        ),
+    )
     if p["n_repetitions"] < 2:
         raise ConfigError("sample 'ventral': n_repetitions must be at least 2 (a noise ceiling needs repeats)")
     if p["category_share"] + p["object_share"] > 1:
         raise ConfigError("sample 'ventral': category_share + object_share must be at most 1")
     if p["n_v4"] + p["n_it"] == 0 or p["n_low_features"] + p["n_high_features"] == 0:
         raise ConfigError("sample 'ventral': needs at least one neuroid and one feature")
-    for lo, hi in (("signal_sd_min", "signal_sd_max"), ("noise_sd_min", "noise_sd_max"), ("baseline_min", "baseline_max")):
+    for lo, hi in (
+        ("signal_sd_min", "signal_sd_max"),
+        ("noise_sd_min", "noise_sd_max"),
+        ("baseline_min", "baseline_max"),
+    ):
         if p[hi] < p[lo]:
             raise ConfigError(f"sample 'ventral': {hi} must be >= {lo}")
     if p["n_categories"] > len(_CATEGORY_NAMES):
         raise ConfigError(f"sample 'ventral': at most {len(_CATEGORY_NAMES)} categories")
 
-    rng_features, rng_weights, rng_neuroids = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)[:3])
+
+def _ventral_feature_matrix(
+    p: dict[str, Any], rng_features: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The features ``F (stimulus, feature)`` of :func:`ventral_ground_truth` (low block, then high block), with
+    each stimulus's category and object index."""
     n_cat, n_obj, n_img = p["n_categories"], p["n_objects_per_category"], p["n_images_per_object"]
     n_stim = n_cat * n_obj * n_img
     category_index = np.repeat(np.arange(n_cat), n_obj * n_img)
@@ -787,11 +979,17 @@ def ventral_ground_truth(*, seed: int = 0, **params: Any) -> xr.Dataset:
     img_part = rng_features.standard_normal((n_stim, n_high))
     c, o = p["category_share"], p["object_share"]
     high = np.sqrt(c) * cat_part + np.sqrt(o) * obj_part + np.sqrt(1.0 - c - o) * img_part
-    features = np.concatenate([low, high], axis=1)
+    return np.concatenate([low, high], axis=1), category_index, object_index
 
+
+def _ventral_readout(
+    p: dict[str, Any], features: np.ndarray, rng_weights: np.random.Generator, rng_neuroids: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(W (feature, neuroid), offset, noise sd)``: block-weighted Gaussian readouts scaled so that each
+    neuroid's signal has the drawn sd and baseline across the stimuli; with the drawn noise sds."""
+    n_low, n_high = p["n_low_features"], p["n_high_features"]
     n_v4, n_it = p["n_v4"], p["n_it"]
     n_neur = n_v4 + n_it
-    regions = np.array(["V4"] * n_v4 + ["IT"] * n_it, dtype=object)
     block = np.empty((n_low + n_high, n_neur))
     block[:n_low, :n_v4] = p["preferred_block_weight"]
     block[n_low:, :n_v4] = p["other_block_weight"]
@@ -808,31 +1006,37 @@ def ventral_ground_truth(*, seed: int = 0, **params: Any) -> xr.Dataset:
     gain = signal_sd / raw_sd
     weights = raw_weights * gain
     offset = baseline - raw.mean(axis=0) * gain
-    signal = features @ weights + offset
+    return weights, offset, noise_sd
 
-    category_names = np.array(_CATEGORY_NAMES[:n_cat], dtype=object)
-    return xr.Dataset(
-        {
-            "features": (("stimulus", "feature"), features),
-            "weights": (("feature", "neuroid"), weights),
-            "offset": ("neuroid", offset),
-            "signal": (("stimulus", "neuroid"), signal),
-            "noise_sd": ("neuroid", noise_sd),
-        },
-        coords={
-            "stimulus_id": ("stimulus", np.array([f"img{i:04d}" for i in range(n_stim)], dtype=object)),
-            "category": ("stimulus", category_names[category_index]),
-            "object_name": ("stimulus", np.array(
-                [f"{category_names[k // n_obj]}{k % n_obj}" for k in object_index], dtype=object)),
-            "feature_id": ("feature", np.array([f"{'low' if f < n_low else 'high'}{f if f < n_low else f - n_low:02d}"
-                                                for f in range(n_low + n_high)], dtype=object)),
-            "neuroid_id": ("neuroid", np.array([f"{r.lower()}_{i:03d}" for i, r in enumerate(regions)], dtype=object)),
-            "region": ("neuroid", regions),
-            "animal": ("neuroid", np.array(["monkey_a" if i % 2 == 0 else "monkey_b" for i in range(n_neur)],
-                                           dtype=object)),
-        },
-        attrs={"seed": seed, "parameters": json.dumps(dict(sorted(p.items())))},
-    )
+
+def _ventral_coords(
+    p: dict[str, Any], category_index: np.ndarray, object_index: np.ndarray, regions: np.ndarray
+) -> dict[str, Any]:
+    """Stimulus (id, category, object), feature (id) and neuroid (id, region, animal) coordinates."""
+    n_obj, n_low, n_high = p["n_objects_per_category"], p["n_low_features"], p["n_high_features"]
+    n_stim, n_neur = len(category_index), len(regions)
+    category_names = np.array(_CATEGORY_NAMES[: p["n_categories"]], dtype=object)
+    return {
+        "stimulus_id": ("stimulus", np.array([f"img{i:04d}" for i in range(n_stim)], dtype=object)),
+        "category": ("stimulus", category_names[category_index]),
+        "object_name": (
+            "stimulus",
+            np.array([f"{category_names[k // n_obj]}{k % n_obj}" for k in object_index], dtype=object),
+        ),
+        "feature_id": (
+            "feature",
+            np.array(
+                [f"{'low' if f < n_low else 'high'}{f if f < n_low else f - n_low:02d}" for f in range(n_low + n_high)],
+                dtype=object,
+            ),
+        ),
+        "neuroid_id": ("neuroid", np.array([f"{r.lower()}_{i:03d}" for i, r in enumerate(regions)], dtype=object)),
+        "region": ("neuroid", regions),
+        "animal": (
+            "neuroid",
+            np.array(["monkey_a" if i % 2 == 0 else "monkey_b" for i in range(n_neur)], dtype=object),
+        ),
+    }
 
 
 def ventral(*, seed: int = 0, **params: Any) -> xr.DataArray:
@@ -895,7 +1099,9 @@ def ventral(*, seed: int = 0, **params: Any) -> xr.DataArray:
             "ceiling_split_half": ceiling,
         },
         attrs=_attrs(
-            "ventral", seed, p,
+            "ventral",
+            seed,
+            p,
             identifier="neuromodels.sample.ventral",
             units="arbitrary (rate-like)",
             model="response = features @ W + offset + N(0, noise_variance) iid per presentation",
@@ -924,7 +1130,10 @@ def _ventral_features(*, seed: int = 0, **params: Any) -> xr.DataArray:
         },
         name="features",
         attrs=_attrs(
-            "ventral-features", seed, p, layer="ground_truth",
+            "ventral-features",
+            seed,
+            p,
+            layer="ground_truth",
             model="sample('ventral') signal = features @ W + offset; W, offset from ventral_ground_truth(seed, **params)",
         ),
     )

@@ -39,6 +39,7 @@ import os
 import sys
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,16 @@ from neuromodels.fitting.checkpoint import (
 )
 from neuromodels.fitting.losses import Regulariser, get_loss
 
-__all__ = ["fit", "History", "TensorPairs", "predict", "pearson_per_cell", "rank_seed"]
+__all__ = [
+    "fit",
+    "History",
+    "TensorPairs",
+    "predict",
+    "pearson_per_cell",
+    "rank_seed",
+    "epoch_order",
+    "progress_disable",
+]
 
 CHECKPOINT_FORMAT = "neuromodels.fit/1"
 
@@ -104,9 +114,12 @@ class History:
         epochs = np.asarray(self["epoch"], dtype=np.int64)
         data = {key: ("epoch", np.asarray(self[key], dtype=np.float64)) for key in self.keys if key != "epoch"}
         return xr.Dataset(
-            data, coords={"epoch": epochs},
-            attrs={"best_epoch": -1 if self.best_epoch is None else int(self.best_epoch),
-                   "stopped_early": int(self.stopped_early)},
+            data,
+            coords={"epoch": epochs},
+            attrs={
+                "best_epoch": -1 if self.best_epoch is None else int(self.best_epoch),
+                "stopped_early": int(self.stopped_early),
+            },
         )
 
 
@@ -162,8 +175,12 @@ def _call(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
     return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    # One generator per (seed, epoch): the order of an epoch does not depend on what ran before it.
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled sample order of epoch ``epoch`` (0-based) of a run seeded ``seed``: a permutation of ``n``.
+
+    One generator per ``(seed, epoch)``: the order of an epoch does not depend on what ran before it, so a
+    resumed run shuffles as an uninterrupted one. Every training loop of ``fitting`` shuffles with it.
+    """
     generator = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
     return torch.randperm(n, generator=generator)
 
@@ -178,8 +195,14 @@ def pearson_per_cell(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: Any, *, batch_size: int = 256, device: str | torch.device = "cpu",
-            progress: bool = False) -> torch.Tensor:
+def predict(
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> torch.Tensor:
     """Model outputs for every sample of ``dataset`` in order, in eval mode, concatenated on CPU."""
     dataset = _as_dataset(dataset, "dataset")
     device = torch.device(device)
@@ -190,15 +213,20 @@ def predict(model: torch.nn.Module, dataset: Any, *, batch_size: int = 256, devi
         order = torch.arange(len(dataset))
         from tqdm.auto import tqdm
 
-        for inputs, _ in tqdm(_batches(dataset, order, batch_size), total=math.ceil(len(dataset) / batch_size),
-                              disable=not progress, leave=False, desc="predict"):
+        for inputs, _ in tqdm(
+            _batches(dataset, order, batch_size),
+            total=math.ceil(len(dataset) / batch_size),
+            disable=not progress,
+            leave=False,
+            desc="predict",
+        ):
             outputs.append(_call(model, _to_device(inputs, device)).cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs)
 
 
-def _progress_disable(progress: bool | None) -> tuple[bool | None, bool | None]:
+def progress_disable(progress: bool | None) -> tuple[bool | None, bool | None]:
     """tqdm's ``disable`` for :func:`fit`'s epoch bar and for the batch bar nested under it (one per epoch).
 
     ``None`` is tqdm's own choice (a bar on a terminal or in a notebook, none on a file or pipe). The nested
@@ -222,8 +250,9 @@ def _progress_disable(progress: bool | None) -> tuple[bool | None, bool | None]:
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, dataset: Any, loss_fn: Callable[..., torch.Tensor], batch_size: int,
-              device: torch.device) -> dict[str, float]:
+def _evaluate(
+    model: torch.nn.Module, dataset: Any, loss_fn: Callable[..., torch.Tensor], batch_size: int, device: torch.device
+) -> dict[str, float]:
     model.eval()
     total, count = 0.0, 0
     outputs, targets = [], []
@@ -258,7 +287,7 @@ class _WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         self.steps += 1
         # avg_n = avg_{n-1} + (w_n - avg_{n-1}) (1 - d) / (1 - d^n): the bias-corrected exponential average
-        weight = (1.0 - self.decay) / (1.0 - self.decay ** self.steps)
+        weight = (1.0 - self.decay) / (1.0 - self.decay**self.steps)
         current = model.state_dict()
         for name, value in self.model.state_dict().items():
             if value.dtype.is_floating_point:
@@ -351,6 +380,108 @@ def fit(
         single-process run exactly); checkpoints keep every rank's RNG state, so resuming is exact. Resuming
         needs the same number of processes.
     """
+    run = _prepare_run(
+        model,
+        train,
+        valid,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        regularisers=regularisers,
+        optimizer=optimizer,
+        lr_patience=lr_patience,
+        lr_factor=lr_factor,
+        min_lr=min_lr,
+        max_grad_norm=max_grad_norm,
+        average_decay=average_decay,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        device=device,
+        callbacks=callbacks,
+        eval_batch_size=eval_batch_size,
+        distributed=distributed,
+    )
+    with _deterministic_algorithms(deterministic):
+        state = _start_or_resume(run, resume)
+        train_model = _training_model(run, state)
+        _train_epochs(run, state, train_model, epochs=epochs, patience=patience, min_delta=min_delta, progress=progress)
+        _restore_final_weights(run, state, restore_best)
+    model.eval()
+    return state.history
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit` call trains with, fixed before its first epoch (built by :func:`_prepare_run`)."""
+
+    model: torch.nn.Module
+    train: Any
+    valid: Any
+    loss_fn: Callable[..., torch.Tensor]
+    regularisers: list[Regulariser]
+    data_hooks: list[Regulariser]  # regularisers that read the data loss's own gradient
+    callbacks: list[Callable[[int, dict[str, float]], bool | None]]
+    averaged: _WeightAverage | None
+    opt: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    settings: dict[str, Any]  # what a checkpoint must match to be resumed
+    group: _DataParallel | None
+    device: torch.device
+    batch_size: int
+    eval_batch_size: int
+    lr: float
+    max_grad_norm: float | None
+    seed: int
+    checkpoint_path: Path | None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The model that is validated, tracked as best and returned: the weight average when there is one."""
+        return self.model if self.averaged is None else self.averaged.model
+
+    @property
+    def is_main(self) -> bool:
+        return self.group is None or self.group.rank == 0
+
+
+@dataclass
+class _Progress:
+    """What changes from epoch to epoch and a checkpoint keeps besides the weights and the optimiser state."""
+
+    history: History = field(default_factory=History)
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+
+
+def _prepare_run(
+    model: torch.nn.Module,
+    train: Any,
+    valid: Any,
+    *,
+    loss: Any,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    regularisers: Sequence[Regulariser],
+    optimizer: str,
+    lr_patience: int,
+    lr_factor: float,
+    min_lr: float,
+    max_grad_norm: float | None,
+    average_decay: float | None,
+    seed: int,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    device: str | torch.device,
+    callbacks: Iterable[Callable[[int, dict[str, float]], bool | None]],
+    eval_batch_size: int | None,
+    distributed: bool | str,
+) -> _Run:
+    """Check :func:`fit`'s arguments; join the process group; move the model; build the optimiser and schedule."""
     train = _as_dataset(train, "train")
     valid = _as_dataset(valid, "valid")
     if epochs < 0 or batch_size < 1:
@@ -370,186 +501,306 @@ def fit(
             raise ConfigError(f"regulariser {reg!r} has no penalty(model) method")
     data_hooks = [reg for reg in regularisers if getattr(reg, "needs_data_gradient", False)]
     if data_hooks and group is not None:
-        raise ConfigError("a regulariser that reads the data loss's own gradient (Synaptic Intelligence with "
-                          "gradient='task') cannot run data-parallel; use gradient='total' or one process")
+        raise ConfigError(
+            "a regulariser that reads the data loss's own gradient (Synaptic Intelligence with "
+            "gradient='task') cannot run data-parallel; use gradient='total' or one process"
+        )
     callbacks = list(callbacks)
     if average_decay is not None and not 0.0 < average_decay < 1.0:
         raise ConfigError(f"average_decay must be in (0, 1) or None, got {average_decay}")
     averaged = _WeightAverage(model, average_decay) if average_decay is not None else None
-    eval_model = model if averaged is None else averaged.model
 
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
     )
-    settings = {"seed": int(seed), "batch_size": int(batch_size), "loss": loss if isinstance(loss, str) else "callable",
-                "n_train": len(train)}
+    settings = {
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "loss": loss if isinstance(loss, str) else "callable",
+        "n_train": len(train),
+    }
     if averaged is not None:
         settings["average_decay"] = float(average_decay)
     if group is not None:
         settings["world_size"] = group.world
-    is_main = group is None or group.rank == 0
+    return _Run(
+        model=model,
+        train=train,
+        valid=valid,
+        loss_fn=loss_fn,
+        regularisers=regularisers,
+        data_hooks=data_hooks,
+        callbacks=callbacks,
+        averaged=averaged,
+        opt=opt,
+        scheduler=scheduler,
+        settings=settings,
+        group=group,
+        device=device,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        lr=lr,
+        max_grad_norm=max_grad_norm,
+        seed=seed,
+        checkpoint_path=None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME,
+    )
 
-    history = History()
-    start_epoch = 0
-    best_loss, best_state, bad_epochs = math.inf, None, 0
-    checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
 
+@contextmanager
+def _deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` inside (when ``enabled``), restored after."""
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if deterministic:
+    if enabled:
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        if checkpoint_path is not None and resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path, map_location=device)
-            _check_compatible(state, model, settings, checkpoint_path)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            for reg, reg_state in zip(regularisers, state.get("regularisers", [])):
-                if reg_state is not None and hasattr(reg, "load_state_dict"):
-                    reg.load_state_dict(reg_state)
-            if averaged is not None:
-                averaged.load_state_dict(state["average"])
-            rank_states = state.get("rng_ranks")
-            set_rng_state(rank_states[group.rank] if group is not None and rank_states else state["rng"])
-            start_epoch = int(state["epoch"])
-            best_loss = float(state["best_loss"])
-            best_state = state["best_model"]
-            bad_epochs = int(state["bad_epochs"])
-            history = History(records=[dict(r) for r in state["history"]],
-                              best_epoch=state["best_epoch"], stopped_early=bool(state["stopped_early"]),
-                              resumed_from_epoch=start_epoch)
-        else:
-            torch.manual_seed(seed if group is None else rank_seed(seed, group.rank))
-
-        train_model = model
-        if group is not None:
-            group.check_same_start(start_epoch, checkpoint_path)
-            # after every rank has read the checkpoint: DDP's constructor synchronises the ranks
-            train_model = group.wrap(model)
-
-        from tqdm.auto import tqdm
-
-        global_batch = batch_size if group is None else batch_size * group.world
-        n_batches = math.ceil(len(train) / global_batch)
-        # a run that stopped early is over; one that reached its epochs continues if `epochs` grew
-        remaining = range(start_epoch, start_epoch if history.stopped_early else max(epochs, start_epoch))
-        epoch_disable, batch_disable = _progress_disable(progress if is_main else False)
-        epoch_bar = tqdm(remaining, initial=start_epoch, total=max(epochs, start_epoch),
-                         disable=epoch_disable, desc="epochs", unit="epoch")
-        stop = False
-        for epoch in epoch_bar:
-            started = _time.perf_counter()
-            train_model.train()
-            total, penalty_total, count = 0.0, 0.0, 0
-            order = _epoch_order(len(train), seed, epoch)
-            shards = (_batches(train, order, batch_size) if group is None
-                      else group.shards(train, order, batch_size))
-            batch_bar = tqdm(shards, total=n_batches, disable=batch_disable, leave=False, desc=f"epoch {epoch + 1}",
-                             unit="batch")
-            for batch in batch_bar:
-                inputs, target = batch[0], batch[1]
-                inputs, target = _to_device(inputs, device), _to_device(target, device)
-                output = _call(train_model, inputs)
-                data_loss = loss_fn(output, target)
-                penalty = output.new_zeros(())
-                if hasattr(model, "regularization"):
-                    penalty = penalty + model.regularization(output)
-                for reg in regularisers:
-                    penalty = penalty + reg.penalty(model)
-                opt.zero_grad(set_to_none=True)
-                if group is None and data_hooks and penalty.requires_grad:
-                    # the data loss's gradient first, read by the hooks, then the penalties' added to it
-                    data_loss.backward(retain_graph=True)
-                    for reg in data_hooks:
-                        reg.after_data_backward(model)
-                    penalty.backward()
-                elif group is None:
-                    (data_loss + penalty).backward()
-                    for reg in data_hooks:  # no penalty gradient: the gradient is the data loss's
-                        reg.after_data_backward(model)
-                else:
-                    # DDP averages gradients over ranks; this weight turns the average into the mean over the
-                    # global batch (1 on full batches, 0 on a rank with only a stand-in sample)
-                    weight = batch[2]
-                    ((data_loss + penalty) * weight).backward()
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                for reg in regularisers:
-                    if hasattr(reg, "before_step"):
-                        reg.before_step(model)
-                opt.step()
-                for reg in regularisers:
-                    if hasattr(reg, "on_step"):
-                        reg.on_step(model)
-                if averaged is not None:
-                    averaged.update(model)
-                n = len(target) if group is None else batch[3]
-                total += float(data_loss.detach()) * n
-                penalty_total += float(penalty.detach()) * n
-                count += n
-                if not math.isfinite(float(data_loss.detach())):
-                    raise ConfigError(
-                        f"training diverged at epoch {epoch + 1} (loss {float(data_loss.detach())}); lower lr (now {lr})"
-                    )
-                batch_bar.set_postfix(loss=f"{float(data_loss.detach()):.4f}", refresh=False)
-            if group is not None:
-                total, penalty_total, count = group.sum([total, penalty_total, count])
-            logs: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / count,
-                                      "train_penalty": penalty_total / count}
-            if valid is not None:
-                logs.update(_evaluate(eval_model, valid, loss_fn, eval_batch_size, device))
-            logs["lr"] = float(opt.param_groups[0]["lr"])
-            if group is not None:
-                logs = group.broadcast_logs(logs)
-            monitored = logs.get("valid_loss", logs["train_loss"])
-            scheduler.step(monitored)
-            for reg in regularisers:
-                if hasattr(reg, "on_epoch_end"):
-                    reg.on_epoch_end(model, epoch + 1)
-
-            if monitored < best_loss - min_delta or best_state is None:
-                best_loss, bad_epochs = monitored, 0
-                best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
-                history.best_epoch = epoch + 1
-            else:
-                bad_epochs += 1
-            if valid is not None and patience is not None and bad_epochs >= patience:
-                history.stopped_early = stop = True
-            logs["seconds"] = _time.perf_counter() - started
-            if group is not None:
-                logs["seconds"] = group.broadcast_logs({"seconds": logs["seconds"]})["seconds"]
-            history.records.append(logs)
-            epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("train_loss", "valid_loss",
-                                                                                 "valid_cc")}, refresh=False)
-            # every rank's RNG state (its own dropout stream) travels in rank 0's checkpoint
-            rank_states = group.gather_rng_states() if checkpoint_path is not None and group is not None else None
-            if checkpoint_path is not None and is_main:
-                # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
-                state = _checkpoint_state(model, opt, scheduler, regularisers, history, epoch + 1, best_loss,
-                                          best_state, bad_epochs, stop, settings, averaged)
-                if rank_states is not None:
-                    state["rng_ranks"] = rank_states
-                save_checkpoint(state, checkpoint_path)
-            for callback in callbacks:
-                if callback(epoch + 1, dict(logs)):
-                    stop = True
-            if group is not None:
-                stop = group.any(stop)  # a callback that stops on one rank stops them all
-            if stop:
-                break
-        epoch_bar.close()
-        if restore_best and best_state is not None:
-            model.load_state_dict(best_state)
-        elif averaged is not None:
-            model.load_state_dict(averaged.model.state_dict())
+        yield
     finally:
-        if deterministic:
+        if enabled:
             torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
-    model.eval()
-    return history
+
+
+def _start_or_resume(run: _Run, resume: bool) -> _Progress:
+    """Continue the checkpoint in ``run.checkpoint_path`` (with ``resume``), else seed the global RNG afresh."""
+    if run.checkpoint_path is not None and resume and run.checkpoint_path.exists():
+        return _resume(run)
+    torch.manual_seed(run.seed if run.group is None else rank_seed(run.seed, run.group.rank))
+    return _Progress()
+
+
+def _resume(run: _Run) -> _Progress:
+    """Load the model, optimiser, schedule, regularisers, weight average and RNG state of the checkpoint."""
+    state = load_checkpoint(run.checkpoint_path, map_location=run.device)
+    _check_compatible(state, run.model, run.settings, run.checkpoint_path)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    for reg, reg_state in zip(run.regularisers, state.get("regularisers", [])):
+        if reg_state is not None and hasattr(reg, "load_state_dict"):
+            reg.load_state_dict(reg_state)
+    if run.averaged is not None:
+        run.averaged.load_state_dict(state["average"])
+    rank_states = state.get("rng_ranks")
+    set_rng_state(rank_states[run.group.rank] if run.group is not None and rank_states else state["rng"])
+    start_epoch = int(state["epoch"])
+    return _Progress(
+        history=History(
+            records=[dict(r) for r in state["history"]],
+            best_epoch=state["best_epoch"],
+            stopped_early=bool(state["stopped_early"]),
+            resumed_from_epoch=start_epoch,
+        ),
+        start_epoch=start_epoch,
+        best_loss=float(state["best_loss"]),
+        best_state=state["best_model"],
+        bad_epochs=int(state["bad_epochs"]),
+    )
+
+
+def _training_model(run: _Run, state: _Progress) -> torch.nn.Module:
+    """The model that takes the gradient steps: ``run.model``, or its DDP wrapper when data-parallel."""
+    if run.group is None:
+        return run.model
+    run.group.check_same_start(state.start_epoch, run.checkpoint_path)
+    # after every rank has read the checkpoint: DDP's constructor synchronises the ranks
+    return run.group.wrap(run.model)
+
+
+def _train_epochs(
+    run: _Run,
+    state: _Progress,
+    train_model: torch.nn.Module,
+    *,
+    epochs: int,
+    patience: int | None,
+    min_delta: float,
+    progress: bool | None,
+) -> None:
+    """The epochs from ``state.start_epoch`` on: train, validate, schedule, checkpoint, until a stop."""
+    from tqdm.auto import tqdm
+
+    global_batch = run.batch_size if run.group is None else run.batch_size * run.group.world
+    n_batches = math.ceil(len(run.train) / global_batch)
+    start_epoch, history = state.start_epoch, state.history
+    # a run that stopped early is over; one that reached its epochs continues if `epochs` grew
+    remaining = range(start_epoch, start_epoch if history.stopped_early else max(epochs, start_epoch))
+    epoch_disable, batch_disable = progress_disable(progress if run.is_main else False)
+    epoch_bar = tqdm(
+        remaining,
+        initial=start_epoch,
+        total=max(epochs, start_epoch),
+        disable=epoch_disable,
+        desc="epochs",
+        unit="epoch",
+    )
+    for epoch in epoch_bar:
+        started = _time.perf_counter()
+        train_model.train()
+        order = epoch_order(len(run.train), run.seed, epoch)
+        shards = (
+            _batches(run.train, order, run.batch_size)
+            if run.group is None
+            else run.group.shards(run.train, order, run.batch_size)
+        )
+        batch_bar = tqdm(
+            shards, total=n_batches, disable=batch_disable, leave=False, desc=f"epoch {epoch + 1}", unit="batch"
+        )
+        sums = _train_one_epoch(run, train_model, batch_bar, epoch)
+        logs = _epoch_logs(run, epoch, *sums)
+        stop = _schedule_and_track_best(run, state, logs, epoch, patience=patience, min_delta=min_delta)
+        logs["seconds"] = _time.perf_counter() - started
+        if run.group is not None:
+            logs["seconds"] = run.group.broadcast_logs({"seconds": logs["seconds"]})["seconds"]
+        history.records.append(logs)
+        epoch_bar.set_postfix(
+            {k: f"{v:.4g}" for k, v in logs.items() if k in ("train_loss", "valid_loss", "valid_cc")}, refresh=False
+        )
+        _write_checkpoint(run, state, epoch, stop)
+        if _callbacks_stop(run, epoch, logs, stop):
+            break
+    epoch_bar.close()
+
+
+def _train_one_epoch(
+    run: _Run, train_model: torch.nn.Module, batches: Iterable[Any], epoch: int
+) -> tuple[float, float, float]:
+    """One gradient step per batch; the sums over samples of the data loss and the penalty, and the count."""
+    total, penalty_total, count = 0.0, 0.0, 0
+    for batch in batches:
+        data_loss, penalty, n = _train_step(run, train_model, batch)
+        total += float(data_loss.detach()) * n
+        penalty_total += float(penalty.detach()) * n
+        count += n
+        if not math.isfinite(float(data_loss.detach())):
+            raise ConfigError(
+                f"training diverged at epoch {epoch + 1} (loss {float(data_loss.detach())}); lower lr (now {run.lr})"
+            )
+        batches.set_postfix(loss=f"{float(data_loss.detach()):.4f}", refresh=False)
+    return total, penalty_total, count
+
+
+def _train_step(run: _Run, train_model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Forward, backward (with the regularisers' hooks), clip, step, average: ``(data_loss, penalty, n)``."""
+    model, group, data_hooks = run.model, run.group, run.data_hooks
+    inputs, target = batch[0], batch[1]
+    inputs, target = _to_device(inputs, run.device), _to_device(target, run.device)
+    output = _call(train_model, inputs)
+    data_loss = run.loss_fn(output, target)
+    penalty = output.new_zeros(())
+    if hasattr(model, "regularization"):
+        penalty = penalty + model.regularization(output)
+    for reg in run.regularisers:
+        penalty = penalty + reg.penalty(model)
+    run.opt.zero_grad(set_to_none=True)
+    if group is None and data_hooks and penalty.requires_grad:
+        # the data loss's gradient first, read by the hooks, then the penalties' added to it
+        data_loss.backward(retain_graph=True)
+        for reg in data_hooks:
+            reg.after_data_backward(model)
+        penalty.backward()
+    elif group is None:
+        (data_loss + penalty).backward()
+        for reg in data_hooks:  # no penalty gradient: the gradient is the data loss's
+            reg.after_data_backward(model)
+    else:
+        # DDP averages gradients over ranks; this weight turns the average into the mean over the
+        # global batch (1 on full batches, 0 on a rank with only a stand-in sample)
+        weight = batch[2]
+        ((data_loss + penalty) * weight).backward()
+    if run.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.max_grad_norm)
+    for reg in run.regularisers:
+        if hasattr(reg, "before_step"):
+            reg.before_step(model)
+    run.opt.step()
+    for reg in run.regularisers:
+        if hasattr(reg, "on_step"):
+            reg.on_step(model)
+    if run.averaged is not None:
+        run.averaged.update(model)
+    n = len(target) if group is None else batch[3]
+    return data_loss, penalty, n
+
+
+def _epoch_logs(run: _Run, epoch: int, total: float, penalty_total: float, count: float) -> dict[str, float]:
+    """The epoch's training losses (summed over ranks), validation numbers and learning rate, as rank 0 has them."""
+    if run.group is not None:
+        total, penalty_total, count = run.group.sum([total, penalty_total, count])
+    logs: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / count, "train_penalty": penalty_total / count}
+    if run.valid is not None:
+        logs.update(_evaluate(run.eval_model, run.valid, run.loss_fn, run.eval_batch_size, run.device))
+    logs["lr"] = float(run.opt.param_groups[0]["lr"])
+    if run.group is not None:
+        logs = run.group.broadcast_logs(logs)
+    return logs
+
+
+def _schedule_and_track_best(
+    run: _Run, state: _Progress, logs: dict[str, float], epoch: int, *, patience: int | None, min_delta: float
+) -> bool:
+    """Step the schedule and the regularisers' epoch hooks; keep the best weights; ``True`` when patience ran out."""
+    monitored = logs.get("valid_loss", logs["train_loss"])
+    run.scheduler.step(monitored)
+    for reg in run.regularisers:
+        if hasattr(reg, "on_epoch_end"):
+            reg.on_epoch_end(run.model, epoch + 1)
+
+    if monitored < state.best_loss - min_delta or state.best_state is None:
+        state.best_loss, state.bad_epochs = monitored, 0
+        state.best_state = {k: v.detach().clone() for k, v in run.eval_model.state_dict().items()}
+        state.history.best_epoch = epoch + 1
+    else:
+        state.bad_epochs += 1
+    if run.valid is not None and patience is not None and state.bad_epochs >= patience:
+        state.history.stopped_early = True
+        return True
+    return False
+
+
+def _write_checkpoint(run: _Run, state: _Progress, epoch: int, stop: bool) -> None:
+    """Rank 0 writes the epoch's checkpoint (atomically), with every rank's RNG state when data-parallel."""
+    group = run.group
+    # every rank's RNG state (its own dropout stream) travels in rank 0's checkpoint
+    rank_states = group.gather_rng_states() if run.checkpoint_path is not None and group is not None else None
+    if run.checkpoint_path is not None and run.is_main:
+        # the last epoch's weights (with the optimiser state that belongs to them) and the best ones
+        checkpoint = _checkpoint_state(
+            run.model,
+            run.opt,
+            run.scheduler,
+            run.regularisers,
+            state.history,
+            epoch + 1,
+            state.best_loss,
+            state.best_state,
+            state.bad_epochs,
+            stop,
+            run.settings,
+            run.averaged,
+        )
+        if rank_states is not None:
+            checkpoint["rng_ranks"] = rank_states
+        save_checkpoint(checkpoint, run.checkpoint_path)
+
+
+def _callbacks_stop(run: _Run, epoch: int, logs: dict[str, float], stop: bool) -> bool:
+    """Call every callback; ``True`` when training stops (``stop``, or a callback on any rank said so)."""
+    for callback in run.callbacks:
+        if callback(epoch + 1, dict(logs)):
+            stop = True
+    if run.group is not None:
+        stop = run.group.any(stop)  # a callback that stops on one rank stops them all
+    return stop
+
+
+def _restore_final_weights(run: _Run, state: _Progress, restore_best: bool) -> None:
+    """The best epoch's weights (``restore_best``), else the weight average if there is one, else the last."""
+    if restore_best and state.best_state is not None:
+        run.model.load_state_dict(state.best_state)
+    elif run.averaged is not None:
+        run.model.load_state_dict(run.averaged.model.state_dict())
 
 
 # ------------------------------------------------------------------------------------------- data parallelism
@@ -580,8 +831,10 @@ class _DataParallel:
             if distributed == "auto":
                 return None
             if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
-                raise ConfigError("distributed=True needs torch.distributed initialised or torchrun's environment "
-                                  "(WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT); launch with torchrun")
+                raise ConfigError(
+                    "distributed=True needs torch.distributed initialised or torchrun's environment "
+                    "(WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT); launch with torchrun"
+                )
             if device.type == "cuda":
                 torch.cuda.set_device(_local_cuda_device(device))
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -661,8 +914,20 @@ def _local_cuda_device(device: torch.device) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def _checkpoint_state(model, opt, scheduler, regularisers, history, epoch, best_loss, best_state, bad_epochs,
-                      finished, settings, averaged=None) -> dict[str, Any]:
+def _checkpoint_state(
+    model,
+    opt,
+    scheduler,
+    regularisers,
+    history,
+    epoch,
+    best_loss,
+    best_state,
+    bad_epochs,
+    finished,
+    settings,
+    averaged=None,
+) -> dict[str, Any]:
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": int(epoch),

@@ -33,7 +33,7 @@ import torch
 
 from neuromodels.errors import ConfigError
 from neuromodels.fitting.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from neuromodels.fitting.loop import History, _epoch_order, _progress_disable
+from neuromodels.fitting.loop import History, epoch_order, progress_disable
 from neuromodels.walkback import OBJECTIVES, TransitionOperator, step_log_likelihood, variational_bound
 
 __all__ = ["walkback_update", "train_walkback", "train_diffusion", "WalkbackFit", "save_walkback_model",
@@ -167,7 +167,7 @@ def train_walkback(
 
     from tqdm.auto import tqdm
 
-    epoch_disable, batch_disable = _progress_disable(progress)
+    epoch_disable, batch_disable = progress_disable(progress)
     n_batches = math.ceil(len(train_points) / batch_size)
     bound_train, bound_valid = _subset(train_points, bound_points), None
     if valid_points is not None:
@@ -177,7 +177,7 @@ def train_walkback(
     for epoch in epoch_bar:
         started = _time.perf_counter()
         model.train()
-        order = _epoch_order(len(train_points), seed, epoch)
+        order = epoch_order(len(train_points), seed, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_decay**epoch
         total = 0.0
@@ -245,11 +245,11 @@ def train_diffusion(model: Any, train: Any, *, epochs: int = 10, batch_size: int
     history = History()
     from tqdm.auto import tqdm
 
-    epoch_disable, _ = _progress_disable(progress)
+    epoch_disable, _ = progress_disable(progress)
     model.train()
     for epoch in tqdm(range(epochs), disable=epoch_disable, desc="diffusion epochs", unit="epoch"):
         started, total = _time.perf_counter(), 0.0
-        for chunk in torch.split(_epoch_order(len(points), seed, epoch), batch_size):
+        for chunk in torch.split(epoch_order(len(points), seed, epoch), batch_size):
             loss = model.loss(points[chunk], generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -125,13 +125,21 @@ def _json_value(value: Any, field: str, file: Any) -> Any:
         return value
     if isinstance(value, np.generic):
         if value.dtype.kind not in "biufU":
-            raise DataFormatError(file=file, field=field, expected="numbers, strings, lists, dicts or numpy arrays",
-                                  found=f"numpy scalar of dtype {value.dtype}")
+            raise DataFormatError(
+                file=file,
+                field=field,
+                expected="numbers, strings, lists, dicts or numpy arrays",
+                found=f"numpy scalar of dtype {value.dtype}",
+            )
         return {_TAG: "numpy_scalar", "dtype": value.dtype.str, "value": value.item()}
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biufUO":
-            raise DataFormatError(file=file, field=field, expected="numeric, bool or string numpy arrays",
-                                  found=f"numpy array of dtype {value.dtype}")
+            raise DataFormatError(
+                file=file,
+                field=field,
+                expected="numeric, bool or string numpy arrays",
+                found=f"numpy array of dtype {value.dtype}",
+            )
         if value.dtype.kind == "O":
             data = [_json_value(v, field, file) for v in value.ravel().tolist()]
         else:
@@ -143,14 +151,20 @@ def _json_value(value: Any, field: str, file: Any) -> Any:
         return [_json_value(v, field, file) for v in value]
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):
-            raise DataFormatError(file=file, field=field, expected="a dict with string keys",
-                                  found=f"keys {[k for k in value if not isinstance(k, str)][:5]!r}")
+            raise DataFormatError(
+                file=file,
+                field=field,
+                expected="a dict with string keys",
+                found=f"keys {[k for k in value if not isinstance(k, str)][:5]!r}",
+            )
         if _TAG in value:
-            raise DataFormatError(file=file, field=field, expected=f"a dict without the reserved key {_TAG!r}",
-                                  found=sorted(value)[:10])
+            raise DataFormatError(
+                file=file, field=field, expected=f"a dict without the reserved key {_TAG!r}", found=sorted(value)[:10]
+            )
         return {k: _json_value(v, field, file) for k, v in value.items()}
     raise DataFormatError(
-        file=file, field=field,
+        file=file,
+        field=field,
         expected="an attribute of type str, int, float, bool, None, list, tuple, dict or numpy array",
         found=type(value).__name__,
     )
@@ -190,8 +204,11 @@ def _stored_natively(value: Any) -> bool:
         return True
     if isinstance(value, np.ndarray):
         # netCDF gives a one-element array back as a scalar; float16 and bool arrays are not netCDF types.
-        return value.ndim == 1 and value.size >= 2 and (
-            value.dtype.kind in "iu" or value.dtype in (np.float32, np.float64))
+        return (
+            value.ndim == 1
+            and value.size >= 2
+            and (value.dtype.kind in "iu" or value.dtype in (np.float32, np.float64))
+        )
     return False
 
 
@@ -202,8 +219,13 @@ def _encode_attrs(attrs: Mapping[Any, Any], where: str, file: Any) -> dict[str, 
     for key, value in attrs.items():
         field = f"{where}attrs.{key}"
         if not isinstance(key, str) or not key or key in (JSON_ATTRS_MARKER, DTYPE_MARKER):
-            raise DataFormatError(file=file, field=field, expected="a non-empty string attribute name not reserved "
-                                  f"by neuromodels ({JSON_ATTRS_MARKER}, {DTYPE_MARKER})", found=repr(key))
+            raise DataFormatError(
+                file=file,
+                field=field,
+                expected="a non-empty string attribute name not reserved "
+                f"by neuromodels ({JSON_ATTRS_MARKER}, {DTYPE_MARKER})",
+                found=repr(key),
+            )
         if isinstance(value, (pd.DataFrame, pd.Series, xr.DataArray, xr.Dataset)):
             dropped.append(key)
             continue
@@ -215,7 +237,8 @@ def _encode_attrs(attrs: Mapping[Any, Any], where: str, file: Any) -> dict[str, 
     if dropped:
         warnings.warn(
             f"{file}: attributes {dropped} hold pandas/xarray objects, which netCDF cannot store; they are not "
-            "written (as BrainIO's writer does)", stacklevel=4,
+            "written (as BrainIO's writer does)",
+            stacklevel=4,
         )
     if encoded:
         out[JSON_ATTRS_MARKER] = json.dumps(encoded, ensure_ascii=False)
@@ -242,9 +265,12 @@ def _decode_attrs(attrs: Mapping[Any, Any], where: str, file: Any) -> dict[str, 
         for name in names:
             out[name] = _from_json(json.loads(out[name]))
     except (ValueError, KeyError, TypeError) as err:
-        raise DataFormatError(file=file, field=f"{where}attrs.{JSON_ATTRS_MARKER}",
-                              expected="JSON-encoded attributes written by neuromodels",
-                              found=f"{type(err).__name__}: {err}") from err
+        raise DataFormatError(
+            file=file,
+            field=f"{where}attrs.{JSON_ATTRS_MARKER}",
+            expected="JSON-encoded attributes written by neuromodels",
+            found=f"{type(err).__name__}: {err}",
+        ) from err
     return out
 
 
@@ -268,7 +294,10 @@ def _open_dataset(path: Path, lazy: bool) -> xr.Dataset:
         # netCDF4/HDF5 raise any of these on truncated or foreign files
         raise DataFormatError(
             "cannot read the file as netCDF-4 (truncated or not netCDF?)",
-            file=path, field="<file>", expected="a readable netCDF-4 file", found=f"{type(err).__name__}: {err}",
+            file=path,
+            field="<file>",
+            expected="a readable netCDF-4 file",
+            found=f"{type(err).__name__}: {err}",
         ) from err
 
 
@@ -324,8 +353,10 @@ def _decode_gathered_indexes(ds: xr.Dataset) -> xr.Dataset:
         if codes.size and (codes.min() < 0 or codes.max() >= int(np.prod(shape))):
             continue
         positions = np.unravel_index(codes, shape)
-        level_coords = {lv: (dim, np.asarray(ds.variables[lv].values)[pos], dict(ds.variables[lv].attrs))
-                        for lv, pos in zip(levels, positions)}
+        level_coords = {
+            lv: (dim, np.asarray(ds.variables[lv].values)[pos], dict(ds.variables[lv].attrs))
+            for lv, pos in zip(levels, positions)
+        }
         ds = ds.drop_vars([name, *levels]).assign_coords(level_coords)
     return ds
 
@@ -336,12 +367,18 @@ def _assembly_variable(ds: xr.Dataset, file: Path) -> str:
         return str(candidates[0])
     if not candidates and len(ds.data_vars) == 1:
         name, var = next(iter(ds.data_vars.items()))
-        raise DataFormatError(file=file, field=str(name), expected="dims ('presentation', 'neuroid'[, 'time_bin'])",
-                              found=f"dims {var.dims}")
+        raise DataFormatError(
+            file=file,
+            field=str(name),
+            expected="dims ('presentation', 'neuroid'[, 'time_bin'])",
+            found=f"dims {var.dims}",
+        )
     raise DataFormatError(
         "an assembly file holds one data variable on presentation x neuroid [x time_bin]; a recording holds "
         "response(time, cell)",
-        file=file, field="<variables>", expected="one assembly variable or a 'response' variable",
+        file=file,
+        field="<variables>",
+        expected="one assembly variable or a 'response' variable",
         found=f"data variables {sorted(map(str, ds.data_vars))}",
     )
 
@@ -354,16 +391,18 @@ def _to_assembly(ds: xr.Dataset, file: Path) -> xr.DataArray:
     metadata = [k for k, v in ds.data_vars.items() if k != name and set(v.dims) <= var_dims]
     others = [str(k) for k in ds.data_vars if k != name and k not in metadata]
     if others:
-        warnings.warn(f"{file}: variables {others} do not share the assembly's dimensions and are not read",
-                      stacklevel=3)
+        warnings.warn(
+            f"{file}: variables {others} do not share the assembly's dimensions and are not read", stacklevel=3
+        )
     ds = ds.set_coords(metadata).drop_vars(others)
     foreign = [str(k) for k, v in ds.coords.items() if not set(v.dims) <= var_dims]
     ds = ds.drop_vars(foreign)
     da = ds[name]
     extra_dims = [d for d in da.dims if d not in _ASSEMBLY_DIMS]
     if extra_dims:
-        raise DataFormatError(file=file, field=name, expected="dims ('presentation', 'neuroid'[, 'time_bin'])",
-                              found=f"dims {da.dims}")
+        raise DataFormatError(
+            file=file, field=name, expected="dims ('presentation', 'neuroid'[, 'time_bin'])", found=f"dims {da.dims}"
+        )
     order = tuple(d for d in _ASSEMBLY_DIMS if d in da.dims)
     if da.dims != order:
         da = da.transpose(*order)
@@ -412,8 +451,10 @@ def open_netcdf(path: str | os.PathLike[str], *, lazy: bool = False, **options: 
         for options that do not apply to netCDF (such as ``bin_size``: the file is already binned).
     """
     if options:
-        raise ConfigError(f"netCDF files are read as stored; option(s) {sorted(options)} do not apply "
-                          f"(the file {os.fspath(path)} is already binned)")
+        raise ConfigError(
+            f"netCDF files are read as stored; option(s) {sorted(options)} do not apply "
+            f"(the file {os.fspath(path)} is already binned)"
+        )
     p = existing_file(path)
     opened = _open_dataset(p, lazy)
     ds = _decode_variables(_load_coords(opened) if lazy else opened, p)
@@ -425,11 +466,15 @@ def open_netcdf(path: str | os.PathLike[str], *, lazy: bool = False, **options: 
             if isinstance(index, pd.MultiIndex):
                 ds = ds.reset_index(index_name)
         result = ds
-    elif (features := [k for k, v in ds.data_vars.items() if v.dims[:2] == ("presentation", "feature")]):
+    elif features := [k for k, v in ds.data_vars.items() if v.dims[:2] == ("presentation", "feature")]:
         if len(features) != 1:
             opened.close()
-            raise DataFormatError(file=p, field="<variables>", expected="one features variable (presentation, "
-                                  "feature[, time_step])", found=f"{sorted(map(str, features))}")
+            raise DataFormatError(
+                file=p,
+                field="<variables>",
+                expected="one features variable (presentation, feature[, time_step])",
+                found=f"{sorted(map(str, features))}",
+            )
         da = ds[features[0]]
         attrs = {**ds.attrs, **da.attrs}
         da = da.copy(deep=False)
@@ -455,9 +500,13 @@ def open_brainio(path: str | os.PathLike[str], *, lazy: bool = False) -> xr.Data
     ds = _decode_variables(_load_coords(opened) if lazy else opened, p)
     if "response" in ds.data_vars and not any("presentation" in v.dims for v in ds.data_vars.values()):
         opened.close()
-        raise DataFormatError("this is a recording; use open_netcdf or load", file=p, field="response",
-                              expected="an assembly on presentation x neuroid",
-                              found="a recording response(time, cell)")
+        raise DataFormatError(
+            "this is a recording; use open_netcdf or load",
+            file=p,
+            field="response",
+            expected="an assembly on presentation x neuroid",
+            found="a recording response(time, cell)",
+        )
     result = _to_assembly(ds, p)
     if lazy:
         result.set_close(opened.close)
@@ -473,11 +522,20 @@ def _check_text(values: np.ndarray, field: str, file: Any) -> None:
     if values.dtype.kind == "O":
         bad = [v for v in flat.tolist() if not isinstance(v, str)]
         if bad:
-            raise DataFormatError(file=file, field=field, expected="an object array of str only",
-                                  found=f"{len(bad)} non-str value(s), e.g. {bad[0]!r} ({type(bad[0]).__name__})")
+            raise DataFormatError(
+                file=file,
+                field=field,
+                expected="an object array of str only",
+                found=f"{len(bad)} non-str value(s), e.g. {bad[0]!r} ({type(bad[0]).__name__})",
+            )
     if any("\x00" in v for v in flat.tolist()):
-        raise DataFormatError("HDF5 would silently cut such strings", file=file, field=field,
-                              expected="strings without NUL characters", found="a NUL character")
+        raise DataFormatError(
+            "HDF5 would silently cut such strings",
+            file=file,
+            field=field,
+            expected="strings without NUL characters",
+            found="a NUL character",
+        )
 
 
 def _netcdf_dataset(ds: xr.Dataset, file: Any) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
@@ -487,7 +545,9 @@ def _netcdf_dataset(ds: xr.Dataset, file: Any) -> tuple[xr.Dataset, dict[str, di
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         if not isinstance(name, str):
-            raise DataFormatError(file=file, field=repr(name), expected="string variable names", found=type(name).__name__)
+            raise DataFormatError(
+                file=file, field=repr(name), expected="string variable names", found=type(name).__name__
+            )
         attrs = _encode_attrs(var.attrs, f"{name}.", file)
         kind = var.dtype.kind
         if kind in "UO":
@@ -497,8 +557,9 @@ def _netcdf_dataset(ds: xr.Dataset, file: Any) -> tuple[xr.Dataset, dict[str, di
         elif kind in "iuf" and var.ndim and var.size:
             encoding[name] = {"zlib": True, "complevel": 1}
         elif kind not in "biufmM":
-            raise DataFormatError(file=file, field=name, expected="numeric, bool, datetime or string values",
-                                  found=f"dtype {var.dtype}")
+            raise DataFormatError(
+                file=file, field=name, expected="numeric, bool, datetime or string values", found=f"dtype {var.dtype}"
+            )
         variables[name] = xr.Variable(var.dims, var.data, attrs)
     coords = {k: v for k, v in variables.items() if k in coord_names}
     data_vars = {k: v for k, v in variables.items() if k not in coord_names}
@@ -526,8 +587,12 @@ def write_brainio(assembly: xr.DataArray, path: str | os.PathLike[str]) -> None:
     validate_assembly(assembly, file=assembly.attrs.get("source", path))
     name = assembly.name if assembly.name is not None else _DATAARRAY_VARIABLE
     if not isinstance(name, str) or name in assembly.coords:
-        raise DataFormatError(file=path, field="<name>", expected="a string name different from every coordinate",
-                              found=repr(assembly.name))
+        raise DataFormatError(
+            file=path,
+            field="<name>",
+            expected="a string name different from every coordinate",
+            found=repr(assembly.name),
+        )
     ds = assembly.to_dataset(name=name, promote_attrs=False)
     ds.attrs = {k: assembly.attrs[k] for k in _GLOBAL_ASSEMBLY_ATTRS if k in assembly.attrs}
     _to_netcdf(ds, path, path)
@@ -552,8 +617,9 @@ def write_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike[str]) -
         write_brainio(obj, path)
         return
     if not isinstance(obj, xr.Dataset):
-        raise DataFormatError(file=path, field="<object>", expected="xarray.Dataset or xarray.DataArray",
-                              found=type(obj).__name__)
+        raise DataFormatError(
+            file=path, field="<object>", expected="xarray.Dataset or xarray.DataArray", found=type(obj).__name__
+        )
     validate_recording(obj, file=obj.attrs.get("source", path))
     _to_netcdf(obj, path, path)
 
@@ -596,22 +662,36 @@ class StimulusSet:
         table = pd.DataFrame(table).reset_index(drop=True)
         if "stimulus_id" not in table.columns:
             if "image_id" not in table.columns:
-                raise DataFormatError(file=where, field="stimulus_id",
-                                      expected="a 'stimulus_id' (or legacy 'image_id') column",
-                                      found=f"columns {list(map(str, table.columns))}")
+                raise DataFormatError(
+                    file=where,
+                    field="stimulus_id",
+                    expected="a 'stimulus_id' (or legacy 'image_id') column",
+                    found=f"columns {list(map(str, table.columns))}",
+                )
             table.insert(0, "stimulus_id", pd.Series(_as_text_column(table["image_id"]), dtype="str"))
         if "filename" not in table.columns:
-            raise DataFormatError(file=where, field="filename",
-                                  expected="a 'filename' column (path of each file in the zip)",
-                                  found=f"columns {list(map(str, table.columns))}")
+            raise DataFormatError(
+                file=where,
+                field="filename",
+                expected="a 'filename' column (path of each file in the zip)",
+                found=f"columns {list(map(str, table.columns))}",
+            )
         if table["stimulus_id"].isna().any() or table["filename"].isna().any():
             column = "stimulus_id" if table["stimulus_id"].isna().any() else "filename"
-            raise DataFormatError(file=where, field=column, expected="a value in every row",
-                                  found=f"{int(table[column].isna().sum())} empty value(s)")
+            raise DataFormatError(
+                file=where,
+                field=column,
+                expected="a value in every row",
+                found=f"{int(table[column].isna().sum())} empty value(s)",
+            )
         ids = pd.Index(table["stimulus_id"])
         if not ids.is_unique:
-            raise DataFormatError(file=where, field="stimulus_id", expected="unique stimulus ids",
-                                  found=f"duplicates {ids[ids.duplicated()].unique()[:5].tolist()}")
+            raise DataFormatError(
+                file=where,
+                field="stimulus_id",
+                expected="unique stimulus ids",
+                found=f"duplicates {ids[ids.duplicated()].unique()[:5].tolist()}",
+            )
         self.table = table
         self.identifier = identifier
         self.zip_path = None if zip_path is None else Path(zip_path)
@@ -660,8 +740,12 @@ class StimulusSet:
         try:
             row = self._row[str(stimulus_id)]
         except KeyError:
-            raise DataFormatError(file=self.zip_path or self.folder, field="stimulus_id",
-                                  expected="a stimulus id of this set", found=repr(stimulus_id)) from None
+            raise DataFormatError(
+                file=self.zip_path or self.folder,
+                field="stimulus_id",
+                expected="a stimulus id of this set",
+                found=repr(stimulus_id),
+            ) from None
         return str(self.table["filename"].iloc[row])
 
     def image_bytes(self, stimulus_id: str) -> bytes:
@@ -696,8 +780,12 @@ class StimulusSet:
                     raw = (self.folder / name).read_bytes()
                 array = _decode_image(raw, name, where)
                 if arrays and array.shape != arrays[0].shape:
-                    raise DataFormatError(file=where, field=name, expected=f"image shape {arrays[0].shape} like {ids[0]!r}",
-                                          found=f"shape {array.shape}")
+                    raise DataFormatError(
+                        file=where,
+                        field=name,
+                        expected=f"image shape {arrays[0].shape} like {ids[0]!r}",
+                        found=f"shape {array.shape}",
+                    )
                 arrays.append(array)
         finally:
             if archive is not None:
@@ -707,7 +795,8 @@ class StimulusSet:
         stack = np.stack(arrays)
         dims = ("stimulus", "y", "x") + (("channel",) if stack.ndim == 4 else ())
         return xr.DataArray(
-            stack, dims=dims,
+            stack,
+            dims=dims,
             coords={"stimulus_id": ("stimulus", np.asarray(ids, dtype=object))},
             attrs={"source": str(where), **({"stimulus_set_identifier": self.identifier} if self.identifier else {})},
         )
@@ -723,13 +812,18 @@ class StimulusSet:
         else:
             assert self.folder is not None
             if not self.folder.is_dir():
-                raise DataFormatError(file=self.folder, field="<path>", expected="a folder of stimulus files",
-                                      found="no such folder")
+                raise DataFormatError(
+                    file=self.folder, field="<path>", expected="a folder of stimulus files", found="no such folder"
+                )
             missing = [n for n in names if not (self.folder / n).is_file()]
             where = self.folder
         if missing:
-            raise DataFormatError(file=where, field="filename", expected="a file for every row of the table",
-                                  found=f"{len(missing)} missing, e.g. {missing[:5]}")
+            raise DataFormatError(
+                file=where,
+                field="filename",
+                expected="a file for every row of the table",
+                found=f"{len(missing)} missing, e.g. {missing[:5]}",
+            )
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -737,8 +831,9 @@ def _zip_names(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             return archive.namelist()
     except (zipfile.BadZipFile, OSError) as err:
-        raise DataFormatError(file=path, field="<file>", expected="a readable zip archive",
-                              found=f"{type(err).__name__}: {err}") from err
+        raise DataFormatError(
+            file=path, field="<file>", expected="a readable zip archive", found=f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _decode_image(raw: bytes, name: str, where: Any) -> np.ndarray:
@@ -750,8 +845,9 @@ def _decode_image(raw: bytes, name: str, where: Any) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as im:
             return np.asarray(im)
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataFormatError(file=where, field=name, expected="an image Pillow can read",
-                              found=f"{type(err).__name__}: {err}") from err
+        raise DataFormatError(
+            file=where, field=name, expected="an image Pillow can read", found=f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def open_stimulus_set(
@@ -772,8 +868,9 @@ def open_stimulus_set(
     try:
         table = pd.read_csv(csv, dtype=text_columns, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise DataFormatError(file=csv, field="<file>", expected="a CSV table with a header row",
-                              found=f"{type(err).__name__}: {err}") from err
+        raise DataFormatError(
+            file=csv, field="<file>", expected="a CSV table with a header row", found=f"{type(err).__name__}: {err}"
+        ) from err
     if zip_path is None:
         sibling = csv.with_suffix(".zip")
         if sibling.is_file():
@@ -795,7 +892,9 @@ def write_stimulus_set(
     already-compressed media such as JPEG/PNG are stored). The CSV holds the table as is, without index.
     """
     if not isinstance(stimulus_set, StimulusSet):
-        raise DataFormatError(file=csv_path, field="<object>", expected="a StimulusSet", found=type(stimulus_set).__name__)
+        raise DataFormatError(
+            file=csv_path, field="<object>", expected="a StimulusSet", found=type(stimulus_set).__name__
+        )
     names = [str(n) for n in stimulus_set.table["filename"]]
     with atomic_path(zip_path, suffix=".zip") as tmp_zip:
         source = zipfile.ZipFile(stimulus_set.zip_path) if stimulus_set.zip_path is not None else None

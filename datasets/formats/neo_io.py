@@ -61,9 +61,15 @@ def neo_extensions() -> frozenset[str]:
     """Lower-case file extensions (without the dot) that some installed neo reader claims."""
     from neo.io import io_by_extension
 
-    return frozenset(ext.lower() for ext, ios in io_by_extension.items()
-                     if ext and any(io.__name__ not in _REFUSED_IOS for io in ios)) - _REFUSED_EXTENSIONS \
+    return (
+        frozenset(
+            ext.lower()
+            for ext, ios in io_by_extension.items()
+            if ext and any(io.__name__ not in _REFUSED_IOS for io in ios)
+        )
+        - _REFUSED_EXTENSIONS
         - _NOT_FILES_OF_NEO
+    )
 
 
 def sniff_neo(path: str | os.PathLike[str]) -> bool:
@@ -84,7 +90,7 @@ def sniff_neo(path: str | os.PathLike[str]) -> bool:
 
             return any(name == "block" for name, _, _ in scipy.io.whosmat(str(p)))
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - a sniffer answers 'not mine' for anything it cannot read
         return False
 
 
@@ -124,8 +130,11 @@ def _candidate_ios(path: Path) -> list[type]:
     ios = [] if refused_extension else [io for io in ios if io.__name__ not in _REFUSED_IOS]
     if not ios:
         raise DataFormatError(
-            "pickle files are not read (unpickling runs code); .nwb files are read by open_nwb", file=path,
-            field="<extension>", expected="a file type python-neo reads", found=repr(path.suffix),
+            "pickle files are not read (unpickling runs code); .nwb files are read by open_nwb",
+            file=path,
+            field="<extension>",
+            expected="a file type python-neo reads",
+            found=repr(path.suffix),
         )
     return ios
 
@@ -143,7 +152,7 @@ def _read_blocks(io: Any) -> list[Any]:
         try:
             count = int(io.block_count()) if hasattr(io, "block_count") else 1
             return [io.read_block(block_index=b, lazy=lazy, signal_group_mode="split-all") for b in range(count)]
-        except Exception:
+        except Exception:  # noqa: BLE001 - the retry's own failure is not the news; the first error is re-raised
             raise first_error from None
 
 
@@ -201,8 +210,11 @@ def _check_plexon_complete(path: Path, segments: list[_SegmentData]) -> None:
     loaded = sum(t.times.size for seg in segments for t in seg.trains)
     if declared > loaded:
         raise DataFormatError(
-            "the file looks truncated", file=path, field="spiketrains",
-            expected=f"{declared} spikes (declared in the Plexon header)", found=f"{loaded} spikes in the file",
+            "the file looks truncated",
+            file=path,
+            field="spiketrains",
+            expected=f"{declared} spikes (declared in the Plexon header)",
+            found=f"{loaded} spikes in the file",
         )
     rate = float(header["ADFrequency"])
     if rate > 0 and segments:
@@ -210,7 +222,9 @@ def _check_plexon_complete(path: Path, segments: list[_SegmentData]) -> None:
         end = max(seg.t_stop for seg in segments)
         if declared_end - end > 1.0 / rate:
             raise DataFormatError(
-                "the file looks truncated", file=path, field="t_stop",
+                "the file looks truncated",
+                file=path,
+                field="t_stop",
                 expected=f"data until {declared_end:.6g} s (declared in the Plexon header)",
                 found=f"data until {end:.6g} s",
             )
@@ -245,21 +259,24 @@ def _read_file(path: Path, event_channels: Sequence[str] = ()) -> tuple[str, lis
             raise
         except ImportError as exc:  # a reader whose optional back end is missing (CedIO needs sonpy)
             unavailable.append(f"{io_class.__name__} ({exc})"[:200])
-        except Exception as exc:  # corrupt or foreign content: try the next reader, then report all
+        except Exception as exc:  # noqa: BLE001 - neo readers raise any type on corrupt or foreign content; collected into the DataFormatError below
             errors.append(f"{io_class.__name__}: {type(exc).__name__}: {exc}"[:300])
         finally:
             close = getattr(io, "close", None)
             if callable(close):
                 try:
                     close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - closing a reader that failed to open must not hide its error
                     pass
     found = "; ".join(errors) or "no reader could be used"
     if unavailable:
         found += "; not installed: " + ", ".join(unavailable)
     raise DataFormatError(
-        "the file may be truncated, damaged or of another format", file=path, field="<file>",
-        expected="a file python-neo can read", found=found,
+        "the file may be truncated, damaged or of another format",
+        file=path,
+        field="<file>",
+        expected="a file python-neo can read",
+        found=found,
     )
 
 
@@ -268,8 +285,10 @@ def _cell_ids(units: list[tuple[str, ...]], first_train: dict[tuple[str, ...], _
     names = [first_train[u].name or first_train[u].neo_id or f"unit{i}" for i, u in enumerate(units)]
     if len(set(names)) == len(names):
         return names
-    labelled = ["_".join(p for p in (first_train[u].name, first_train[u].neo_id) if p) or f"unit{i}"
-                for i, u in enumerate(units)]
+    labelled = [
+        "_".join(p for p in (first_train[u].name, first_train[u].neo_id) if p) or f"unit{i}"
+        for i, u in enumerate(units)
+    ]
     if len(set(labelled)) == len(labelled):
         return labelled
     return [f"{label}#{i}" for i, label in enumerate(labelled)]
@@ -316,100 +335,28 @@ def open_neo(
         or non-finite spike times (field = the unit's id), ``segment`` out of range (field ``segment``).
     """
     file = existing_file(path)
-    if by != "time":
-        raise ConfigError(f"open_neo bins continuous time only (by='time'), not by={by!r}")
-    bin_size = DEFAULT_BIN_SIZE_S if bin_size is None else bin_size
-    if not (np.isfinite(bin_size) and bin_size > 0):
-        raise ConfigError(f"bin_size must be a positive number of seconds, not {bin_size!r}")
-    if event_channels is not None and (isinstance(event_channels, str)
-                                       or not all(isinstance(name, str) for name in event_channels)):
-        raise ConfigError(f"event_channels must be a list of channel names, e.g. ['Spikes'], not {event_channels!r}")
+    bin_size = _checked_options(by, bin_size, event_channels)
     io_name, segments = _read_file(file, tuple(event_channels or ()))
     n_in_file = len(segments)
-    n_trains = sum(len(s.trains) for s in segments)
-    events = sorted({name for s in segments for name in s.event_names})
-    missing = sorted(set(event_channels or ()) - set(events))
-    if missing:
-        raise DataFormatError(file=file, field="event_channels", expected=f"event channels among {events}",
-                              found=f"{missing}")
-    if n_trains == 0:
-        hint = (f"it has event channels {events}: read them as spike trains with event_channels={events!r} "
-                f"(CLI: -o \"event_channels={events!r}\")") if events else "it holds only signals"
-        raise DataFormatError(
-            f"this reader found no sorted units in the file; {hint}", file=file,
-            field="spiketrains", expected="at least one spike train", found=f"{n_in_file} segment(s) without spike trains",
-        )
-    indices = list(range(n_in_file))
-    if segment is not None:
-        if not (isinstance(segment, (int, np.integer)) and -n_in_file <= segment < n_in_file):
-            raise DataFormatError(
-                file=file, field="segment", expected=f"an index in [0, {n_in_file})", found=repr(segment)
-            )
-        indices = [int(segment) % n_in_file]
-
-    units: list[tuple[str, ...]] = []
-    first_train: dict[tuple[str, ...], _Train] = {}
-    for k in indices:
-        for train in segments[k].trains:
-            if train.key not in first_train:
-                first_train[train.key] = train
-                units.append(train.key)
-    if not units:
-        raise DataFormatError(
-            file=file, field="spiketrains", expected="at least one spike train in the chosen segment",
-            found=f"none in segment {indices[0]}",
-        )
+    _require_spike_trains(file, segments, event_channels)
+    indices = _chosen_segments(file, n_in_file, segment)
+    units, first_train = _units(file, segments, indices)
     cell_ids = _cell_ids(units, first_train)
-    column = {u: i for i, u in enumerate(units)}
+    binned = _bin_segments(
+        file,
+        segments,
+        indices,
+        units,
+        cell_ids,
+        bin_size=bin_size,
+        t_start=t_start,
+        t_stop=t_stop,
+        one_segment=segment is not None or len(indices) == 1,
+    )
 
-    blocks_counts, blocks_edges, blocks_segment, blocks_own_time = [], [], [], []
-    offsets: list[float] = []
-    outside = np.zeros(len(units), dtype=np.int64)
-    absent: list[str] = []
-    previous_end = -math.inf
-    used: list[int] = []
-    spans: list[tuple[float, float]] = []
-    for k in indices:
-        seg = segments[k]
-        lo = seg.t_start if t_start is None else max(seg.t_start, float(t_start))
-        hi = seg.t_stop if t_stop is None else min(seg.t_stop, float(t_stop))
-        if not hi > lo:
-            if segment is not None or len(indices) == 1:
-                raise ConfigError(
-                    f"segment {k} spans [{seg.t_start:g}, {seg.t_stop:g}] s: nothing left in [t_start, t_stop)"
-                )
-            continue
-        trains = [np.empty(0)] * len(units)
-        present = set()
-        for train in seg.trains:
-            trains[column[train.key]] = train.times
-            present.add(train.key)
-        absent += [f"{cell_ids[column[u]]}@{k}" for u in units if u not in present]
-        grid_stop = hi
-        if t_stop is None and any(t.size and t[-1] >= hi for t in trains):
-            # neo trains include t_stop itself: end the grid one bin edge after it so such a spike is counted.
-            grid_stop = lo + bin_size * (math.floor(round((hi - lo) / bin_size, 9)) + 1)
-        counts, edges, dropped = bin_spike_times(
-            trains, bin_size, t_start=lo, t_stop=grid_stop, outside="clip", file=file,
-            names=[f"spiketrains[{c}]" for c in cell_ids],
-        )
-        outside += dropped
-        offset = 0.0
-        if edges.size and edges[0] <= previous_end - bin_size * 1e-6:
-            offset = previous_end - edges[0]
-        offsets.append(offset)
-        previous_end = float(edges[-1] + offset + bin_size) if edges.size else previous_end
-        blocks_counts.append(counts)
-        blocks_edges.append(edges + offset)
-        blocks_own_time.append(edges)
-        blocks_segment.append(np.full(edges.size, k, dtype=np.int64))
-        used.append(k)
-        spans.append((lo + offset, hi + offset))
-    if not blocks_counts:
-        raise ConfigError(f"no segment overlaps [t_start, t_stop) = [{t_start}, {t_stop}) s")
-
-    counts = np.concatenate(blocks_counts, axis=0)
-    edges = np.concatenate(blocks_edges)
+    counts = np.concatenate(binned.counts, axis=0)
+    edges = np.concatenate(binned.edges)
+    spans, used, offsets = binned.spans, binned.used, binned.offsets
     require_time_bins(len(edges), bin_size, spans[-1][1] - spans[0][0], file=path)
     attrs: dict[str, Any] = {
         "neo_io": io_name,
@@ -421,17 +368,178 @@ def open_neo(
         "segment_t_start_s": np.asarray([segments[k].t_start for k in used], dtype=np.float64),
         "segment_t_stop_s": np.asarray([segments[k].t_stop for k in used], dtype=np.float64),
         "segment_offsets_s": np.asarray(offsets, dtype=np.float64),
-        "n_spikes_outside": outside,
+        "n_spikes_outside": binned.outside,
         "clipping": "spikes outside [t_start, t_stop) of their segment are dropped; n_spikes_outside counts them",
     }
-    if absent:
-        attrs["cells_absent_from_segments"] = absent
+    if binned.absent:
+        attrs["cells_absent_from_segments"] = binned.absent
     ds = recording_from_counts(
-        counts, edges, bin_size, cell_ids, source=str(path), attrs=attrs,
-        cell_coords={"neo_name": np.asarray([first_train[u].name for u in units], dtype=object),
-                     "neo_id": np.asarray([first_train[u].neo_id for u in units], dtype=object)},
+        counts,
+        edges,
+        bin_size,
+        cell_ids,
+        source=str(path),
+        attrs=attrs,
+        cell_coords={
+            "neo_name": np.asarray([first_train[u].name for u in units], dtype=object),
+            "neo_id": np.asarray([first_train[u].neo_id for u in units], dtype=object),
+        },
     )
-    ds = ds.assign_coords(segment=("time", np.concatenate(blocks_segment)))
+    ds = ds.assign_coords(segment=("time", np.concatenate(binned.segment)))
     if any(offsets):
-        ds = ds.assign_coords(segment_time=("time", np.concatenate(blocks_own_time), {"units": "s"}))
+        ds = ds.assign_coords(segment_time=("time", np.concatenate(binned.own_time), {"units": "s"}))
     return validate(ds, file=path)
+
+
+def _checked_options(by: str, bin_size: float | None, event_channels: Sequence[str] | None) -> float:
+    """Check :func:`open_neo`'s options; the bin size (default ``DEFAULT_BIN_SIZE_S``)."""
+    if by != "time":
+        raise ConfigError(f"open_neo bins continuous time only (by='time'), not by={by!r}")
+    bin_size = DEFAULT_BIN_SIZE_S if bin_size is None else bin_size
+    if not (np.isfinite(bin_size) and bin_size > 0):
+        raise ConfigError(f"bin_size must be a positive number of seconds, not {bin_size!r}")
+    if event_channels is not None and (
+        isinstance(event_channels, str) or not all(isinstance(name, str) for name in event_channels)
+    ):
+        raise ConfigError(f"event_channels must be a list of channel names, e.g. ['Spikes'], not {event_channels!r}")
+    return bin_size
+
+
+def _require_spike_trains(file: Path, segments: list[_SegmentData], event_channels: Sequence[str] | None) -> None:
+    """Every requested event channel exists, and the file holds at least one spike train (the error lists the
+    event channels that could be read as spike trains)."""
+    n_trains = sum(len(s.trains) for s in segments)
+    events = sorted({name for s in segments for name in s.event_names})
+    missing = sorted(set(event_channels or ()) - set(events))
+    if missing:
+        raise DataFormatError(
+            file=file, field="event_channels", expected=f"event channels among {events}", found=f"{missing}"
+        )
+    if n_trains == 0:
+        hint = (
+            (
+                f"it has event channels {events}: read them as spike trains with event_channels={events!r} "
+                f'(CLI: -o "event_channels={events!r}")'
+            )
+            if events
+            else "it holds only signals"
+        )
+        raise DataFormatError(
+            f"this reader found no sorted units in the file; {hint}",
+            file=file,
+            field="spiketrains",
+            expected="at least one spike train",
+            found=f"{len(segments)} segment(s) without spike trains",
+        )
+
+
+def _chosen_segments(file: Path, n_in_file: int, segment: int | None) -> list[int]:
+    """Indices of the segments to bin: all, or the one ``segment`` (negative counts from the end)."""
+    indices = list(range(n_in_file))
+    if segment is not None:
+        if not (isinstance(segment, (int, np.integer)) and -n_in_file <= segment < n_in_file):
+            raise DataFormatError(
+                file=file, field="segment", expected=f"an index in [0, {n_in_file})", found=repr(segment)
+            )
+        indices = [int(segment) % n_in_file]
+    return indices
+
+
+def _units(
+    file: Path, segments: list[_SegmentData], indices: list[int]
+) -> tuple[list[tuple[str, ...]], dict[tuple[str, ...], _Train]]:
+    """The units of the chosen segments in order of first appearance, and the first train of each."""
+    units: list[tuple[str, ...]] = []
+    first_train: dict[tuple[str, ...], _Train] = {}
+    for k in indices:
+        for train in segments[k].trains:
+            if train.key not in first_train:
+                first_train[train.key] = train
+                units.append(train.key)
+    if not units:
+        raise DataFormatError(
+            file=file,
+            field="spiketrains",
+            expected="at least one spike train in the chosen segment",
+            found=f"none in segment {indices[0]}",
+        )
+    return units, first_train
+
+
+@dataclass
+class _Binned:
+    """The binned segments, one entry per segment used: counts, shifted and own left bin edges, segment index
+    per bin, offset, span; with the spikes dropped outside ``[t_start, t_stop)`` per cell and absent cells."""
+
+    counts: list[np.ndarray]
+    edges: list[np.ndarray]
+    own_time: list[np.ndarray]
+    segment: list[np.ndarray]
+    offsets: list[float]
+    used: list[int]
+    spans: list[tuple[float, float]]
+    outside: np.ndarray
+    absent: list[str]
+
+
+def _bin_segments(
+    file: Path,
+    segments: list[_SegmentData],
+    indices: list[int],
+    units: list[tuple[str, ...]],
+    cell_ids: list[str],
+    *,
+    bin_size: float,
+    t_start: float | None,
+    t_stop: float | None,
+    one_segment: bool,
+) -> _Binned:
+    """Bin every chosen segment within ``[t_start, t_stop)``; a segment that starts before the previous one
+    ended is shifted to follow it (its offset), so that time increases across segments."""
+    column = {u: i for i, u in enumerate(units)}
+    out = _Binned([], [], [], [], [], [], [], np.zeros(len(units), dtype=np.int64), [])
+    previous_end = -math.inf
+    for k in indices:
+        seg = segments[k]
+        lo = seg.t_start if t_start is None else max(seg.t_start, float(t_start))
+        hi = seg.t_stop if t_stop is None else min(seg.t_stop, float(t_stop))
+        if not hi > lo:
+            if one_segment:
+                raise ConfigError(
+                    f"segment {k} spans [{seg.t_start:g}, {seg.t_stop:g}] s: nothing left in [t_start, t_stop)"
+                )
+            continue
+        trains = [np.empty(0)] * len(units)
+        present = set()
+        for train in seg.trains:
+            trains[column[train.key]] = train.times
+            present.add(train.key)
+        out.absent += [f"{cell_ids[column[u]]}@{k}" for u in units if u not in present]
+        grid_stop = hi
+        if t_stop is None and any(t.size and t[-1] >= hi for t in trains):
+            # neo trains include t_stop itself: end the grid one bin edge after it so such a spike is counted.
+            grid_stop = lo + bin_size * (math.floor(round((hi - lo) / bin_size, 9)) + 1)
+        counts, edges, dropped = bin_spike_times(
+            trains,
+            bin_size,
+            t_start=lo,
+            t_stop=grid_stop,
+            outside="clip",
+            file=file,
+            names=[f"spiketrains[{c}]" for c in cell_ids],
+        )
+        out.outside += dropped
+        offset = 0.0
+        if edges.size and edges[0] <= previous_end - bin_size * 1e-6:
+            offset = previous_end - edges[0]
+        out.offsets.append(offset)
+        previous_end = float(edges[-1] + offset + bin_size) if edges.size else previous_end
+        out.counts.append(counts)
+        out.edges.append(edges + offset)
+        out.own_time.append(edges)
+        out.segment.append(np.full(edges.size, k, dtype=np.int64))
+        out.used.append(k)
+        out.spans.append((lo + offset, hi + offset))
+    if not out.counts:
+        raise ConfigError(f"no segment overlaps [t_start, t_stop) = [{t_start}, {t_stop}) s")
+    return out

@@ -41,22 +41,62 @@ DEFAULT_BIN_SIZE_S = 0.01
 """Bin width (s) of ``by="time"`` recordings when ``bin_size`` is not given."""
 
 STIMULUS_COLUMNS = (
-    "stimulus_id", "stim_id", "image_id", "image_index", "image_name", "image", "stimulus", "stimulus_name",
-    "stim_name", "stimulus_index", "stimulus_type", "condition", "condition_id", "frame", "frame_name",
-    "clip_name", "movie_name",
+    "stimulus_id",
+    "stim_id",
+    "image_id",
+    "image_index",
+    "image_name",
+    "image",
+    "stimulus",
+    "stimulus_name",
+    "stim_name",
+    "stimulus_index",
+    "stimulus_type",
+    "condition",
+    "condition_id",
+    "frame",
+    "frame_name",
+    "clip_name",
+    "movie_name",
 )
 """Trial-table columns taken as ``stimulus_id`` (first match wins; case and underscores are ignored)."""
 
 # Interval tables that describe the session, not stimulus presentations.
 _NOT_PRESENTATIONS = ("epochs", "invalid_times")
 # Unit-table columns that are spike data or per-spike arrays, not per-unit labels.
-_UNIT_SKIP = {"spike_times", "obs_intervals", "waveform_mean", "waveform_sd", "waveforms", "electrodes",
-              "electrode_group", "spike_amplitudes"}
+_UNIT_SKIP = {
+    "spike_times",
+    "obs_intervals",
+    "waveform_mean",
+    "waveform_sd",
+    "waveforms",
+    "electrodes",
+    "electrode_group",
+    "spike_amplitudes",
+}
 _REGION_COLUMNS = ("location", "brain_area", "brain_region", "region", "area")
 # Coordinate names the opener sets itself; file columns of the same name are not copied.
-_RESERVED = {"cell", "time", "neuroid", "neuroid_id", "presentation", "stimulus_id", "repetition", "time_bin",
-             "time_bin_start", "time_bin_end", "region", "animal", "trial_id", "start_time", "stop_time",
-             "electrode", "electrode_group", "segment", "split"}
+_RESERVED = {
+    "cell",
+    "time",
+    "neuroid",
+    "neuroid_id",
+    "presentation",
+    "stimulus_id",
+    "repetition",
+    "time_bin",
+    "time_bin_start",
+    "time_bin_end",
+    "region",
+    "animal",
+    "trial_id",
+    "start_time",
+    "stop_time",
+    "electrode",
+    "electrode_group",
+    "segment",
+    "split",
+}
 
 
 @dataclass
@@ -86,7 +126,7 @@ def _scalar_column(values: Any, n: int) -> np.ndarray | None:
     """A 1-d column of ``n`` numbers/strings/bools as a numpy array, or ``None`` for anything else."""
     try:
         arr = np.asarray(values[:] if hasattr(values, "__getitem__") else values)
-    except Exception:  # references, compound types: not a plain label column
+    except Exception:  # noqa: BLE001 - references, compound types: not a plain label column
         return None
     if arr.ndim != 1 or arr.shape[0] != n:
         return None
@@ -107,12 +147,17 @@ def _read_units(nwb: Any, file: Path) -> tuple[list[str], list[np.ndarray], dict
     units = nwb.units
     if units is None:
         raise DataFormatError(
-            "the file holds no sorted spikes", file=file, field="units",
-            expected="a units table (nwb.units) with a spike_times column", found="no units table",
+            "the file holds no sorted spikes",
+            file=file,
+            field="units",
+            expected="a units table (nwb.units) with a spike_times column",
+            found="no units table",
         )
     if "spike_times" not in units.colnames:
         raise DataFormatError(
-            file=file, field="units/spike_times", expected="a spike_times column in the units table",
+            file=file,
+            field="units/spike_times",
+            expected="a spike_times column in the units table",
             found=f"columns {list(units.colnames)}",
         )
     try:
@@ -124,7 +169,9 @@ def _read_units(nwb: Any, file: Path) -> tuple[list[str], list[np.ndarray], dict
         raise
     except Exception as exc:
         raise DataFormatError(
-            file=file, field="units/spike_times", expected="readable spike times",
+            file=file,
+            field="units/spike_times",
+            expected="readable spike times",
             found=f"{type(exc).__name__}: {exc}",
         ) from exc
     n = len(ids)
@@ -132,7 +179,9 @@ def _read_units(nwb: Any, file: Path) -> tuple[list[str], list[np.ndarray], dict
         raise DataFormatError(file=file, field="units", expected="at least one unit", found="an empty units table")
     if ends.size != n or (n and (ends[-1] != flat.size or np.any(np.diff(ends) < 0))):
         raise DataFormatError(
-            file=file, field="units/spike_times_index", expected=f"{n} increasing end offsets ending at {flat.size}",
+            file=file,
+            field="units/spike_times_index",
+            expected=f"{n} increasing end offsets ending at {flat.size}",
             found=f"{ends.size} offsets",
         )
     starts = np.concatenate([[0], ends[:-1]])
@@ -145,8 +194,11 @@ def _read_units(nwb: Any, file: Path) -> tuple[list[str], list[np.ndarray], dict
             raise DataFormatError(file=file, field=field_name, expected="finite spike times (s)", found="NaN or inf")
         if t.size > 1 and np.any(np.diff(t) < 0):
             raise DataFormatError(
-                "NWB spike times of a unit must be in increasing order", file=file, field=field_name,
-                expected="sorted spike times", found="unsorted spike times",
+                "NWB spike times of a unit must be in increasing order",
+                file=file,
+                field=field_name,
+                expected="sorted spike times",
+                found="unsorted spike times",
             )
         trains.append(t)
     return unit_ids, trains, _unit_coords(nwb, units, n)
@@ -195,7 +247,7 @@ def _unit_coords(nwb: Any, units: Any, n: int) -> dict[str, np.ndarray]:
                     groups = _scalar_column(table["group_name"].data, len(electrode_ids))
                     if groups is not None:
                         coords["electrode_group"] = groups[first]
-        except Exception:  # a broken electrode link loses labels, never spikes
+        except Exception:  # noqa: BLE001 - a broken electrode link loses labels, never spikes
             pass
     if "electrode_group" in units.colnames:
         try:
@@ -203,7 +255,7 @@ def _unit_coords(nwb: Any, units: Any, n: int) -> dict[str, np.ndarray]:
             coords["electrode_group"] = _text([getattr(g, "name", g) for g in groups])
             if region is None:
                 region = _text([getattr(g, "location", "") or "" for g in groups])
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken electrode_group link loses labels, never spikes
             pass
     if region is not None and any(str(r).strip() for r in region):
         coords["region"] = region
@@ -218,7 +270,9 @@ def _interval_frame(table: Any, name: str, file: Path) -> pd.DataFrame:
         stop = np.asarray(table["stop_time"].data[:], dtype=np.float64)
     except Exception as exc:
         raise DataFormatError(
-            file=file, field=f"intervals/{name}", expected="start_time and stop_time columns",
+            file=file,
+            field=f"intervals/{name}",
+            expected="start_time and stop_time columns",
             found=f"{type(exc).__name__}: {exc}",
         ) from exc
     n = len(ids)
@@ -243,7 +297,9 @@ def _pick_trial_table(nwb: Any, table: str | None, file: Path) -> tuple[str | No
     if table is not None:
         if table not in intervals:
             raise DataFormatError(
-                file=file, field=f"intervals/{table}", expected="a TimeIntervals table of that name",
+                file=file,
+                field=f"intervals/{table}",
+                expected="a TimeIntervals table of that name",
                 found=f"tables {sorted(intervals)}",
             )
         return table, intervals[table], []
@@ -261,7 +317,7 @@ def _read_session(path: Path, *, want_trials: bool, table: str | None) -> _Sessi
 
     try:
         is_hdf5 = h5py.is_hdf5(path)
-    except Exception:
+    except Exception:  # noqa: BLE001 - h5py raises several types for paths it cannot probe; all mean 'not HDF5'
         is_hdf5 = False
     if not is_hdf5:
         raise DataFormatError(file=path, field="<file>", expected="an NWB 2 file (HDF5)", found="not an HDF5 file")
@@ -269,7 +325,10 @@ def _read_session(path: Path, *, want_trials: bool, table: str | None) -> _Sessi
         io = pynwb.NWBHDF5IO(os.fspath(path), mode="r", load_namespaces=True)
     except Exception as exc:
         raise DataFormatError(
-            "the file may be truncated or damaged", file=path, field="<file>", expected="a readable NWB 2 (HDF5) file",
+            "the file may be truncated or damaged",
+            file=path,
+            field="<file>",
+            expected="a readable NWB 2 (HDF5) file",
             found=f"{type(exc).__name__}: {exc}",
         ) from exc
     try:
@@ -283,8 +342,11 @@ def _read_session(path: Path, *, want_trials: bool, table: str | None) -> _Sessi
                 nwb = io.read()
             except Exception as exc:
                 raise DataFormatError(
-                    "the file may be truncated, damaged or not follow the NWB schema", file=path, field="<file>",
-                    expected="an NWB 2 file pynwb can read", found=f"{type(exc).__name__}: {exc}",
+                    "the file may be truncated, damaged or not follow the NWB schema",
+                    file=path,
+                    field="<file>",
+                    expected="an NWB 2 file pynwb can read",
+                    found=f"{type(exc).__name__}: {exc}",
                 ) from exc
             unit_ids, trains, unit_coords = _read_units(nwb, path)
             start_time = getattr(nwb, "session_start_time", None)
@@ -308,7 +370,7 @@ def _read_session(path: Path, *, want_trials: bool, table: str | None) -> _Sessi
             for tab in all_tables.values():
                 try:
                     stops = np.asarray(tab["stop_time"].data[:], dtype=np.float64)
-                except Exception:
+                except Exception:  # noqa: BLE001 - a malformed interval table only fails to extend the session end
                     continue
                 stops = stops[np.isfinite(stops)]
                 if stops.size:
@@ -329,7 +391,9 @@ def _stimulus_column(frame: pd.DataFrame, requested: str | None, table: str, fil
     if requested is not None:
         if requested not in frame.columns or requested in ("id", "start_time", "stop_time"):
             raise DataFormatError(
-                file=file, field=f"{table}/{requested}", expected="a scalar column of the trial table",
+                file=file,
+                field=f"{table}/{requested}",
+                expected="a scalar column of the trial table",
                 found=f"columns {[c for c in frame.columns if c != 'id']}",
             )
         return requested
@@ -356,27 +420,9 @@ def _trial_assembly(
     t_start: float | None,
     t_stop: float | None,
 ) -> xr.DataArray:
-    frame = session.trials
     table = session.trial_table_name or "trials"
-    assert frame is not None
-    bad = ~np.isfinite(frame["start_time"].values) | ~np.isfinite(frame["stop_time"].values)
-    bad |= frame["stop_time"].values < frame["start_time"].values
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataFormatError(
-            file=file, field=f"{table}/stop_time", expected="finite start_time <= stop_time",
-            found=f"row {i}: start {frame['start_time'].iloc[i]!r}, stop {frame['stop_time'].iloc[i]!r}",
-        )
-    keep = np.ones(len(frame), dtype=bool)
-    if t_start is not None:
-        keep &= frame["start_time"].values >= t_start
-    if t_stop is not None:
-        keep &= frame["start_time"].values < t_stop
-    frame = frame.loc[keep].reset_index(drop=True)
-    if len(frame) == 0:
-        raise DataFormatError(
-            file=file, field=table, expected=f"trials starting in [{t_start}, {t_stop}) s", found="no trials",
-        )
+    assert session.trials is not None
+    frame = _selected_trials(session.trials, table, file, t_start, t_stop)
     column = _stimulus_column(frame, stimulus_column, table, file)
     if column is not None:
         stimulus_id = _stimulus_labels(np.asarray(frame[column].values))
@@ -391,10 +437,108 @@ def _trial_assembly(
     else:
         lo = starts
         hi = frame["stop_time"].to_numpy(dtype=np.float64)
+    values, usable, in_some_trial = _count_trial_spikes(session, file, lo, hi, bin_size=bin_size, window=window)
 
-    n_trials, n_units = len(frame), len(session.unit_ids)
+    attrs: dict[str, Any] = {
+        "source": str(file),
+        **session.attrs,
+        "trials_table": table,
+        "stimulus_column": column or "",
+        "stimulus_id_from": f"{table}/{column}" if column else f"{table}/id (no stimulus column found)",
+        "spike_window": (
+            f"[start_time{window[0]:+g} s, start_time{window[1]:+g} s) of each trial"
+            if window is not None
+            else "[start_time, stop_time) of each trial"
+        ),
+        "clipping": "spikes outside a trial's window are not counted in that trial",
+        "n_spikes_outside_trials": np.asarray([int((~m).sum()) for m in in_some_trial], dtype=np.int64),
+    }
+    if session.other_tables:
+        attrs["other_interval_tables"] = list(session.other_tables)
+    if window is not None:
+        attrs["window_s"] = [float(window[0]), float(window[1])]
+    presentation_coords, neuroid_coords = _trial_coords(session, frame, starts)
+
+    if bin_size is None:
+        return assembly(
+            values,
+            stimulus_id=stimulus_id,
+            neuroid_id=session.unit_ids,
+            repetition=repetition,
+            presentation_coords=presentation_coords,
+            neuroid_coords=neuroid_coords,
+            attrs=attrs,
+            name="spike_count",
+        )
+    offset = window[0] if window is not None else 0.0
+    edges_ms = (offset + bin_size * np.arange(values.shape[2] + 1)) * 1000.0
+    data: np.ndarray = values
+    if not usable.all():
+        # Trials shorter than the longest one have no data in the later bins: NaN, never a false zero.
+        data = values.astype(np.float64)
+        data[np.broadcast_to(~usable[:, None, :], data.shape)] = np.nan
+        attrs["padding"] = "bins after a trial's stop_time are NaN (trials differ in duration)"
+    attrs["bin_size_s"] = float(bin_size)
+    return assembly(
+        data,
+        stimulus_id=stimulus_id,
+        neuroid_id=session.unit_ids,
+        repetition=repetition,
+        time_bin_start_ms=edges_ms[:-1],
+        time_bin_end_ms=edges_ms[1:],
+        presentation_coords=presentation_coords,
+        neuroid_coords=neuroid_coords,
+        attrs=attrs,
+        name="spike_count",
+    )
+
+
+def _selected_trials(
+    frame: pd.DataFrame, table: str, file: Path, t_start: float | None, t_stop: float | None
+) -> pd.DataFrame:
+    """The trials (checked: finite ``start_time <= stop_time``) that start in ``[t_start, t_stop)``."""
+    bad = ~np.isfinite(frame["start_time"].values) | ~np.isfinite(frame["stop_time"].values)
+    bad |= frame["stop_time"].values < frame["start_time"].values
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFormatError(
+            file=file,
+            field=f"{table}/stop_time",
+            expected="finite start_time <= stop_time",
+            found=f"row {i}: start {frame['start_time'].iloc[i]!r}, stop {frame['stop_time'].iloc[i]!r}",
+        )
+    keep = np.ones(len(frame), dtype=bool)
+    if t_start is not None:
+        keep &= frame["start_time"].values >= t_start
+    if t_stop is not None:
+        keep &= frame["start_time"].values < t_stop
+    frame = frame.loc[keep].reset_index(drop=True)
+    if len(frame) == 0:
+        raise DataFormatError(
+            file=file,
+            field=table,
+            expected=f"trials starting in [{t_start}, {t_stop}) s",
+            found="no trials",
+        )
+    return frame
+
+
+def _count_trial_spikes(
+    session: _Session,
+    file: Path,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    bin_size: float | None,
+    window: tuple[float, float] | None,
+) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+    """Spike counts of every unit in every trial's ``[lo, hi)``: ``(trial, unit)`` without ``bin_size``, else
+    ``(trial, unit, time_bin)`` with ``usable (trial, time_bin)`` (False after a shorter trial's end); and per
+    unit which spikes fell in some trial."""
+    n_trials, n_units = len(lo), len(session.unit_ids)
     names = [f"units/spike_times[id={u}]" for u in session.unit_ids]
     in_some_trial = [np.zeros(t.size, dtype=bool) for t in session.spike_times]
+    usable = None
     if bin_size is None:
         values = np.zeros((n_trials, n_units), dtype=np.int64)
     else:
@@ -414,34 +558,22 @@ def _trial_assembly(
                 usable[i, :] = False
             continue
         if bin_size is None:
-            counts, _, _ = bin_spike_times(pieces, duration, t_start=lo[i], t_stop=hi[i], outside="error",
-                                           file=file, names=names)
+            counts, _, _ = bin_spike_times(
+                pieces, duration, t_start=lo[i], t_stop=hi[i], outside="error", file=file, names=names
+            )
             values[i] = counts.sum(axis=0)
         else:
-            counts, _, _ = bin_spike_times(pieces, bin_size, t_start=lo[i], t_stop=hi[i], outside="error",
-                                           file=file, names=names)
+            counts, _, _ = bin_spike_times(
+                pieces, bin_size, t_start=lo[i], t_stop=hi[i], outside="error", file=file, names=names
+            )
             k = min(counts.shape[0], n_time)
             values[i, :, :k] = counts[:k].T
             usable[i, k:] = False
+    return values, usable, in_some_trial
 
-    attrs: dict[str, Any] = {
-        "source": str(file),
-        **session.attrs,
-        "trials_table": table,
-        "stimulus_column": column or "",
-        "stimulus_id_from": f"{table}/{column}" if column else f"{table}/id (no stimulus column found)",
-        "spike_window": (
-            f"[start_time{window[0]:+g} s, start_time{window[1]:+g} s) of each trial" if window is not None
-            else "[start_time, stop_time) of each trial"
-        ),
-        "clipping": "spikes outside a trial's window are not counted in that trial",
-        "n_spikes_outside_trials": np.asarray([int((~m).sum()) for m in in_some_trial], dtype=np.int64),
-    }
-    if session.other_tables:
-        attrs["other_interval_tables"] = list(session.other_tables)
-    if window is not None:
-        attrs["window_s"] = [float(window[0]), float(window[1])]
 
+def _trial_coords(session: _Session, frame: pd.DataFrame, starts: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(presentation coords, neuroid coords)``: the trial table's columns; the units' labels and animal."""
     presentation_coords: dict[str, Any] = {
         "trial_id": frame["id"].to_numpy(),
         "start_time": starts,
@@ -452,25 +584,8 @@ def _trial_assembly(
             presentation_coords[col] = frame[col].to_numpy()
     neuroid_coords = dict(session.unit_coords)
     if session.subject_id is not None:
-        neuroid_coords["animal"] = np.asarray([session.subject_id] * n_units, dtype=object)
-
-    if bin_size is None:
-        return assembly(values, stimulus_id=stimulus_id, neuroid_id=session.unit_ids, repetition=repetition,
-                        presentation_coords=presentation_coords, neuroid_coords=neuroid_coords, attrs=attrs,
-                        name="spike_count")
-    offset = window[0] if window is not None else 0.0
-    edges_ms = (offset + bin_size * np.arange(values.shape[2] + 1)) * 1000.0
-    data: np.ndarray = values
-    if not usable.all():
-        # Trials shorter than the longest one have no data in the later bins: NaN, never a false zero.
-        data = values.astype(np.float64)
-        data[np.broadcast_to(~usable[:, None, :], data.shape)] = np.nan
-        attrs["padding"] = "bins after a trial's stop_time are NaN (trials differ in duration)"
-    attrs["bin_size_s"] = float(bin_size)
-    return assembly(data, stimulus_id=stimulus_id, neuroid_id=session.unit_ids, repetition=repetition,
-                    time_bin_start_ms=edges_ms[:-1], time_bin_end_ms=edges_ms[1:],
-                    presentation_coords=presentation_coords, neuroid_coords=neuroid_coords, attrs=attrs,
-                    name="spike_count")
+        neuroid_coords["animal"] = np.asarray([session.subject_id] * len(session.unit_ids), dtype=object)
+    return presentation_coords, neuroid_coords
 
 
 def _time_recording(
@@ -493,8 +608,13 @@ def _time_recording(
     require_time_bins(n_bins(t_start, t_stop, bin_size, file=file), bin_size, last - first, file=file)
     names = [f"units/spike_times[id={u}]" for u in session.unit_ids]
     counts, edges, outside = bin_spike_times(
-        trains, bin_size, t_start=t_start, t_stop=t_stop, outside="clip" if explicit else "error",
-        file=file, names=names,
+        trains,
+        bin_size,
+        t_start=t_start,
+        t_stop=t_stop,
+        outside="clip" if explicit else "error",
+        file=file,
+        names=names,
     )
     attrs = {
         **session.attrs,
@@ -503,8 +623,9 @@ def _time_recording(
         "n_spikes_outside": outside.astype(np.int64),
         "clipping": "spikes outside [t_start_s, t_stop_s) are dropped; n_spikes_outside counts them per cell",
     }
-    return recording_from_counts(counts, edges, bin_size, session.unit_ids, source=str(file),
-                                 cell_coords=session.unit_coords, attrs=attrs)
+    return recording_from_counts(
+        counts, edges, bin_size, session.unit_ids, source=str(file), cell_coords=session.unit_coords, attrs=attrs
+    )
 
 
 def open_nwb(
@@ -577,17 +698,23 @@ def open_nwb(
     if mode == "trial":
         if session.trials is None:
             raise DataFormatError(
-                file=file, field="trials", expected="a trial table (nwb.trials or a TimeIntervals in nwb.intervals)",
+                file=file,
+                field="trials",
+                expected="a trial table (nwb.trials or a TimeIntervals in nwb.intervals)",
                 found="none (use by='time')",
             )
         result: xr.Dataset | xr.DataArray = _trial_assembly(
-            session, file, bin_size=bin_size, window=window, stimulus_column=stimulus_column,
-            t_start=t_start, t_stop=t_stop,
+            session,
+            file,
+            bin_size=bin_size,
+            window=window,
+            stimulus_column=stimulus_column,
+            t_start=t_start,
+            t_stop=t_stop,
         )
     else:
         if window is not None:
             raise ConfigError("window applies to trials; use t_start/t_stop with by='time'")
-        result = _time_recording(session, file, bin_size=bin_size or DEFAULT_BIN_SIZE_S, t_start=t_start,
-                                 t_stop=t_stop)
+        result = _time_recording(session, file, bin_size=bin_size or DEFAULT_BIN_SIZE_S, t_start=t_start, t_stop=t_stop)
     result.attrs["source"] = str(path)
     return validate(result, file=path)

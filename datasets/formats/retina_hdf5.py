@@ -123,7 +123,7 @@ def sniff_retina_hdf5(path: str | os.PathLike[str]) -> bool:
             return False
         try:
             f = h5py.File(p, "r")
-        except Exception:
+        except Exception:  # noqa: BLE001 - an HDF5 signature that h5py cannot open is still ours: open_retina_hdf5 says why
             return True
         with f:
             for split in RECORDING_SPLITS:
@@ -131,7 +131,7 @@ def sniff_retina_hdf5(path: str | os.PathLike[str]) -> bool:
                 if isinstance(group, h5py.Group) and "stimulus" in group:
                     return True
         return False
-    except Exception:
+    except Exception:  # noqa: BLE001 - a sniffer answers 'not mine' for anything it cannot read
         return False
 
 
@@ -180,7 +180,7 @@ class _SharedH5File:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a destructor must not raise
             pass
 
 
@@ -214,8 +214,16 @@ class _FrameReader:
     channel choice and the contrast scaling into the read keeps the dask graph at one task per chunk.
     """
 
-    def __init__(self, source: Any, name: str, shape: tuple[int, ...], subtract: float = 0.0,
-                 divide: float = 1.0, *, channel: int | str | None = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        name: str,
+        shape: tuple[int, ...],
+        subtract: float = 0.0,
+        divide: float = 1.0,
+        *,
+        channel: int | str | None = None,
+    ) -> None:
         self.source = source
         self.name = name
         self.shape = tuple(int(s) for s in shape)
@@ -236,8 +244,9 @@ class _FrameReader:
             else:
                 raw = array[(int(self.channel), *key)]
         except Exception as exc:  # a file changed or damaged after opening
-            raise DataFormatError(file=self.source.path, field=self.name, expected="readable frames",
-                                  found=f"{type(exc).__name__}: {exc}") from exc
+            raise DataFormatError(
+                file=self.source.path, field=self.name, expected="readable frames", found=f"{type(exc).__name__}: {exc}"
+            ) from exc
         if type(raw) is np.ndarray:  # a fresh array from h5py or the channel mean: safe to scale in place
             frames = raw.astype(np.float32, copy=False)
         else:  # memory maps are read-only views of the file: copy
@@ -304,8 +313,9 @@ def _read(f: Any, name: str, file: str) -> np.ndarray:
     try:
         return np.asarray(f[name][()])
     except Exception as exc:
-        raise DataFormatError(file=file, field=name, expected="a readable HDF5 dataset",
-                              found=f"{type(exc).__name__}: {exc}") from exc
+        raise DataFormatError(
+            file=file, field=name, expected="a readable HDF5 dataset", found=f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _check_values(values: np.ndarray, field: str, file: str, *, counts: bool, allow_nan: bool = False) -> None:
@@ -318,8 +328,9 @@ def _check_values(values: np.ndarray, field: str, file: str, *, counts: bool, al
         nan = np.isnan(values)
         if nan.any() and not allow_nan:
             first = tuple(int(i) for i in np.argwhere(nan)[0])
-            raise DataFormatError(file=file, field=field, expected="finite values",
-                                  found=f"{int(nan.sum())} NaN (first at index {first})")
+            raise DataFormatError(
+                file=file, field=field, expected="finite values", found=f"{int(nan.sum())} NaN (first at index {first})"
+            )
         if np.isinf(values).any():
             raise DataFormatError(file=file, field=field, expected="finite values", found="infinite values")
         finite = values[~nan]
@@ -327,17 +338,24 @@ def _check_values(values: np.ndarray, field: str, file: str, *, counts: bool, al
         finite = values
     if finite.size and finite.min() < 0:
         first = tuple(int(i) for i in np.argwhere(values < 0)[0])
-        raise DataFormatError(file=file, field=field, expected="non-negative spike counts or rates",
-                              found=f"negative value {finite.min()!r} (first at index {first})")
+        raise DataFormatError(
+            file=file,
+            field=field,
+            expected="non-negative spike counts or rates",
+            found=f"negative value {finite.min()!r} (first at index {first})",
+        )
     if counts and finite.size and not np.all(finite == np.round(finite)):
-        raise DataFormatError(file=file, field=field, expected="integer spike counts",
-                              found="non-integer values")
+        raise DataFormatError(file=file, field=field, expected="integer spike counts", found="non-integer values")
 
 
 def _check_time(time: np.ndarray, field: str, file: str, n_frames: int) -> np.ndarray:
     if time.ndim != 1 or time.shape[0] != n_frames:
-        raise DataFormatError(file=file, field=field, expected=f"shape ({n_frames},) (one time per stimulus frame)",
-                              found=f"shape {time.shape}")
+        raise DataFormatError(
+            file=file,
+            field=field,
+            expected=f"shape ({n_frames},) (one time per stimulus frame)",
+            found=f"shape {time.shape}",
+        )
     if not np.issubdtype(time.dtype, np.number):
         raise DataFormatError(file=file, field=field, expected="numeric times in seconds", found=f"dtype {time.dtype}")
     time = time.astype(np.float64)
@@ -346,8 +364,12 @@ def _check_time(time: np.ndarray, field: str, file: str, n_frames: int) -> np.nd
     steps = np.diff(time)
     if steps.size and not np.all(steps > 0):
         bad = int(np.argmin(steps > 0))
-        raise DataFormatError(file=file, field=field, expected="strictly increasing times",
-                              found=f"time[{bad + 1}]={time[bad + 1]!r} after time[{bad}]={time[bad]!r}")
+        raise DataFormatError(
+            file=file,
+            field=field,
+            expected="strictly increasing times",
+            found=f"time[{bad + 1}]={time[bad + 1]!r} after time[{bad}]={time[bad]!r}",
+        )
     return time
 
 
@@ -380,8 +402,13 @@ def _choose_response(f: Any, splits: Sequence[str], response: str | None, file: 
         return "binned"
     if len(kinds) == 1:
         return kinds[0]
-    raise DataFormatError("pass response=... to choose one", file=file, field=f"{splits[0]}/response",
-                          expected="a 'binned' response or exactly one response kind", found=kinds or "none")
+    raise DataFormatError(
+        "pass response=... to choose one",
+        file=file,
+        field=f"{splits[0]}/response",
+        expected="a 'binned' response or exactly one response kind",
+        found=kinds or "none",
+    )
 
 
 def _response_units(kind: str, values: np.ndarray, stored: Any) -> str:
@@ -391,13 +418,17 @@ def _response_units(kind: str, values: np.ndarray, stored: Any) -> str:
         return "count"
     if kind.startswith("firing_rate"):
         return "Hz"
-    integer = values.size == 0 or np.issubdtype(values.dtype, np.integer) or bool(
-        np.all(np.isnan(values) | (values == np.round(values))))
+    integer = (
+        values.size == 0
+        or np.issubdtype(values.dtype, np.integer)
+        or bool(np.all(np.isnan(values) | (values == np.round(values))))
+    )
     return "count" if integer else "a.u."
 
 
-def _read_repeats(f: Any, kind: str, n_cells: int, n_frames: int, file: str
-                  ) -> tuple[np.ndarray, list[str] | None, str, int] | None:
+def _read_repeats(
+    f: Any, kind: str, n_cells: int, n_frames: int, file: str
+) -> tuple[np.ndarray, list[str] | None, str, int] | None:
     """``(repeat, time, cell)`` test repeats, their cell names (cellNN layout), source field, trimmed bins."""
     import h5py
 
@@ -408,18 +439,24 @@ def _read_repeats(f: Any, kind: str, n_cells: int, n_frames: int, file: str
         field = f"test/repeats/{kind}"
         stacked = _read(f, field, file)
         if stacked.ndim != 3 or stacked.shape[1] != n_cells:
-            raise DataFormatError(file=file, field=field, expected=f"shape (repeats, {n_cells}, time)",
-                                  found=f"shape {stacked.shape}")
+            raise DataFormatError(
+                file=file, field=field, expected=f"shape (repeats, {n_cells}, time)", found=f"shape {stacked.shape}"
+            )
         stacked, trimmed = _trim_bins(stacked, n_frames, field, file, "test/stimulus")
         _check_values(stacked, field, file, counts=kind == "binned", allow_nan=True)
         return np.transpose(stacked, (0, 2, 1)), None, field, trimmed
-    names = sorted((k for k, v in group.items() if isinstance(v, h5py.Dataset) and k.startswith("cell")),
-                   key=_cell_number)
+    names = sorted(
+        (k for k, v in group.items() if isinstance(v, h5py.Dataset) and k.startswith("cell")), key=_cell_number
+    )
     if not names:
         return None
     if len(names) != n_cells:
-        raise DataFormatError(file=file, field="test/repeats", expected=f"{n_cells} cells (as test/response/{kind})",
-                              found=f"{len(names)} members {names[:5]}{'...' if len(names) > 5 else ''}")
+        raise DataFormatError(
+            file=file,
+            field="test/repeats",
+            expected=f"{n_cells} cells (as test/response/{kind})",
+            found=f"{len(names)} members {names[:5]}{'...' if len(names) > 5 else ''}",
+        )
     per_cell = []
     trimmed = 0
     n_repeats = None
@@ -429,13 +466,16 @@ def _read_repeats(f: Any, kind: str, n_cells: int, n_frames: int, file: str
         if values.ndim == 1:
             values = values[None, :]
         if values.ndim != 2:
-            raise DataFormatError(file=file, field=field, expected="shape (repeats, time)", found=f"shape {values.shape}")
+            raise DataFormatError(
+                file=file, field=field, expected="shape (repeats, time)", found=f"shape {values.shape}"
+            )
         values, trimmed = _trim_bins(values, n_frames, field, file, "test/stimulus")
         if n_repeats is None:
             n_repeats = values.shape[0]
         elif values.shape[0] != n_repeats:
-            raise DataFormatError(file=file, field=field, expected=f"{n_repeats} repeats (as {names[0]})",
-                                  found=values.shape[0])
+            raise DataFormatError(
+                file=file, field=field, expected=f"{n_repeats} repeats (as {names[0]})", found=values.shape[0]
+            )
         _check_values(values, field, file, counts=False, allow_nan=True)
         per_cell.append(values)
     return np.stack(per_cell, axis=-1), names, "test/repeats/cellNN", trimmed
@@ -477,12 +517,7 @@ def open_retina_hdf5(
     """
     import h5py
 
-    if stimulus_scale not in STIMULUS_SCALES:
-        raise ConfigError(f"stimulus_scale must be one of {STIMULUS_SCALES}, got {stimulus_scale!r}")
-    requested = tuple(RECORDING_SPLITS) if splits is None else tuple(splits)
-    unknown = [s for s in requested if s not in RECORDING_SPLITS]
-    if unknown or not requested or len(set(requested)) != len(requested):
-        raise ConfigError(f"splits must be distinct values among {RECORDING_SPLITS}, got {splits!r}")
+    requested = _requested_splits(splits, stimulus_scale)
     p = existing_file(path)
     file = str(p)
     f = open_hdf5(p)
@@ -491,75 +526,21 @@ def open_retina_hdf5(
         present = [s for s in requested if isinstance(f.get(s), h5py.Group)]
         if splits is not None and len(present) != len(requested):
             missing = [s for s in requested if s not in present]
-            raise DataFormatError(file=file, field=missing[0], expected=f"groups {list(requested)}",
-                                  found=f"groups {sorted(f.keys())}")
+            raise DataFormatError(
+                file=file, field=missing[0], expected=f"groups {list(requested)}", found=f"groups {sorted(f.keys())}"
+            )
         if not present:
-            raise DataFormatError(file=file, field="train", expected="a 'train' or 'test' group",
-                                  found=f"groups {sorted(f.keys())}")
+            raise DataFormatError(
+                file=file, field="train", expected="a 'train' or 'test' group", found=f"groups {sorted(f.keys())}"
+            )
         kind = _choose_response(f, present, response, file)
+        parts, frame_shape, n_cells, attrs = _read_splits(f, present, kind, file)
 
-        parts: dict[str, dict[str, Any]] = {}
-        frame_shape: tuple[int, ...] | None = None
-        n_cells: int | None = None
-        attrs: dict[str, Any] = {}
-        for split in present:
-            stim_field = f"{split}/stimulus"
-            stim = f.get(stim_field)
-            if not isinstance(stim, h5py.Dataset):
-                raise DataFormatError(file=file, field=stim_field, expected="a (time, y, x) dataset",
-                                      found="none" if stim is None else type(stim).__name__)
-            if stim.ndim != 3 or not np.issubdtype(stim.dtype, np.number):
-                raise DataFormatError(file=file, field=stim_field, expected="a numeric (time, y, x) movie",
-                                      found=f"shape {stim.shape}, dtype {stim.dtype}")
-            n_frames = int(stim.shape[0])
-            if frame_shape is None:
-                frame_shape = tuple(stim.shape[1:])
-            elif tuple(stim.shape[1:]) != frame_shape:
-                raise DataFormatError(file=file, field=stim_field, expected=f"frames of {frame_shape} pixels",
-                                      found=f"{tuple(stim.shape[1:])}")
-            if "time" not in f[split]:
-                raise DataFormatError(file=file, field=f"{split}/time", expected=f"({n_frames},) frame times (s)",
-                                      found="none")
-            time = _check_time(_read(f, f"{split}/time", file), f"{split}/time", file, n_frames)
-            time_units = _text_list(f[f"{split}/time"].attrs.get("units", "s"))[0]
-            if time_units in ("ms", "msec", "milliseconds"):
-                time = time / 1000.0
-
-            resp_field = f"{split}/response/{kind}"
-            if not isinstance(f.get(resp_field), h5py.Dataset):
-                raise DataFormatError(file=file, field=resp_field, expected=f"a (cells, {n_frames}) dataset",
-                                      found=f"response kinds {_response_kinds(f, [split])}")
-            values = _read(f, resp_field, file)
-            if values.ndim != 2:
-                raise DataFormatError(file=file, field=resp_field, expected=f"shape (cells, {n_frames})",
-                                      found=f"shape {values.shape}")
-            values, trimmed = _trim_bins(values, n_frames, resp_field, file, stim_field)
-            if n_cells is None:
-                n_cells = int(values.shape[0])
-            elif values.shape[0] != n_cells:
-                raise DataFormatError(file=file, field=resp_field,
-                                      expected=f"{n_cells} cells (as {present[0]}/response/{kind})",
-                                      found=values.shape[0])
-            units = _response_units(kind, values, f[resp_field].attrs.get("units"))
-            _check_values(values, resp_field, file, counts=units == "count")
-            if trimmed:
-                attrs[f"trailing_bins_dropped_{split}"] = trimmed
-            parts[split] = {"stimulus": stim_field, "n_frames": n_frames, "time": time, "response": values.T,
-                            "units": units, "file_chunk": stim.chunks[0] if stim.chunks else None,
-                            "stored_dtype": str(stim.dtype)}
-
-        assert n_cells is not None and frame_shape is not None
         repeats = _read_repeats(f, kind, n_cells, parts["test"]["n_frames"], file) if "test" in parts else None
         if repeats is not None and repeats[3]:
             attrs["trailing_bins_dropped_test"] = repeats[3]
-
         cell_ids = _cell_ids(f, n_cells, repeats[1] if repeats is not None else None, file)
-        cell_types = f.attrs.get("cell_types")
-        if cell_types is not None:
-            cell_types = _text_list(cell_types)
-            if len(cell_types) != n_cells:
-                raise DataFormatError(file=file, field="attrs.cell_types", expected=f"{n_cells} values (one per cell)",
-                                      found=len(cell_types))
+        cell_types = _cell_types(f, n_cells, file)
         if "species" in f.attrs:
             attrs["species"] = _text_list(f.attrs["species"])[0]
 
@@ -569,27 +550,19 @@ def open_retina_hdf5(
             attrs["stimulus_mean_stored_units"] = scale[0]
             attrs["stimulus_sd_stored_units"] = scale[1]
 
-    units = {parts[s]["units"] for s in parts}
-    if len(units) != 1:
-        raise DataFormatError(file=file, field=f"test/response/{kind}", expected=f"units {parts[present[0]]['units']!r}",
-                              found=f"units {sorted(units)}")
-    unit = units.pop()
-
-    order = [s for s in RECORDING_SPLITS if s in parts]
-    time = np.concatenate([parts[s]["time"] for s in order])
-    counts = np.concatenate([parts[s]["response"] for s in order], axis=0)
-    split_labels = np.concatenate([np.full(parts[s]["n_frames"], s, dtype=object) for s in order])
-    train_time = parts[order[0]]["time"] if parts[order[0]]["n_frames"] > 1 else parts[order[-1]]["time"]
-    if train_time.size < 2:
-        raise DataFormatError(file=file, field=f"{order[0]}/time", expected="at least 2 frames to know the frame rate",
-                              found=f"{train_time.size} frame(s)")
-    frame_step = 1.0 / _rounded_rate(float(np.median(np.diff(train_time))))
+    unit = _one_unit(parts, present, kind, file)
+    order, time, counts, split_labels, frame_step = _joined_splits(parts, file)
 
     handle = _SharedH5File(file)
     stimulus = _stimulus_array(handle, parts, order, frame_shape, scale, lazy, chunk_frames, file)
 
-    attrs.update({"response_kind": kind, "stimulus_scale": "none" if stimulus_scale is None else stimulus_scale,
-                  "stimulus_stored_dtype": parts[order[0]]["stored_dtype"]})
+    attrs.update(
+        {
+            "response_kind": kind,
+            "stimulus_scale": "none" if stimulus_scale is None else stimulus_scale,
+            "stimulus_stored_dtype": parts[order[0]]["stored_dtype"],
+        }
+    )
     coords = {"cell_type": cell_types} if cell_types is not None else None
     ds = recording_from_counts(counts, time, frame_step, cell_ids, source=file, cell_coords=coords, attrs=attrs)
     ds["response"].attrs["units"] = unit
@@ -602,6 +575,153 @@ def open_retina_hdf5(
     else:
         handle.close()
     return validate(ds, file=file)  # type: ignore[return-value]
+
+
+def _requested_splits(splits: Sequence[str] | None, stimulus_scale: str | None) -> tuple[str, ...]:
+    """Check :func:`open_retina_hdf5`'s options; the splits to read (``RECORDING_SPLITS`` by default)."""
+    if stimulus_scale not in STIMULUS_SCALES:
+        raise ConfigError(f"stimulus_scale must be one of {STIMULUS_SCALES}, got {stimulus_scale!r}")
+    requested = tuple(RECORDING_SPLITS) if splits is None else tuple(splits)
+    unknown = [s for s in requested if s not in RECORDING_SPLITS]
+    if unknown or not requested or len(set(requested)) != len(requested):
+        raise ConfigError(f"splits must be distinct values among {RECORDING_SPLITS}, got {splits!r}")
+    return requested
+
+
+def _read_splits(
+    f: Any, present: list[str], kind: str, file: str
+) -> tuple[dict[str, dict[str, Any]], tuple[int, ...], int, dict[str, Any]]:
+    """Every split's movie facts, frame times and responses (:func:`_read_split`), checked to agree in frame
+    shape and cell count: ``(parts, frame shape, number of cells, attrs with the trailing bins dropped)``."""
+    parts: dict[str, dict[str, Any]] = {}
+    frame_shape: tuple[int, ...] | None = None
+    n_cells: int | None = None
+    attrs: dict[str, Any] = {}
+    for split in present:
+        parts[split], frame_shape, n_cells, trimmed = _read_split(
+            f, split, kind, file, frame_shape=frame_shape, n_cells=n_cells, first=present[0]
+        )
+        if trimmed:
+            attrs[f"trailing_bins_dropped_{split}"] = trimmed
+    assert n_cells is not None and frame_shape is not None
+    return parts, frame_shape, n_cells, attrs
+
+
+def _read_split(
+    f: Any, split: str, kind: str, file: str, *, frame_shape: tuple[int, ...] | None, n_cells: int | None, first: str
+) -> tuple[dict[str, Any], tuple[int, ...], int, int]:
+    """One split: ``(part, frame shape, number of cells, trailing bins dropped)``; the frame shape and cell count
+    must equal those of the splits before it (``None`` for the first, ``first``)."""
+    import h5py
+
+    stim_field = f"{split}/stimulus"
+    stim = f.get(stim_field)
+    if not isinstance(stim, h5py.Dataset):
+        raise DataFormatError(
+            file=file,
+            field=stim_field,
+            expected="a (time, y, x) dataset",
+            found="none" if stim is None else type(stim).__name__,
+        )
+    if stim.ndim != 3 or not np.issubdtype(stim.dtype, np.number):
+        raise DataFormatError(
+            file=file,
+            field=stim_field,
+            expected="a numeric (time, y, x) movie",
+            found=f"shape {stim.shape}, dtype {stim.dtype}",
+        )
+    n_frames = int(stim.shape[0])
+    if frame_shape is None:
+        frame_shape = tuple(stim.shape[1:])
+    elif tuple(stim.shape[1:]) != frame_shape:
+        raise DataFormatError(
+            file=file, field=stim_field, expected=f"frames of {frame_shape} pixels", found=f"{tuple(stim.shape[1:])}"
+        )
+    if "time" not in f[split]:
+        raise DataFormatError(file=file, field=f"{split}/time", expected=f"({n_frames},) frame times (s)", found="none")
+    time = _check_time(_read(f, f"{split}/time", file), f"{split}/time", file, n_frames)
+    time_units = _text_list(f[f"{split}/time"].attrs.get("units", "s"))[0]
+    if time_units in ("ms", "msec", "milliseconds"):
+        time = time / 1000.0
+
+    resp_field = f"{split}/response/{kind}"
+    if not isinstance(f.get(resp_field), h5py.Dataset):
+        raise DataFormatError(
+            file=file,
+            field=resp_field,
+            expected=f"a (cells, {n_frames}) dataset",
+            found=f"response kinds {_response_kinds(f, [split])}",
+        )
+    values = _read(f, resp_field, file)
+    if values.ndim != 2:
+        raise DataFormatError(
+            file=file, field=resp_field, expected=f"shape (cells, {n_frames})", found=f"shape {values.shape}"
+        )
+    values, trimmed = _trim_bins(values, n_frames, resp_field, file, stim_field)
+    if n_cells is None:
+        n_cells = int(values.shape[0])
+    elif values.shape[0] != n_cells:
+        raise DataFormatError(
+            file=file, field=resp_field, expected=f"{n_cells} cells (as {first}/response/{kind})", found=values.shape[0]
+        )
+    units = _response_units(kind, values, f[resp_field].attrs.get("units"))
+    _check_values(values, resp_field, file, counts=units == "count")
+    part = {
+        "stimulus": stim_field,
+        "n_frames": n_frames,
+        "time": time,
+        "response": values.T,
+        "units": units,
+        "file_chunk": stim.chunks[0] if stim.chunks else None,
+        "stored_dtype": str(stim.dtype),
+    }
+    return part, frame_shape, n_cells, trimmed
+
+
+def _cell_types(f: Any, n_cells: int, file: str) -> list[str] | None:
+    """The file's ``cell_types`` attribute (one per cell), if any."""
+    cell_types = f.attrs.get("cell_types")
+    if cell_types is not None:
+        cell_types = _text_list(cell_types)
+        if len(cell_types) != n_cells:
+            raise DataFormatError(
+                file=file, field="attrs.cell_types", expected=f"{n_cells} values (one per cell)", found=len(cell_types)
+            )
+    return cell_types
+
+
+def _one_unit(parts: dict[str, dict[str, Any]], present: list[str], kind: str, file: str) -> str:
+    """The responses' unit, which every split must share."""
+    units = {parts[s]["units"] for s in parts}
+    if len(units) != 1:
+        raise DataFormatError(
+            file=file,
+            field=f"test/response/{kind}",
+            expected=f"units {parts[present[0]]['units']!r}",
+            found=f"units {sorted(units)}",
+        )
+    return units.pop()
+
+
+def _joined_splits(
+    parts: dict[str, dict[str, Any]], file: str
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, float]:
+    """The splits in ``RECORDING_SPLITS`` order joined along time: ``(order, time, counts (time, cell), split
+    label per frame, frame step)``; the frame step from the median step of the train frame times."""
+    order = [s for s in RECORDING_SPLITS if s in parts]
+    time = np.concatenate([parts[s]["time"] for s in order])
+    counts = np.concatenate([parts[s]["response"] for s in order], axis=0)
+    split_labels = np.concatenate([np.full(parts[s]["n_frames"], s, dtype=object) for s in order])
+    train_time = parts[order[0]]["time"] if parts[order[0]]["n_frames"] > 1 else parts[order[-1]]["time"]
+    if train_time.size < 2:
+        raise DataFormatError(
+            file=file,
+            field=f"{order[0]}/time",
+            expected="at least 2 frames to know the frame rate",
+            found=f"{train_time.size} frame(s)",
+        )
+    frame_step = 1.0 / _rounded_rate(float(np.median(np.diff(train_time))))
+    return order, time, counts, split_labels, frame_step
 
 
 def _rounded_rate(frame_step: float) -> float:
@@ -618,8 +738,9 @@ def _cell_ids(f: Any, n_cells: int, repeat_names: list[str] | None, file: str) -
     if "cell_ids" in f.attrs:
         ids = _text_list(f.attrs["cell_ids"])
         if len(ids) != n_cells:
-            raise DataFormatError(file=file, field="attrs.cell_ids", expected=f"{n_cells} ids (one per cell)",
-                                  found=len(ids))
+            raise DataFormatError(
+                file=file, field="attrs.cell_ids", expected=f"{n_cells} ids (one per cell)", found=len(ids)
+            )
         return ids
     if repeat_names is not None:
         return list(repeat_names)
@@ -631,16 +752,18 @@ def _cell_ids(f: Any, n_cells: int, repeat_names: list[str] | None, file: str) -
     return [f"cell{i + 1:02d}" for i in range(n_cells)]
 
 
-def _zscore_statistics(f: Any, parts: dict[str, dict[str, Any]], file: str, chunk_frames: int | None
-                       ) -> tuple[float, float]:
+def _zscore_statistics(
+    f: Any, parts: dict[str, dict[str, Any]], file: str, chunk_frames: int | None
+) -> tuple[float, float]:
     """Mean and sd of the train movie (else the test movie): cached attributes, or one streaming pass."""
     import h5py
 
     source = "train" if isinstance(f.get("train/stimulus"), h5py.Dataset) else next(iter(parts))
     stim = f[f"{source}/stimulus"]
     if stim.ndim != 3:
-        raise DataFormatError(file=file, field=f"{source}/stimulus", expected="a (time, y, x) movie",
-                              found=f"shape {stim.shape}")
+        raise DataFormatError(
+            file=file, field=f"{source}/stimulus", expected="a (time, y, x) movie", found=f"shape {stim.shape}"
+        )
     cached = [stim.attrs.get(name) for name in _STATS_ATTRS]
     if all(v is not None for v in cached) and int(cached[2]) == stim.shape[0]:
         mean, sd = float(cached[0]), float(cached[1])
@@ -651,15 +774,20 @@ def _zscore_statistics(f: Any, parts: dict[str, dict[str, Any]], file: str, chun
         def blocks() -> Iterator[np.ndarray]:
             for start in range(0, stim.shape[0], step):
                 try:
-                    yield stim[start:start + step]
+                    yield stim[start : start + step]
                 except Exception as exc:
-                    raise DataFormatError(file=file, field=f"{source}/stimulus", expected="readable frames",
-                                          found=f"{type(exc).__name__}: {exc}") from exc
+                    raise DataFormatError(
+                        file=file,
+                        field=f"{source}/stimulus",
+                        expected="readable frames",
+                        found=f"{type(exc).__name__}: {exc}",
+                    ) from exc
 
         mean, sd, _ = stream_frame_statistics(blocks())
     if not (np.isfinite(mean) and np.isfinite(sd)):
-        raise DataFormatError(file=file, field=f"{source}/stimulus", expected="finite pixel values",
-                              found=f"mean {mean}, sd {sd}")
+        raise DataFormatError(
+            file=file, field=f"{source}/stimulus", expected="finite pixel values", found=f"mean {mean}, sd {sd}"
+        )
     # A blank movie has sd 0: leave it centred rather than dividing by zero.
     return mean, (sd if sd > 0 else 1.0)
 
@@ -667,15 +795,25 @@ def _zscore_statistics(f: Any, parts: dict[str, dict[str, Any]], file: str, chun
 def _stimulus_attrs(stimulus_scale: str | None, scale: tuple[float, float]) -> dict[str, Any]:
     if stimulus_scale is None:
         return {"units": "stored pixel values", "scale": "none"}
-    return {"units": "contrast (z-score)", "scale": "zscore: (x - mean) / sd of the train movie",
-            "mean_stored_units": scale[0], "sd_stored_units": scale[1]}
+    return {
+        "units": "contrast (z-score)",
+        "scale": "zscore: (x - mean) / sd of the train movie",
+        "mean_stored_units": scale[0],
+        "sd_stored_units": scale[1],
+    }
 
 
-def _stimulus_array(handle: _SharedH5File, parts: dict[str, dict[str, Any]], order: list[str],
-                    frame_shape: tuple[int, ...], scale: tuple[float, float], lazy: bool,
-                    chunk_frames: int | None, file: str) -> Any:
-    readers = [_FrameReader(handle, parts[s]["stimulus"], (parts[s]["n_frames"], *frame_shape), *scale)
-               for s in order]
+def _stimulus_array(
+    handle: _SharedH5File,
+    parts: dict[str, dict[str, Any]],
+    order: list[str],
+    frame_shape: tuple[int, ...],
+    scale: tuple[float, float],
+    lazy: bool,
+    chunk_frames: int | None,
+    file: str,
+) -> Any:
+    readers = [_FrameReader(handle, parts[s]["stimulus"], (parts[s]["n_frames"], *frame_shape), *scale) for s in order]
     if not lazy:
         return np.concatenate([reader[:] for reader in readers], axis=0)
 
@@ -688,14 +826,26 @@ def _stimulus_array(handle: _SharedH5File, parts: dict[str, dict[str, Any]], ord
         frame_bytes = int(np.prod(frame_shape)) * 4
         step = _dask_chunk_frames(frame_bytes, parts[split]["file_chunk"], chunk_frames)
         token = tokenize(file, stat.st_mtime_ns, stat.st_size, reader.name, reader.shape, scale, step)
-        arrays.append(da.from_array(reader, chunks=(step, *frame_shape), name=f"retina-hdf5-{split}-{token}",
-                                    lock=False, asarray=False, fancy=False,
-                                    meta=np.empty((0,) * len(reader.shape), dtype=np.float32)))
+        arrays.append(
+            da.from_array(
+                reader,
+                chunks=(step, *frame_shape),
+                name=f"retina-hdf5-{split}-{token}",
+                lock=False,
+                asarray=False,
+                fancy=False,
+                meta=np.empty((0,) * len(reader.shape), dtype=np.float32),
+            )
+        )
     return arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=0)
 
 
-def _trials_array(repeats: tuple[np.ndarray, list[str] | None, str, int], parts: dict[str, dict[str, Any]],
-                  order: list[str], response_units: str) -> xr.DataArray:
+def _trials_array(
+    repeats: tuple[np.ndarray, list[str] | None, str, int],
+    parts: dict[str, dict[str, Any]],
+    order: list[str],
+    response_units: str,
+) -> xr.DataArray:
     """``(repeat, time, cell)``: NaN over train frames (lazy, never materialised), the repeats over test frames."""
     import dask.array as da
 
@@ -708,8 +858,9 @@ def _trials_array(repeats: tuple[np.ndarray, list[str] | None, str, int], parts:
             pieces.append(da.from_array(test_values, chunks=test_values.shape))
         else:
             n = parts[split]["n_frames"]
-            pieces.append(da.full((n_repeats, n, n_cells), np.nan, dtype=np.float64,
-                                  chunks=(n_repeats, min(n, 65536), n_cells)))
+            pieces.append(
+                da.full((n_repeats, n, n_cells), np.nan, dtype=np.float64, chunks=(n_repeats, min(n, 65536), n_cells))
+            )
     data = pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=1)
     finite = test_values[np.isfinite(test_values)]
     integer = bool(np.all(finite == np.round(finite)))
@@ -747,7 +898,7 @@ def _frame_blocks(stimulus: xr.DataArray, index: np.ndarray, chunk_frames: int) 
     data = stimulus.data
     if not (hasattr(data, "dask") and isinstance(selector, slice)):
         for start in range(0, index.size, target):
-            rows = _as_selector(index[start:start + target])
+            rows = _as_selector(index[start : start + target])
             yield start, np.asarray(stimulus.isel(time=rows).values, dtype=np.float32)
         return
     part = data[selector]
@@ -778,8 +929,10 @@ def _response_kind_for(recording: xr.Dataset, response_kind: str | None) -> str:
         return stored
     if units == "count":
         return "binned"
-    raise ConfigError(f"response units are {units!r}: pass response_kind= (e.g. 'firing_rate_10ms') to name "
-                      "the dataset under <split>/response/")
+    raise ConfigError(
+        f"response units are {units!r}: pass response_kind= (e.g. 'firing_rate_10ms') to name "
+        "the dataset under <split>/response/"
+    )
 
 
 def write_retina_hdf5(
@@ -804,8 +957,12 @@ def write_retina_hdf5(
 
     validate(recording)
     if "stimulus" not in recording.data_vars:
-        raise DataFormatError(file=recording.attrs.get("source"), field="stimulus",
-                              expected="a stimulus(time, y, x) variable (the layout stores the movie)", found="none")
+        raise DataFormatError(
+            file=recording.attrs.get("source"),
+            field="stimulus",
+            expected="a stimulus(time, y, x) variable (the layout stores the movie)",
+            found="none",
+        )
     if int(chunk_frames) < 1:
         raise ConfigError(f"chunk_frames must be a positive number of frames, got {chunk_frames!r}")
     kind = _response_kind_for(recording, response_kind)
@@ -823,26 +980,28 @@ def write_retina_hdf5(
             if recording.attrs.get("species"):
                 f.attrs["species"] = str(recording.attrs["species"])
             if "cell_type" in recording.coords:
-                f.attrs["cell_types"] = np.asarray([str(v) for v in recording["cell_type"].values],
-                                                   dtype=h5py.string_dtype())
+                f.attrs["cell_types"] = np.asarray(
+                    [str(v) for v in recording["cell_type"].values], dtype=h5py.string_dtype()
+                )
             for split, index in _split_indices(recording):
                 selector = _as_selector(index)
                 n = int(index.size)
                 group = f.create_group(split)
-                dset = group.create_dataset("stimulus", shape=(n, *frame_shape), dtype=np.float32,
-                                            chunks=(min(int(chunk_frames), max(n, 1)), *frame_shape),
-                                            compression=compression)
-                def blocks() -> Iterator[np.ndarray]:
-                    for start, block in _frame_blocks(stimulus, index, dset.chunks[0]):
-                        dset[start:start + block.shape[0]] = block
-                        yield block
-
-                mean, sd, frames = stream_frame_statistics(blocks())
+                dset = group.create_dataset(
+                    "stimulus",
+                    shape=(n, *frame_shape),
+                    dtype=np.float32,
+                    chunks=(min(int(chunk_frames), max(n, 1)), *frame_shape),
+                    compression=compression,
+                )
+                mean, sd, frames = stream_frame_statistics(_written_blocks(stimulus, index, dset))
                 if split == "train":
                     dset.attrs["neuromodels_mean"] = mean
                     dset.attrs["neuromodels_std"] = sd
                     dset.attrs["neuromodels_n_frames"] = frames
-                time = group.create_dataset("time", data=np.asarray(recording["time"].values[selector], dtype=np.float64))
+                time = group.create_dataset(
+                    "time", data=np.asarray(recording["time"].values[selector], dtype=np.float64)
+                )
                 time.attrs["units"] = "s"
                 values = np.asarray(response.isel(time=selector).values).T
                 resp = group.create_dataset(f"response/{kind}", data=values)
@@ -852,3 +1011,11 @@ def write_retina_hdf5(
                     for i in range(len(cells)):
                         group.create_dataset(f"repeats/cell{i + 1:02d}", data=trials[:, :, i])
     return target
+
+
+def _written_blocks(stimulus: xr.DataArray, index: np.ndarray, dset: Any) -> Iterator[np.ndarray]:
+    """Write the frames ``index`` of ``stimulus`` into ``dset`` block by block (one HDF5 chunk of frames at a
+    time), yielding each block after it is written (for the streamed statistics)."""
+    for start, block in _frame_blocks(stimulus, index, dset.chunks[0]):
+        dset[start : start + block.shape[0]] = block
+        yield block

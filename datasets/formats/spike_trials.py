@@ -128,7 +128,9 @@ def _h5_matlab_value(f: Any, obj: Any, depth: int = 0) -> np.ndarray:
     import h5py
 
     if depth > 8:
-        raise DataFormatError(file=f.filename, field=obj.name, expected="cell arrays nested at most 8 deep", found="deeper")
+        raise DataFormatError(
+            file=f.filename, field=obj.name, expected="cell arrays nested at most 8 deep", found="deeper"
+        )
     matlab_class = _h5_text(obj.attrs.get("MATLAB_class", b""))
     if obj.attrs.get("MATLAB_empty", 0):
         return np.zeros((0, 0))
@@ -151,9 +153,15 @@ def _read_mat(path: Path, keys: Sequence[str] | None) -> tuple[dict[str, Any], s
 
         with h5py.File(path, "r") as f:
             names = {k for k in f.keys() if not k.startswith("#")}
-            wanted = keys if keys is not None else [
-                k for k in names
-                if isinstance(f[k], h5py.Dataset) and _h5_text(f[k].attrs.get("MATLAB_class", b"")) == "cell"]
+            wanted = (
+                keys
+                if keys is not None
+                else [
+                    k
+                    for k in names
+                    if isinstance(f[k], h5py.Dataset) and _h5_text(f[k].attrs.get("MATLAB_class", b"")) == "cell"
+                ]
+            )
             values = {k: _h5_matlab_value(f, f[k]) for k in wanted if k in names and isinstance(f[k], h5py.Dataset)}
             for k in _META_SCALARS:
                 if k in names and isinstance(f[k], h5py.Dataset) and f[k].size == 1:
@@ -170,8 +178,12 @@ def _read_mat(path: Path, keys: Sequence[str] | None) -> tuple[dict[str, Any], s
 
 
 def _is_time_vector(value: Any) -> bool:
-    return (isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim <= 2
-            and (value.size == 0 or value.ndim < 2 or min(value.shape) == 1))
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype.kind in "iuf"
+        and value.ndim <= 2
+        and (value.size == 0 or value.ndim < 2 or min(value.shape) == 1)
+    )
 
 
 def _looks_like_spike_cells(value: Any, max_checked: int = 50) -> bool:
@@ -205,7 +217,8 @@ def _h5_looks_like_spike_cells(f: Any, obj: Any, depth: int = 0) -> bool:
             if not _h5_looks_like_spike_cells(f, item, depth + 1):
                 return False
         elif _h5_text(item.attrs.get("MATLAB_class", b"")) not in _MATLAB_NUMERIC or not (
-                item.attrs.get("MATLAB_empty", 0) or (item.ndim <= 2 and (item.ndim < 2 or min(item.shape) <= 1))):
+            item.attrs.get("MATLAB_empty", 0) or (item.ndim <= 2 and (item.ndim < 2 or min(item.shape) <= 1))
+        ):
             return False
     return True
 
@@ -219,11 +232,15 @@ def sniff_spike_trials(path: str | os.PathLike[str]) -> bool:
 
             with h5py.File(p, "r") as f:
                 return any(
-                    isinstance(f[k], h5py.Dataset) and _h5_text(f[k].attrs.get("MATLAB_class", b"")) == "cell"
-                    and _h5_looks_like_spike_cells(f, f[k]) for k in f.keys() if not k.startswith("#"))
+                    isinstance(f[k], h5py.Dataset)
+                    and _h5_text(f[k].attrs.get("MATLAB_class", b"")) == "cell"
+                    and _h5_looks_like_spike_cells(f, f[k])
+                    for k in f.keys()
+                    if not k.startswith("#")
+                )
         values, _ = _read_mat(p, None)
         return any(_looks_like_spike_cells(v) for v in values.values())
-    except Exception:  # a sniffer answers "not mine" for anything it cannot read
+    except Exception:  # noqa: BLE001 - a sniffer answers 'not mine' for anything it cannot read
         return False
 
 
@@ -307,38 +324,8 @@ def open_spike_trials(
         raise ConfigError(f"time_unit must be one of {sorted(TIME_UNITS)}, not {time_unit!r}")
     if layout is not None and layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-    try:
-        values, names = _read_mat(p, [key])
-    except DataFormatError:
-        raise
-    except Exception as err:  # scipy/h5py raise many types on truncated or foreign files
-        raise DataFormatError("cannot read the file as MATLAB v5 or v7.3", file=p, field="<file>",
-                              expected="a readable .mat file", found=f"{type(err).__name__}: {err}") from err
-    if key not in values:
-        candidates = sorted(k for k, v in values.items() if _looks_like_spike_cells(v)) or sorted(names)
-        raise DataFormatError(f"pass key= one of {candidates}", file=p, field=key,
-                              expected="a cell array of spike times", found="no such variable")
-    spikes = values[key]
-    if not isinstance(spikes, np.ndarray) or spikes.dtype != object or spikes.size == 0:
-        found = f"dtype {spikes.dtype}, shape {spikes.shape}" if isinstance(spikes, np.ndarray) else type(spikes).__name__
-        raise DataFormatError(file=p, field=key, expected="a non-empty cell array", found=found)
-
-    nested = all(isinstance(item, np.ndarray) and item.dtype == object for item in spikes.flat)
-    if layout is not None and layout.startswith("stimulus/") != nested:
-        raise DataFormatError(
-            file=p, field=key, expected=f"layout {layout!r}",
-            found="a cell array of cell arrays" if nested else "a cell array of spike-time vectors",
-        )
-    if nested:
-        stimuli = list(spikes.reshape(-1, order="F"))  # MATLAB's linear order: Spikes{k}
-        grid_shape = spikes.shape
-    else:
-        stimuli = [spikes]
-        grid_shape = (1,)
-    for s, inner in enumerate(stimuli):
-        if inner.ndim != 2:
-            raise DataFormatError(file=p, field=f"{key}[{s}]" if nested else key,
-                                  expected="a 2-d (cells, trials) cell array", found=f"shape {inner.shape}")
+    values, names, spikes = _read_spike_cells(p, key)
+    nested, stimuli, grid_shape = _stimulus_cells(spikes, p, key, layout)
     cells_first = _inner_order(stimuli[0].shape, layout, values)
     leaves = [leaf for inner in stimuli for leaf in inner.flat]
 
@@ -352,34 +339,172 @@ def open_spike_trials(
     trials: list[list[list[np.ndarray]]] = []
     for s, inner in enumerate(stimuli):
         grid = inner if cells_first else inner.T
-        trials.append([
-            [_leaf_seconds(grid[c, t], divisor, time_offset, p, f"{key}[{s}][{c}][{t}]") for t in range(grid.shape[1])]
-            for c in range(grid.shape[0])
-        ])
-    presentation_coords: dict[str, list[int]] = {}
-    if nested and sum(n > 1 for n in grid_shape) > 1:
-        subscripts = np.unravel_index(np.arange(len(stimuli)), grid_shape, order="F")
-        names_by_axis = ["stimulus_row", "stimulus_column"] if len(grid_shape) == 2 else [
-            f"stimulus_index_{a}" for a in range(len(grid_shape))]
-        per_stimulus = {n: sub for n, sub in zip(names_by_axis, subscripts)}
-        n_trials = [len(stim[0]) for stim in trials]
-        presentation_coords = {n: np.repeat(sub, n_trials).tolist() for n, sub in per_stimulus.items()}
+        trials.append(
+            [
+                [
+                    _leaf_seconds(grid[c, t], divisor, time_offset, p, f"{key}[{s}][{c}][{t}]")
+                    for t in range(grid.shape[1])
+                ]
+                for c in range(grid.shape[0])
+            ]
+        )
+    presentation_coords = _stimulus_grid_coords(trials, grid_shape) if nested else {}
     layout_name = ("stimulus/" if nested else "") + ("cell-trial" if cells_first else "trial-cell")
     attrs = {"spikes_key": key, "layout": layout_name, "time_unit": time_unit, "time_offset": float(time_offset)}
     if known_ms is not None:
         attrs["dataset"] = "Onken et al. 2016 (doi:10.5061/dryad.4ch10)"
     da = spike_trials_to_assembly(
-        trials, bin_size=bin_size, window=window, source=str(p), field=key,
-        presentation_coords=presentation_coords, attrs=attrs,
+        trials,
+        bin_size=bin_size,
+        window=window,
+        source=str(p),
+        field=key,
+        presentation_coords=presentation_coords,
+        attrs=attrs,
     )
     return validate(da, file=p)  # type: ignore[return-value]
+
+
+def _read_spike_cells(p: Path, key: str) -> tuple[dict[str, Any], list[str], np.ndarray]:
+    """``(variables read, every variable name, the non-empty cell array named key)`` of a ``.mat`` file."""
+    try:
+        values, names = _read_mat(p, [key])
+    except DataFormatError:
+        raise
+    except Exception as err:  # scipy/h5py raise many types on truncated or foreign files
+        raise DataFormatError(
+            "cannot read the file as MATLAB v5 or v7.3",
+            file=p,
+            field="<file>",
+            expected="a readable .mat file",
+            found=f"{type(err).__name__}: {err}",
+        ) from err
+    if key not in values:
+        candidates = sorted(k for k, v in values.items() if _looks_like_spike_cells(v)) or sorted(names)
+        raise DataFormatError(
+            f"pass key= one of {candidates}",
+            file=p,
+            field=key,
+            expected="a cell array of spike times",
+            found="no such variable",
+        )
+    spikes = values[key]
+    if not isinstance(spikes, np.ndarray) or spikes.dtype != object or spikes.size == 0:
+        found = (
+            f"dtype {spikes.dtype}, shape {spikes.shape}" if isinstance(spikes, np.ndarray) else type(spikes).__name__
+        )
+        raise DataFormatError(file=p, field=key, expected="a non-empty cell array", found=found)
+    return values, names, spikes
+
+
+def _stimulus_cells(
+    spikes: np.ndarray, p: Path, key: str, layout: str | None
+) -> tuple[bool, list[np.ndarray], tuple[int, ...]]:
+    """``(nested, one 2-d cell array per stimulus, the stimulus grid's shape)``: a cell array of cell arrays
+    holds one per stimulus (in MATLAB's linear order), a plain one is a single stimulus."""
+    nested = all(isinstance(item, np.ndarray) and item.dtype == object for item in spikes.flat)
+    if layout is not None and layout.startswith("stimulus/") != nested:
+        raise DataFormatError(
+            file=p,
+            field=key,
+            expected=f"layout {layout!r}",
+            found="a cell array of cell arrays" if nested else "a cell array of spike-time vectors",
+        )
+    if nested:
+        stimuli = list(spikes.reshape(-1, order="F"))  # MATLAB's linear order: Spikes{k}
+        grid_shape = spikes.shape
+    else:
+        stimuli = [spikes]
+        grid_shape = (1,)
+    for s, inner in enumerate(stimuli):
+        if inner.ndim != 2:
+            raise DataFormatError(
+                file=p,
+                field=f"{key}[{s}]" if nested else key,
+                expected="a 2-d (cells, trials) cell array",
+                found=f"shape {inner.shape}",
+            )
+    return nested, stimuli, grid_shape
+
+
+def _stimulus_grid_coords(trials: list[list[list[np.ndarray]]], grid_shape: tuple[int, ...]) -> dict[str, list[int]]:
+    """Per presentation, the stimulus's subscripts in a grid of stimuli with more than one non-trivial axis
+    (``stimulus_row``/``stimulus_column`` for 2-d); none for a list of stimuli."""
+    if sum(n > 1 for n in grid_shape) <= 1:
+        return {}
+    subscripts = np.unravel_index(np.arange(len(trials)), grid_shape, order="F")
+    names_by_axis = (
+        ["stimulus_row", "stimulus_column"]
+        if len(grid_shape) == 2
+        else [f"stimulus_index_{a}" for a in range(len(grid_shape))]
+    )
+    per_stimulus = {n: sub for n, sub in zip(names_by_axis, subscripts)}
+    n_trials = [len(stim[0]) for stim in trials]
+    return {n: np.repeat(sub, n_trials).tolist() for n, sub in per_stimulus.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------
 # the shared in-memory entry
 
 
-def _derived_window(trials: Sequence[Sequence[Sequence[np.ndarray]]], bin_size: float | None) -> tuple[float, float, bool]:
+def _checked_trials(trials: Sequence[Sequence[Sequence[Any]]], source: str, field: str) -> list[list[list[np.ndarray]]]:
+    """``trials[stimulus][cell][trial]`` as float64 arrays, checked: at least one stimulus and cell, the same
+    cells for every stimulus, the same number of trials for every cell of a stimulus."""
+    if len(trials) == 0:
+        raise DataFormatError(file=source, field=field, expected="at least one stimulus", found="none")
+    n_cells = len(trials[0])
+    if n_cells == 0:
+        raise DataFormatError(file=source, field=f"{field}[0]", expected="at least one cell", found="none")
+    checked: list[list[list[np.ndarray]]] = []
+    for s, stimulus in enumerate(trials):
+        if len(stimulus) != n_cells:
+            raise DataFormatError(
+                file=source,
+                field=f"{field}[{s}]",
+                expected=f"{n_cells} cells like stimulus 0",
+                found=f"{len(stimulus)} cells",
+            )
+        counts_per_cell = {len(cell) for cell in stimulus}
+        if len(counts_per_cell) != 1:
+            raise DataFormatError(
+                file=source,
+                field=f"{field}[{s}]",
+                expected="the same number of trials for every cell",
+                found=f"trial counts {sorted(counts_per_cell)}",
+            )
+        checked.append([[np.asarray(train, dtype=np.float64).reshape(-1) for train in cell] for cell in stimulus])
+    return checked
+
+
+def _counting_window(
+    checked: list[list[list[np.ndarray]]],
+    window: tuple[float, float] | None,
+    bin_size: float | None,
+    source: str,
+    field: str,
+) -> tuple[float, float, Literal["error", "clip"]]:
+    """``(start, stop, outside)``: the given window (spikes outside clipped), else one derived from the spikes
+    (none can fall outside it)."""
+    if window is None:
+        start, stop, any_spike = _derived_window(checked, bin_size)
+        if not any_spike:
+            raise DataFormatError(
+                "pass window=(start, stop) in seconds",
+                file=source,
+                field=field,
+                expected="at least one spike to derive the window from",
+                found="no spikes",
+            )
+        return start, stop, "error"
+    start, stop = float(window[0]), float(window[1])
+    if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
+        raise ConfigError(f"window must be (start, stop) seconds with stop > start, not {window!r}")
+    return start, stop, "clip"
+
+
+def _derived_window(
+    trials: Sequence[Sequence[Sequence[np.ndarray]]], bin_size: float | None
+) -> tuple[float, float, bool]:
     first, last = math.inf, -math.inf
     for stimulus in trials:
         for cell in stimulus:
@@ -437,44 +562,25 @@ def spike_trials_to_assembly(
     """
     if bin_size is not None and not (np.isfinite(bin_size) and bin_size > 0):
         raise ConfigError(f"bin_size must be a positive number of seconds, not {bin_size!r}")
-    if len(trials) == 0:
-        raise DataFormatError(file=source, field=field, expected="at least one stimulus", found="none")
-    n_cells = len(trials[0])
-    if n_cells == 0:
-        raise DataFormatError(file=source, field=f"{field}[0]", expected="at least one cell", found="none")
-    checked: list[list[list[np.ndarray]]] = []
-    for s, stimulus in enumerate(trials):
-        if len(stimulus) != n_cells:
-            raise DataFormatError(file=source, field=f"{field}[{s}]", expected=f"{n_cells} cells like stimulus 0",
-                                  found=f"{len(stimulus)} cells")
-        counts_per_cell = {len(cell) for cell in stimulus}
-        if len(counts_per_cell) != 1:
-            raise DataFormatError(file=source, field=f"{field}[{s}]", expected="the same number of trials for every cell",
-                                  found=f"trial counts {sorted(counts_per_cell)}")
-        checked.append([[np.asarray(train, dtype=np.float64).reshape(-1) for train in cell] for cell in stimulus])
-
-    if window is None:
-        start, stop, any_spike = _derived_window(checked, bin_size)
-        if not any_spike:
-            raise DataFormatError("pass window=(start, stop) in seconds", file=source, field=field,
-                                  expected="at least one spike to derive the window from", found="no spikes")
-        outside: Literal["error", "clip"] = "error"
-    else:
-        start, stop = float(window[0]), float(window[1])
-        if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
-            raise ConfigError(f"window must be (start, stop) seconds with stop > start, not {window!r}")
-        outside = "clip"
+    checked = _checked_trials(trials, source, field)
+    n_cells = len(checked[0])
+    start, stop, outside = _counting_window(checked, window, bin_size, source, field)
     width = bin_size if bin_size is not None else stop - start
 
     # One call for every trial of every stimulus, ordered (stimulus, trial, cell) like the presentations.
     n_trials = [len(stimulus[0]) for stimulus in checked]
     trains = [stimulus[c][t] for stimulus in checked for t in range(len(stimulus[0])) for c in range(n_cells)]
-    names = [f"{field}[{s}][{c}][{t}]" for s, stimulus in enumerate(checked) for t in range(len(stimulus[0]))
-             for c in range(n_cells)]
+    names = [
+        f"{field}[{s}][{c}][{t}]"
+        for s, stimulus in enumerate(checked)
+        for t in range(len(stimulus[0]))
+        for c in range(n_cells)
+    ]
     if not trains:
         raise DataFormatError(file=source, field=field, expected="at least one trial", found="no trials")
-    counts, edges, dropped = bin_spike_times(trains, width, t_start=start, t_stop=stop, outside=outside,
-                                             file=source, names=names)
+    counts, edges, dropped = bin_spike_times(
+        trains, width, t_start=start, t_stop=stop, outside=outside, file=source, names=names
+    )
     n_outside = int(dropped.sum())
     values = counts.T.reshape(sum(n_trials), n_cells, counts.shape[0])
     if bin_size is None:
@@ -515,9 +621,12 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays only: any other class in the pickle is refused (a pickle can run code)."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -555,14 +664,22 @@ def _npz_members(path: Path) -> list[str]:
 def _object_trains(array: np.ndarray, field: str, file: Path) -> list[np.ndarray]:
     flat = array.reshape(-1) if array.ndim == 1 or (array.ndim == 2 and 1 in array.shape) else None
     if flat is None:
-        raise DataFormatError(file=file, field=field, expected="a 1-d object array, one spike-time array per cell",
-                              found=f"shape {array.shape}")
+        raise DataFormatError(
+            file=file,
+            field=field,
+            expected="a 1-d object array, one spike-time array per cell",
+            found=f"shape {array.shape}",
+        )
     trains = []
     for i, item in enumerate(flat):
         values = np.asarray(item)
         if values.dtype.kind not in "iuf" or values.ndim > 1 and 1 not in values.shape:
-            raise DataFormatError(file=file, field=f"{field}[{i}]", expected="a 1-d numeric array of spike times",
-                                  found=f"dtype {values.dtype}, shape {values.shape}")
+            raise DataFormatError(
+                file=file,
+                field=f"{field}[{i}]",
+                expected="a 1-d numeric array of spike times",
+                found=f"dtype {values.dtype}, shape {values.shape}",
+            )
         trains.append(values.astype(np.float64).reshape(-1))
     return trains
 
@@ -583,23 +700,44 @@ def _read_spike_time_matrix(path: Path) -> tuple[list[np.ndarray], list[str] | N
             trains = []
             for name, array in arrays.items():
                 if array.dtype.kind not in "iuf" or array.ndim != 1:
-                    raise DataFormatError(file=path, field=name, expected="1-d numeric spike times per member",
-                                          found=f"dtype {array.dtype}, shape {array.shape}")
+                    raise DataFormatError(
+                        file=path,
+                        field=name,
+                        expected="1-d numeric spike times per member",
+                        found=f"dtype {array.dtype}, shape {array.shape}",
+                    )
                 trains.append(array.astype(np.float64))
             return trains, list(arrays), "<member>"
         with open(path, "rb") as fh:
             dtype, _, array = _read_npy(fh, "spikes", path)
-        if dtype != object:
-            raise DataFormatError(file=path, field="<array>", expected="an object array of per-cell spike-time arrays",
-                                  found=f"dtype {dtype}")
+        if dtype != np.dtype(object):
+            raise DataFormatError(
+                file=path,
+                field="<array>",
+                expected="an object array of per-cell spike-time arrays",
+                found=f"dtype {dtype}",
+            )
         return _object_trains(array, "spikes", path), None, "spikes"
     except DataFormatError:
         raise
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, TypeError,
-            AttributeError, IndexError) as err:
-        raise DataFormatError("cannot read the spike-time array", file=path, field="<file>",
-                              expected="a .npy/.npz array of per-cell spike times",
-                              found=f"{type(err).__name__}: {err}") from err
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as err:
+        raise DataFormatError(
+            "cannot read the spike-time array",
+            file=path,
+            field="<file>",
+            expected="a .npy/.npz array of per-cell spike times",
+            found=f"{type(err).__name__}: {err}",
+        ) from err
 
 
 def sniff_spike_time_matrix(path: str | os.PathLike[str]) -> bool:
@@ -609,7 +747,7 @@ def sniff_spike_time_matrix(path: str | os.PathLike[str]) -> bool:
         if p.suffix.lower() == ".npy":
             with open(p, "rb") as fh:
                 dtype, shape, _ = _read_npy(fh, "spikes", p, header_only=True)
-            if dtype != object or not (len(shape) == 1 or (len(shape) == 2 and 1 in shape)):
+            if dtype != np.dtype(object) or not (len(shape) == 1 or (len(shape) == 2 and 1 in shape)):
                 return False
             trains, _, _ = _read_spike_time_matrix(p)
             return len(trains) > 0
@@ -619,9 +757,10 @@ def sniff_spike_time_matrix(path: str | os.PathLike[str]) -> bool:
                 return len(trains) > 0
             # numeric members: only claim files that look like spike times (sorted and finite)
             return len(trains) > 0 and all(
-                np.all(np.isfinite(t)) and (t.size < 2 or np.all(np.diff(t) >= 0)) for t in trains)
+                np.all(np.isfinite(t)) and (t.size < 2 or np.all(np.diff(t) >= 0)) for t in trains
+            )
         return False
-    except Exception:  # a sniffer answers "not mine" for anything it cannot read
+    except Exception:  # noqa: BLE001 - a sniffer answers 'not mine' for anything it cannot read
         return False
 
 
@@ -633,8 +772,9 @@ def _read_classification(path: Path) -> tuple[list[str], list[str]]:
             continue
         parts = text.split("\t", 1) if "\t" in text else text.split(None, 1)
         if len(parts) != 2:
-            raise DataFormatError(file=path, field=f"line {number}", expected="'<cluster id><TAB><cell type>'",
-                                  found=repr(line))
+            raise DataFormatError(
+                file=path, field=f"line {number}", expected="'<cluster id><TAB><cell type>'", found=repr(line)
+            )
         ids.append(parts[0].strip())
         types.append(parts[1].strip())
     return ids, types
@@ -697,8 +837,9 @@ def open_spike_time_matrix(
                 ids = cluster_ids
             attrs["cell_types_file"] = str(classification)
         else:
-            warnings.warn(f"{classification}: {len(cluster_ids)} cells listed, {p} has {n}; cell types not read",
-                          stacklevel=2)
+            warnings.warn(
+                f"{classification}: {len(cluster_ids)} cells listed, {p} has {n}; cell types not read", stacklevel=2
+            )
     elif isinstance(cell_types, Mapping):
         missing = [c for c in ids if c not in cell_types]
         if missing:
@@ -715,7 +856,11 @@ def open_spike_time_matrix(
     attrs["n_spikes_outside"] = dropped
     attrs["time_unit"] = time_unit
     rec = recording_from_counts(
-        counts, edges, bin_size, ids, source=str(p),
+        counts,
+        edges,
+        bin_size,
+        ids,
+        source=str(p),
         cell_coords={"cell_type": np.asarray(types, dtype=object)} if types is not None else None,
         attrs=attrs,
     )

@@ -18,8 +18,9 @@ from neuromodels.datasets.recording import assembly
 from neuromodels.errors import ConfigError, DataFormatError
 
 
-def _dataset(n_objects=12, per_object=20, n_neuroids=30, n_reps=6, n_extra=30, noise_sd=1.5, latent=8, seed=0,
-             time_bins=None):
+def _dataset(
+    n_objects=12, per_object=20, n_neuroids=30, n_reps=6, n_extra=30, noise_sd=1.5, latent=8, seed=0, time_bins=None
+):
     """Neural assembly with object_name, model features (the signal mixed into 40 columns + noise columns), and
     the latent variables. Stimulus ids are shuffled so that sorting matters."""
     rng = np.random.default_rng(seed)
@@ -35,8 +36,10 @@ def _dataset(n_objects=12, per_object=20, n_neuroids=30, n_reps=6, n_extra=30, n
     if time_bins is not None:
         trials = trials.reshape(n_reps, n_stimuli, n_neuroids, time_bins)
         signal = signal.reshape(n_stimuli, n_neuroids, time_bins)
-        kwargs = {"time_bin_start_ms": 50.0 * np.arange(time_bins),
-                  "time_bin_end_ms": 50.0 * np.arange(1, time_bins + 1)}
+        kwargs = {
+            "time_bin_start_ms": 50.0 * np.arange(time_bins),
+            "time_bin_end_ms": 50.0 * np.arange(1, time_bins + 1),
+        }
     neural = assembly(
         trials.reshape((n_reps * n_stimuli,) + trials.shape[2:]),
         stimulus_id=np.tile(ids, n_reps),
@@ -57,8 +60,14 @@ CONVERGED_NIPALS = {"tol": 1e-20, "max_iter": 100_000}
 PEER_SETTINGS = {"brainscore": DEFAULT_NIPALS, "converged": CONVERGED_NIPALS}
 
 
-def _brain_score_peer(features: xr.DataArray, neural: xr.DataArray, stratify: bool = True, tol: float = 1e-6,
-                      max_iter: int = 500, regression=None):
+def _brain_score_peer(
+    features: xr.DataArray,
+    neural: xr.DataArray,
+    stratify: bool = True,
+    tol: float = 1e-6,
+    max_iter: int = 500,
+    regression=None,
+):
     """Brain-Score's CrossRegressedCorrelation written out: average repetitions, sort by stimulus_id (xarray's
     groupby: in the ids' own order), (Stratified)ShuffleSplit(10, 0.9, random_state=1) with the labels as they are,
     PLSRegression(25, scale=False) (default tol and max_iter unless given), pearsonr per neuroid, median over
@@ -96,9 +105,14 @@ def test_pls_score_equals_brain_score_procedure(stratify, pls):
     if not stratify:
         neural = neural.drop_vars("object_name")
     result = predictivity(features, neural, pls=pls)
-    r, score, error = _brain_score_peer(features, neural if stratify else neural.assign_coords(
-        object_name=("presentation", np.zeros(neural.sizes["presentation"]))), stratify=stratify,
-        **PEER_SETTINGS[pls])
+    r, score, error = _brain_score_peer(
+        features,
+        neural
+        if stratify
+        else neural.assign_coords(object_name=("presentation", np.zeros(neural.sizes["presentation"]))),
+        stratify=stratify,
+        **PEER_SETTINGS[pls],
+    )
     np.testing.assert_allclose(result["r"].values, r, rtol=0, atol=1e-6)
     assert abs(float(result["score"]) - score) < 1e-9
     assert abs(float(result["error"]) - error) < 1e-9
@@ -131,8 +145,9 @@ def test_integer_ids_and_labels_are_ordered_as_brain_score_orders_them():
     number = {name: i for i, name in enumerate(np.unique(features["stimulus_id"].values))}
     as_int = np.vectorize(number.__getitem__)
     objects = np.array([int(name[3:]) for name in neural["object_name"].values])
-    neural = neural.assign_coords(stimulus_id=("presentation", as_int(neural["stimulus_id"].values)),
-                                  object_name=("presentation", objects))
+    neural = neural.assign_coords(
+        stimulus_id=("presentation", as_int(neural["stimulus_id"].values)), object_name=("presentation", objects)
+    )
     features = features.assign_coords(stimulus_id=("presentation", as_int(features["stimulus_id"].values)))
     result = predictivity(features, neural)
     r, score, _ = _brain_score_peer(features, neural)
@@ -148,11 +163,16 @@ def test_integer_ids_and_labels_are_ordered_as_brain_score_orders_them():
 # crossvalidation_kwargs=dict(stratification_coord="object_name"))(source, average_repetition(neural));
 # explained_variance(raw, ceiling). Script and run: docs/predictivity.md, "Agreement with Brain-Score".
 BRAIN_SCORE_SMALL = {  # n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6, n_features=200
-    "raw": 0.3551795961576353, "error": 0.0072167247242328056, "ceiling": 0.39211041336548325,
-    "ceiled": 0.32172709835460306, "r_split0": [0.15620096899298247, -0.23556278931019542, -0.14354428600144403],
+    "raw": 0.3551795961576353,
+    "error": 0.0072167247242328056,
+    "ceiling": 0.39211041336548325,
+    "ceiled": 0.32172709835460306,
+    "r_split0": [0.15620096899298247, -0.23556278931019542, -0.14354428600144403],
 }
 BRAIN_SCORE_ISSUE_SCALE = {  # the defaults: 2,560 images x 168 neuroids x 10 repetitions, 1,000 features
-    "raw": 0.626036955207758, "error": 0.0013195495975444923, "ceiling": 0.5193434388895487,
+    "raw": 0.626036955207758,
+    "error": 0.0013195495975444923,
+    "ceiling": 0.5193434388895487,
     "ceiled": 0.7546495053905022,
 }
 
@@ -170,12 +190,15 @@ def _check_against_brain_score(result: xr.Dataset, expected: dict) -> None:
 def test_equals_brain_score_2_4_2_on_synthetic_data(ids):
     """The numbers Brain-Score 2.4.2 itself gave (measured to ~1e-15); with integer ids and object labels too
     (Brain-Score gives the same numbers: the zero-padded text ids sort as the integers)."""
-    neural, features = synthetic_scoring_data(n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6,
-                                              n_features=200)
+    neural, features = synthetic_scoring_data(
+        n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6, n_features=200
+    )
     if ids == "integer":
         number = np.vectorize(lambda text: int(str(text)[3:]))
-        neural = neural.assign_coords(stimulus_id=("presentation", number(neural["stimulus_id"].values)),
-                                      object_name=("presentation", number(neural["object_name"].values)))
+        neural = neural.assign_coords(
+            stimulus_id=("presentation", number(neural["stimulus_id"].values)),
+            object_name=("presentation", number(neural["object_name"].values)),
+        )
         features = features.assign_coords(stimulus_id=("presentation", number(features["stimulus_id"].values)))
     _check_against_brain_score(predictivity(features, neural, ceiling="split_half"), BRAIN_SCORE_SMALL)
 
@@ -199,8 +222,19 @@ def test_result_layout_and_attrs():
     assert list(result["neuroid_id"].values) == [f"n{i:02d}" for i in range(30)]
     np.testing.assert_allclose(result["r_per_neuroid"], result["r"].mean("split"))
     np.testing.assert_allclose(float(result["score"]), float(result["r"].median("neuroid").mean("split")))
-    for key in ("regression", "n_components", "splits", "train_size", "random_state", "stratification",
-                "reference", "aggregation", "error_method", "ceiled", "ceiling"):
+    for key in (
+        "regression",
+        "n_components",
+        "splits",
+        "train_size",
+        "random_state",
+        "stratification",
+        "reference",
+        "aggregation",
+        "error_method",
+        "ceiled",
+        "ceiling",
+    ):
         assert key in result.attrs, key
     assert result.attrs["n_train"] == 216 and result.attrs["n_test"] == 24
     ceiling = ceiling_split_half(neural)
@@ -211,8 +245,11 @@ def test_result_layout_and_attrs():
 def test_ceiled_conventions():
     neural, features, _, _ = _dataset()
     score = float(predictivity(features, neural)["score"])
-    for convention, expected in [("r2_over_ceiling", score**2 / 0.64), ("r_over_ceiling_squared", (score / 0.64) ** 2),
-                                 ("r_over_ceiling", score / 0.64)]:
+    for convention, expected in [
+        ("r2_over_ceiling", score**2 / 0.64),
+        ("r_over_ceiling_squared", (score / 0.64) ** 2),
+        ("r_over_ceiling", score / 0.64),
+    ]:
         result = predictivity(features, neural, ceiling=0.64, ceiled=convention)
         assert float(result["ceiled_score"]) == pytest.approx(expected)
         assert result.attrs["ceiled"] == convention
@@ -276,7 +313,8 @@ def test_time_bins_are_scored_each_on_their_own():
         assert float(result["ceiled_score"][t]) == pytest.approx(float(alone["ceiled_score"]), abs=1e-12)
     # features per time bin (paired by position), e.g. a recurrent model's time steps
     stepped = xr.concat([features, 2.0 * features + 1.0, features**2], dim="time_step").transpose(
-        "presentation", "feature", "time_step")
+        "presentation", "feature", "time_step"
+    )
     per_step = predictivity(stepped, neural, regression="ridge")
     for t in range(3):
         alone = predictivity(stepped.isel(time_step=t), neural.isel(time_bin=t), regression="ridge")
@@ -337,8 +375,10 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ConfigError, match="regression"):
         predictivity(features, neural, regression="lasso")
     lonely = neural.copy()
-    lonely["object_name"] = ("presentation", np.where(neural["stimulus_id"] == neural["stimulus_id"].values[0],
-                                                      "unique", neural["object_name"].values))
+    lonely["object_name"] = (
+        "presentation",
+        np.where(neural["stimulus_id"] == neural["stimulus_id"].values[0], "unique", neural["object_name"].values),
+    )
     with pytest.raises(ConfigError, match="stratify_coord=None"):
         predictivity(features, lonely)
     assert predictivity(features, lonely, stratify_coord=None).attrs["split_method"] == "ShuffleSplit"

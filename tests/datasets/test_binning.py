@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exact equality in this file compares integer spike counts: the same on every CPU.
-
 import numpy as np
 import pytest
 from hypothesis import given, settings

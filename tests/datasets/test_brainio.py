@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exact equality in this file compares stored values read back (round trips) and copies: the same on every CPU.
-
 import zipfile
 from pathlib import Path
 
@@ -38,8 +37,11 @@ def brainscore_assembly() -> xr.DataArray:
         names=["stimulus_id", "repetition", "object_name"],
     )
     neuroid = pd.MultiIndex.from_arrays([["n0", "n1", "n2"], ["V4", "IT", "IT"]], names=["neuroid_id", "region"])
-    coords = xr.Coordinates.from_pandas_multiindex(presentation, "presentation").merge(
-        xr.Coordinates.from_pandas_multiindex(neuroid, "neuroid")).coords
+    coords = (
+        xr.Coordinates.from_pandas_multiindex(presentation, "presentation")
+        .merge(xr.Coordinates.from_pandas_multiindex(neuroid, "neuroid"))
+        .coords
+    )
     values = np.arange(18, dtype=float).reshape(6, 3)
     values[2, 1] = np.nan
     return xr.DataArray(values, dims=("presentation", "neuroid"), coords=coords)
@@ -137,7 +139,10 @@ def test_cf_gathered_multiindex_is_rebuilt_as_plain_coordinates(tmp_path):
 
 def test_plain_xarray_opens_our_file(tmp_path):
     da = assembly(
-        np.array([[1.0, np.nan], [2.0, 3.0]]), stimulus_id=["a", "b"], neuroid_id=["n0", "n1"], repetition=[0, 0],
+        np.array([[1.0, np.nan], [2.0, 3.0]]),
+        stimulus_id=["a", "b"],
+        neuroid_id=["n0", "n1"],
+        repetition=[0, 0],
         neuroid_coords={"region": ["V4", "V4"]},
         attrs={"identifier": "lab.X2024", "stimulus_set_identifier": "lab.x", "bin_size_s": 0.1, "flags": [True]},
     )
@@ -221,8 +226,9 @@ def test_nul_in_strings_is_refused(tmp_path):
 # exact round trips
 
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6)
-_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                       st.floats(allow_nan=True, allow_infinity=True), _text)
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), _text
+)
 _attr_values = st.one_of(
     _json_leaf,
     st.lists(_json_leaf, max_size=3),
@@ -253,16 +259,20 @@ def assemblies(draw):
     else:
         stimulus_ids = list(range(n_stim))
     stim = np.repeat(np.asarray(stimulus_ids, dtype=object if isinstance(stimulus_ids[0], str) else np.int64), n_rep)
-    neuroid_ids = draw(st.one_of(
-        st.lists(_text, min_size=n_neur, max_size=n_neur, unique=True).map(lambda v: np.asarray(v, dtype=object)),
-        st.lists(st.integers(-5, 1000), min_size=n_neur, max_size=n_neur, unique=True).map(np.asarray),
-    ))
+    neuroid_ids = draw(
+        st.one_of(
+            st.lists(_text, min_size=n_neur, max_size=n_neur, unique=True).map(lambda v: np.asarray(v, dtype=object)),
+            st.lists(st.integers(-5, 1000), min_size=n_neur, max_size=n_neur, unique=True).map(np.asarray),
+        )
+    )
     coords = {
         "stimulus_id": ("presentation", stim),
         "repetition": ("presentation", np.tile(np.arange(n_rep), n_stim)),
         "neuroid_id": ("neuroid", neuroid_ids),
-        "region": ("neuroid", np.asarray(draw(st.lists(st.sampled_from(["V1", "V4", "IT"]), min_size=n_neur,
-                                                       max_size=n_neur)))),  # fixed-width <U2
+        "region": (
+            "neuroid",
+            np.asarray(draw(st.lists(st.sampled_from(["V1", "V4", "IT"]), min_size=n_neur, max_size=n_neur))),
+        ),  # fixed-width <U2
     }
     if draw(st.booleans()):
         coords["depth_mm"] = ("neuroid", np.linspace(0.0, 1.0, n_neur), {"units": "mm", "sorted": True})
@@ -295,10 +305,19 @@ def test_recording_round_trip_is_identical(tmp_path):
     counts = rng.poisson(1.0, (40, 3))
     edges = np.arange(40) * 0.05
     rec = recording_from_counts(
-        counts, edges, 0.05, ["c0", "c1", "c2"], source="made-in-test",
-        stimulus=rng.normal(size=(40, 4, 5)), cell_coords={"cell_type": ["ON", "OFF", "ON"]},
-        attrs={"species": "salamander", "cell_types": ["ON", "OFF", "ON"], "n_spikes_outside": np.array([0, 1, 0]),
-               "format": "test"},
+        counts,
+        edges,
+        0.05,
+        ["c0", "c1", "c2"],
+        source="made-in-test",
+        stimulus=rng.normal(size=(40, 4, 5)),
+        cell_coords={"cell_type": ["ON", "OFF", "ON"]},
+        attrs={
+            "species": "salamander",
+            "cell_types": ["ON", "OFF", "ON"],
+            "n_spikes_outside": np.array([0, 1, 0]),
+            "format": "test",
+        },
     )
     rec = rec.assign_coords(split=("time", np.where(np.arange(40) < 30, "train", "test").astype(object)))
     trials = np.full((2, 40, 3), np.nan, dtype=np.float32)
@@ -345,11 +364,17 @@ def cowley_assembly(root: Path) -> xr.DataArray:
     image_index, slot = np.nonzero(present)
     values = raw[:, image_index, slot].T
     return assembly(
-        values, stimulus_id=[image_ids[i] for i in image_index], repetition=slot,
+        values,
+        stimulus_id=[image_ids[i] for i in image_index],
+        repetition=slot,
         neuroid_id=[f"210325_{i:02d}" for i in range(n_neurons)],
         neuroid_coords={"region": ["V4"] * n_neurons, "animal": ["PE"] * n_neurons},
-        attrs={"source": str(root / COWLEY / "responses_raw_responses_210325.npy"), "format": "npy",
-               "identifier": "cowley.V4_2023_210325", "time_bin_ms": [0, 100]},
+        attrs={
+            "source": str(root / COWLEY / "responses_raw_responses_210325.npy"),
+            "format": "npy",
+            "identifier": "cowley.V4_2023_210325",
+            "time_bin_ms": [0, 100],
+        },
     )
 
 

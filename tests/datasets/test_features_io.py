@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exact equality in this file compares stored values read back (round trips): the same on every CPU.
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -17,9 +16,15 @@ def _features(time_steps: int | None = None) -> xr.DataArray:
     rng = np.random.default_rng(3)
     shape = (12, 5) + ((time_steps,) if time_steps else ())
     dims = ("presentation", "feature") + (("time_step",) if time_steps else ())
-    return xr.DataArray(rng.normal(size=shape).astype(np.float32), dims=dims,
-                        coords={"stimulus_id": ("presentation", [f"s{i:02d}" for i in range(12)]),
-                                "object_name": ("presentation", ["a", "b"] * 6), "layer": "conv3"})
+    return xr.DataArray(
+        rng.normal(size=shape).astype(np.float32),
+        dims=dims,
+        coords={
+            "stimulus_id": ("presentation", [f"s{i:02d}" for i in range(12)]),
+            "object_name": ("presentation", ["a", "b"] * 6),
+            "layer": "conv3",
+        },
+    )
 
 
 @pytest.mark.parametrize("time_steps", [None, 4])

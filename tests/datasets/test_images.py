@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Exact equality in this file compares integer labels and pixels decoded losslessly, and arrays read back: the same on
 # every CPU.
-
 import gzip
 import io
 import subprocess
@@ -225,7 +224,9 @@ def test_zip_with_class_folders(tmp_path):
 
 def test_cowley_images_zip():
     if not COWLEY_ZIP.is_file():
-        pytest.skip(f"Cowley et al. 2023 images not found at {COWLEY_ZIP} (present in the team's checkouts and CI only)")
+        pytest.skip(
+            f"Cowley et al. 2023 images not found at {COWLEY_ZIP} (present in the team's checkouts and CI only)"
+        )
     from PIL import Image
 
     images = load_image_folder(COWLEY_ZIP)
@@ -319,8 +320,9 @@ def test_image_folder_dataset_reads_nothing_up_front(tmp_path, monkeypatch):
     _write_class_folder(tmp_path)
     decoded: list[str] = []
     real_decode = images_module._decode
-    monkeypatch.setattr(images_module, "_decode",
-                        lambda data, where, *rest: decoded.append(where) or real_decode(data, where, *rest))
+    monkeypatch.setattr(
+        images_module, "_decode", lambda data, where, *rest: decoded.append(where) or real_decode(data, where, *rest)
+    )
     dataset = ImageFolderDataset(tmp_path)
     assert decoded == []  # construction decodes no image (only the first one's header is read, for its size)
     assert not any(isinstance(v, np.ndarray) and v.ndim >= 3 for v in vars(dataset).values())
@@ -341,3 +343,12 @@ def test_image_folder_dataset_names_an_image_of_another_size_when_read(tmp_path)
     assert info.value.file.endswith("wide.png")
     with pytest.raises(DataFormatError, match="no such path"):
         ImageFolderDataset(tmp_path / "missing")
+
+
+def test_every_name_in_all_resolves():
+    # ImageDataset and ImageFolderDataset are created on first access (they need torch)
+    pytest.importorskip("torch")
+    for name in images_module.__all__:
+        assert getattr(images_module, name) is not None
+    assert images_module.ImageDataset.__name__ == "ImageDataset"
+    assert images_module.ImageFolderDataset.__module__ == "neuromodels.datasets.images"

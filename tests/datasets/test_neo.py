@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exact equality in this file compares integer spike counts: the same on every CPU.
-
 import json
 import warnings
 from pathlib import Path
@@ -22,10 +21,52 @@ pq = pytest.importorskip("quantities")
 # file -> (reader, spikes per unit in file order, segment t_start, segment t_stop, bins at 10 ms), from neo 0.14.
 FIXTURES = {
     "Extracellular_Spikes.smr": ("Spike2IO", [9, 290, 171, 139, 37], 0.0, 119.94688, 11995),
-    "File_spike2_1.smr": ("Spike2IO", [22, 39, 29, 36, 33, 12, 12, 9, 6, 10, 6, 5, 5, 7, 16], 220.00149, 447.52773, 22753),
+    "File_spike2_1.smr": (
+        "Spike2IO",
+        [22, 39, 29, 36, 33, 12, 12, 9, 6, 10, 6, 5, 5, 7, 16],
+        220.00149,
+        447.52773,
+        22753,
+    ),
     "File_plexon_1.plx": ("PlexonIO", [5376, 8956, 6414, 3971], 0.0, 74.891825, 7490),
-    "File_plexon_3.plx": ("PlexonIO", [701, 716, 69, 12, 95, 37, 25, 15, 33, 392, 337, 333, 85, 13, 20, 750, 3,
-                                       1345, 826, 818, 744, 753, 34, 36, 30, 19, 2, 42, 15, 51], 0.0, 600.806, 60081),
+    "File_plexon_3.plx": (
+        "PlexonIO",
+        [
+            701,
+            716,
+            69,
+            12,
+            95,
+            37,
+            25,
+            15,
+            33,
+            392,
+            337,
+            333,
+            85,
+            13,
+            20,
+            750,
+            3,
+            1345,
+            826,
+            818,
+            744,
+            753,
+            34,
+            36,
+            30,
+            19,
+            2,
+            42,
+            15,
+            51,
+        ],
+        0.0,
+        600.806,
+        60081,
+    ),
     "File_neuroexplorer_1.nex": ("NeuroExplorerIO", [18882, 13514, 3053, 2357, 3807, 3824], 0.0, 5196.196075, 519620),
 }
 
@@ -115,8 +156,9 @@ def test_event_channels_are_read_as_spike_trains_on_request(fixtures):
     (events,) = [ev for ev in segment.events if ev.name == "Spikes"]
     assert list(rec["cell"].values) == ["Spikes"]
     assert int(rec["response"].sum()) == events.size == 972
-    expected = np.histogram(events.times.rescale("s").magnitude,
-                            bins=rec["time"].values.tolist() + [float(rec["time"][-1]) + 0.05])[0]
+    expected = np.histogram(
+        events.times.rescale("s").magnitude, bins=rec["time"].values.tolist() + [float(rec["time"][-1]) + 0.05]
+    )[0]
     np.testing.assert_array_equal(rec["response"].values[:, 0], expected)
     with pytest.raises(DataFormatError, match=r"field 'event_channels'.*\['Spikes'\].*\['Spiks'\]"):
         open_neo(fixtures / "BURST.SMR", event_channels=["Spiks"])
@@ -134,7 +176,9 @@ def test_load_and_inspect_every_fixture(fixtures, capsys):
     assert main(["data", "inspect", str(fixtures / "File_plexon_1.plx"), "--json", "--bin-size", "0.1"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n_cells"] == 4 and info["format"] == "neo"
-    assert info["duration_s"] == pytest.approx(74.891825)  # the recorded span (attrs t_start_s..t_stop_s), not whole bins
+    assert info["duration_s"] == pytest.approx(
+        74.891825
+    )  # the recorded span (attrs t_start_s..t_stop_s), not whole bins
     with pytest.raises(DataFormatError, match="spiketrains"):
         nd.load(fixtures / "BURST.SMR")
 
@@ -191,18 +235,27 @@ def _write_mat(path: Path, segments: list[tuple[float, float, dict[str, list[flo
         seg = neo.Segment(name=f"seg{k}")
         for name, times in units.items():
             # Milliseconds on purpose: the adapter must convert to seconds.
-            seg.spiketrains.append(neo.SpikeTrain(np.asarray(times) * 1000.0 * pq.ms, t_start=start * 1000.0 * pq.ms,
-                                                  t_stop=stop * 1000.0 * pq.ms, name=name))
+            seg.spiketrains.append(
+                neo.SpikeTrain(
+                    np.asarray(times) * 1000.0 * pq.ms,
+                    t_start=start * 1000.0 * pq.ms,
+                    t_stop=stop * 1000.0 * pq.ms,
+                    name=name,
+                )
+            )
         block.segments.append(seg)
     neo.io.NeoMatlabIO(str(path)).write_block(block)
     return path
 
 
 def test_segments_are_concatenated_with_a_segment_coordinate(tmp_path):
-    path = _write_mat(tmp_path / "two.mat", [
-        (0.0, 2.0, {"u1": [0.1, 0.5, 2.0], "u2": [1.0]}),
-        (5.0, 8.0, {"u1": [5.1, 5.5, 8.0], "u2": [6.0]}),
-    ])
+    path = _write_mat(
+        tmp_path / "two.mat",
+        [
+            (0.0, 2.0, {"u1": [0.1, 0.5, 2.0], "u2": [1.0]}),
+            (5.0, 8.0, {"u1": [5.1, 5.5, 8.0], "u2": [6.0]}),
+        ],
+    )
     assert sniff_neo(path)
     rec = open_neo(path, bin_size=0.5)
     # Spikes exactly at a segment's t_stop (2.0 s, 8.0 s) are legal in neo and get a bin of their own.
@@ -222,10 +275,13 @@ def test_segments_are_concatenated_with_a_segment_coordinate(tmp_path):
 
 
 def test_overlapping_segments_are_shifted_and_missing_units_listed(tmp_path):
-    path = _write_mat(tmp_path / "restart.mat", [
-        (0.0, 1.0, {"a": [0.2, 0.7]}),
-        (0.0, 1.0, {"b": [0.1]}),
-    ])
+    path = _write_mat(
+        tmp_path / "restart.mat",
+        [
+            (0.0, 1.0, {"a": [0.2, 0.7]}),
+            (0.0, 1.0, {"b": [0.1]}),
+        ],
+    )
     rec = open_neo(path, bin_size=0.5)
     np.testing.assert_allclose(rec["time"].values, [0.0, 0.5, 1.0, 1.5])
     np.testing.assert_allclose(rec["segment_time"].values, [0.0, 0.5, 0.0, 0.5])

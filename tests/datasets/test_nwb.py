@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exact equality in this file compares integer spike counts: the same on every CPU.
-
 import shutil
 import warnings
 from datetime import datetime, timezone
@@ -149,10 +148,19 @@ def test_load_dispatches_nwb(human, mouse):
 # ---------------------------------------------------------------- files written here
 
 
-def _write(path: Path, *, units: list[list[float]] | None, trials: list[tuple[float, float, str]] | None = None,
-           unit_column: bool = False, spike_column: bool = True) -> Path:
-    nwb = pynwb.NWBFile(session_description="made in a test", identifier="roundtrip",
-                        session_start_time=datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc))
+def _write(
+    path: Path,
+    *,
+    units: list[list[float]] | None,
+    trials: list[tuple[float, float, str]] | None = None,
+    unit_column: bool = False,
+    spike_column: bool = True,
+) -> Path:
+    nwb = pynwb.NWBFile(
+        session_description="made in a test",
+        identifier="roundtrip",
+        session_start_time=datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
+    )
     if units is not None:
         if unit_column or not spike_column:
             nwb.add_unit_column("quality", "sorting quality")

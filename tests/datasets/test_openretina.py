@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Exact equality in this file compares stored values read back, copies, and float64 -> float32 casts (one correctly
 # rounded operation): the same on every CPU.
-
 import os
 from pathlib import Path
 
@@ -25,13 +24,19 @@ LENGTHS = {"clip_a": 240, "clip_b": 180, "natural_test": 120}  # sorted train na
 def make_recording(seed: int = 0) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     n = sum(LENGTHS.values())
-    rec = recording_from_counts(rng.poisson(1.2, (n, 5)), np.arange(n) / RATE, 1 / RATE,
-                                ["roi_3", "roi_7", "roi_8", "roi_12", "roi_13"], source="memory",
-                                stimulus=rng.normal(0.0, 1.0, (n, 6, 8)).astype(np.float32),
-                                cell_coords={"cell_type": [3, 17, 17, 40, 2]})
+    rec = recording_from_counts(
+        rng.poisson(1.2, (n, 5)),
+        np.arange(n) / RATE,
+        1 / RATE,
+        ["roi_3", "roi_7", "roi_8", "roi_12", "roi_13"],
+        source="memory",
+        stimulus=rng.normal(0.0, 1.0, (n, 6, 8)).astype(np.float32),
+        cell_coords={"cell_type": [3, 17, 17, 40, 2]},
+    )
     names = np.concatenate([np.full(k, name) for name, k in LENGTHS.items()])
-    return rec.assign_coords(split=("time", np.where(names == "natural_test", "test", "train")),
-                             stimulus_name=("time", names))
+    return rec.assign_coords(
+        split=("time", np.where(names == "natural_test", "test", "train")), stimulus_name=("time", names)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +128,14 @@ def test_folder_like_openretina_create_data(tmp_path):
     assert mean["time"].values[-1] == pytest.approx(224 / 60.0) and mean.attrs["session"] == "session_0"
     two = open_openretina(tmp_path / "data", channel=2, frame_rate_hz=30.0, stimulus_names=["random_noise_2"])
     np.testing.assert_array_equal(two["stimulus"].values, truth["stimuli"]["random_noise_2"][2].astype(np.float32))
-    zscored = open_openretina(tmp_path / "data", frame_rate_hz=30.0, stimulus_scale="zscore",
-                              test_stimuli=["random_noise_1"])
+    zscored = open_openretina(
+        tmp_path / "data", frame_rate_hz=30.0, stimulus_scale="zscore", test_stimuli=["random_noise_1"]
+    )
     raw = movie[0]
     train_frames = raw[:165]  # random_noise_0 (90 frames) and random_noise_2 (75)
-    np.testing.assert_allclose(zscored["stimulus"].values, (raw - train_frames.mean()) / train_frames.std(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        zscored["stimulus"].values, (raw - train_frames.mean()) / train_frames.std(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_signed_responses_load_when_their_units_say_so(tmp_path):

@@ -31,8 +31,14 @@ def padded_repeats(seed: int = 0) -> tuple[np.ndarray, list[int]]:
 
 def test_presentation_array_gets_the_data_models_coordinates():
     values = np.arange(12.0).reshape(4, 3)
-    da = assembly_from_arrays(values, ["b", "a", "b", "b"], neuroid_ids=["n0", "n1", "n2"], region="V4",
-                              animal=["m1", "m1", "m2"], source="session1.npy")
+    da = assembly_from_arrays(
+        values,
+        ["b", "a", "b", "b"],
+        neuroid_ids=["n0", "n1", "n2"],
+        region="V4",
+        animal=["m1", "m1", "m2"],
+        source="session1.npy",
+    )
     assert da.dims == ("presentation", "neuroid")
     np.testing.assert_array_equal(da.values, values)
     assert da["stimulus_id"].values.tolist() == ["b", "a", "b", "b"]
@@ -70,10 +76,16 @@ def test_repeats_in_another_axis_order_like_cowley_v4():
     """Cowley et al. 2023 store responses_raw as (neurons, images, repeat slots), NaN-padded (their readme.txt)."""
     values, n_repeats = padded_repeats(seed=1)
     by_neuron = values.transpose(2, 0, 1)
-    da = assembly_from_arrays(by_neuron, [f"image{i:04d}" for i in range(1, 6)],
-                              dims=("neuroid", "stimulus", "repeat"), region="V4", animal="PE")
-    same = assembly_from_arrays(values, [f"image{i:04d}" for i in range(1, 6)],
-                                dims=("stimulus", "repeat", "neuroid"), region="V4", animal="PE")
+    da = assembly_from_arrays(
+        by_neuron,
+        [f"image{i:04d}" for i in range(1, 6)],
+        dims=("neuroid", "stimulus", "repeat"),
+        region="V4",
+        animal="PE",
+    )
+    same = assembly_from_arrays(
+        values, [f"image{i:04d}" for i in range(1, 6)], dims=("stimulus", "repeat", "neuroid"), region="V4", animal="PE"
+    )
     xr.testing.assert_identical(da, same)
     assert da.sizes["presentation"] == sum(n_repeats)
 
@@ -83,8 +95,9 @@ def test_repeats_with_time_bins():
     values = rng.poisson(2.0, size=(3, 2, 4, 5)).astype(float)  # stimulus, repeat, neuroid, time_bin
     values[1, 1] = np.nan
     bins = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
-    da = assembly_from_arrays(values, ["a", "b", "c"], dims=("stimulus", "repeat", "neuroid", "time_bin"),
-                              time_bins=bins)
+    da = assembly_from_arrays(
+        values, ["a", "b", "c"], dims=("stimulus", "repeat", "neuroid", "time_bin"), time_bins=bins
+    )
     assert da.dims == ("presentation", "neuroid", "time_bin") and da.sizes["presentation"] == 5
     assert da["time_bin_start"].values.tolist() == [0, 10, 20, 30, 40]
     assert da["time_bin_end"].values.tolist() == [10, 20, 30, 40, 50]
@@ -100,8 +113,16 @@ def test_assembly_round_trips_through_netcdf(tmp_path, time):
     if time:
         values = np.stack([values, 2 * values], axis=-1)
         kwargs["time_bins"] = [(70.0, 120.0), (120.0, 170.0)]
-    da = assembly_from_arrays(values, list("abcde"), dims=("stimulus", "repeat", "neuroid", "time_bin")[:values.ndim],
-                              region="IT", animal="m", source="mine.npy", attrs={"identifier": "lab.mine"}, **kwargs)
+    da = assembly_from_arrays(
+        values,
+        list("abcde"),
+        dims=("stimulus", "repeat", "neuroid", "time_bin")[: values.ndim],
+        region="IT",
+        animal="m",
+        source="mine.npy",
+        attrs={"identifier": "lab.mine"},
+        **kwargs,
+    )
     path = tmp_path / "mine.nc"
     write_netcdf(da, path)
     back = load(path)
@@ -114,27 +135,64 @@ def test_assembly_round_trips_through_netcdf(tmp_path, time):
     [
         (lambda v: assembly_from_arrays(v[0], ["a", "b"]), "stimulus_id", "4 stimulus ids"),
         (lambda v: assembly_from_arrays(v[0], list("abcd"), repetitions=[0, 1]), "repetition", "4 repetitions"),
-        (lambda v: assembly_from_arrays(v[0], list("aabb"), repetitions=[0, 0, 1, 1]), "stimulus_id",
-         "unique (stimulus_id, repetition) pairs"),
+        (
+            lambda v: assembly_from_arrays(v[0], list("aabb"), repetitions=[0, 0, 1, 1]),
+            "stimulus_id",
+            "unique (stimulus_id, repetition) pairs",
+        ),
         (lambda v: assembly_from_arrays(v[0], list("abcd"), neuroid_ids=["x"]), "neuroid_id", "6 neuroid ids"),
         (lambda v: assembly_from_arrays(v[0], list("abcd"), neuroid_ids=list("xxyyzz")), "neuroid_id", "unique"),
         (lambda v: assembly_from_arrays(v[0], list("abcd"), region=["V4"] * 5), "region", "6 values"),
         (lambda v: assembly_from_arrays(v[0], list("abcd"), animal=["m"] * 7), "animal", "6 values"),
-        (lambda v: assembly_from_arrays(v, list("abcd"), dims=("stimulus", "repeat", "neuroid")), "stimulus_id",
-         "5 stimulus ids"),
+        (
+            lambda v: assembly_from_arrays(v, list("abcd"), dims=("stimulus", "repeat", "neuroid")),
+            "stimulus_id",
+            "5 stimulus ids",
+        ),
         (lambda v: assembly_from_arrays(np.full((2, 3), np.nan), ["a", "b"]), "<values>", "all NaN"),
         (lambda v: assembly_from_arrays(np.array([["a"]]), ["a"]), "<values>", "numeric"),
-        (lambda v: assembly_from_arrays(np.zeros((2, 3, 4)), ["a", "b"], dims=("presentation", "neuroid", "time_bin")),
-         "time_bin_start", "time_bins"),
-        (lambda v: assembly_from_arrays(np.zeros((2, 3, 4)), ["a", "b"], dims=("presentation", "neuroid", "time_bin"),
-                                        time_bins=[(0, 1)] * 4), "time_bin_start", "strictly increasing"),
-        (lambda v: assembly_from_arrays(np.zeros((2, 3, 2)), ["a", "b"], dims=("presentation", "neuroid", "time_bin"),
-                                        time_bins=[(0, 1), (1, 2), (2, 3)]), "time_bin_start", "2 (start, end)"),
+        (
+            lambda v: assembly_from_arrays(
+                np.zeros((2, 3, 4)), ["a", "b"], dims=("presentation", "neuroid", "time_bin")
+            ),
+            "time_bin_start",
+            "time_bins",
+        ),
+        (
+            lambda v: assembly_from_arrays(
+                np.zeros((2, 3, 4)), ["a", "b"], dims=("presentation", "neuroid", "time_bin"), time_bins=[(0, 1)] * 4
+            ),
+            "time_bin_start",
+            "strictly increasing",
+        ),
+        (
+            lambda v: assembly_from_arrays(
+                np.zeros((2, 3, 2)),
+                ["a", "b"],
+                dims=("presentation", "neuroid", "time_bin"),
+                time_bins=[(0, 1), (1, 2), (2, 3)],
+            ),
+            "time_bin_start",
+            "2 (start, end)",
+        ),
         (lambda v: assembly_from_arrays(np.zeros(3), ["a", "b", "c"]), "<dims>", "1-d"),
     ],
-    ids=["stimulus-ids", "repetitions", "duplicate-pairs", "neuroid-ids", "neuroid-duplicates", "region",
-         "animal", "repeat-stimulus-ids", "all-nan", "strings", "no-time-bins", "time-bins-order",
-         "time-bins-length", "one-d"],
+    ids=[
+        "stimulus-ids",
+        "repetitions",
+        "duplicate-pairs",
+        "neuroid-ids",
+        "neuroid-duplicates",
+        "region",
+        "animal",
+        "repeat-stimulus-ids",
+        "all-nan",
+        "strings",
+        "no-time-bins",
+        "time-bins-order",
+        "time-bins-length",
+        "one-d",
+    ],
 )
 def test_assembly_errors_name_the_field(call, field, needle):
     values = padded_repeats()[0]  # (5 stimuli, 4 slots, 6 neuroids); values[0] serves as (4, 6) presentations
@@ -174,8 +232,15 @@ def movie_and_counts(n_time: int = 40, n_cell: int = 3, seed: int = 0) -> tuple[
 
 def test_recording_from_stimulus_and_response():
     stimulus, counts = movie_and_counts()
-    rec = recording_from_arrays(stimulus, counts, 20.0, cell_ids=["a", "b", "c"], cell_types=["ON", "OFF", "ON"],
-                                species="salamander", source="exp1.mat")
+    rec = recording_from_arrays(
+        stimulus,
+        counts,
+        20.0,
+        cell_ids=["a", "b", "c"],
+        cell_types=["ON", "OFF", "ON"],
+        species="salamander",
+        source="exp1.mat",
+    )
     assert validate(rec) is rec
     assert rec["stimulus"].dims == ("time", "y", "x") and rec["stimulus"].dtype == np.float32
     np.testing.assert_array_equal(rec["stimulus"].values, stimulus.astype(np.float32))
@@ -209,8 +274,9 @@ def test_spike_only_recording_without_stimulus():
 
 def test_recording_round_trips_through_netcdf(tmp_path):
     stimulus, counts = movie_and_counts()
-    rec = recording_from_arrays(stimulus, counts, 60.0, split=["train"] * 30 + ["test"] * 10,
-                                cell_types=["ON", "OFF", "ON"], source="exp.h5")
+    rec = recording_from_arrays(
+        stimulus, counts, 60.0, split=["train"] * 30 + ["test"] * 10, cell_types=["ON", "OFF", "ON"], source="exp.h5"
+    )
     path = tmp_path / "rec.nc"
     write_netcdf(rec, path)
     back = load(path)
@@ -234,8 +300,20 @@ def test_recording_round_trips_through_netcdf(tmp_path):
         ({"split": ["train"] * 20 + ["valid"] * 20}, "split", "values in ('train', 'test')"),
         ({"trials": np.zeros((2, 40, 4))}, "trials", "(repeat, 40, 3)"),
     ],
-    ids=["stimulus-length", "stimulus-channels", "response-1d", "rates-without-units", "negative-counts",
-         "frame-rate", "cell-ids", "cell-duplicates", "cell-types", "split-length", "split-labels", "trials-shape"],
+    ids=[
+        "stimulus-length",
+        "stimulus-channels",
+        "response-1d",
+        "rates-without-units",
+        "negative-counts",
+        "frame-rate",
+        "cell-ids",
+        "cell-duplicates",
+        "cell-types",
+        "split-length",
+        "split-labels",
+        "trials-shape",
+    ],
 )
 def test_recording_errors_name_the_field(kwargs, field, needle):
     stimulus, counts = movie_and_counts()
@@ -268,8 +346,9 @@ def test_load_object_npy_that_is_not_spike_times(tmp_path):
     assert "neo" not in str(err.value) and "spike-time arrays" in str(err.value)
 
 
-@pytest.mark.parametrize("suffix, kind", [(".h5", "HDF5"), (".hdf5", "HDF5"), (".npy", "NumPy"), (".npz", "NumPy"),
-                                          (".mat", "MATLAB")])
+@pytest.mark.parametrize(
+    "suffix, kind", [(".h5", "HDF5"), (".hdf5", "HDF5"), (".npy", "NumPy"), (".npz", "NumPy"), (".mat", "MATLAB")]
+)
 @pytest.mark.parametrize("content", [b"", b"hello world, this is not a data file\n" * 40], ids=["empty", "garbage"])
 def test_unreadable_files_say_so(tmp_path, suffix, kind, content):
     path = tmp_path / f"recording{suffix}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Exact equality in this file compares stored values read back (round trips, lazy or eager) and integer counts: the
 # same on every CPU.
-
 import json
 import pickle
 import shutil
@@ -38,9 +37,16 @@ def make_recording(*, seed: int = 0) -> xr.Dataset:
     time = np.concatenate([np.arange(N_TRAIN) / 100.0, np.arange(N_TEST) / 100.0])
     counts = rng.poisson(0.8, (n, N_CELLS))
     stimulus = rng.normal(51.0, 54.0, (n, *FRAME)).astype(np.float32)
-    rec = recording_from_counts(counts, time, 0.01, [f"unit-{i}" for i in range(N_CELLS)], source="memory",
-                                stimulus=stimulus, cell_coords={"cell_type": ["ON", "OFF", "OFF", "ON"]},
-                                attrs={"species": "salamander"})
+    rec = recording_from_counts(
+        counts,
+        time,
+        0.01,
+        [f"unit-{i}" for i in range(N_CELLS)],
+        source="memory",
+        stimulus=stimulus,
+        cell_coords={"cell_type": ["ON", "OFF", "OFF", "ON"]},
+        attrs={"species": "salamander"},
+    )
     rec = rec.assign_coords(split=("time", np.array(["train"] * N_TRAIN + ["test"] * N_TEST)))
     trials = np.full((N_REPEATS, n, N_CELLS), np.nan)
     trials[:, N_TRAIN:, :] = rng.poisson(0.8, (N_REPEATS, N_TEST, N_CELLS))
@@ -167,7 +173,7 @@ def test_zscore_uses_train_statistics_for_both_splits(written, recording, tmp_pa
 def test_stream_frame_statistics_does_not_depend_on_blocking():
     x = np.random.default_rng(3).normal(100.0, 7.0, (1000, 5, 4))
     for step in (1, 7, 250, 1000):
-        mean, sd, frames = stream_frame_statistics(x[i:i + step] for i in range(0, 1000, step))
+        mean, sd, frames = stream_frame_statistics(x[i : i + step] for i in range(0, 1000, step))
         assert frames == 1000
         assert mean == pytest.approx(x.mean(), rel=1e-13) and sd == pytest.approx(x.std(), rel=1e-12)
 
@@ -281,24 +287,52 @@ def test_truncated_file_names_the_file(written, tmp_path):
     "edit, field, needle",
     [
         (lambda f: f.__delitem__("train/stimulus"), "train/stimulus", "found none"),
-        (lambda f: _replace(f, "train/response/binned", f["train/response/binned"][:, :-1]),
-         "train/response/binned", f"expected {N_TRAIN} time bins (as train/stimulus); found {N_TRAIN - 1}"),
-        (lambda f: _replace(f, "test/response/binned", np.where(np.arange(N_TEST) == 17, np.nan,
-                                                                f["test/response/binned"][()])),
-         "test/response/binned", "NaN (first at index (0, 17))"),
-        (lambda f: _replace(f, "train/response/binned", f["train/response/binned"][()] - 3),
-         "train/response/binned", "negative"),
-        (lambda f: _replace(f, "train/response/binned", f["train/response/binned"][()] + 0.5),
-         "train/response/binned", "integer spike counts"),
+        (
+            lambda f: _replace(f, "train/response/binned", f["train/response/binned"][:, :-1]),
+            "train/response/binned",
+            f"expected {N_TRAIN} time bins (as train/stimulus); found {N_TRAIN - 1}",
+        ),
+        (
+            lambda f: _replace(
+                f, "test/response/binned", np.where(np.arange(N_TEST) == 17, np.nan, f["test/response/binned"][()])
+            ),
+            "test/response/binned",
+            "NaN (first at index (0, 17))",
+        ),
+        (
+            lambda f: _replace(f, "train/response/binned", f["train/response/binned"][()] - 3),
+            "train/response/binned",
+            "negative",
+        ),
+        (
+            lambda f: _replace(f, "train/response/binned", f["train/response/binned"][()] + 0.5),
+            "train/response/binned",
+            "integer spike counts",
+        ),
         (lambda f: _replace(f, "train/time", f["train/time"][()][::-1]), "train/time", "strictly increasing"),
-        (lambda f: _replace(f, "test/repeats/cell02", f["test/repeats/cell02"][:, :-5]),
-         "test/repeats/cell02", f"expected {N_TEST} time bins"),
-        (lambda f: _replace(f, "test/repeats/cell03", f["test/repeats/cell03"][:2]),
-         "test/repeats/cell03", f"expected {N_REPEATS} repeats"),
+        (
+            lambda f: _replace(f, "test/repeats/cell02", f["test/repeats/cell02"][:, :-5]),
+            "test/repeats/cell02",
+            f"expected {N_TEST} time bins",
+        ),
+        (
+            lambda f: _replace(f, "test/repeats/cell03", f["test/repeats/cell03"][:2]),
+            "test/repeats/cell03",
+            f"expected {N_REPEATS} repeats",
+        ),
         (lambda f: _replace(f, "train/time", f["train/time"][:-1]), "train/time", f"shape ({N_TRAIN},)"),
     ],
-    ids=["missing-stimulus", "length-mismatch", "nan-count", "negative-count", "fractional-count",
-         "time-not-monotonic", "repeats-length", "repeats-count", "time-length"],
+    ids=[
+        "missing-stimulus",
+        "length-mismatch",
+        "nan-count",
+        "negative-count",
+        "fractional-count",
+        "time-not-monotonic",
+        "repeats-length",
+        "repeats-count",
+        "time-length",
+    ],
 )
 def test_bad_input_names_file_and_field(written, tmp_path, edit, field, needle):
     path = _copy(written, tmp_path, edit)

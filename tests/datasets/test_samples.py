@@ -10,7 +10,6 @@ their non-negative pooling weights and the same kind of output nonlinearity.
 from __future__ import annotations
 
 # Exact equality in this file compares seeded reruns and cache round trips on one machine, integer counts and copies.
-
 import json
 
 import numpy as np
@@ -24,8 +23,14 @@ from neuromodels.errors import ConfigError, DataFormatError
 
 # A small retina for determinism and cache tests (generation well under a second).
 SMALL_RETINA = {
-    "train_checkerboard_frames": 200, "train_natural_frames": 100, "test_checkerboard_frames": 50,
-    "test_natural_frames": 50, "n_repeats": 5, "n_on": 1, "n_off": 1, "n_on_off": 1,
+    "train_checkerboard_frames": 200,
+    "train_natural_frames": 100,
+    "test_checkerboard_frames": 50,
+    "test_natural_frames": 50,
+    "n_repeats": 5,
+    "n_on": 1,
+    "n_off": 1,
+    "n_on_off": 1,
 }
 
 
@@ -230,11 +235,13 @@ def ln_and_two_layer_correlations(rec: xr.Dataset) -> dict[str, np.ndarray]:
 
     def subunits(stim):
         u = samples_module.causal_filter(stim.reshape(len(stim), -1) @ spatial.T, kernel) / scale
-        return np.concatenate([samples_module.subunit_nonlinearity(u, params),
-                               samples_module.subunit_nonlinearity(-u, params)], axis=1)
+        return np.concatenate(
+            [samples_module.subunit_nonlinearity(u, params), samples_module.subunit_nonlinearity(-u, params)], axis=1
+        )
 
-    two_layer = _fit_nonnegative_isotonic(subunits(train["stimulus"].values)[fit], y_train,
-                                          subunits(test["stimulus"].values))
+    two_layer = _fit_nonnegative_isotonic(
+        subunits(train["stimulus"].values)[fit], y_train, subunits(test["stimulus"].values)
+    )
     rate = test["rate_true"].values
     trial_mean = test["trials"].values.mean(0)
     return {
@@ -369,7 +376,7 @@ def _split_half_spearman_brown(values: np.ndarray, rng: np.random.Generator, n_s
     r = np.zeros(values.shape[2])
     for _ in range(n_splits):
         order = rng.permutation(n_rep)
-        r += _cc(values[order[: n_rep // 2]].mean(0), values[order[n_rep // 2:]].mean(0))
+        r += _cc(values[order[: n_rep // 2]].mean(0), values[order[n_rep // 2 :]].mean(0))
     r /= n_splits
     return 2 * r / (1 + r)
 

@@ -6,7 +6,6 @@ Real data: Onken et al. 2016 salamander RGCs (every .mat file) and the Krüppel 
 from __future__ import annotations
 
 # Exact equality in this file compares integer spike counts and stored values read back: the same on every CPU.
-
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -119,7 +118,9 @@ def test_every_onken_file_loads_with_all_its_spikes(shared_data, name):
     assert detect_format(shared_data / ONKEN / name).name == "spike-trials-mat"
     assert da.dims == ("presentation", "neuroid") and da.shape == ONKEN_FILES[name]
     spikes = raw_spikes(shared_data, name)
-    leaves = [leaf for inner in spikes.flat for leaf in inner.flat] if spikes.flat[0].dtype == object else list(spikes.flat)
+    leaves = (
+        [leaf for inner in spikes.flat for leaf in inner.flat] if spikes.flat[0].dtype == object else list(spikes.flat)
+    )
     assert int(da.sum()) == sum(leaf.size for leaf in leaves)  # the default window holds every spike
     assert da.attrs["n_spikes_outside"] == 0
     movie = name.startswith("Movie")
@@ -259,8 +260,9 @@ def test_spike_trials_to_assembly_ragged_trials_and_bins():
         [[np.array([0.01, 0.02]), np.array([])], [np.array([0.5]), np.array([0.15, 0.25])]],  # 2 trials
         [[np.array([0.3])], [np.array([])]],  # 1 trial
     ]
-    da = spike_trials_to_assembly(trials, bin_size=0.1, window=(0.0, 0.4), source="memory",
-                                  stimulus_ids=["a", "b"], neuroid_ids=["u1", "u2"])
+    da = spike_trials_to_assembly(
+        trials, bin_size=0.1, window=(0.0, 0.4), source="memory", stimulus_ids=["a", "b"], neuroid_ids=["u1", "u2"]
+    )
     assert da.shape == (3, 2, 4)
     assert da["stimulus_id"].values.tolist() == ["a", "a", "b"] and da["repetition"].values.tolist() == [0, 1, 0]
     assert da.sel(neuroid=0).values.tolist() == [[2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]

@@ -17,7 +17,11 @@ def _recording(n_time=20, n_cell=3, with_split=True, seed=0):
     counts = rng.poisson(1.0, size=(n_time, n_cell))
     edges = np.arange(n_time) * 0.01
     ds = recording_from_counts(
-        counts, edges, 0.01, [f"c{i}" for i in range(n_cell)], source="mem.h5",
+        counts,
+        edges,
+        0.01,
+        [f"c{i}" for i in range(n_cell)],
+        source="mem.h5",
         stimulus=rng.standard_normal((n_time, 4, 5)),
     )
     if with_split:
@@ -27,7 +31,7 @@ def _recording(n_time=20, n_cell=3, with_split=True, seed=0):
         t = np.concatenate([edges[: n_time // 2], edges[: n_time - n_time // 2]])
         ds = ds.assign_coords(time=t)
         trials = np.full((3, n_time, n_cell), np.nan)
-        trials[:, n_time // 2:, :] = rng.poisson(1.0, size=(3, n_time - n_time // 2, n_cell))
+        trials[:, n_time // 2 :, :] = rng.poisson(1.0, size=(3, n_time - n_time // 2, n_cell))
         ds["trials"] = (("repeat", "time", "cell"), trials)
     return ds
 
@@ -37,7 +41,10 @@ def _assembly(n_stim=4, n_rep=3, n_neur=5, time_bins=None):
     shape = (n_stim * n_rep, n_neur) + ((time_bins,) if time_bins else ())
     kwargs = {}
     if time_bins:
-        kwargs = {"time_bin_start_ms": np.arange(time_bins) * 10.0, "time_bin_end_ms": np.arange(1, time_bins + 1) * 10.0}
+        kwargs = {
+            "time_bin_start_ms": np.arange(time_bins) * 10.0,
+            "time_bin_end_ms": np.arange(1, time_bins + 1) * 10.0,
+        }
     return assembly(
         rng.poisson(2.0, size=shape).astype(float),
         stimulus_id=[f"s{i}" for i in np.repeat(np.arange(n_stim), n_rep)],
@@ -102,7 +109,10 @@ def test_file_argument_overrides_source():
 @pytest.mark.parametrize(
     "mutate, field",
     [
-        (lambda da: da.assign_coords(repetition=("presentation", np.zeros(da.sizes["presentation"], int))), "stimulus_id"),
+        (
+            lambda da: da.assign_coords(repetition=("presentation", np.zeros(da.sizes["presentation"], int))),
+            "stimulus_id",
+        ),
         (lambda da: da.drop_vars("stimulus_id"), "stimulus_id"),
         (lambda da: da.assign_coords(neuroid_id=("neuroid", ["n"] * da.sizes["neuroid"])), "neuroid_id"),
         (lambda da: da.transpose("neuroid", "presentation", ...), "<dims>"),

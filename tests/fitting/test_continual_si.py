@@ -10,7 +10,7 @@ import torch
 from neuromodels.errors import ConfigError
 from neuromodels.fitting import fit
 from neuromodels.fitting.continual import SynapticIntelligence
-from neuromodels.fitting.loop import _epoch_order
+from neuromodels.fitting.loop import epoch_order
 
 
 # ------------------------------------------------------------------------------------ path-integral identity
@@ -259,7 +259,7 @@ def _reference_importance(peer_class) -> dict[str, torch.Tensor]:
         peer.before_training_exp(model)
         opt = torch.optim.Adam(model.parameters(), lr=LR)
         for epoch in range(EPOCHS):
-            for index in torch.split(_epoch_order(len(x), SEED + t, epoch), BATCH):
+            for index in torch.split(epoch_order(len(x), SEED + t, epoch), BATCH):
                 peer.before_iteration(model)
                 loss = torch.nn.functional.cross_entropy(model(x[index]), y[index]) + peer.loss(model)
                 opt.zero_grad()

@@ -28,7 +28,7 @@ if not dist.is_available() or not dist.is_gloo_available():
 
 EPOCHS, PER_RANK_BATCH, WORLD = 2, 8, 2
 
-COMMON = textwrap.dedent('''
+COMMON = textwrap.dedent("""
     import torch
 
     from neuromodels.convrnn.model import ConvRNN, LayerSpec
@@ -57,15 +57,15 @@ COMMON = textwrap.dedent('''
         torch.manual_seed(4)
         return ConvRNN([LayerSpec(3, 3, 2), LayerSpec(4, 3, 1)], cell="rgc", steps=3, image_steps=2,
                        num_classes=4)
-''')
+""")
 
-RANK_SCRIPT = COMMON + textwrap.dedent('''
+RANK_SCRIPT = COMMON + textwrap.dedent("""
     import os
     import sys
 
     import torch.distributed as dist
 
-    from neuromodels.convrnn.training import train_classifier
+    from neuromodels.fitting.classification import train_classifier
     from neuromodels.fitting.loop import fit
 
     torch.set_num_threads(1)
@@ -83,23 +83,34 @@ RANK_SCRIPT = COMMON + textwrap.dedent('''
                 "convrnn": net.state_dict(), "convrnn_history": net_history.as_dict()},
                os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
-''')
+""")
 
 
 def _single_process(tmp_path):
     namespace: dict = {}
     exec(compile(COMMON, "common", "exec"), namespace)
-    from neuromodels.convrnn.training import train_classifier
+    from neuromodels.fitting.classification import train_classifier
     from neuromodels.fitting.loop import fit
 
     train, valid = namespace["mlp_data"]()
     model = namespace["mlp"]()
-    history = fit(model, train, valid, loss="mse", epochs=EPOCHS, batch_size=PER_RANK_BATCH * WORLD, lr=1e-2,
-                  seed=7, patience=None, progress=False)
+    history = fit(
+        model,
+        train,
+        valid,
+        loss="mse",
+        epochs=EPOCHS,
+        batch_size=PER_RANK_BATCH * WORLD,
+        lr=1e-2,
+        seed=7,
+        patience=None,
+        progress=False,
+    )
     images, images_valid = namespace["image_data"]()
     net = namespace["convrnn"]()
-    net_history = train_classifier(net, images, images_valid, epochs=2, lr=3e-3, batch_size=PER_RANK_BATCH * WORLD,
-                                   seed=2)
+    net_history = train_classifier(
+        net, images, images_valid, epochs=2, lr=3e-3, batch_size=PER_RANK_BATCH * WORLD, seed=2
+    )
     return model, history, net, net_history
 
 
@@ -109,8 +120,15 @@ def _torchrun(tmp_path, name: str, source: str) -> None:
     script.write_text(source)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--standalone",
-               str(script), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={WORLD}",
+        "--standalone",
+        str(script),
+        str(tmp_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -165,7 +183,7 @@ def test_distributed_true_outside_torchrun_is_a_config_error(monkeypatch):
         fit(torch.nn.Linear(2, 1), (x, y), epochs=1, loss="mse", progress=False, distributed="yes")
 
 
-DROPOUT_SCRIPT = textwrap.dedent('''
+DROPOUT_SCRIPT = textwrap.dedent("""
     import os
     import sys
 
@@ -204,7 +222,7 @@ DROPOUT_SCRIPT = textwrap.dedent('''
     torch.save({"masks": torch.stack(masks), "straight": straight.state_dict(), "resumed": resumed.state_dict()},
                os.path.join(out, f"dropout{dist.get_rank()}.pt"))
     dist.destroy_process_group()
-''')
+""")
 
 
 def test_dropout_masks_differ_across_ranks_while_weights_stay_in_sync(tmp_path):

@@ -13,7 +13,7 @@ import xarray as xr
 
 from neuromodels.fitting import checkpoint as checkpoint_module
 from neuromodels.fitting.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from neuromodels.fitting.loop import History, fit
+from neuromodels.fitting.loop import History, epoch_order, fit
 from neuromodels.fitting.losses import L2Penalty, Regulariser
 from neuromodels.fitting.retina_data import RetinaDataset, train_valid_split
 from neuromodels.retina import RetinaCNN
@@ -23,7 +23,9 @@ def _tiny_retina(seed: int = 0):
     """A 12x12 movie whose two cells respond to rectified local contrast (so a CNN can learn them)."""
     rng = np.random.default_rng(seed)
     movie = rng.standard_normal((1500, 12, 12)).astype(np.float32)
-    drive = np.stack([np.maximum(movie[:, 3:6, 3:6].mean((1, 2)), 0), np.maximum(-movie[:, 6:9, 6:9].mean((1, 2)), 0)], 1)
+    drive = np.stack(
+        [np.maximum(movie[:, 3:6, 3:6].mean((1, 2)), 0), np.maximum(-movie[:, 6:9, 6:9].mean((1, 2)), 0)], 1
+    )
     drive[1:] += 0.5 * drive[:-1]
     counts = rng.poisson(0.3 + 2.0 * drive).astype(np.float32)
     ds = RetinaDataset(movie, counts, history=4)
@@ -51,8 +53,18 @@ def test_training_reduces_the_loss_and_is_deterministic():
     runs = []
     for _ in range(2):
         model = _tiny_cnn()
-        history = fit(model, train, valid, epochs=4, batch_size=32, lr=3e-3, seed=7, progress=False, patience=None,
-                      restore_best=False)
+        history = fit(
+            model,
+            train,
+            valid,
+            epochs=4,
+            batch_size=32,
+            lr=3e-3,
+            seed=7,
+            progress=False,
+            patience=None,
+            restore_best=False,
+        )
         runs.append((_weights(model), history))
     (w1, h1), (w2, h2) = runs
     _assert_same_weights(w1, w2)
@@ -61,8 +73,9 @@ def test_training_reduces_the_loss_and_is_deterministic():
     assert h1["valid_loss"][-1] < h1["valid_loss"][0]
     assert h1["valid_cc"][-1] > 0.2
     other = _tiny_cnn()
-    fit(other, train, valid, epochs=4, batch_size=32, lr=3e-3, seed=8, progress=False, patience=None,
-        restore_best=False)
+    fit(
+        other, train, valid, epochs=4, batch_size=32, lr=3e-3, seed=8, progress=False, patience=None, restore_best=False
+    )
     assert not torch.equal(other.readout.weight, model.readout.weight)  # the seed matters
 
 
@@ -206,16 +219,18 @@ def test_regulariser_hooks_see_every_step():
     reg = _CountingRegulariser()
     assert isinstance(reg, Regulariser)
     model = torch.nn.Linear(3, 1)
-    history = fit(model, (x, y), None, loss="mse", epochs=3, batch_size=30, regularisers=[reg, L2Penalty(0.1)],
-                  progress=False)
+    history = fit(
+        model, (x, y), None, loss="mse", epochs=3, batch_size=30, regularisers=[reg, L2Penalty(0.1)], progress=False
+    )
     assert reg.before == reg.after == 3 * 4 and reg.epochs == 3
     assert all(p > 0 for p in history["train_penalty"])
     assert math.isnan(history["valid_loss"][0])  # no validation set: nothing reported
 
 
 def test_history_as_dict_and_xarray():
-    history = History([{"epoch": 1, "train_loss": 2.0, "lr": 0.1}, {"epoch": 2, "train_loss": 1.0, "lr": 0.05}],
-                      best_epoch=2)
+    history = History(
+        [{"epoch": 1, "train_loss": 2.0, "lr": 0.1}, {"epoch": 2, "train_loss": 1.0, "lr": 0.05}], best_epoch=2
+    )
     as_dict = history.as_dict()
     assert as_dict["train_loss"] == [2.0, 1.0] and as_dict["best_epoch"] == 2
     ds = history.to_xarray()
@@ -257,15 +272,28 @@ def test_weight_averaging_keeps_the_moving_average_of_every_step():
     initial = _weights(model)
     record = _RecordSteps()
     decay = 0.9
-    history = fit(model, (x, y), (x[:40], y[:40]), loss="mse", epochs=3, batch_size=16, lr=1e-2, seed=1,
-                  regularisers=[record], average_decay=decay, restore_best=False, patience=None, progress=False)
+    history = fit(
+        model,
+        (x, y),
+        (x[:40], y[:40]),
+        loss="mse",
+        epochs=3,
+        batch_size=16,
+        lr=1e-2,
+        seed=1,
+        regularisers=[record],
+        average_decay=decay,
+        restore_best=False,
+        patience=None,
+        progress=False,
+    )
     assert len(record.states) == 3 * 8
     n = len(record.states)
     expected = {}
     for k, v in initial.items():  # sum_i d^(n-i) (1 - d) w_i / (1 - d^n): no trace of the initial weights
         if v.dtype.is_floating_point:
             terms = [decay ** (n - i) * (1 - decay) * s[k] for i, s in enumerate(record.states, start=1)]
-            expected[k] = torch.stack(terms).sum(0) / (1 - decay ** n)
+            expected[k] = torch.stack(terms).sum(0) / (1 - decay**n)
         else:
             expected[k] = record.states[-1][k]
     kept = _weights(model)
@@ -322,3 +350,27 @@ def test_forced_progress_to_a_log_is_one_clean_bar_without_cursor_codes(monkeypa
     assert "epochs: 100%" in log and "3/3" in log
     assert "\x1b[" not in log  # a nested bar would move the cursor with ESC[A, garbage in a log file
     assert "epoch 1:" not in log  # so the batch bar is left out there
+
+
+def test_fit_shuffles_every_epoch_with_the_public_epoch_order():
+    # the order that walkback and the continual-learning tests share with fit: a function of (seed, epoch) only
+    n, seen = 10, []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x[:, 0].long())
+            return x * 0 + self.w
+
+    x = torch.arange(n, dtype=torch.float32)[:, None]
+    fit(Recorder(), (x, torch.zeros(n, 1)), epochs=2, batch_size=4, loss="mse", seed=7, progress=False)
+    per_epoch = torch.cat(seen).split(n)
+    assert len(per_epoch) == 2
+    for epoch, order in enumerate(per_epoch):
+        assert torch.equal(order, epoch_order(n, 7, epoch))
+        assert torch.equal(epoch_order(n, 7, epoch), epoch_order(n, 7, epoch))
+    assert sorted(per_epoch[0].tolist()) == list(range(n))
+    assert not torch.equal(per_epoch[0], per_epoch[1])
