@@ -143,7 +143,7 @@ class TensorPairs(torch.utils.data.Dataset):
         return self.inputs[index], self.targets[index]
 
 
-def _as_dataset(data: Any, name: str) -> Any:
+def as_dataset(data: Any, name: str) -> Any:
     if data is None:
         return None
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
@@ -155,7 +155,7 @@ def _as_dataset(data: Any, name: str) -> Any:
     return data
 
 
-def _batches(dataset: Any, order: torch.Tensor, batch_size: int) -> Iterator[tuple[Any, Any]]:
+def batches(dataset: Any, order: torch.Tensor, batch_size: int) -> Iterator[tuple[Any, Any]]:
     for chunk in torch.split(order, batch_size):
         if hasattr(dataset, "batch"):
             yield dataset.batch(chunk)
@@ -163,15 +163,15 @@ def _batches(dataset: Any, order: torch.Tensor, batch_size: int) -> Iterator[tup
             yield torch.utils.data.default_collate([dataset[int(i)] for i in chunk])
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
+def to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(v, device) for v in value)
+        return type(value)(to_device(v, device) for v in value)
     return value
 
 
-def _call(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
+def call_model(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
     return model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
 
 
@@ -204,7 +204,7 @@ def predict(
     progress: bool = False,
 ) -> torch.Tensor:
     """Model outputs for every sample of ``dataset`` in order, in eval mode, concatenated on CPU."""
-    dataset = _as_dataset(dataset, "dataset")
+    dataset = as_dataset(dataset, "dataset")
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -214,13 +214,13 @@ def predict(
         from tqdm.auto import tqdm
 
         for inputs, _ in tqdm(
-            _batches(dataset, order, batch_size),
+            batches(dataset, order, batch_size),
             total=math.ceil(len(dataset) / batch_size),
             disable=not progress,
             leave=False,
             desc="predict",
         ):
-            outputs.append(_call(model, _to_device(inputs, device)).cpu())
+            outputs.append(call_model(model, to_device(inputs, device)).cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs)
@@ -256,9 +256,9 @@ def _evaluate(
     model.eval()
     total, count = 0.0, 0
     outputs, targets = [], []
-    for inputs, target in _batches(dataset, torch.arange(len(dataset)), batch_size):
-        inputs, target = _to_device(inputs, device), _to_device(target, device)
-        output = _call(model, inputs)
+    for inputs, target in batches(dataset, torch.arange(len(dataset)), batch_size):
+        inputs, target = to_device(inputs, device), to_device(target, device)
+        output = call_model(model, inputs)
         n = len(target)
         total += float(loss_fn(output, target)) * n
         count += n
@@ -482,8 +482,8 @@ def _prepare_run(
     distributed: bool | str,
 ) -> _Run:
     """Check :func:`fit`'s arguments; join the process group; move the model; build the optimiser and schedule."""
-    train = _as_dataset(train, "train")
-    valid = _as_dataset(valid, "valid")
+    train = as_dataset(train, "train")
+    valid = as_dataset(valid, "valid")
     if epochs < 0 or batch_size < 1:
         raise ConfigError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
     if optimizer not in ("adam", "adamw"):
@@ -640,7 +640,7 @@ def _train_epochs(
         train_model.train()
         order = epoch_order(len(run.train), run.seed, epoch)
         shards = (
-            _batches(run.train, order, run.batch_size)
+            batches(run.train, order, run.batch_size)
             if run.group is None
             else run.group.shards(run.train, order, run.batch_size)
         )
@@ -685,8 +685,8 @@ def _train_step(run: _Run, train_model: torch.nn.Module, batch: Any) -> tuple[to
     """Forward, backward (with the regularisers' hooks), clip, step, average: ``(data_loss, penalty, n)``."""
     model, group, data_hooks = run.model, run.group, run.data_hooks
     inputs, target = batch[0], batch[1]
-    inputs, target = _to_device(inputs, run.device), _to_device(target, run.device)
-    output = _call(train_model, inputs)
+    inputs, target = to_device(inputs, run.device), to_device(target, run.device)
+    output = call_model(train_model, inputs)
     data_loss = run.loss_fn(output, target)
     penalty = output.new_zeros(())
     if hasattr(model, "regularization"):
@@ -860,7 +860,7 @@ class _DataParallel:
         for chunk in torch.split(order, batch_size * self.world):
             part = torch.tensor_split(chunk, self.world)[self.rank]
             n = len(part)
-            inputs, target = next(_batches(dataset, part if n else chunk[:1], batch_size))
+            inputs, target = next(batches(dataset, part if n else chunk[:1], batch_size))
             yield inputs, target, n * self.world / len(chunk), n
 
     def _tensor(self, values: Sequence[float]) -> torch.Tensor:

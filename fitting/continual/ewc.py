@@ -33,9 +33,9 @@ def diagonal_fisher(model: torch.nn.Module, dataset: Any, names: list[str], *, n
     (all with ``None``), for the parameters ``names``; one tensor per parameter, shaped like it."""
     from torch.func import functional_call, grad, vmap
 
-    from neuromodels.fitting.loop import _as_dataset, _batches
+    from neuromodels.fitting.loop import as_dataset, batches
 
-    dataset = _as_dataset(dataset, "Fisher data")
+    dataset = as_dataset(dataset, "Fisher data")
     n = len(dataset) if n_samples is None else min(int(n_samples), len(dataset))
     named = dict(model.named_parameters())
     params = {name: named[name].detach() for name in names}
@@ -50,7 +50,7 @@ def diagonal_fisher(model: torch.nn.Module, dataset: Any, names: list[str], *, n
     per_sample = vmap(grad(log_prob), in_dims=(None, 0, None, None))
     fisher = [torch.zeros_like(p) for p in params.values()]
     try:
-        for inputs, _ in _batches(dataset, torch.arange(n), chunk):
+        for inputs, _ in batches(dataset, torch.arange(n), chunk):
             inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
             with torch.no_grad():
                 probs = torch.softmax(model(*inputs), dim=-1)

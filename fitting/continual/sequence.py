@@ -81,7 +81,7 @@ def evaluate_accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 10
 
 def _check_heads(model: torch.nn.Module, sequence: TaskSequence, device: torch.device) -> None:
     """Every task's labels fit its head: run one sample of each task through the model."""
-    from neuromodels.fitting.loop import _call, _to_device
+    from neuromodels.fitting.loop import call_model, to_device
 
     was_training = model.training
     model.eval()
@@ -92,7 +92,7 @@ def _check_heads(model: torch.nn.Module, sequence: TaskSequence, device: torch.d
                     raise ConfigError(f"task {i} ({task.name}) is empty")
                 labels = torch.cat([task.train.labels, task.test.labels])
                 inputs, _ = task.train.batch(torch.arange(1))
-                width = int(_call(model, _to_device(inputs, device)).shape[-1])
+                width = int(call_model(model, to_device(inputs, device)).shape[-1])
                 head = sequence.head_of(i)
                 top = int(labels.max())
                 if int(labels.min()) < 0 or top >= min(width, head):
