@@ -28,6 +28,10 @@ _LAZY = {
                      "nearest_neighbour_distances", "gaussian_baseline"], "sample_quality"),
     "evaluate_walkback": "walkback_report",
     **dict.fromkeys(["first_spike_latency", "repeat_statistics", "decode_stimulus"], "spike_timing"),
+    **dict.fromkeys(["firing_rates", "isi_cv", "fano_factor", "synchrony", "population_rate", "rate_spectrum",
+                     "spectral_peak", "population_statistics", "plot_population_activity"], "spike_statistics"),
+    **dict.fromkeys(["BrunelParameters", "siegert_rate", "siegert_cv", "brunel_rate", "brunel_rates",
+                     "brunel_state", "brunel_circuit"], "brunel"),
 }
 
 __all__ = ["predictivity", "average_repetitions", "ceiled_value", *_LAZY]

@@ -19,6 +19,16 @@ Targets: ours at least as fast as the fastest peer at batch 1 (forward); >= 5x f
 at batch 64.  Peers are timed only where importable (a message says which are missing); install them in the
 benchmark's own environment (``pip install snntorch norse``), not as dependencies.
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_snn.py [--quick] [--standalone]``.
+
+Circuit row (issue 20; ``--circuit`` runs only this row): Brunel's (2000) E-I network at reduced size (the
+``brunel`` example: N_E 2,000, N_I 500, epsilon 0.1, J 0.1 mV, g 5, D 1.5 ms, nu_ext = 2 nu_thr, delta synapses,
+refractory 2 ms), 1 s of biological time at dt = 0.1 ms, float64, exact integration, one CPU thread: ours
+(:func:`~neuromodels.spiking.simulate_circuit`, compiled and NumPy loops) vs Brian2 numpy and cython runtimes and
+cpp_standalone (run only; objects built / compiled beforehand), all on the same connectivity and external spikes
+(the spike counts are printed: they agree), and NEST (``iaf_psc_delta``, same connectivity, the external spikes
+replayed by ``spike_generator`` -> ``parrot_neuron``, shifted by one step because NEST refuses t = 0) where it
+imports (``pip install nest-simulator`` into the benchmark's environment, or ``--nest-path`` to a ``pip install
+--target`` folder).  Target: ours no slower than Brian2 cpp_standalone.
 """
 
 from __future__ import annotations
@@ -27,13 +37,13 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
+import argparse
+import math
+import time
+import warnings
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 N_IN, N_OUT, DURATION, RATE = 1000, 200, 1.0, 10.0
 TAU_MEM, TAU_SYN = 10e-3, 5e-3
@@ -93,6 +103,7 @@ def ours_bptt_step(net, x, dt):
         opt.zero_grad()
         van_rossum_loss(net(xt), target, dt).backward()
         opt.step()
+
     return step
 
 
@@ -108,8 +119,9 @@ def snntorch_step(net, x, dt, train: bool):
     fc = torch.nn.Linear(N_IN, N_OUT, bias=False)
     with torch.no_grad():
         fc.weight.copy_(net.feedforward[0].detach().T)
-    lif = snntorch.Synaptic(alpha=math.exp(-dt / TAU_SYN), beta=math.exp(-dt / TAU_MEM), threshold=1.0,
-                            reset_mechanism="zero")
+    lif = snntorch.Synaptic(
+        alpha=math.exp(-dt / TAU_SYN), beta=math.exp(-dt / TAU_MEM), threshold=1.0, reset_mechanism="zero"
+    )
     xt = torch.as_tensor(x, dtype=torch.float32).transpose(0, 1).contiguous()  # (time, batch, in)
     target = torch.as_tensor(make_target(x.shape[0], x.shape[1]), dtype=torch.float32)
     opt = torch.optim.Adam(fc.parameters(), lr=1e-3)
@@ -124,9 +136,11 @@ def snntorch_step(net, x, dt, train: bool):
         return torch.stack(spikes, 1)
 
     if not train:
+
         def forward():
             with torch.no_grad():
                 run()
+
         return forward
 
     from neuromodels.fitting.superspike import van_rossum_loss
@@ -135,6 +149,7 @@ def snntorch_step(net, x, dt, train: bool):
         opt.zero_grad()
         van_rossum_loss(run(), target, dt).backward()
         opt.step()
+
     return step
 
 
@@ -144,17 +159,24 @@ def norse_step(net, x, dt, train: bool):
     fc = torch.nn.Linear(N_IN, N_OUT, bias=False)
     with torch.no_grad():
         fc.weight.copy_(net.feedforward[0].detach().T)
-    params = nt.LIFParameters(tau_syn_inv=torch.tensor(1 / TAU_SYN), tau_mem_inv=torch.tensor(1 / TAU_MEM),
-                              v_leak=torch.tensor(0.0), v_th=torch.tensor(1.0), v_reset=torch.tensor(0.0))
+    params = nt.LIFParameters(
+        tau_syn_inv=torch.tensor(1 / TAU_SYN),
+        tau_mem_inv=torch.tensor(1 / TAU_MEM),
+        v_leak=torch.tensor(0.0),
+        v_th=torch.tensor(1.0),
+        v_reset=torch.tensor(0.0),
+    )
     lif = nt.LIF(params, dt=dt)
     xt = torch.as_tensor(x, dtype=torch.float32).transpose(0, 1).contiguous()
     target = torch.as_tensor(make_target(x.shape[0], x.shape[1]), dtype=torch.float32)
     opt = torch.optim.Adam(fc.parameters(), lr=1e-3)
 
     if not train:
+
         def forward():
             with torch.no_grad():
                 lif(fc(xt))
+
         return forward
 
     from neuromodels.fitting.superspike import van_rossum_loss
@@ -164,6 +186,7 @@ def norse_step(net, x, dt, train: bool):
         out, _ = lif(fc(xt))
         van_rossum_loss(out.transpose(0, 1), target, dt).backward()
         opt.step()
+
     return step
 
 
@@ -219,6 +242,149 @@ print('SPIKES', m.num_spikes)
     return seconds
 
 
+def brunel_circuit():
+    from neuromodels.spiking.config import BENCHMARK_BRUNEL, brunel_example, build_circuit, merge_circuit
+
+    return build_circuit(merge_circuit(brunel_example(**BENCHMARK_BRUNEL)))
+
+
+CIRCUIT_DT, CIRCUIT_DURATION = 1e-4, 1.0
+
+
+def circuit_ours_seconds(circuit, external, engine: str, repeats: int) -> tuple[float, int]:
+    from neuromodels.spiking import simulate_circuit
+
+    best, spikes = math.inf, 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = simulate_circuit(circuit, CIRCUIT_DURATION, CIRCUIT_DT, external_spikes=external, engine=engine)
+        best = min(best, time.perf_counter() - started)
+        spikes = int(result["spikes"].sum())
+    return best, spikes
+
+
+def circuit_brian2_seconds(circuit, external, target: str) -> tuple[float, int]:
+    from neuromodels.spiking.brian2_bridge import circuit_to_brian2
+
+    model = circuit_to_brian2(circuit, CIRCUIT_DURATION, CIRCUIT_DT, external_spikes=external, target=target)
+    started = time.perf_counter()
+    model.run()  # includes the code generation (and, for cython, the cached compilation) of the first run
+    return time.perf_counter() - started, int(model.rasters().sum())
+
+
+_STANDALONE = """
+import sys, time, numpy as np, brian2 as b2
+b2.set_device('cpp_standalone', directory=sys.argv[1], build_on_run=False)
+sys.path.insert(0, sys.argv[2])
+from bench_snn import brunel_circuit, CIRCUIT_DT, CIRCUIT_DURATION
+from neuromodels.spiking.brian2_bridge import circuit_to_brian2
+circuit = brunel_circuit()
+model = circuit_to_brian2(circuit, CIRCUIT_DURATION, CIRCUIT_DT)
+model.run()
+b2.device.build(compile=True, run=False, directory=sys.argv[1])
+best = float('inf')
+for _ in range(3):  # best of 3 runs of the compiled binary
+    t = time.perf_counter(); b2.device.run(directory=sys.argv[1]); best = min(best, time.perf_counter() - t)
+print('RUN', best)
+print('SPIKES', sum(int(m.num_spikes) for m in model.spike_monitors))
+"""
+
+_NEST = """
+import sys, time, numpy as np
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+import nest
+from bench_snn import brunel_circuit, CIRCUIT_DT, CIRCUIT_DURATION
+circuit = brunel_circuit()
+external = circuit.external_spikes(CIRCUIT_DURATION, CIRCUIT_DT)
+nest.set_verbosity('M_ERROR'); nest.ResetKernel(); nest.SetKernelStatus({'resolution': CIRCUIT_DT * 1e3,
+                                                                         'local_num_threads': 1})
+nodes, v0, start = {}, circuit.initial_voltages(), 0
+for pop in circuit.lif:
+    p = pop.neuron
+    nodes[pop.name] = nest.Create('iaf_psc_delta', pop.n, params={
+        'E_L': p.v_rest, 'V_th': p.threshold, 'V_reset': p.reset, 't_ref': p.refractory * 1e3,
+        'tau_m': p.tau_mem * 1e3, 'C_m': 1.0, 'V_m': 0.0})
+    nodes[pop.name].V_m = v0[start:start + pop.n]; start += pop.n
+for pop in circuit.poisson:
+    steps, idx = np.nonzero(external[pop.name].T)
+    bounds = np.searchsorted(steps, np.arange(pop.n + 1))
+    gens = nest.Create('spike_generator', pop.n)
+    gens.set([{'spike_times': np.round((idx[bounds[i]:bounds[i + 1]] + 1) * CIRCUIT_DT * 1e3, 1)}
+              for i in range(pop.n)])
+    nodes[pop.name] = nest.Create('parrot_neuron', pop.n)
+    nest.Connect(gens, nodes[pop.name], 'one_to_one')
+for proj, conn in zip(circuit.projections, circuit.connectivity):
+    src, tgt = nodes[proj.source], nodes[proj.target]
+    nest.Connect(np.asarray(src.tolist())[conn.pre], np.asarray(tgt.tolist())[conn.post], 'one_to_one',
+                 {'synapse_model': 'static_synapse', 'weight': np.full(conn.pre.size, proj.weight),
+                  'delay': np.full(conn.pre.size, max(proj.delay, CIRCUIT_DT) * 1e3)})
+rec = nest.Create('spike_recorder')
+for pop in circuit.lif:
+    nest.Connect(nodes[pop.name], rec)
+nest.Simulate(1.0)
+t = time.perf_counter(); nest.Simulate(CIRCUIT_DURATION * 1e3 - 1.0); print('RUN', time.perf_counter() - t)
+print('SPIKES', rec.n_events)
+"""
+
+
+def _subprocess_seconds(script: str, *argv: str) -> tuple[float | None, str]:
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=1200)
+    except subprocess.TimeoutExpired:
+        return None, "timed out"
+    seconds, spikes = None, "?"
+    for line in out.stdout.splitlines():
+        if line.startswith("RUN"):
+            seconds = float(line.split()[1])
+        if line.startswith("SPIKES"):
+            spikes = line.split()[1]
+    return seconds, spikes if seconds is not None else out.stderr.strip().splitlines()[-1:]
+
+
+def circuit_rows(standalone: bool, nest_path: str | None) -> bool:
+    """The circuit row (module docstring); returns whether the target is met."""
+    import tempfile
+
+    circuit = brunel_circuit()
+    external = circuit.external_spikes(CIRCUIT_DURATION, CIRCUIT_DT)
+    here = os.path.dirname(os.path.abspath(__file__))
+    circuit_ours_seconds(circuit, external, "auto", 1)  # builds the synapse tables once (kept on the circuit)
+    ours, n_ours = circuit_ours_seconds(circuit, external, "auto", 3)
+    rows = {
+        "ours (compiled loop)": (ours, n_ours),
+        "ours (NumPy loop)": circuit_ours_seconds(circuit, external, "numpy", 1),
+    }
+    if available("brian2"):
+        rows["Brian2 numpy runtime"] = circuit_brian2_seconds(circuit, external, "numpy")
+        if available("Cython"):
+            circuit_brian2_seconds(circuit, external, "cython")  # compiles and caches the extension modules
+            rows["Brian2 cython runtime (cached build)"] = circuit_brian2_seconds(circuit, external, "cython")
+        if standalone:
+            seconds, spikes = _subprocess_seconds(_STANDALONE, tempfile.mkdtemp(prefix="bench_circuit_"), here)
+            if seconds is None:
+                print(f"[skip] Brian2 cpp_standalone did not build/run: {spikes}")
+            else:
+                rows["Brian2 cpp_standalone (run only)"] = (seconds, int(spikes))
+    nest_seconds, nest_spikes = _subprocess_seconds(_NEST, nest_path or here, here)
+    if nest_seconds is None:
+        print(f"[skip] NEST: not importable or failed ({nest_spikes}); pip install nest-simulator")
+    else:
+        rows["NEST 3 iaf_psc_delta (run only, 1 s - 1 ms)"] = (nest_seconds, int(nest_spikes))
+    print(f"\ncircuit: Brunel E-I network, N_E 2,000 N_I 500, 1 s at dt 0.1 ms, float64 ({n_ours} spikes ours)")
+    for name, (seconds, spikes) in rows.items():
+        print(f"  {name:44s} {seconds:8.3f} s   ratio peer/ours {seconds / ours:7.2f}   spikes {spikes}")
+    reference = rows.get("Brian2 cpp_standalone (run only)")
+    if reference is None:
+        print("  target (no slower than Brian2 cpp_standalone): not checked (pass --standalone)")
+        return True
+    ok = ours <= reference[0]
+    print(f"  target: no slower than Brian2 cpp_standalone: {'PASS' if ok else 'FAIL'} ({reference[0] / ours:.2f}x)")
+    return ok
+
+
 def available(module: str) -> bool:
     try:
         __import__(module)
@@ -231,12 +397,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="dt = 1 ms only")
     parser.add_argument("--standalone", action="store_true", help="also time Brian2 cpp_standalone (compiles C++)")
-    parser.add_argument("--full", action="store_true",
-                        help="also time BPTT training steps at batch 64 and at dt = 0.1 ms (minutes each)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also time BPTT training steps at batch 64 and at dt = 0.1 ms (minutes each)",
+    )
     parser.add_argument("--brian2-trials", type=int, default=3, help="Brian2 trials timed at batch 64 (extrapolated)")
+    parser.add_argument("--circuit", action="store_true", help="only the circuit row (Brunel's E-I network)")
+    parser.add_argument("--nest-path", default=None, help="folder holding the nest package (pip install --target)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    if args.circuit:
+        ok = circuit_rows(args.standalone, args.nest_path)
+        print(f"\noverall: {'PASS' if ok else 'FAIL'}")
+        return 0
     peers = {name: available(name) for name in ("snntorch", "norse", "brian2")}
     for name, ok in peers.items():
         if not ok:
@@ -250,8 +425,10 @@ def main() -> int:
             repeats = 3 if dt * batch >= 1e-3 and batch * (1e-3 / dt) <= 10 else 1
             label = f"dt={dt * 1e3:g} ms batch={batch}"
             ours = best_of(ours_forward(net, x, dt), repeats)
-            rows = {"ours (simulate, auto engine)": ours,
-                    "ours (torch loop)": best_of(ours_torch_forward(net, x, dt), repeats)}
+            rows = {
+                "ours (simulate, auto engine)": ours,
+                "ours (torch loop)": best_of(ours_torch_forward(net, x, dt), repeats),
+            }
             if peers["snntorch"]:
                 rows["snnTorch"] = best_of(snntorch_step(net, x, dt, train=False), repeats)
             if peers["norse"]:
@@ -274,13 +451,16 @@ def main() -> int:
                 fastest = min(peer_times, key=peer_times.get)
                 ok = ours <= peer_times[fastest]
                 verdicts.append(ok)
-                print(f"  target: at least as fast as the fastest peer ({fastest}, {peer_times[fastest]:.3f} s): "
-                      f"{'PASS' if ok else 'FAIL'} ({peer_times[fastest] / ours:.2f}x)")
+                print(
+                    f"  target: at least as fast as the fastest peer ({fastest}, {peer_times[fastest]:.3f} s): "
+                    f"{'PASS' if ok else 'FAIL'} ({peer_times[fastest] / ours:.2f}x)"
+                )
             if batch == 64 and brian_time is not None:
                 ok = brian_time / ours >= 5
                 verdicts.append(ok)
-                print(f"  target: >= 5x faster than Brian2 runtime: {'PASS' if ok else 'FAIL'} "
-                      f"({brian_time / ours:.1f}x)")
+                print(
+                    f"  target: >= 5x faster than Brian2 runtime: {'PASS' if ok else 'FAIL'} ({brian_time / ours:.1f}x)"
+                )
 
             train_rows = {}
             if not (dt < 1e-3 and batch > 1):
@@ -299,6 +479,7 @@ def main() -> int:
                     print(f"  {name:38s} {seconds:8.3f} s   ratio vs ours SuperSpike {seconds / base:7.2f}")
             else:
                 print(f"training step, {label}: skipped (BPTT graph of 10,000 steps x 64 trials needs > 10 GB)")
+    verdicts.append(circuit_rows(args.standalone, args.nest_path))
     print(f"\noverall: {'PASS' if all(verdicts) else 'FAIL'} ({sum(verdicts)}/{len(verdicts)} targets met)")
     return 0
 

@@ -52,8 +52,7 @@ def _compile(output: Path) -> None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler")
-    subprocess.run([compiler, *_CFLAGS, "-o", str(output), str(_SOURCE)], check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run([compiler, *_CFLAGS, "-o", str(output), str(_SOURCE)], check=True, capture_output=True, timeout=120)
 
 
 def _open_cache(folder: Path) -> int | None:
@@ -63,8 +62,12 @@ def _open_cache(folder: Path) -> int | None:
     try:
         return open_private_folder(folder)
     except UnsafeFolderError as exc:
-        warnings.warn(f"not using the compiled-kernel cache: {exc}. The kernel is compiled afresh for this process "
-                      "(without a C compiler, the NumPy loop runs).", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"not using the compiled-kernel cache: {exc}. The kernel is compiled afresh for this process "
+            "(without a C compiler, the NumPy loop runs).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     except OSError:  # a read-only or missing home: compile for this process only
         pass
     return None
@@ -121,15 +124,75 @@ def lif_kernel() -> Any:
     i64, u8p, i64p = ctypes.c_int64, ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(ctypes.c_int64)
     for name, real in (("lif_layer_f64", ctypes.c_double), ("lif_layer_f32", ctypes.c_float)):
         ptr = ctypes.POINTER(real)
-        getattr(lib, name).argtypes = [i64, i64, ptr, ptr, ptr, real, real, real, real, real, real, i64, i64p, u8p,
-                                       ptr, ptr]
+        getattr(lib, name).argtypes = [
+            i64,
+            i64,
+            ptr,
+            ptr,
+            ptr,
+            real,
+            real,
+            real,
+            real,
+            real,
+            real,
+            i64,
+            i64p,
+            u8p,
+            ptr,
+            ptr,
+        ]
         getattr(lib, name).restype = None
+    f64p = ctypes.POINTER(ctypes.c_double)
+    lib.lif_circuit_f64.argtypes = [
+        i64,
+        i64,
+        i64,
+        f64p,
+        f64p,
+        f64p,
+        f64p,
+        f64p,
+        f64p,
+        i64p,
+        f64p,
+        f64p,
+        i64p,
+        i64,
+        i64p,
+        i64p,
+        i64p,
+        i64p,
+        i64p,
+        f64p,
+        i64,
+        f64p,
+        f64p,
+        i64p,
+        i64p,
+        i64p,
+        u8p,
+        u8p,
+        f64p,
+    ]
+    lib.lif_circuit_f64.restype = None
     return lib
 
 
-def run_layer(lib: Any, jumps: np.ndarray, v: np.ndarray, current: np.ndarray, coefficients: tuple[Any, ...],
-              threshold: Any, reset: Any, ref_steps: int, since_spike: np.ndarray | None, spikes: np.ndarray,
-              voltage: np.ndarray | None, membrane: np.ndarray | None) -> None:
+def run_layer(
+    lib: Any,
+    jumps: np.ndarray,
+    v: np.ndarray,
+    current: np.ndarray,
+    coefficients: tuple[Any, ...],
+    threshold: Any,
+    reset: Any,
+    ref_steps: int,
+    since_spike: np.ndarray | None,
+    spikes: np.ndarray,
+    voltage: np.ndarray | None,
+    membrane: np.ndarray | None,
+) -> None:
     """Run one layer in place: arrays C-contiguous, ``jumps``/``spikes``/``voltage``/``membrane`` ``(time, batch,
     n)``, ``v``/``current``/``since_spike`` ``(batch, n)``; ``spikes`` uint8."""
     real = ctypes.c_double if v.dtype == np.float64 else ctypes.c_float
@@ -140,6 +203,96 @@ def run_layer(lib: Any, jumps: np.ndarray, v: np.ndarray, current: np.ndarray, c
         return None if array is None else array.ctypes.data_as(kind)
 
     a_vv, a_vi, a_ii, b_v = coefficients
-    function(jumps.shape[0], v.size, p(jumps), p(v), p(current), a_vv, a_vi, a_ii, b_v, threshold, reset,
-             int(ref_steps), p(since_spike, ctypes.POINTER(ctypes.c_int64)), p(spikes, ctypes.POINTER(ctypes.c_uint8)),
-             p(voltage), p(membrane))
+    function(
+        jumps.shape[0],
+        v.size,
+        p(jumps),
+        p(v),
+        p(current),
+        a_vv,
+        a_vi,
+        a_ii,
+        b_v,
+        threshold,
+        reset,
+        int(ref_steps),
+        p(since_spike, ctypes.POINTER(ctypes.c_int64)),
+        p(spikes, ctypes.POINTER(ctypes.c_uint8)),
+        p(voltage),
+        p(membrane),
+    )
+
+
+def run_circuit(
+    lib: Any,
+    neurons: dict[str, np.ndarray],
+    v_init: np.ndarray,
+    pathways: list[Any],
+    ext_idx: np.ndarray,
+    ext_ptr: np.ndarray,
+    n_steps: int,
+    record_voltages: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run a circuit (:func:`neuromodels.spiking.circuit._run`'s loop) with ``lif_circuit_f64``: returns
+    ``(spikes (time, n) uint8, voltage (time, n) float64 or None)``."""
+    n = v_init.size
+    n_sources = max(n, int(ext_idx.max()) + 1 if ext_idx.size else n)  # LIF neurons, then external sources
+    if pathways:
+        n_sources = pathways[0].indptr.size - 1  # all of them (the CSR tables span every source)
+    f64, i64 = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64)
+
+    def p(array: np.ndarray | None, kind: Any = f64) -> Any:
+        return None if array is None else array.ctypes.data_as(kind)
+
+    coefficient = {
+        k: np.ascontiguousarray(neurons[k], dtype=np.float64)
+        for k in ("a_vv", "a_vi", "a_ii", "b_v", "threshold", "reset")
+    }
+    ref = np.ascontiguousarray(neurons["ref"], dtype=np.int64)
+    v = np.array(v_init, dtype=np.float64)
+    current = np.zeros(n)
+    since_spike = np.full(n, 10**9, dtype=np.int64)
+    delays = np.array([q.delay for q in pathways] or [0], dtype=np.int64)
+    kinds = np.array([0 if q.kind == "delta" else 1 for q in pathways] or [0], dtype=np.int64)
+    indptr = np.ascontiguousarray(
+        np.concatenate([q.indptr for q in pathways]) if pathways else np.zeros(n_sources + 1), dtype=np.int64
+    )
+    sizes = [q.targets.size for q in pathways]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if pathways else np.zeros(1, np.int64)
+    targets = np.ascontiguousarray(np.concatenate([q.targets for q in pathways] or [np.zeros(0)]), dtype=np.int64)
+    weights = np.ascontiguousarray(np.concatenate([q.weights for q in pathways] or [np.zeros(0)]), dtype=np.float64)
+    ring_len = int(delays.max()) + 1
+    ring_delta, ring_exp = np.zeros((ring_len, n)), np.zeros((ring_len, n))
+    sources = np.zeros(n_sources + 1, dtype=np.int64)
+    not_refractory = np.zeros(n, dtype=np.uint8)
+    spikes = np.zeros((n_steps, n), dtype=np.uint8)
+    voltage = np.empty((n_steps, n)) if record_voltages else None
+    lib.lif_circuit_f64(
+        n_steps,
+        n,
+        n_sources,
+        *(p(coefficient[k]) for k in ("a_vv", "a_vi", "a_ii", "b_v")),
+        p(coefficient["threshold"]),
+        p(coefficient["reset"]),
+        p(ref, i64),
+        p(v),
+        p(current),
+        p(since_spike, i64),
+        len(pathways),
+        p(delays, i64),
+        p(kinds, i64),
+        p(indptr, i64),
+        p(offsets, i64),
+        p(targets, i64),
+        p(weights),
+        ring_len,
+        p(ring_delta),
+        p(ring_exp),
+        p(ext_ptr, i64),
+        p(ext_idx, i64),
+        p(sources, i64),
+        p(not_refractory, ctypes.POINTER(ctypes.c_uint8)),
+        p(spikes, ctypes.POINTER(ctypes.c_uint8)),
+        p(voltage),
+    )
+    return spikes, voltage

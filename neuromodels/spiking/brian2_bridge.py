@@ -18,7 +18,16 @@ import numpy as np
 from neuromodels.errors import ConfigError
 from neuromodels.spiking.network import _input_array, simulate
 
-__all__ = ["to_brian2", "cross_check", "CrossCheck", "LIF_EQUATIONS", "match_spikes"]
+__all__ = [
+    "to_brian2",
+    "circuit_to_brian2",
+    "simulate_brian2",
+    "cross_check",
+    "CrossCheck",
+    "LIF_EQUATIONS",
+    "match_spikes",
+]
+
 
 def require_brian2(purpose: str) -> Any:
     """The ``brian2`` module, or a ConfigError that says how to install it (Brian2 is an optional dependency)."""
@@ -52,6 +61,9 @@ class Brian2Model:
     n_steps: int
     dtype: str = "float64"
     target: str = "numpy"
+    source: Any = None  #: the SpikingNetwork or Circuit it was built from
+    method: str = "exact"
+    external: dict[str, np.ndarray] | None = None  #: a circuit's external rasters, as fed to Brian2
 
     def run(self) -> None:
         """Run for the input's duration with the float type and code-generation target it was built with."""
@@ -77,15 +89,74 @@ class Brian2Model:
             offset += size
         return raster
 
+    def voltages(self) -> np.ndarray | None:
+        """``(time, neuron)`` ``v`` at the start of each step over all groups (``None`` if not recorded)."""
+        if any(m is None for m in self.state_monitors):
+            return None
+        return np.concatenate([np.asarray(m.v).T for m in self.state_monitors], axis=1).astype(self.dtype)
 
-def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str | None = None,
-              dtype: str = "float64", record_voltages: bool = False, target: str = "numpy") -> Brian2Model:
+    def result(self) -> Any:
+        """The labelled ``xr.Dataset`` that :func:`~neuromodels.spiking.simulate` (a network, one trial) or
+        :func:`~neuromodels.spiking.simulate_circuit` (a circuit) returns, from Brian2's run (``engine='brian2'``
+        in the attrs)."""
+        from neuromodels.spiking.circuit import Circuit, circuit_dataset
+        from neuromodels.spiking.network import network_dataset
+
+        if isinstance(self.source, Circuit):
+            return circuit_dataset(
+                self.source,
+                self.rasters(),
+                self.dt,
+                method=self.method,
+                voltage=self.voltages(),
+                external=self.external,
+                engine=f"brian2 ({self.target})",
+            )
+        voltage = self.voltages()
+        return network_dataset(
+            self.source,
+            self.rasters()[None],
+            self.dt,
+            method=self.method,
+            dtype=self.dtype,
+            voltage=None if voltage is None else voltage[None],
+            single=True,
+            engine=f"brian2 ({self.target})",
+        )
+
+
+def to_brian2(
+    network: Any,
+    input_spikes: Any,
+    dt: float = 1e-3,
+    *,
+    method: str | None = None,
+    dtype: str = "float64",
+    record_voltages: bool = False,
+    target: str = "numpy",
+    external_spikes: Any = None,
+) -> Brian2Model:
     """Build the Brian2 model identical to ``network`` driven by one trial of ``input_spikes`` ``(time, input)``.
 
     ``target``: Brian2's ``codegen.target`` (``"numpy"``: no compiler; ``"cython"``).  The floating-point type is set
     with ``brian2.prefs.core.default_float_dtype`` while the objects are created (restored afterwards).
-    Call ``.run()`` on the result, then ``.rasters()``.
+    Call ``.run()`` on the result, then ``.rasters()`` or ``.result()`` (the labelled dataset).
+
+    A :class:`~neuromodels.spiking.Circuit` is exported by :func:`circuit_to_brian2`:
+    ``to_brian2(circuit, duration, dt, external_spikes=..., ...)``.
     """
+    from neuromodels.spiking.circuit import Circuit
+
+    if isinstance(network, Circuit):
+        return circuit_to_brian2(
+            network,
+            input_spikes,
+            dt,
+            method=method or "exact",
+            target=target,
+            record_voltages=record_voltages,
+            external_spikes=external_spikes,
+        )
     b2 = require_brian2("to_brian2 (the Brian2 model of a network)")
 
     method = method or network.method
@@ -101,19 +172,31 @@ def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str 
         clock_dt = dt * b2.second
         steps, channels = np.nonzero(raster)
         # the 1e-3 dt shift mirrors Brian2's own rounding of spike times to steps
-        inputs = b2.SpikeGeneratorGroup(network.n_inputs, channels, steps * dt * b2.second, dt=clock_dt,
-                                        name="inputs")
+        inputs = b2.SpikeGeneratorGroup(network.n_inputs, channels, steps * dt * b2.second, dt=clock_dt, name="inputs")
         objects: list[Any] = [inputs]
         groups, spike_monitors, state_monitors = [], [], []
         previous = inputs
         for layer, (params, size) in enumerate(zip(network.neurons, network.layer_sizes)):
-            namespace = {"tau_mem": params.tau_mem * b2.second, "tau_syn": params.tau_syn * b2.second,
-                         "v_rest": params.v_rest, "v_th": params.threshold, "v_reset": params.reset}
+            namespace = {
+                "tau_mem": params.tau_mem * b2.second,
+                "tau_syn": params.tau_syn * b2.second,
+                "v_rest": params.v_rest,
+                "v_th": params.threshold,
+                "v_reset": params.reset,
+            }
             refractory = params.refractory * b2.second if params.refractory > 0 else False
             equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
-            group = b2.NeuronGroup(size, equations, threshold="v > v_th", reset="v = v_reset",
-                                   refractory=refractory, method=method, namespace=namespace, dt=clock_dt,
-                                   name=f"layer{layer}")
+            group = b2.NeuronGroup(
+                size,
+                equations,
+                threshold="v > v_th",
+                reset="v = v_reset",
+                refractory=refractory,
+                method=method,
+                namespace=namespace,
+                dt=clock_dt,
+                name=f"layer{layer}",
+            )
             group.v = params.v_rest
             objects.append(group)
             weight_sets = [(previous, network.feedforward[layer], "ff")]
@@ -123,8 +206,15 @@ def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str 
             for source, weights, kind in weight_sets:
                 w = weights.detach().cpu().double().numpy()
                 pre, post = np.nonzero(w)
-                syn = b2.Synapses(source, group, "w : 1", on_pre="I_post += w", dt=clock_dt,
-                                  delay=getattr(network, "delay", 0.0) * b2.second, name=f"syn_{kind}{layer}")
+                syn = b2.Synapses(
+                    source,
+                    group,
+                    "w : 1",
+                    on_pre="I_post += w",
+                    dt=clock_dt,
+                    delay=getattr(network, "delay", 0.0) * b2.second,
+                    name=f"syn_{kind}{layer}",
+                )
                 syn.connect(i=pre, j=post)
                 syn.w = w[pre, post]
                 objects.append(syn)
@@ -143,7 +233,160 @@ def to_brian2(network: Any, input_spikes: Any, dt: float = 1e-3, *, method: str 
     finally:
         b2.prefs.core.default_float_dtype = previous_dtype
         b2.prefs.codegen.target = previous_target
-    return Brian2Model(net, groups, spike_monitors, state_monitors, inputs, float(dt), n_steps, dtype, target)
+    return Brian2Model(
+        net,
+        groups,
+        spike_monitors,
+        state_monitors,
+        inputs,
+        float(dt),
+        n_steps,
+        dtype,
+        target,
+        source=network,
+        method=method,
+    )
+
+
+def simulate_brian2(
+    network: Any,
+    input_spikes: Any,
+    dt: float = 1e-3,
+    *,
+    method: str | None = None,
+    dtype: str = "float64",
+    record_voltages: bool = False,
+    target: str = "numpy",
+) -> Any:
+    """:func:`~neuromodels.spiking.simulate` run by Brian2: the same labelled ``xr.Dataset`` (one Brian2 run per
+    trial), so the command line and Python users share one result format."""
+    import xarray as xr
+
+    require_brian2("simulate_brian2")
+    arr, single = _input_array(input_spikes, network.n_inputs)
+    runs = []
+    for trial in arr:
+        model = to_brian2(
+            network, trial, dt, method=method, dtype=dtype, record_voltages=record_voltages, target=target
+        )
+        model.run()
+        runs.append(model.result())
+    result = xr.concat(runs, dim="trial") if not single else runs[0]
+    return result
+
+
+#: ``on_pre`` of a delta synapse.  ``v`` is declared ``(unless refractory)``, so Brian2 itself applies the jump only
+#: to targets that are not refractory (its generated code indexes ``v`` with ``not_refractory``): jumps into a
+#: refractory neuron are discarded, the convention of :mod:`neuromodels.spiking.circuit` (checked by experiment).
+DELTA_ON_PRE = "v_post += w"
+
+
+def circuit_to_brian2(
+    circuit: Any,
+    duration: float,
+    dt: float = 1e-4,
+    *,
+    method: str = "exact",
+    external_spikes: Any = None,
+    record_voltages: bool = False,
+    target: str = "numpy",
+) -> Brian2Model:
+    """The Brian2 model of a :class:`~neuromodels.spiking.Circuit` (float64).
+
+    LIF populations become ``NeuronGroup`` s (:data:`LIF_EQUATIONS`, ``threshold='v > v_th'``, ``reset='v = v_reset'``,
+    ``refractory``, the circuit's initial voltages), Poisson populations ``SpikeGeneratorGroup`` s replaying the
+    same spikes as ours (``external_spikes`` or the circuit's seeded draws), each projection a ``Synapses``
+    (``order=k``) connected with the same ``(pre, post)`` arrays, ``delay`` = whole steps of ``dt`` and
+    ``on_pre`` ``'v_post += w'`` (delta: Brian2 skips refractory targets, see :data:`DELTA_ON_PRE`) or
+    ``'I_post += w'`` (exponential).
+    """
+    from neuromodels.spiking.circuit import _check_external, _check_run, delay_steps_exact
+
+    b2 = require_brian2("to_brian2 (the Brian2 model of a circuit)")
+    n_steps = _check_run(circuit, duration, dt, method)
+    external = _check_external(circuit, external_spikes, n_steps, duration, dt)
+    previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
+    b2.prefs.core.default_float_dtype = np.float64
+    b2.prefs.codegen.target = target
+    try:
+        clock_dt = dt * b2.second
+        by_name: dict[str, Any] = {}
+        objects: list[Any] = []
+        groups, spike_monitors, state_monitors = [], [], []
+        v_init = circuit.initial_voltages()
+        start = 0
+        for k, pop in enumerate(circuit.lif):
+            params = pop.neuron
+            namespace = {
+                "tau_mem": params.tau_mem * b2.second,
+                "tau_syn": params.tau_syn * b2.second,
+                "v_rest": params.v_rest,
+                "v_th": params.threshold,
+                "v_reset": params.reset,
+            }
+            refractory = params.refractory * b2.second if params.refractory > 0 else False
+            equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
+            group = b2.NeuronGroup(
+                pop.n,
+                equations,
+                threshold="v > v_th",
+                reset="v = v_reset",
+                refractory=refractory,
+                method=method,
+                namespace=namespace,
+                dt=clock_dt,
+                name=f"pop{k}",
+            )
+            group.v = v_init[start : start + pop.n]
+            start += pop.n
+            monitor = b2.SpikeMonitor(group, name=f"spikes{k}")
+            state = (
+                b2.StateMonitor(group, "v", record=True, dt=clock_dt, name=f"voltage{k}") if record_voltages else None
+            )
+            objects += [group, monitor] + ([state] if state is not None else [])
+            groups.append(group)
+            spike_monitors.append(monitor)
+            state_monitors.append(state)
+            by_name[pop.name] = group
+        for k, pop in enumerate(circuit.poisson):
+            steps, idx = np.nonzero(external[pop.name])
+            generator = b2.SpikeGeneratorGroup(pop.n, idx, steps * dt * b2.second, dt=clock_dt, name=f"ext{k}")
+            objects.append(generator)
+            by_name[pop.name] = generator
+        for k, (proj, conn) in enumerate(zip(circuit.projections, circuit.connectivity)):
+            on_pre = "I_post += w" if proj.synapse == "exponential" else DELTA_ON_PRE
+            d = delay_steps_exact(proj.delay, dt, f"projection {proj.label} delay")
+            syn = b2.Synapses(
+                by_name[proj.source],
+                by_name[proj.target],
+                "w : 1",
+                on_pre=on_pre,
+                dt=clock_dt,
+                delay=d * dt * b2.second,
+                order=k,
+                name=f"proj{k}",
+            )
+            syn.connect(i=conn.pre, j=conn.post)
+            syn.w = proj.weight
+            objects.append(syn)
+        net = b2.Network(*objects)
+    finally:
+        b2.prefs.core.default_float_dtype = previous_dtype
+        b2.prefs.codegen.target = previous_target
+    return Brian2Model(
+        net,
+        groups,
+        spike_monitors,
+        state_monitors,
+        None,
+        float(dt),
+        n_steps,
+        "float64",
+        target,
+        source=circuit,
+        method=method,
+        external=external,
+    )
 
 
 def match_spikes(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> int:
@@ -184,35 +427,72 @@ class CrossCheck:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"identical": self.identical, "n_spikes_ours": self.n_spikes_ours,
-                "n_spikes_brian2": self.n_spikes_brian2, "max_count_difference": self.max_count_difference,
-                "fraction_matched": self.fraction_matched, **self.settings}
+        return {
+            "identical": self.identical,
+            "n_spikes_ours": self.n_spikes_ours,
+            "n_spikes_brian2": self.n_spikes_brian2,
+            "max_count_difference": self.max_count_difference,
+            "fraction_matched": self.fraction_matched,
+            **self.settings,
+        }
 
 
-def cross_check(network: Any, inputs: Any, dt: float = 1e-3, *, method: str | None = None, dtype: str = "float64",
-                target: str = "numpy", tolerance_steps: int = 1) -> CrossCheck:
+def cross_check(
+    network: Any,
+    inputs: Any,
+    dt: float = 1e-3,
+    *,
+    method: str | None = None,
+    dtype: str = "float64",
+    target: str = "numpy",
+    tolerance_steps: int = 1,
+) -> CrossCheck:
     """Simulate one trial of ``inputs`` ``(time, input)`` with ours and with Brian2 and compare the rasters.
+
+    For a :class:`~neuromodels.spiking.Circuit`, ``cross_check(circuit, duration, dt)``: both simulators run the
+    same connectivity and the same (seeded) external spikes; the rasters cover the LIF populations.
 
     ``fraction_matched``: spikes paired within ``+-tolerance_steps`` steps (:func:`match_spikes`) divided by the
     larger of the two spike totals (1.0 when neither spikes); ``identical``: the rasters are equal.
     """
     require_brian2("cross_check (the same network run in Brian2)")
-    method = method or network.method
-    arr, _ = _input_array(inputs, network.n_inputs)
-    if arr.shape[0] != 1:
-        raise ConfigError("cross_check takes one trial (time, input)")
-    ours = simulate(network, arr[0], dt, method=method, dtype=dtype)["spikes"].values
-    model = to_brian2(network, arr[0], dt, method=method, dtype=dtype, target=target)
+    from neuromodels.spiking.circuit import Circuit, simulate_circuit
+
+    if isinstance(network, Circuit):
+        # a circuit: ``inputs`` is the duration (s); both simulators get the circuit's seeded external spikes
+        method = method or "exact"
+        if dtype != "float64":
+            raise ConfigError("circuits are simulated in float64 only")
+        external = network.external_spikes(inputs, dt)
+        ours = simulate_circuit(network, inputs, dt, method=method, external_spikes=external)["spikes"].values
+        model = circuit_to_brian2(network, inputs, dt, method=method, external_spikes=external, target=target)
+    else:
+        method = method or network.method
+        arr, _ = _input_array(inputs, network.n_inputs)
+        if arr.shape[0] != 1:
+            raise ConfigError("cross_check takes one trial (time, input)")
+        ours = simulate(network, arr[0], dt, method=method, dtype=dtype)["spikes"].values
+        model = to_brian2(network, arr[0], dt, method=method, dtype=dtype, target=target)
     model.run()
     theirs = model.rasters()
     counts_ours, counts_brian2 = ours.sum(0).astype(np.int64), theirs.sum(0).astype(np.int64)
     total = max(int(counts_ours.sum()), int(counts_brian2.sum()))
     matched = match_spikes(ours, theirs, tolerance_steps)
     return CrossCheck(
-        counts_ours=counts_ours, counts_brian2=counts_brian2, n_spikes_ours=int(counts_ours.sum()),
-        n_spikes_brian2=int(counts_brian2.sum()), identical=bool(np.array_equal(ours, theirs)),
+        counts_ours=counts_ours,
+        counts_brian2=counts_brian2,
+        n_spikes_ours=int(counts_ours.sum()),
+        n_spikes_brian2=int(counts_brian2.sum()),
+        identical=bool(np.array_equal(ours, theirs)),
         max_count_difference=int(np.abs(counts_ours - counts_brian2).max(initial=0)),
-        fraction_matched=1.0 if total == 0 else matched / total, raster_ours=ours, raster_brian2=theirs,
-        settings={"dt": float(dt), "method": method, "dtype": dtype, "target": target,
-                  "tolerance_steps": int(tolerance_steps)},
+        fraction_matched=1.0 if total == 0 else matched / total,
+        raster_ours=ours,
+        raster_brian2=theirs,
+        settings={
+            "dt": float(dt),
+            "method": method,
+            "dtype": dtype,
+            "target": target,
+            "tolerance_steps": int(tolerance_steps),
+        },
     )

@@ -7,6 +7,7 @@ Bernoulli draws with ``p = r dt`` per step (Brian2's ``PoissonGroup`` rule, ``ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,32 @@ def _check(rate: Any, duration: float, dt: float, n_inputs: int) -> tuple[np.nda
     return rates, int(round(duration / dt))
 
 
-def poisson_spikes(n_inputs: int, rate: float | Any, duration: float, dt: float = 1e-3, *, trials: int = 1,
-                   seed: int = 0) -> np.ndarray:
+def poisson_spikes(
+    n_inputs: int,
+    rate: float | Any,
+    duration: float,
+    dt: float = 1e-3,
+    *,
+    trials: int = 1,
+    seed: int | Sequence[int] = 0,
+) -> np.ndarray:
     """Independent Poisson trains ``(trials, time, n_inputs)`` (uint8); ``rate`` in Hz, scalar or per input."""
     rates, n_steps = _check(rate, duration, dt, n_inputs)
     if int(trials) < 1:
         raise ConfigError(f"trials must be >= 1, got {trials}")
     rng = np.random.default_rng(seed)
-    return (rng.random((int(trials), n_steps, int(n_inputs))) < rates * dt).astype(np.uint8)
+    out = np.empty((int(trials), n_steps, int(n_inputs)), dtype=np.uint8)
+    chunk = max(1, 2**20 // int(n_inputs))  # draws in blocks of ~8 MB: the same stream as one big draw
+    for trial in range(int(trials)):
+        for start in range(0, n_steps, chunk):
+            stop = min(start + chunk, n_steps)
+            np.less(rng.random((stop - start, int(n_inputs))), rates * dt, out=out[trial, start:stop])
+    return out
 
 
-def frozen_poisson(n_inputs: int, rate: float | Any, duration: float, dt: float = 1e-3, *, trials: int = 1,
-                   seed: int = 0) -> np.ndarray:
+def frozen_poisson(
+    n_inputs: int, rate: float | Any, duration: float, dt: float = 1e-3, *, trials: int = 1, seed: int = 0
+) -> np.ndarray:
     """One Poisson realisation repeated in every trial ``(trials, time, n_inputs)``: the paper's frozen input."""
     one = poisson_spikes(n_inputs, rate, duration, dt, trials=1, seed=seed)
     return np.repeat(one, int(trials), axis=0)

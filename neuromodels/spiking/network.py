@@ -26,8 +26,17 @@ from neuromodels.errors import ConfigError
 from neuromodels.spiking import _compiled
 from neuromodels.spiking.neurons import METHODS, LIFParameters, delay_steps, propagator, refractory_steps
 
-__all__ = ["SpikingNetwork", "simulate", "run_network", "run_network_numpy", "NetworkRun", "superspike_surrogate",
-           "spike_rates", "delay_in_time"]
+__all__ = [
+    "SpikingNetwork",
+    "simulate",
+    "run_network",
+    "run_network_numpy",
+    "NetworkRun",
+    "superspike_surrogate",
+    "spike_rates",
+    "delay_in_time",
+    "network_dataset",
+]
 
 
 def _torch():
@@ -114,10 +123,22 @@ class SpikingNetwork(torch.nn.Module):
     presynaptic ``i`` to postsynaptic ``j``.
     """
 
-    def __init__(self, n_inputs: int, layer_sizes: Sequence[int], neuron: Any = None,
-                 recurrent: bool | Sequence[bool] = False, *, weight_mean: float = 0.0, weight_std: float = 1.0,
-                 recurrent_std: float = 0.5, dt: float = 1e-3, method: str = "exact",
-                 surrogate_beta: float = 10.0, delay: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_inputs: int,
+        layer_sizes: Sequence[int],
+        neuron: Any = None,
+        recurrent: bool | Sequence[bool] = False,
+        *,
+        weight_mean: float = 0.0,
+        weight_std: float = 1.0,
+        recurrent_std: float = 0.5,
+        dt: float = 1e-3,
+        method: str = "exact",
+        surrogate_beta: float = 10.0,
+        delay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if isinstance(layer_sizes, int):
             layer_sizes = [layer_sizes]
@@ -138,11 +159,14 @@ class SpikingNetwork(torch.nn.Module):
         self.surrogate_beta = float(surrogate_beta)
         self.delay = float(delay)
         generator = torch.Generator().manual_seed(int(seed))
-        self.feedforward = torch.nn.ParameterList([
-            torch.nn.Parameter((weight_mean + weight_std * torch.randn(n_pre, n_post, generator=generator))
-                               / math.sqrt(n_pre))
-            for n_pre, n_post in zip(sizes[:-1], sizes[1:])
-        ])
+        self.feedforward = torch.nn.ParameterList(
+            [
+                torch.nn.Parameter(
+                    (weight_mean + weight_std * torch.randn(n_pre, n_post, generator=generator)) / math.sqrt(n_pre)
+                )
+                for n_pre, n_post in zip(sizes[:-1], sizes[1:])
+            ]
+        )
         self.recurrent = torch.nn.ParameterDict()
         for layer, (is_rec, n) in enumerate(zip(self.recurrent_layers, sizes[1:])):
             if is_rec:
@@ -174,8 +198,7 @@ class SpikingNetwork(torch.nn.Module):
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"weights for layer {layer} must be real numbers ({exc})") from None
         if values.shape != tuple(target.shape):
-            raise ConfigError(f"weights for layer {layer} must have shape {tuple(target.shape)}, "
-                              f"got {values.shape}")
+            raise ConfigError(f"weights for layer {layer} must have shape {tuple(target.shape)}, got {values.shape}")
         if not np.isfinite(values).all():
             raise ConfigError(f"weights for layer {layer} contain NaN or inf")
         w = torch.from_numpy(values).to(target.dtype)
@@ -183,15 +206,21 @@ class SpikingNetwork(torch.nn.Module):
         if change > 0:
             raise ConfigError(
                 f"weights for layer {layer} hold values that this {target.dtype} network would round (by up to "
-                f"{change:.3g}); convert the network first (network.double()) or pass {target.dtype} weights")
+                f"{change:.3g}); convert the network first (network.double()) or pass {target.dtype} weights"
+            )
         with torch.no_grad():
             target.copy_(w)
 
     def describe(self) -> dict[str, Any]:
         """The architecture and parameters as JSON/netCDF-ready values."""
-        out: dict[str, Any] = {"n_inputs": self.n_inputs, "layer_sizes": list(self.layer_sizes),
-                               "recurrent": [int(r) for r in self.recurrent_layers], "method": self.method,
-                               "surrogate_beta": self.surrogate_beta, "delay": self.delay}
+        out: dict[str, Any] = {
+            "n_inputs": self.n_inputs,
+            "layer_sizes": list(self.layer_sizes),
+            "recurrent": [int(r) for r in self.recurrent_layers],
+            "method": self.method,
+            "surrogate_beta": self.surrogate_beta,
+            "delay": self.delay,
+        }
         for key in LIFParameters().as_dict():
             out[key] = [n.as_dict()[key] for n in self.neurons]
         return out
@@ -216,9 +245,17 @@ class NetworkRun:
     membrane: list[Any] | None = None
 
 
-def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact", *, dtype: Any = None,
-                surrogate_beta: float | None = None, record_voltage: bool = False,
-                record_membrane: bool = False) -> NetworkRun:
+def run_network(
+    network: Any,
+    input_spikes: Any,
+    dt: float,
+    method: str = "exact",
+    *,
+    dtype: Any = None,
+    surrogate_beta: float | None = None,
+    record_voltage: bool = False,
+    record_membrane: bool = False,
+) -> NetworkRun:
     """Simulate ``network`` on ``input_spikes`` ``(batch, time, n_inputs)`` (0/1 torch tensor); see :class:`NetworkRun`.
 
     Without ``surrogate_beta`` the run is a plain simulation (no autograd graph; Brian2-identical ordering).  With it,
@@ -311,8 +348,7 @@ def run_network(network: Any, input_spikes: Any, dt: float, method: str = "exact
             elif membrane_buf is not None:
                 out_membrane.append(membrane_buf.transpose(0, 1))
             previous = layer_spikes
-    return NetworkRun(out_spikes, out_voltage if record_voltage else None,
-                      out_membrane if record_membrane else None)
+    return NetworkRun(out_spikes, out_voltage if record_voltage else None, out_membrane if record_membrane else None)
 
 
 def _nonzero_positions(raster: np.ndarray) -> np.ndarray:
@@ -344,17 +380,23 @@ def _synaptic_jumps(pre: np.ndarray, weights: np.ndarray) -> np.ndarray:
         import scipy.sparse
 
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=flat.shape[0]))])
-        matrix = scipy.sparse.csr_matrix((np.ones(rows.size, dtype=weights.dtype), cols, indptr),
-                                         shape=flat.shape)
+        matrix = scipy.sparse.csr_matrix((np.ones(rows.size, dtype=weights.dtype), cols, indptr), shape=flat.shape)
         out = matrix @ weights
     else:
         out = flat.astype(weights.dtype) @ weights
     return np.ascontiguousarray(out, dtype=weights.dtype).reshape(pre.shape[0], pre.shape[1], n_post)
 
 
-def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method: str = "exact", *,
-                      dtype: str = "float64", record_voltage: bool = False,
-                      record_membrane: bool = False) -> NetworkRun:
+def run_network_numpy(
+    network: Any,
+    input_spikes: np.ndarray,
+    dt: float,
+    method: str = "exact",
+    *,
+    dtype: str = "float64",
+    record_voltage: bool = False,
+    record_membrane: bool = False,
+) -> NetworkRun:
     """The forward simulation of :func:`run_network` in NumPy with in-place updates (no autograd; fast at small
     batch).  ``input_spikes``: ``(batch, time, n_inputs)`` 0/1; returns :class:`NetworkRun` of numpy arrays
     ``(batch, time, n)`` (spikes as ``uint8``).  The same per-step arithmetic, in the same order, as the torch
@@ -388,9 +430,20 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
         if kernel is not None:  # the same loop in C (see _compiled.py): bit-identical, ~10x faster at batch 1
             fired_bytes = np.zeros((n_steps, batch, n_post), dtype=np.uint8)
             since = since_spike if since_spike is not None else np.zeros((batch, n_post), dtype=np.int64)
-            _compiled.run_layer(kernel, np.ascontiguousarray(jumps, dtype=np_dtype), v, current,
-                                (a_vv, a_vi, a_ii, b_v), threshold, reset, ref_steps, since, fired_bytes,
-                                voltage, membrane)
+            _compiled.run_layer(
+                kernel,
+                np.ascontiguousarray(jumps, dtype=np_dtype),
+                v,
+                current,
+                (a_vv, a_vi, a_ii, b_v),
+                threshold,
+                reset,
+                ref_steps,
+                since,
+                fired_bytes,
+                voltage,
+                membrane,
+            )
             spikes = fired_bytes.view(bool)
         else:
             for n in range(n_steps):
@@ -425,8 +478,7 @@ def run_network_numpy(network: Any, input_spikes: np.ndarray, dt: float, method:
         if membrane is not None:
             out_membrane.append(membrane.transpose(1, 0, 2))
         previous = spikes
-    return NetworkRun(out_spikes, out_voltage if record_voltage else None,
-                      out_membrane if record_membrane else None)
+    return NetworkRun(out_spikes, out_voltage if record_voltage else None, out_membrane if record_membrane else None)
 
 
 def _input_array(input_spikes: Any, n_inputs: int) -> tuple[np.ndarray, bool]:
@@ -436,8 +488,9 @@ def _input_array(input_spikes: Any, n_inputs: int) -> tuple[np.ndarray, bool]:
     if isinstance(input_spikes, xr.DataArray):
         dims = input_spikes.dims
         if dims[-2:] != ("time", "input") or len(dims) not in (2, 3):
-            raise ConfigError("input spikes DataArray must have dims (time, input) or (trial, time, input), "
-                              f"got {dims}")
+            raise ConfigError(
+                f"input spikes DataArray must have dims (time, input) or (trial, time, input), got {dims}"
+            )
         input_spikes = input_spikes.values
     torch = _torch()
     arr = input_spikes.detach().cpu().numpy() if isinstance(input_spikes, torch.Tensor) else np.asarray(input_spikes)
@@ -457,9 +510,17 @@ def _input_array(input_spikes: Any, n_inputs: int) -> tuple[np.ndarray, bool]:
     return arr, single
 
 
-def simulate(network: Any, input_spikes: Any, dt: float = 1e-3, duration: float | None = None, *,
-             method: str | None = None, dtype: str = "float64", record_voltages: bool = False,
-             engine: str = "auto") -> Any:
+def simulate(
+    network: Any,
+    input_spikes: Any,
+    dt: float = 1e-3,
+    duration: float | None = None,
+    *,
+    method: str | None = None,
+    dtype: str = "float64",
+    record_voltages: bool = False,
+    engine: str = "auto",
+) -> Any:
     """Run ``network`` on an input raster and return an ``xarray.Dataset``.
 
     Parameters
@@ -481,8 +542,6 @@ def simulate(network: Any, input_spikes: Any, dt: float = 1e-3, duration: float 
     ``time`` (s), ``neuron`` (0..N-1 over all layers), ``layer`` (layer index of each neuron); attrs hold ``dt``,
     ``method``, ``dtype`` and the network's parameters.
     """
-    import xarray as xr
-
     method = method or network.method
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -504,21 +563,63 @@ def simulate(network: Any, input_spikes: Any, dt: float = 1e-3, duration: float 
         torch = _torch()
         x = torch.as_tensor(arr[:, :n_steps], dtype=getattr(torch, dtype))
         torch_run = run_network(network, x, dt, method, dtype=getattr(torch, dtype), record_voltage=record_voltages)
-        run = NetworkRun([s.numpy().astype(np.uint8) for s in torch_run.spikes],
-                         None if torch_run.voltage is None else [v.numpy() for v in torch_run.voltage])
-    spikes = np.concatenate(run.spikes, axis=-1)
+        run = NetworkRun(
+            [s.numpy().astype(np.uint8) for s in torch_run.spikes],
+            None if torch_run.voltage is None else [v.numpy() for v in torch_run.voltage],
+        )
+    return network_dataset(
+        network,
+        np.concatenate(run.spikes, axis=-1),
+        dt,
+        method=method,
+        dtype=dtype,
+        voltage=np.concatenate(run.voltage, axis=-1) if record_voltages else None,
+        single=single,
+    )
+
+
+def network_dataset(
+    network: Any,
+    spikes: np.ndarray,
+    dt: float,
+    *,
+    method: str,
+    dtype: str,
+    voltage: np.ndarray | None = None,
+    single: bool = False,
+    engine: str | None = None,
+) -> Any:
+    """The labelled result of :func:`simulate` from rasters ``(trial, time, neuron)`` (shared with the Brian2
+    bridge); ``single`` drops the trial dimension."""
+    import xarray as xr
+
+    n_steps = spikes.shape[1]
     dims: tuple[str, ...] = ("trial", "time", "neuron")
     data = {"spikes": (dims, spikes)}
-    if record_voltages:
-        data["voltage"] = (dims, np.concatenate(run.voltage, axis=-1))
+    if voltage is not None:
+        data["voltage"] = (dims, voltage)
     layer_index = np.concatenate([np.full(n, i) for i, n in enumerate(network.layer_sizes)])
-    attrs = {"dt": float(dt), "method": method, "dtype": dtype, "duration": n_steps * float(dt),
-             "ordering": "state update -> threshold -> synapses -> reset (Brian2 default schedule)"}
+    attrs = {
+        "dt": float(dt),
+        "method": method,
+        "dtype": dtype,
+        "duration": n_steps * float(dt),
+        "ordering": "state update -> threshold -> synapses -> reset (Brian2 default schedule)",
+    }
+    if engine is not None:
+        attrs["engine"] = engine
     for key, value in network.describe().items():
         if key != "method":
             attrs[key] = np.asarray(value) if isinstance(value, list) else value
-    ds = xr.Dataset(data, coords={"time": np.arange(n_steps) * float(dt), "neuron": np.arange(network.n_neurons),
-                                  "layer": ("neuron", layer_index)}, attrs=attrs)
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": np.arange(n_steps) * float(dt),
+            "neuron": np.arange(network.n_neurons),
+            "layer": ("neuron", layer_index),
+        },
+        attrs=attrs,
+    )
     ds["time"].attrs["units"] = "s"
     if single:
         ds = ds.isel(trial=0, drop=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from neuromodels._figures import save_figure
 
 __all__ = ["plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
 
 
-
-
-def plot_raster(spikes: np.ndarray, dt: float, *, layer: np.ndarray | None = None, title: str = "",
-                ax: Any = None, color: str = "k") -> Any:
+def plot_raster(
+    spikes: np.ndarray, dt: float, *, layer: np.ndarray | None = None, title: str = "", ax: Any = None, color: str = "k"
+) -> Any:
     """Dot raster of a ``(time, neuron)`` 0/1 array; layers separated by lines when ``layer`` is given."""
     import matplotlib.pyplot as plt
 
@@ -45,8 +45,9 @@ def plot_rate_histogram(rates: np.ndarray, *, title: str = "") -> Any:
     return fig
 
 
-def plot_loss_curves(curves: dict[str, list[float]], *, ylabel: str = "van Rossum loss", title: str = "",
-                     logy: bool = True) -> Any:
+def plot_loss_curves(
+    curves: dict[str, list[float]], *, ylabel: str = "van Rossum loss", title: str = "", logy: bool = True
+) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

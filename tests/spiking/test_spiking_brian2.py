@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("brian2")
 
-from neuromodels.spiking import LIFParameters, SpikingNetwork, cross_check, poisson_spikes  # noqa: E402
-from neuromodels.spiking.brian2_bridge import match_spikes, to_brian2  # noqa: E402
+from neuromodels.spiking import LIFParameters, SpikingNetwork, cross_check, poisson_spikes
+from neuromodels.spiking.brian2_bridge import match_spikes, to_brian2
 
 DURATION = 1.0
 
@@ -61,16 +61,33 @@ def test_refractory_network_identical_to_brian2(inputs, dt):
 def test_paper_delay_and_refractory_network_identical_to_brian2(inputs, recurrent):
     # the ``paper`` preset's simulation: dt 0.1 ms, 5 ms refractory period, 0.8 ms axonal delay on every connection
     # (Brian2: Synapses(delay=0.8 ms), delivered round(delay/dt) = 8 steps after the spike)
-    net = SpikingNetwork(1000, [200, 50], recurrent=recurrent, neuron=LIFParameters(refractory=5e-3),
-                         weight_mean=0.7, weight_std=0.5, recurrent_std=1.0, seed=2, delay=0.8e-3)
+    net = SpikingNetwork(
+        1000,
+        [200, 50],
+        recurrent=recurrent,
+        neuron=LIFParameters(refractory=5e-3),
+        weight_mean=0.7,
+        weight_std=0.5,
+        recurrent_std=1.0,
+        seed=2,
+        delay=0.8e-3,
+    )
     result = cross_check(net, inputs[1e-4][:3000], 1e-4, method="exact")
     assert result.counts_ours[200:].sum() > 100  # the second layer fires too
     assert result.identical, result.as_dict()
 
 
 def test_recurrent_two_layer_network_identical_to_brian2(inputs):
-    net = SpikingNetwork(1000, [200, 50], recurrent=True, neuron=LIFParameters(refractory=1e-3),
-                         weight_mean=0.7, weight_std=0.5, recurrent_std=1.0, seed=2)
+    net = SpikingNetwork(
+        1000,
+        [200, 50],
+        recurrent=True,
+        neuron=LIFParameters(refractory=1e-3),
+        weight_mean=0.7,
+        weight_std=0.5,
+        recurrent_std=1.0,
+        seed=2,
+    )
     for method in ("exact", "euler"):
         result = cross_check(net, inputs[1e-3], 1e-3, method=method)
         assert result.counts_ours[200:].sum() > 500  # the second layer fires too
