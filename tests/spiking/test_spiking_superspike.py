@@ -10,8 +10,16 @@ import torch
 
 from neuromodels.errors import ConfigError
 from neuromodels.fitting import superspike
-from neuromodels.fitting.superspike import (PRESETS, SuperSpike, VanRossumKernel, make_task, paper_rho, run_task,
-                                            train_bptt, van_rossum_loss)
+from neuromodels.fitting.superspike import (
+    PRESETS,
+    SuperSpike,
+    VanRossumKernel,
+    make_task,
+    paper_rho,
+    run_task,
+    train_bptt,
+    van_rossum_loss,
+)
 from neuromodels.spiking import LIFParameters, SpikingNetwork, poisson_spikes, run_network
 
 
