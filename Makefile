@@ -9,13 +9,13 @@ OUT ?= reports
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: all install demo test lint reproduce bench clean
+.PHONY: all install demo test lint docs reproduce bench clean
 
 all: test
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,distributed]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,distributed,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +37,12 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The HTML site: README tour, guides, API reference from the docstrings, examples gallery (docs/conf.py). Warnings
+# are errors, so a broken link or a stale API name fails; `make test` builds it too, in tests/test_docs.py.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html -d build/docs/doctrees docs build/docs/html
+	@echo "open build/docs/html/index.html"
+
 reproduce: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
@@ -44,4 +50,4 @@ bench: $(STAMP)
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(OUT)
+	rm -rf $(VENV) build *.egg-info $(OUT) docs/gallery docs/api/neuromodels*.rst

@@ -1,7 +1,7 @@
 """Quality of generated samples: distances between point sets, Parzen likelihoods, copies of the training set.
 
 Pure NumPy functions of ``(n, dim)`` arrays (samples, data), used to compare Variational Walkback with its
-baselines (:mod:`neuromodels.fitting.walkback`, :mod:`neuromodels.fitting.diffusion`):
+baselines (:mod:`neuromodels.fitting.walkback`, :mod:`neuromodels.diffusion`):
 
 * :func:`mmd`: squared maximum mean discrepancy with a Gaussian kernel (Gretton et al. 2012, JMLR, Eq. 3: the
   unbiased U-statistic; ``biased=True`` gives the V-statistic, Eq. 5), summed over a few bandwidths.

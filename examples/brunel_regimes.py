@@ -27,7 +27,7 @@ windows), synchrony chi (1 ms and 10 ms bins), the spectral peak of the populati
 
 Run:
 
-    python examples/brunel_regimes.py [--out reports/examples/brunel_regimes] [--figures docs/figures] [--seed 0]
+    python examples/brunel_regimes.py [--out reports/examples/brunel_regimes] [--figures docs/figures/examples/brunel_regimes] [--seed 0]
                                       [--panels ABCD] [--duration 1.2] [--n-excitatory 4000]
 
 About 1-2.5 minutes on 2 CPU cores (the SR state, at ~310 Hz, takes a third to a half of it). Seeded. Public API only:

@@ -131,6 +131,7 @@ def resolve_parameters(
     * ``q_star`` given, ``sigma_w2`` not: the critical point for that ``q*`` (``sigma_w2 = 1/E[phi'^2]``);
     * ``q_star`` given, ``sigma_b2`` not: ``sigma_b2 = q* - sigma_w2 E[phi(h)^2]`` (must be >= 0);
     * ``q_star`` not given: the fixed point of the length map at ``(sigma_w2, sigma_b2)``.
+
     ReLU and the identity have no finite ``q*`` at criticality without bias, but their ``D^2`` does not
     depend on ``q*``, so ``q* = 1`` is used when the fixed point does not exist.
     """

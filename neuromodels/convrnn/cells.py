@@ -22,21 +22,29 @@ Conventions
 
 Cells (``CELLS`` maps the names to classes):
 
-``feedforward``  ``h' = f(x)``. No state. Used for the feedforward baseline and "recurrence off".
-``time_decay``   ``s' = tau . s + x``, ``h' = f(s')`` with one trainable ``tau = sigmoid(tau_logit)`` per
+``feedforward``
+                 ``h' = f(x)``. No state. Used for the feedforward baseline and "recurrence off".
+``time_decay``
+                 ``s' = tau . s + x``, ``h' = f(s')`` with one trainable ``tau = sigmoid(tau_logit)`` per
                  channel (the paper's "time decay" baseline, S1.1: ``tau`` learned, kept in (0, 1) here so that
                  the state cannot blow up over long unrolls; the paper does not say how it constrains tau).
-``vanilla``      ``h' = f(x + W_hh * h + b)`` (conv vanilla RNN).
-``lstm``         conv LSTM (Shi et al. 2015 without peepholes): ``[i, f, o, g] = W * [x, h] + b``,
+``vanilla``
+                 ``h' = f(x + W_hh * h + b)`` (conv vanilla RNN).
+``lstm``
+                 conv LSTM (Shi et al. 2015 without peepholes): ``[i, f, o, g] = W * [x, h] + b``,
                  ``c' = sigmoid(f) . c + sigmoid(i) . tanh(g)``, ``h' = sigmoid(o) . tanh(c')``.
-``gru``          conv GRU (Cho et al. 2014): ``z, r = sigmoid(W_z,r * [x, h] + b)``,
+``gru``
+                 conv GRU (Cho et al. 2014): ``z, r = sigmoid(W_z,r * [x, h] + b)``,
                  ``n = tanh(W_xn * x + r . (W_hn * h) + b)``, ``h' = (1 - z) . n + z . h``.
-``ugrnn``        Update-Gate RNN (Collins et al. 2017, eq. 6): ``g = sigmoid(W_g * [x, h] + b_g)``,
+``ugrnn``
+                 Update-Gate RNN (Collins et al. 2017, eq. 6): ``g = sigmoid(W_g * [x, h] + b_g)``,
                  ``c = tanh(W_c * [x, h] + b_c)``, ``h' = g . h + (1 - g) . c``.
-``intersection`` Intersection RNN (Collins et al. 2017, eq. 7): ``y_in = f(W_y * [x, h])``,
+``intersection``
+                 Intersection RNN (Collins et al. 2017, eq. 7): ``y_in = f(W_y * [x, h])``,
                  ``h_in = tanh(W_h * [x, h])``, ``g_y, g_h = sigmoid(W_gy,gh * [x, h])``,
                  output ``y = g_y . x + (1 - g_y) . y_in``, state ``h' = g_h . h + (1 - g_h) . h_in``.
-``rgc``          Reciprocal Gated Cell (Nayebi et al. 2018, eq. 1-2 in section 3.2 / Fig. 2b), two states
+``rgc``
+                 Reciprocal Gated Cell (Nayebi et al. 2018, eq. 1-2 in section 3.2 / Fig. 2b), two states
                  ``c`` (cell) and ``h`` (output) that gate each other::
 
                      c' = f((1 - g_cc) . c + (1 - g_hc) . (W_xc * x + b_xc))
