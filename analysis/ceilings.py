@@ -91,14 +91,24 @@ class RepetitionCube:
         """``(repeat, stimulus, unit)`` with neuroid and time bin flattened into one unit axis."""
         return self.values.reshape(self.values.shape[0], self.values.shape[1], self.n_units)
 
-    def unflatten(self, values: np.ndarray, name: str, attrs: dict[str, Any] | None = None,
-                  leading: dict[str, np.ndarray] | None = None) -> xr.DataArray:
+    def unflatten(
+        self,
+        values: np.ndarray,
+        name: str,
+        attrs: dict[str, Any] | None = None,
+        leading: dict[str, np.ndarray] | None = None,
+    ) -> xr.DataArray:
         """Wrap ``(*leading, unit)`` values as a DataArray with the template's coordinates."""
         leading = leading or {}
         shape = tuple(len(v) for v in leading.values()) + self.template.shape
         dims = tuple(leading) + self.template.dims
-        out = xr.DataArray(np.asarray(values).reshape(shape), dims=dims, coords=self.template.coords,
-                           name=name, attrs=dict(attrs or {}))
+        out = xr.DataArray(
+            np.asarray(values).reshape(shape),
+            dims=dims,
+            coords=self.template.coords,
+            name=name,
+            attrs=dict(attrs or {}),
+        )
         for dim, coord in leading.items():
             out = out.assign_coords({dim: coord})
         return out
@@ -106,8 +116,7 @@ class RepetitionCube:
 
 def _template_from_assembly(da: xr.DataArray) -> xr.DataArray:
     unit_dims = [d for d in da.dims if d != "presentation"]
-    coords = {name: coord for name, coord in da.coords.items()
-              if coord.dims and set(coord.dims) <= set(unit_dims)}
+    coords = {name: coord for name, coord in da.coords.items() if coord.dims and set(coord.dims) <= set(unit_dims)}
     return xr.DataArray(np.zeros([da.sizes[d] for d in unit_dims]), dims=unit_dims, coords=coords)
 
 
@@ -121,17 +130,26 @@ def repetition_cube(neural: xr.DataArray | np.ndarray) -> RepetitionCube:
     if isinstance(neural, xr.DataArray):
         source = neural.attrs.get("source")
         if "presentation" not in neural.dims or "neuroid" not in neural.dims:
-            raise DataFormatError(file=source, field="<dims>", expected="('presentation', 'neuroid'[, 'time_bin'])",
-                                  found=str(neural.dims))
+            raise DataFormatError(
+                file=source,
+                field="<dims>",
+                expected="('presentation', 'neuroid'[, 'time_bin'])",
+                found=str(neural.dims),
+            )
         extra = [d for d in neural.dims if d not in ("presentation", "neuroid", "time_bin")]
         if extra:
-            raise DataFormatError(file=source, field="<dims>", expected="('presentation', 'neuroid'[, 'time_bin'])",
-                                  found=str(neural.dims))
+            raise DataFormatError(
+                file=source,
+                field="<dims>",
+                expected="('presentation', 'neuroid'[, 'time_bin'])",
+                found=str(neural.dims),
+            )
         order = ["presentation", "neuroid"] + (["time_bin"] if "time_bin" in neural.dims else [])
         neural = neural.transpose(*order)
         if "stimulus_id" not in neural.coords:
-            raise DataFormatError(file=source, field="stimulus_id", expected="a coordinate on 'presentation'",
-                                  found="none")
+            raise DataFormatError(
+                file=source, field="stimulus_id", expected="a coordinate on 'presentation'", found="none"
+            )
         stimulus = np.asarray(neural["stimulus_id"].values).astype(str)
         stim_codes, stim_ids = pd.factorize(stimulus, sort=True)
         if "repetition" in neural.coords:
@@ -142,35 +160,49 @@ def repetition_cube(neural: xr.DataArray | np.ndarray) -> RepetitionCube:
         pairs = stim_codes.astype(np.int64) * max(len(rep_values), 1) + rep_codes
         if np.unique(pairs).size != pairs.size:
             dup = pd.Index(list(zip(stimulus, repetition)))
-            raise DataFormatError(file=source, field="repetition", expected="unique (stimulus_id, repetition) pairs",
-                                  found=f"duplicates {dup[dup.duplicated()].unique()[:5].tolist()}")
+            raise DataFormatError(
+                file=source,
+                field="repetition",
+                expected="unique (stimulus_id, repetition) pairs",
+                found=f"duplicates {dup[dup.duplicated()].unique()[:5].tolist()}",
+            )
         values = np.asarray(neural.values, dtype=np.float64)
         cube = np.full((len(rep_values), len(stim_ids)) + values.shape[1:], np.nan)
         cube[rep_codes, stim_codes] = values
         template = _template_from_assembly(neural)
-        result = RepetitionCube(cube, np.asarray(stim_ids, dtype=object), np.asarray(rep_values), template,
-                                None if source is None else str(source))
+        result = RepetitionCube(
+            cube,
+            np.asarray(stim_ids, dtype=object),
+            np.asarray(rep_values),
+            template,
+            None if source is None else str(source),
+        )
     else:
         cube = np.asarray(neural, dtype=np.float64)
         if cube.ndim < 3:
-            raise DataFormatError(field="<array>", expected="(repeat, stimulus, neuroid[, ...])",
-                                  found=f"shape {cube.shape}")
+            raise DataFormatError(
+                field="<array>", expected="(repeat, stimulus, neuroid[, ...])", found=f"shape {cube.shape}"
+            )
         dims = ("neuroid",) + tuple(f"dim_{i}" for i in range(3, cube.ndim))
         if cube.ndim == 4:
             dims = ("neuroid", "time_bin")
         template = xr.DataArray(np.zeros(cube.shape[2:]), dims=dims)
-        result = RepetitionCube(cube, np.arange(cube.shape[1]).astype(str).astype(object),
-                                np.arange(cube.shape[0]), template, None)
+        result = RepetitionCube(
+            cube, np.arange(cube.shape[1]).astype(str).astype(object), np.arange(cube.shape[0]), template, None
+        )
     if np.isinf(result.values).any():
-        raise DataFormatError(file=result.source, field="<values>", expected="finite values or NaN",
-                              found="infinite values")
+        raise DataFormatError(
+            file=result.source, field="<values>", expected="finite values or NaN", found="infinite values"
+        )
     if not np.isfinite(result.values).any():
         raise DataFormatError(file=result.source, field="<values>", expected="some finite values", found="all NaN")
     counts = np.isfinite(result.values).sum(axis=0)
     if counts.max() < 2:
         raise DataFormatError(
             "a noise ceiling needs repeated presentations of the same stimuli",
-            file=result.source, field="repetition", expected="at least 2 repetitions of some stimulus",
+            file=result.source,
+            field="repetition",
+            expected="at least 2 repetitions of some stimulus",
             found="1 repetition per stimulus",
         )
     return result
@@ -185,8 +217,12 @@ def split_regions(neural: xr.DataArray) -> dict[str, xr.DataArray]:
     (docs/predictivity.md section 4); the ``ceiling`` and ``score`` commands split their input with this.
     """
     if not isinstance(neural, xr.DataArray) or "neuroid" not in neural.dims:
-        raise DataFormatError(file=_source_of(neural), field="<dims>", expected="an assembly with a 'neuroid' dim",
-                              found=type(neural).__name__ if not isinstance(neural, xr.DataArray) else str(neural.dims))
+        raise DataFormatError(
+            file=_source_of(neural),
+            field="<dims>",
+            expected="an assembly with a 'neuroid' dim",
+            found=type(neural).__name__ if not isinstance(neural, xr.DataArray) else str(neural.dims),
+        )
     if "region" not in neural.coords or neural["region"].dims != ("neuroid",):
         return {"all": neural}
     labels = np.asarray(neural["region"].values).astype(str)
@@ -216,7 +252,11 @@ def require_one_region(neural: Any, what: str) -> None:
         f"'score' commands do; take one region at a time: {{region: ... for region, assembly in "
         f"split_regions(neural).items()}} (neuromodels.analysis.split_regions), or drop the 'region' coordinate "
         f"to pool them",
-        file=_source_of(neural), field="region", expected="one region", found=f"{len(names)} regions: {found}")
+        file=_source_of(neural),
+        field="region",
+        expected="one region",
+        found=f"{len(names)} regions: {found}",
+    )
 
 
 def _warn_nan(values: np.ndarray, what: str, why: str) -> None:
@@ -300,8 +340,9 @@ def ceiling_split_half(
     cube = repetition_cube(neural)
     n_reps = cube.values.shape[0]
     if n_reps < 2:
-        raise DataFormatError(file=cube.source, field="repetition", expected="at least 2 repetition values",
-                              found=f"{n_reps}")
+        raise DataFormatError(
+            file=cube.source, field="repetition", expected="at least 2 repetition values", found=f"{n_reps}"
+        )
     splitter = ShuffleSplit(n_splits=n_splits, train_size=0.5, test_size=None, random_state=random_state)
     flat = cube.flat()
     n_stimuli = flat.shape[1]
@@ -334,7 +375,7 @@ def ceiling_split_half(
     attrs = {
         "method": "split_half",
         "description": "Spearman-Brown corrected split-half Pearson r of repetition means (Brain-Score "
-                       "InternalConsistency)",
+        "InternalConsistency)",
         "reference": REFERENCES["split_half"],
         "n_splits": int(n_splits),
         "random_state": "none" if random_state is None else int(random_state),
@@ -359,8 +400,9 @@ def ceiling_split_half(
     return ds
 
 
-def _aggregate_array(values: np.ndarray, template_dims: tuple[Hashable, ...], cube: RepetitionCube,
-                     name: str) -> xr.DataArray:
+def _aggregate_array(
+    values: np.ndarray, template_dims: tuple[Hashable, ...], cube: RepetitionCube, name: str
+) -> xr.DataArray:
     """A value aggregated over neuroids: scalar, or per remaining template dim (time_bin)."""
     rest = [d for d in template_dims if d != "neuroid"]
     if not rest:
@@ -417,8 +459,9 @@ def signal_power(neural: xr.DataArray | np.ndarray) -> xr.DataArray:
     """
     cube = repetition_cube(neural)
     sp, _, mode = _signal_power(cube.flat())
-    return cube.unflatten(sp, "signal_power", attrs={
-        "method": "signal_power", "formula": mode, "reference": REFERENCES["cc_max"]})
+    return cube.unflatten(
+        sp, "signal_power", attrs={"method": "signal_power", "formula": mode, "reference": REFERENCES["cc_max"]}
+    )
 
 
 def _signal_power(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
@@ -457,20 +500,35 @@ def cc_max(neural: xr.DataArray | np.ndarray) -> xr.DataArray:
     ratio = np.where((sp > 0) & (var_mean > 0), ratio, np.nan)
     value = np.sqrt(np.clip(ratio, 0.0, None))
     _warn_nan(value, "cc_max", "signal power <= 0 or constant mean response")
-    return cube.unflatten(value, "cc_max", attrs={
-        "method": "cc_max", "signal_power": mode, "reference": REFERENCES["cc_max"], "ceiling_kind": "correlation"})
+    return cube.unflatten(
+        value,
+        "cc_max",
+        attrs={
+            "method": "cc_max",
+            "signal_power": mode,
+            "reference": REFERENCES["cc_max"],
+            "ceiling_kind": "correlation",
+        },
+    )
 
 
-def _prediction_per_stimulus(prediction: xr.DataArray | np.ndarray, cube: RepetitionCube,
-                             neural_is_array: bool) -> np.ndarray:
+def _prediction_per_stimulus(
+    prediction: xr.DataArray | np.ndarray, cube: RepetitionCube, neural_is_array: bool
+) -> np.ndarray:
     """Model prediction as ``(stimulus, unit)`` in the cube's stimulus order."""
     if isinstance(prediction, xr.DataArray):
         if "presentation" not in prediction.dims or "stimulus_id" not in prediction.coords:
-            raise DataFormatError(field="prediction", expected="dims (presentation, neuroid[, time_bin]) with a "
-                                  "stimulus_id coordinate", found=str(prediction.dims))
+            raise DataFormatError(
+                field="prediction",
+                expected="dims (presentation, neuroid[, time_bin]) with a stimulus_id coordinate",
+                found=str(prediction.dims),
+            )
         if neural_is_array:
-            raise DataFormatError(field="prediction", expected="a plain array (stimulus, neuroid[, ...]) when the "
-                                  "neural data is a plain array", found="an xarray DataArray")
+            raise DataFormatError(
+                field="prediction",
+                expected="a plain array (stimulus, neuroid[, ...]) when the neural data is a plain array",
+                found="an xarray DataArray",
+            )
         order = ["presentation"] + list(cube.template.dims)
         missing_dims = set(order) - set(prediction.dims)
         if missing_dims:
@@ -478,28 +536,40 @@ def _prediction_per_stimulus(prediction: xr.DataArray | np.ndarray, cube: Repeti
         prediction = prediction.transpose(*order)
         ids = pd.Index(np.asarray(prediction["stimulus_id"].values).astype(str))
         if not ids.is_unique:
-            raise DataFormatError(field="prediction.stimulus_id", expected="one prediction per stimulus",
-                                  found=f"duplicates {ids[ids.duplicated()].unique()[:5].tolist()}")
+            raise DataFormatError(
+                field="prediction.stimulus_id",
+                expected="one prediction per stimulus",
+                found=f"duplicates {ids[ids.duplicated()].unique()[:5].tolist()}",
+            )
         if "neuroid_id" in prediction.coords and "neuroid_id" in cube.template.coords:
             pred_neuroids = np.asarray(prediction["neuroid_id"].values).astype(str)
             neural_neuroids = np.asarray(cube.template["neuroid_id"].values).astype(str)
             if not np.array_equal(pred_neuroids, neural_neuroids):
                 position = pd.Index(pred_neuroids).get_indexer(neural_neuroids)
                 if (position < 0).any():
-                    raise DataFormatError(field="prediction.neuroid_id", expected="the neural assembly's neuroids",
-                                          found=f"missing {neural_neuroids[position < 0][:5].tolist()}")
+                    raise DataFormatError(
+                        field="prediction.neuroid_id",
+                        expected="the neural assembly's neuroids",
+                        found=f"missing {neural_neuroids[position < 0][:5].tolist()}",
+                    )
                 prediction = prediction.isel(neuroid=position)
         position = ids.get_indexer(cube.stimulus_id.astype(str))
         if (position < 0).any():
             missing = cube.stimulus_id[position < 0]
-            raise DataFormatError(field="prediction.stimulus_id", expected="a prediction for every stimulus",
-                                  found=f"{missing.size} missing, e.g. {missing[:5].tolist()}")
+            raise DataFormatError(
+                field="prediction.stimulus_id",
+                expected="a prediction for every stimulus",
+                found=f"{missing.size} missing, e.g. {missing[:5].tolist()}",
+            )
         values = np.asarray(prediction.values, dtype=np.float64)[position]
     else:
         values = np.asarray(prediction, dtype=np.float64)
         if values.shape != cube.values.shape[1:]:
-            raise DataFormatError(field="prediction", expected=f"shape {cube.values.shape[1:]} (stimulus, neuroid...)",
-                                  found=f"shape {values.shape}")
+            raise DataFormatError(
+                field="prediction",
+                expected=f"shape {cube.values.shape[1:]} (stimulus, neuroid...)",
+                found=f"shape {values.shape}",
+            )
     if not np.all(np.isfinite(values)):
         raise DataFormatError(field="prediction", expected="finite values", found="NaN or infinite values")
     return values.reshape(values.shape[0], -1)
@@ -534,8 +604,9 @@ def cc_norm(prediction: xr.DataArray | np.ndarray, neural: xr.DataArray | np.nda
         value = cov / np.sqrt(var_pred * sp)
     value = np.where((sp > 0) & (var_pred > 0), value, np.nan)
     _warn_nan(value, "cc_norm", "signal power <= 0 or constant prediction")
-    return cube.unflatten(value, "cc_norm", attrs={
-        "method": "cc_norm", "signal_power": mode, "reference": REFERENCES["cc_max"]})
+    return cube.unflatten(
+        value, "cc_norm", attrs={"method": "cc_norm", "signal_power": mode, "reference": REFERENCES["cc_max"]}
+    )
 
 
 def _fev_parts(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, _Moments]:
@@ -563,8 +634,9 @@ def fev(neural: xr.DataArray | np.ndarray) -> xr.DataArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(total > 0, 1.0 - noise / total, np.nan)
     _warn_nan(value, "fev", "constant responses")
-    return cube.unflatten(value, "fev", attrs={"method": "fev", "reference": REFERENCES["fev"],
-                                               "ceiling_kind": "variance fraction"})
+    return cube.unflatten(
+        value, "fev", attrs={"method": "fev", "reference": REFERENCES["fev"], "ceiling_kind": "variance fraction"}
+    )
 
 
 def feve(prediction: xr.DataArray | np.ndarray, neural: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -623,8 +695,11 @@ def oracle_correlation(neural: xr.DataArray | np.ndarray, method: str = "jackkni
             v_noise = np.nanmean(np.where(usable, moments.var0, np.nan), axis=0)
             value = np.where(v_mean + v_noise > 0, np.sqrt(v_mean / (v_mean + v_noise)), np.nan)
     _warn_nan(value, f"oracle correlation ({method})", "constant responses")
-    return cube.unflatten(value, "oracle_correlation", attrs={
-        "method": f"oracle_{method}", "reference": REFERENCES["oracle"], "ceiling_kind": "correlation"})
+    return cube.unflatten(
+        value,
+        "oracle_correlation",
+        attrs={"method": f"oracle_{method}", "reference": REFERENCES["oracle"], "ceiling_kind": "correlation"},
+    )
 
 
 def _median_summary(per_neuroid: xr.DataArray, method: str, attrs: dict[str, Any]) -> xr.Dataset:
@@ -635,17 +710,21 @@ def _median_summary(per_neuroid: xr.DataArray, method: str, attrs: dict[str, Any
         n_valid = values.notnull().sum(dim="neuroid")
         spread = values.std(dim="neuroid", ddof=1, skipna=True)
         error = np.sqrt(np.pi / 2.0) * spread / np.sqrt(n_valid.where(n_valid > 0))
-    ds = xr.Dataset({
-        "ceiling_per_neuroid": values.rename("ceiling_per_neuroid"),
-        "ceiling": center.rename("ceiling"),
-        "error": error.rename("error"),
-    })
+    ds = xr.Dataset(
+        {
+            "ceiling_per_neuroid": values.rename("ceiling_per_neuroid"),
+            "ceiling": center.rename("ceiling"),
+            "error": error.rename("error"),
+        }
+    )
     ds.attrs.update(attrs)
-    ds.attrs.update({
-        "method": method,
-        "aggregate": "median over neuroids (NaN ignored)",
-        "error": "standard error of the median over neuroids, sqrt(pi/2) std(ddof=1) / sqrt(n) (normal approximation)",
-    })
+    ds.attrs.update(
+        {
+            "method": method,
+            "aggregate": "median over neuroids (NaN ignored)",
+            "error": "standard error of the median over neuroids, sqrt(pi/2) std(ddof=1) / sqrt(n) (normal approximation)",
+        }
+    )
     return ds
 
 

@@ -23,14 +23,24 @@ def plot_accuracy_matrix(accuracy: Any, *, title: str | None = None) -> Any:
     from neuromodels._figures import new_figure
 
     values = np.asarray(getattr(accuracy, "values", accuracy), dtype=float)
-    names = (list(accuracy.coords["evaluated"].values) if hasattr(accuracy, "coords")
-             else [str(i) for i in range(len(values))])
+    names = (
+        list(accuracy.coords["evaluated"].values)
+        if hasattr(accuracy, "coords")
+        else [str(i) for i in range(len(values))]
+    )
     fig, ax = new_figure(figsize=(1.0 + 0.7 * len(values), 0.8 + 0.6 * len(values)))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
     for i in range(len(values)):
         for j in range(len(values)):
-            ax.text(j, i, f"{100 * values[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if values[i, j] < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{100 * values[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if values[i, j] < 0.6 else "black",
+            )
     ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("evaluated on task")
@@ -83,7 +93,8 @@ def plot_importance(importance: Mapping[str, Any], *, bins: int = 50, columns: i
     for name, value in importance.items():
         array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         layers.setdefault(name.rsplit(".", 1)[0] if "." in name else name, []).append(
-            np.asarray(array, dtype=float).ravel())
+            np.asarray(array, dtype=float).ravel()
+        )
     n = len(layers)
     cols = min(columns, n)
     rows = -(-n // cols)
@@ -96,8 +107,7 @@ def plot_importance(importance: Mapping[str, Any], *, bins: int = 50, columns: i
             ax.hist(positive, bins=edges, color="tab:blue")
             ax.set_xscale("log")
         ax.set_title(f"{layer} ({len(values)} parameters)", fontsize=7)
-        ax.text(0.02, 0.95, f"Omega <= 0: {int((values <= 0).sum())}", transform=ax.transAxes, fontsize=6,
-                va="top")
+        ax.text(0.02, 0.95, f"Omega <= 0: {int((values <= 0).sum())}", transform=ax.transAxes, fontsize=6, va="top")
         ax.set_xlabel("Omega", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[n:]:

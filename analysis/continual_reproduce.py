@@ -36,12 +36,16 @@ def _write(run: Any, out_dir: str | os.PathLike[str] | None, stem: str, title: s
 
     out = Path(out_dir)
     written = [f"{stem}_tasks.png"]
-    save_figure(plot_task_accuracies({k: [r.accuracy for r in v] for k, v in run.results.items()}, title=title),
-                out / written[0])
+    save_figure(
+        plot_task_accuracies({k: [r.accuracy for r in v] for k, v in run.results.items()}, title=title),
+        out / written[0],
+    )
     for label, results in run.results.items():
         name = label.replace(" ", "_").replace("=", "")
-        save_figure(plot_accuracy_matrix(results[0].accuracy, title=f"{label} (seed {run.settings['seeds'][0]})"),
-                    out / f"{stem}_accuracy_{name}.png")
+        save_figure(
+            plot_accuracy_matrix(results[0].accuracy, title=f"{label} (seed {run.settings['seeds'][0]})"),
+            out / f"{stem}_accuracy_{name}.png",
+        )
         written.append(f"{stem}_accuracy_{name}.png")
         if label.startswith("si") and results[0].importance and f"{stem}_importance.png" not in written:
             save_figure(plot_importance(results[0].importance), out / f"{stem}_importance.png")
@@ -49,9 +53,15 @@ def _write(run: Any, out_dir: str | os.PathLike[str] | None, stem: str, title: s
     return written
 
 
-def reproduce_split_mnist(out_dir: str | os.PathLike[str] | None = None, *, scenario: str = "task",
-                          methods: Sequence[str] = ("si", "finetune"), seeds: Sequence[int] = (0, 1, 2),
-                          progress: bool | None = False, **overrides: Any) -> dict[str, Any]:
+def reproduce_split_mnist(
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    scenario: str = "task",
+    methods: Sequence[str] = ("si", "finetune"),
+    seeds: Sequence[int] = (0, 1, 2),
+    progress: bool | None = False,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Split MNIST in ``scenario`` with each method and seed (the paper's settings; ``overrides`` go to
     :func:`~neuromodels.fitting.continual.run_benchmark`). Returns the JSON-ready summary; with ``out_dir``
     writes ``split_mnist_<scenario>_tasks.png`` and the accuracy matrices."""
@@ -59,15 +69,24 @@ def reproduce_split_mnist(out_dir: str | os.PathLike[str] | None = None, *, scen
 
     run = run_benchmark("split-mnist", scenario, list(methods), list(seeds), progress=progress, **overrides)
     figures = _write(run, out_dir, f"split_mnist_{scenario}", f"split MNIST (reduced), {scenario}-incremental")
-    return {"scale": "reduced: MNIST t10k, 8,000 train / 2,000 test images", "summary": run.summary(),
-            "settings": run.settings, "figures": figures,
-            "accuracy": {k: [r.accuracy.values.tolist() for r in v] for k, v in run.results.items()}}
+    return {
+        "scale": "reduced: MNIST t10k, 8,000 train / 2,000 test images",
+        "summary": run.summary(),
+        "settings": run.settings,
+        "figures": figures,
+        "accuracy": {k: [r.accuracy.values.tolist() for r in v] for k, v in run.results.items()},
+    }
 
 
-def reproduce_permuted_mnist(out_dir: str | os.PathLike[str] | None = None, *,
-                             cs: Sequence[float] = (0.0, 0.01, 0.02, 0.1), seeds: Sequence[int] = (0,),
-                             hidden: Sequence[int] = (256, 256), progress: bool | None = False,
-                             **overrides: Any) -> dict[str, Any]:
+def reproduce_permuted_mnist(
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    cs: Sequence[float] = (0.0, 0.01, 0.02, 0.1),
+    seeds: Sequence[int] = (0,),
+    hidden: Sequence[int] = (256, 256),
+    progress: bool | None = False,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Permuted MNIST, SI with each ``c`` (``c = 0`` is fine-tuning with importance measured), one head.
 
     The paper's settings except the width: ``hidden=(256, 256)`` by default instead of 2 x 2,000 units (the
@@ -77,13 +96,31 @@ def reproduce_permuted_mnist(out_dir: str | os.PathLike[str] | None = None, *,
     ``permuted_mnist_tasks.png``, the accuracy matrices and ``permuted_mnist_importance.png``."""
     from neuromodels.fitting.continual import run_benchmark
 
-    run = run_benchmark("permuted-mnist", "domain", ["si"], list(seeds), c=list(cs), hidden=tuple(hidden),
-                        progress=progress, **overrides)
+    run = run_benchmark(
+        "permuted-mnist",
+        "domain",
+        ["si"],
+        list(seeds),
+        c=list(cs),
+        hidden=tuple(hidden),
+        progress=progress,
+        **overrides,
+    )
     figures = _write(run, out_dir, "permuted_mnist", "permuted MNIST (reduced), domain-incremental")
     summary = run.summary()
-    table = {f"{c:g}": {"ours": summary[f"si c={c:g}"]["average_accuracy"],
-                        "ours_sd": summary[f"si c={c:g}"]["average_accuracy_sd"],
-                        "paper": PAPER_PERMUTED.get(float(c))} for c in cs}
-    return {"scale": "reduced: MNIST t10k, 8,000 train / 2,000 test images", "summary": summary, "table": table,
-            "settings": run.settings, "figures": figures,
-            "accuracy": {k: [r.accuracy.values.tolist() for r in v] for k, v in run.results.items()}}
+    table = {
+        f"{c:g}": {
+            "ours": summary[f"si c={c:g}"]["average_accuracy"],
+            "ours_sd": summary[f"si c={c:g}"]["average_accuracy_sd"],
+            "paper": PAPER_PERMUTED.get(float(c)),
+        }
+        for c in cs
+    }
+    return {
+        "scale": "reduced: MNIST t10k, 8,000 train / 2,000 test images",
+        "summary": summary,
+        "table": table,
+        "settings": run.settings,
+        "figures": figures,
+        "accuracy": {k: [r.accuracy.values.tolist() for r in v] for k, v in run.results.items()},
+    }

@@ -89,18 +89,22 @@ def _as_stimuli(stimuli: Any, stimulus_ids: Sequence[Any] | None) -> _Stimuli:
         values, to_numpy = stimuli, np.asarray
     else:
         raise DataFormatError(
-            field="stimuli", expected="an xarray.DataArray with a stimulus_id coordinate, a torch.Tensor or a numpy array",
+            field="stimuli",
+            expected="an xarray.DataArray with a stimulus_id coordinate, a torch.Tensor or a numpy array",
             found=type(stimuli).__name__,
         )
     if stimulus_ids is None:
         raise DataFormatError(
-            "pass stimulus_ids=... with a tensor or array of stimuli", field="stimulus_id",
-            expected="one id per stimulus", found="none",
+            "pass stimulus_ids=... with a tensor or array of stimuli",
+            field="stimulus_id",
+            expected="one id per stimulus",
+            found="none",
         )
     ids = np.asarray([str(s) for s in stimulus_ids], dtype=object)
     if values.ndim < 2 or len(ids) != values.shape[0]:
         raise DataFormatError(
-            field="stimulus_id", expected=f"{values.shape[0] if values.ndim else 0} ids (one per stimulus on the first axis)",
+            field="stimulus_id",
+            expected=f"{values.shape[0] if values.ndim else 0} ids (one per stimulus on the first axis)",
             found=f"{len(ids)} ids",
         )
     _check_unique_ids(ids)
@@ -113,14 +117,18 @@ def _stimuli_from_dataarray(da: xr.DataArray) -> _Stimuli:
     source = da.attrs.get("source")
     if da.ndim < 2 or da.dims[0] not in ("stimulus", "presentation"):
         raise DataFormatError(
-            file=source, field="<dims>", expected="('stimulus' or 'presentation', ...) with stimuli on the first dim",
+            file=source,
+            field="<dims>",
+            expected="('stimulus' or 'presentation', ...) with stimuli on the first dim",
             found=str(da.dims),
         )
     first = da.dims[0]
     if "stimulus_id" not in da.coords or da["stimulus_id"].dims != (first,):
         raise DataFormatError(file=source, field="stimulus_id", expected=f"a coordinate on '{first}'", found="none")
     if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
-        raise DataFormatError(file=source, field="<values>", expected="real numeric pixel values", found=f"dtype {da.dtype}")
+        raise DataFormatError(
+            file=source, field="<values>", expected="real numeric pixel values", found=f"dtype {da.dtype}"
+        )
     rest = da.dims[1:]
     if {"y", "x"} <= set(rest) and set(rest) <= set(_IMAGE_DIMS):
         # images go to the model as (batch, channel, y, x), whatever their stored order
@@ -149,7 +157,9 @@ def _check_unique_ids(ids: np.ndarray, source: Any = None) -> None:
     index = pd.Index(ids)
     if not index.is_unique:
         dup = index[index.duplicated()].unique()[:5].tolist()
-        raise DataFormatError(file=source, field="stimulus_id", expected="unique ids, one per stimulus", found=f"duplicates {dup}")
+        raise DataFormatError(
+            file=source, field="stimulus_id", expected="unique ids, one per stimulus", found=f"duplicates {dup}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- hooks
@@ -184,7 +194,9 @@ def _first_tensor(output: Any, layer: str) -> Any:
     while isinstance(output, (tuple, list)) and output:
         output = output[0]
     if not isinstance(output, torch.Tensor):
-        raise ConfigError(f"layer {layer!r} returned {type(output).__name__}, not a tensor (or a tuple starting with one)")
+        raise ConfigError(
+            f"layer {layer!r} returned {type(output).__name__}, not a tensor (or a tuple starting with one)"
+        )
     return output
 
 
@@ -226,7 +238,9 @@ class _Recorder:
             self._handles.pop().remove()
 
 
-def _select_calls(calls: list[Any], count: int, layer: str, time_steps: int | Sequence[int] | None) -> tuple[list[Any], list[int]]:
+def _select_calls(
+    calls: list[Any], count: int, layer: str, time_steps: int | Sequence[int] | None
+) -> tuple[list[Any], list[int]]:
     if count == 0:
         raise ConfigError(f"layer {layer!r} was not called during the forward pass, so it has no output to record")
     if time_steps is None:
@@ -244,7 +258,9 @@ def _select_calls(calls: list[Any], count: int, layer: str, time_steps: int | Se
     try:
         chosen = [calls[s] for s in steps]
     except IndexError:
-        raise ConfigError(f"time_steps {steps} out of range: layer {layer!r} was called {count} times per forward pass") from None
+        raise ConfigError(
+            f"time_steps {steps} out of range: layer {layer!r} was called {count} times per forward pass"
+        ) from None
     return chosen, [s % count for s in steps]
 
 
@@ -288,7 +304,9 @@ def _iterate(
                     flat = [t.reshape(t.shape[0], -1) for t in chosen]
                     sizes = {f.shape[1] for f in flat}
                     if len(sizes) != 1:
-                        raise ConfigError(f"layer {name!r} has outputs of different sizes at different time steps: {sorted(sizes)}")
+                        raise ConfigError(
+                            f"layer {name!r} has outputs of different sizes at different time steps: {sorted(sizes)}"
+                        )
                     if flat[0].shape[0] != stop - start:
                         raise ConfigError(
                             f"layer {name!r} output has batch size {flat[0].shape[0]} for {stop - start} stimuli; "
@@ -354,7 +372,7 @@ def _fit_layer_pca(layer: str, activations: np.ndarray, n_components: int, *, ti
     if n < f:
         gram = np.zeros((n, n))
         for a in range(0, f, chunk):
-            xc = x[:, a:a + chunk].astype(np.float64) - mean[a:a + chunk]
+            xc = x[:, a : a + chunk].astype(np.float64) - mean[a : a + chunk]
             gram += xc @ xc.T
         eigval, eigvec = np.linalg.eigh(gram)
         total = float(np.trace(gram)) / max(n - 1, 1)
@@ -364,12 +382,12 @@ def _fit_layer_pca(layer: str, activations: np.ndarray, n_components: int, *, ti
         components = np.zeros((n_components, f), dtype=np.float32)  # k x F can be GBs: float32 as the features
         keep = eigval > _rank_tolerance(eigval, n, f)
         for a in range(0, f, chunk):
-            xc = x[:, a:a + chunk].astype(np.float64) - mean[a:a + chunk]
-            components[keep, a:a + chunk] = (u[:, keep].T @ xc) / singular[keep, None]
+            xc = x[:, a : a + chunk].astype(np.float64) - mean[a : a + chunk]
+            components[keep, a : a + chunk] = (u[:, keep].T @ xc) / singular[keep, None]
     else:
         cov = np.zeros((f, f))
         for a in range(0, n, chunk):
-            xc = x[a:a + chunk].astype(np.float64) - mean
+            xc = x[a : a + chunk].astype(np.float64) - mean
             cov += xc.T @ xc
         eigval, eigvec = np.linalg.eigh(cov)
         total = float(np.trace(cov)) / max(n - 1, 1)
@@ -390,13 +408,19 @@ def _fit_layer_pca(layer: str, activations: np.ndarray, n_components: int, *, ti
         warnings.warn(
             f"PCA of layer {layer!r}: {dropped} of {n_components} components lie beyond the rank of the {n} fitting "
             "samples and are returned as zero (constant) features; fit on more images or ask for fewer components",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )
     explained = eigval / max(n - 1, 1)
     ratio = explained / total if total > 0 else np.zeros_like(explained)
     return LayerPCA(
-        layer=layer, mean=mean.astype(np.float32), components=components.astype(np.float32),
-        explained_variance=explained, explained_variance_ratio=ratio, n_images=n, time_pooled=time_pooled,
+        layer=layer,
+        mean=mean.astype(np.float32),
+        components=components.astype(np.float32),
+        explained_variance=explained,
+        explained_variance_ratio=ratio,
+        n_images=n,
+        time_pooled=time_pooled,
     )
 
 
@@ -425,8 +449,16 @@ def fit_pca(
         raise ConfigError(f"n_components must be a positive integer, got {n_components!r}")
     stim = _as_stimuli(pca_stimuli, stimulus_ids)
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for _, _, out, _, _ in _iterate(model, stim, names, time_steps=time_steps, batch_size=batch_size, device=device,
-                                    progress=progress, desc="PCA images"):
+    for _, _, out, _, _ in _iterate(
+        model,
+        stim,
+        names,
+        time_steps=time_steps,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        desc="PCA images",
+    ):
         for name in names:
             values = out[name]
             if values.ndim == 3:
@@ -450,8 +482,15 @@ def fit_pca(
 # ------------------------------------------------------------------------------------------------- writing
 
 
-def _attrs(model: Any, layer: str, shape: tuple[int, ...], steps: list[int] | None, pca: LayerPCA | None,
-           pca_requested: bool, n_components: int | None) -> dict[str, Any]:
+def _attrs(
+    model: Any,
+    layer: str,
+    shape: tuple[int, ...],
+    steps: list[int] | None,
+    pca: LayerPCA | None,
+    pca_requested: bool,
+    n_components: int | None,
+) -> dict[str, Any]:
     # netCDF attributes hold strings, numbers and numeric lists only: no None, no bool
     attrs: dict[str, Any] = {
         "layer": layer,
@@ -462,13 +501,15 @@ def _attrs(model: Any, layer: str, shape: tuple[int, ...], steps: list[int] | No
         "extractor": "neuromodels.analysis.features.extract_features",
     }
     if pca is not None:
-        attrs.update({
-            "pca": "fitted on pca_stimuli (exact eigendecomposition, float64)",
-            "pca_n_components": pca.n_components,
-            "pca_n_images": pca.n_images,
-            "pca_explained_variance_ratio": float(np.sum(pca.explained_variance_ratio)),
-            "pca_time_pooled": int(pca.time_pooled),
-        })
+        attrs.update(
+            {
+                "pca": "fitted on pca_stimuli (exact eigendecomposition, float64)",
+                "pca_n_components": pca.n_components,
+                "pca_n_images": pca.n_images,
+                "pca_explained_variance_ratio": float(np.sum(pca.explained_variance_ratio)),
+                "pca_time_pooled": int(pca.time_pooled),
+            }
+        )
     elif pca_requested:
         limit = "" if n_components is None else f"={n_components}"
         attrs["pca"] = f"not applied: the layer has no more features than n_components{limit}"
@@ -593,7 +634,9 @@ def _out_paths(out: str | os.PathLike[str], names: list[str], single: bool) -> d
     path = Path(out)
     if path.suffix == ".nc":
         if not single:
-            raise ConfigError(f"out={str(path)!r} names one .nc file but {len(names)} layers were asked for; pass a folder")
+            raise ConfigError(
+                f"out={str(path)!r} names one .nc file but {len(names)} layers were asked for; pass a folder"
+            )
         return {names[0]: path}
     if path.exists() and not path.is_dir():
         raise ConfigError(f"out={str(path)!r} exists and is not a folder")
@@ -673,8 +716,17 @@ def extract_features(
     elif pca is True or (pca is None and pca_stimuli is not None):
         if pca_stimuli is None:
             raise ConfigError("pca=True needs pca_stimuli: the separate images the projection is fitted on")
-        fitted = fit_pca(model, pca_stimuli, layers=names, n_components=n_components, time_steps=time_steps,
-                         batch_size=batch_size, device=device, stimulus_ids=pca_stimulus_ids, progress=progress)
+        fitted = fit_pca(
+            model,
+            pca_stimuli,
+            layers=names,
+            n_components=n_components,
+            time_steps=time_steps,
+            batch_size=batch_size,
+            device=device,
+            stimulus_ids=pca_stimulus_ids,
+            progress=progress,
+        )
     elif pca in (None, False):
         fitted = None
     else:
@@ -688,7 +740,13 @@ def extract_features(
         for name in names:
             sinks[name] = _MemorySink() if paths is None else _NetCDFSink(paths[name], stim, int(batch_size))
         for start, stop, batch, batch_shapes, batch_steps in _iterate(
-            model, stim, names, time_steps=time_steps, batch_size=batch_size, device=device, progress=progress,
+            model,
+            stim,
+            names,
+            time_steps=time_steps,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
             desc=f"features {type(model).__name__}",
         ):
             shapes = batch_shapes
@@ -699,8 +757,15 @@ def extract_features(
                 sinks[name].write(start, stop, values)
         result = {}
         for name in names:
-            attrs = _attrs(model, name, shapes[name], steps, fitted.get(name) if fitted else None,
-                           fitted is not None, None if isinstance(pca, Mapping) else n_components)
+            attrs = _attrs(
+                model,
+                name,
+                shapes[name],
+                steps,
+                fitted.get(name) if fitted else None,
+                fitted is not None,
+                None if isinstance(pca, Mapping) else n_components,
+            )
             result[name] = sinks[name].finish(stim, name, steps, attrs)
     except BaseException as exc:
         for sink in sinks.values():

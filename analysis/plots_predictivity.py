@@ -96,8 +96,15 @@ def plot_r_vs_ceiling(
     ax.set_xlabel(f"noise ceiling per neuroid ({ceiling_kind})")
     ax.set_ylabel("model r (held-out stimuli)")
     if (~finite).any():
-        ax.text(0.02, 0.98, f"{int((~finite).sum())} NaN neuroid(s) not shown", transform=ax.transAxes, va="top",
-                fontsize=8, color="0.3")
+        ax.text(
+            0.02,
+            0.98,
+            f"{int((~finite).sum())} NaN neuroid(s) not shown",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
     ax.legend(loc="lower right", fontsize=8)
     if title:
         ax.set_title(title)
@@ -163,9 +170,12 @@ def plot_scores(
         positions = np.arange(len(layers))
         for j, region in enumerate(regions):
             y = np.asarray(data.sel(region=region).transpose("layer", ...).values, float).ravel()
-            e = None if error is None else np.asarray(error.sel(region=region).transpose("layer", ...).values, float).ravel()
-            ax.bar(positions + (j - (len(regions) - 1) / 2) * width, y, width, yerr=e, capsize=3,
-                   label=region or None)
+            e = (
+                None
+                if error is None
+                else np.asarray(error.sel(region=region).transpose("layer", ...).values, float).ravel()
+            )
+            ax.bar(positions + (j - (len(regions) - 1) / 2) * width, y, width, yerr=e, capsize=3, label=region or None)
         ax.set_xticks(positions, layers, rotation=30 if max(map(len, layers)) > 6 else 0, ha="right")
         ax.set_xlabel("layer")
         if len(regions) > 1:
@@ -209,8 +219,10 @@ def plot_ceiling_distribution(
     All finite values are counted (for time-resolved ceilings, every neuroid x time bin); NaN neuroids, e.g.
     constant ones, are counted in the legend.
     """
-    values = np.asarray(ceiling_per_neuroid.values if isinstance(ceiling_per_neuroid, xr.DataArray)
-                        else ceiling_per_neuroid, dtype=float).ravel()
+    values = np.asarray(
+        ceiling_per_neuroid.values if isinstance(ceiling_per_neuroid, xr.DataArray) else ceiling_per_neuroid,
+        dtype=float,
+    ).ravel()
     finite = values[np.isfinite(values)]
     fig = None
     if ax is None:

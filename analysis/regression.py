@@ -93,7 +93,8 @@ def _as_2d_float(name: str, values: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
         raise DataFormatError(
-            field=name, expected="finite values",
+            field=name,
+            expected="finite values",
             found=f"{int((~np.isfinite(array)).sum())} NaN/inf (first at {tuple(bad)})",
         )
     return array
@@ -125,8 +126,9 @@ def _top_singular_pair(cross: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray,
     return vector[:, 0].copy(), float(np.sqrt(max(value[0], 0.0)))
 
 
-def _deflate_cross(cross: np.ndarray, gram: np.ndarray, scale: float, x_loading: np.ndarray,
-                   y_loading: np.ndarray) -> None:
+def _deflate_cross(
+    cross: np.ndarray, gram: np.ndarray, scale: float, x_loading: np.ndarray, y_loading: np.ndarray
+) -> None:
     """In place: ``cross -= scale * outer(x_loading, y_loading)`` and the same rank-two update of its Gram.
 
     ``G' = G - s (c a^T + a c^T) + s^2 |p|^2 c c^T`` with ``a = C^T p`` (q-side Gram) or the transposed form
@@ -228,8 +230,9 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0.0 else np.zeros_like(vector)
 
 
-def _power_iterations(grams: np.ndarray, v: np.ndarray, right: bool, tol: float, max_iter: int,
-                      first_sums: np.ndarray, p: int) -> list[tuple[np.ndarray, int]]:
+def _power_iterations(
+    grams: np.ndarray, v: np.ndarray, right: bool, tol: float, max_iter: int, first_sums: np.ndarray, p: int
+) -> list[tuple[np.ndarray, int]]:
     """The NIPALS iterates ``v_i = G^i v_0 / |.|`` for a stack of Gram matrices ``(B, m, m)`` until scikit-learn's
     stopping rule holds for each: ``(v_i, i + 1)`` per row.
 
@@ -281,8 +284,17 @@ class _PLSProblem:
     ``W, P, Q, T`` hold the weights, X loadings, Y loadings and scores (one column per component).
     """
 
-    def __init__(self, train: np.ndarray | None, x_mean: np.ndarray, y_mean: np.ndarray, cross: np.ndarray,
-                 n_train: int, n_components: int, y_block: np.ndarray, y_block_mean: np.ndarray) -> None:
+    def __init__(
+        self,
+        train: np.ndarray | None,
+        x_mean: np.ndarray,
+        y_mean: np.ndarray,
+        cross: np.ndarray,
+        n_train: int,
+        n_components: int,
+        y_block: np.ndarray,
+        y_block_mean: np.ndarray,
+    ) -> None:
         p, q = cross.shape
         self.train = train
         self.x_mean = x_mean
@@ -309,7 +321,7 @@ class _PLSProblem:
             values = values[self.train]
         values = values - self.y_block_mean[columns]
         if self.k:
-            values = values - self.T[:, :self.k] @ self.Q[columns, :self.k].T
+            values = values - self.T[:, : self.k] @ self.Q[columns, : self.k].T
         return values
 
     def zero_target_column(self, j: int) -> None:
@@ -336,8 +348,14 @@ class _PLSProblem:
         return ((x_test - self.x_mean) @ _rotations(W, P)) @ Q.T + self.y_mean
 
 
-def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components: int,
-                        algorithm: str = "nipals", tol: float = 1e-6, max_iter: int = 500) -> list[str]:
+def _extract_components(
+    x: np.ndarray,
+    problems: list[_PLSProblem],
+    n_components: int,
+    algorithm: str = "nipals",
+    tol: float = 1e-6,
+    max_iter: int = 500,
+) -> list[str]:
     """Fit every problem's PLS2 components in lockstep; returns warning texts (early stops).
 
     The weights of each component: scikit-learn's NIPALS power iteration (``algorithm="nipals"``, its ``tol`` and
@@ -362,8 +380,10 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                     j = _nipals_start_column(problem)
                     if j is None:
                         problem.active = False
-                        notes.append(f"PLS stopped after {k} of {n_components} components: the target residual is "
-                                     "constant (scikit-learn: 'y residual is constant')")
+                        notes.append(
+                            f"PLS stopped after {k} of {n_components} components: the target residual is "
+                            "constant (scikit-learn: 'y residual is constant')"
+                        )
                     else:
                         starts.append((problem, j))
                 candidates = [problem for problem, _ in starts]
@@ -381,8 +401,10 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                     problem.first_singular_value = singular_value
                 if singular_value == 0.0 or singular_value <= _EXHAUSTED * problem.first_singular_value:
                     problem.active = False
-                    notes.append(f"PLS stopped after {k} of {n_components} components: no covariance left between "
-                                 "the residual features and targets (their rank is exhausted)")
+                    notes.append(
+                        f"PLS stopped after {k} of {n_components} components: no covariance left between "
+                        "the residual features and targets (their rank is exhausted)"
+                    )
                     continue
                 batch.append((problem, _flip_sign(w)))
             if not batch:
@@ -394,7 +416,7 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                 rows = slice(None) if problem.train is None else problem.train
                 t = products[rows, j] - problem.x_mean @ w
                 if problem.k:
-                    t -= problem.T[:, :problem.k] @ (problem.P[:, :problem.k].T @ w)
+                    t -= problem.T[:, : problem.k] @ (problem.P[:, : problem.k].T @ w)
                 full_scores[rows, j] = t
                 scores.append(t)
             back = x.T @ full_scores  # (p, B)
@@ -407,7 +429,7 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                     continue
                 x_loading = back[:, j] - problem.x_mean * t.sum()
                 if problem.k:
-                    x_loading -= problem.P[:, :problem.k] @ (problem.T[:, :problem.k].T @ t)
+                    x_loading -= problem.P[:, : problem.k] @ (problem.T[:, : problem.k].T @ t)
                 x_loading /= t_sq
                 y_loading = problem.cross.T @ w / t_sq
                 _deflate_cross(problem.cross, problem.gram, t_sq, x_loading, y_loading)
@@ -417,9 +439,11 @@ def _extract_components(x: np.ndarray, problems: list[_PLSProblem], n_components
                 problem.T[:, problem.k] = t
                 problem.k += 1
     if max_iter_reached:
-        notes.append(f"PLS NIPALS reached max_iter={max_iter} before the weight change fell under tol={tol:g} in "
-                     f"{max_iter_reached} component fit(s); their weights are not converged (scikit-learn warns "
-                     "'Maximum number of iterations reached' and keeps them too)")
+        notes.append(
+            f"PLS NIPALS reached max_iter={max_iter} before the weight change fell under tol={tol:g} in "
+            f"{max_iter_reached} component fit(s); their weights are not converged (scikit-learn warns "
+            "'Maximum number of iterations reached' and keeps them too)"
+        )
     return list(dict.fromkeys(notes))
 
 
@@ -447,8 +471,11 @@ def _check_n_components(n_components: int, n_samples: int, n_features: int) -> t
         raise ConfigError(f"n_components must be a positive integer, got {n_components!r}")
     cap = min(n_features, n_samples - 1)
     if cap < 1:
-        raise DataFormatError(field="features", expected="at least 2 training samples and 1 feature",
-                              found=f"{n_samples} samples x {n_features} features")
+        raise DataFormatError(
+            field="features",
+            expected="at least 2 training samples and 1 feature",
+            found=f"{n_samples} samples x {n_features} features",
+        )
     if n_components > cap:
         return cap, (
             f"n_components={n_components} exceeds min(n_features={n_features}, n_train_samples - 1={n_samples - 1}); "
@@ -496,8 +523,9 @@ class PLSRegression:
     Signs follow scikit-learn (largest-magnitude weight positive).
     """
 
-    def __init__(self, n_components: int = 25, *, algorithm: str = "nipals", tol: float = 1e-6,
-                 max_iter: int = 500) -> None:
+    def __init__(
+        self, n_components: int = 25, *, algorithm: str = "nipals", tol: float = 1e-6, max_iter: int = 500
+    ) -> None:
         self.n_components = n_components
         self.algorithm = algorithm
         self.tol = tol
@@ -569,8 +597,7 @@ def pls_cross_validated(
             y_test = y[test]
             y_mean = -y_test.sum(axis=0) / len(train)
             cross = cross_all - x_test.T @ y_test - len(train) * np.outer(x_mean, y_mean)
-            problems.append(_PLSProblem(np.asarray(train), x_mean, y_mean + y_centre, cross, len(train), k,
-                                        y, y_mean))
+            problems.append(_PLSProblem(np.asarray(train), x_mean, y_mean + y_centre, cross, len(train), k, y, y_mean))
     notes = _extract_components(xc_all, problems, k, algorithm, tol, max_iter)
     if note:
         notes.insert(0, note)
@@ -613,8 +640,7 @@ def pls_fit_predict(
     for y in y_train_blocks:
         y = _as_2d_float("y_train", y)
         y_mean = y.mean(axis=0)
-        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (y - y_mean), x_train.shape[0], k,
-                              y, y_mean)
+        problem = _PLSProblem(None, np.zeros_like(x_mean), y_mean, xc.T @ (y - y_mean), x_train.shape[0], k, y, y_mean)
         problems.append(problem)
     notes = _extract_components(xc, problems, k, algorithm, tol, max_iter)
     if note:
@@ -658,7 +684,10 @@ class _RidgeBasis:
 
 
 def _ridge_basis(
-    x_train: np.ndarray, y_train: np.ndarray, gram: np.ndarray | None = None, cross: np.ndarray | None = None,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    gram: np.ndarray | None = None,
+    cross: np.ndarray | None = None,
     x_mean: np.ndarray | None = None,
 ) -> _RidgeBasis:
     """One ``eigh`` of ``X_c^T X_c``; ``gram``/``cross`` may be passed precomputed (centred on ``x_mean``)."""
@@ -804,8 +833,14 @@ def ridge_gcv(
             chosen[columns] = alphas[int(np.argmin(total))]
     coef = _ridge_coefficients(basis, chosen)
     prediction = (x_test - basis.x_mean) @ coef + basis.y_mean
-    return RidgeGCVResult(prediction=prediction, alpha=chosen, alphas=alphas, gcv=table, coef=coef,
-                          intercept=basis.y_mean - basis.x_mean @ coef)
+    return RidgeGCVResult(
+        prediction=prediction,
+        alpha=chosen,
+        alphas=alphas,
+        gcv=table,
+        coef=coef,
+        intercept=basis.y_mean - basis.x_mean @ coef,
+    )
 
 
 def least_squares_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:

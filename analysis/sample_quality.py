@@ -20,8 +20,17 @@ import numpy as np
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["squared_distances", "mmd", "median_bandwidth", "energy_distance", "parzen_log_likelihood",
-           "select_parzen_bandwidth", "nearest_neighbour_distances", "gaussian_baseline", "GaussianBaseline"]
+__all__ = [
+    "squared_distances",
+    "mmd",
+    "median_bandwidth",
+    "energy_distance",
+    "parzen_log_likelihood",
+    "select_parzen_bandwidth",
+    "nearest_neighbour_distances",
+    "gaussian_baseline",
+    "GaussianBaseline",
+]
 
 
 def _points(x: object, name: str) -> np.ndarray:
@@ -92,9 +101,9 @@ def parzen_log_likelihood(samples: object, data: object, bandwidth: float, *, ch
     out = np.empty(len(data))
     const = -np.log(len(samples)) - 0.5 * dim * np.log(2 * np.pi * bandwidth**2)
     for start in range(0, len(data), chunk):
-        d = -squared_distances(data[start:start + chunk], samples) / (2 * bandwidth**2)
+        d = -squared_distances(data[start : start + chunk], samples) / (2 * bandwidth**2)
         top = d.max(1, keepdims=True)
-        out[start:start + chunk] = const + top[:, 0] + np.log(np.exp(d - top).sum(1))
+        out[start : start + chunk] = const + top[:, 0] + np.log(np.exp(d - top).sum(1))
     return out
 
 
@@ -111,7 +120,7 @@ def nearest_neighbour_distances(samples: object, train: object, *, chunk: int = 
     samples, train = _points(samples, "samples"), _points(train, "train")
     out = np.empty(len(samples))
     for start in range(0, len(samples), chunk):
-        out[start:start + chunk] = np.sqrt(squared_distances(samples[start:start + chunk], train).min(1))
+        out[start : start + chunk] = np.sqrt(squared_distances(samples[start : start + chunk], train).min(1))
     return out
 
 

@@ -49,31 +49,48 @@ def point_set_scores(samples: dict[str, np.ndarray], held_out: np.ndarray) -> di
     """MMD and energy distance of each sample set to the first half of ``held_out``; ``"reference"``: the
     second half's (kernel widths fixed from ``held_out``)."""
     half = len(held_out) // 2
-    first, second = held_out[:half], held_out[half:2 * half]
+    first, second = held_out[:half], held_out[half : 2 * half]
     median = median_bandwidth(first[:1000], second[:1000])
     widths = [median * f for f in (0.25, 0.5, 1.0, 2.0)]
     rows = {"reference": second, **samples}
-    return {name: {"mmd": mmd(points[:half], first, bandwidths=widths, biased=True),
-                   "energy_distance": energy_distance(points[:half], first)} for name, points in rows.items()}
+    return {
+        name: {
+            "mmd": mmd(points[:half], first, bandwidths=widths, biased=True),
+            "energy_distance": energy_distance(points[:half], first),
+        }
+        for name, points in rows.items()
+    }
 
 
-def image_scores(samples: dict[str, np.ndarray], train: np.ndarray,
-                 held_out: np.ndarray) -> dict[str, dict[str, float]]:
+def image_scores(
+    samples: dict[str, np.ndarray], train: np.ndarray, held_out: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Parzen log-likelihood (nats per image) of held-out images and nearest-neighbour distances to ``train``."""
     half = len(held_out) // 2
     valid, test = held_out[:half], held_out[half:]
     out = {"held_out": {"nn_distance": float(nearest_neighbour_distances(test, train).mean())}}
     for name, points in samples.items():
         bandwidth = select_parzen_bandwidth(points, valid)
-        out[name] = {"parzen_log_likelihood": float(parzen_log_likelihood(points, test, bandwidth).mean()),
-                     "parzen_bandwidth": bandwidth,
-                     "nn_distance": float(nearest_neighbour_distances(points, train).mean())}
+        out[name] = {
+            "parzen_log_likelihood": float(parzen_log_likelihood(points, test, bandwidth).mean()),
+            "parzen_bandwidth": bandwidth,
+            "nn_distance": float(nearest_neighbour_distances(points, train).mean()),
+        }
     return out
 
 
-def evaluate_walkback(model: Any, train: np.ndarray, held_out: np.ndarray, *, image_shape: Any = None,
-                      n_samples: int | None = None, diffusion_epochs: int = 10, batch_size: int = 100,
-                      seed: int = 0, progress: bool | None = None) -> WalkbackEvaluation:
+def evaluate_walkback(
+    model: Any,
+    train: np.ndarray,
+    held_out: np.ndarray,
+    *,
+    image_shape: Any = None,
+    n_samples: int | None = None,
+    diffusion_epochs: int = 10,
+    batch_size: int = 100,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> WalkbackEvaluation:
     """Sample from ``model`` and the baselines and score them against ``held_out`` (module docstring)."""
     import torch
 
@@ -91,8 +108,10 @@ def evaluate_walkback(model: Any, train: np.ndarray, held_out: np.ndarray, *, im
     samples["gaussian"] = gauss.sample(n, seed=seed).astype(np.float32)
     comparison_extra: dict[str, Any] = {
         "walkback": {"parameters": int(sum(p.numel() for p in model.parameters()))},
-        "gaussian": {"parameters": gauss.n_parameters,
-                     "held_out_log_likelihood": float(gauss.log_prob(held_out).mean())},
+        "gaussian": {
+            "parameters": gauss.n_parameters,
+            "held_out_log_likelihood": float(gauss.log_prob(held_out).mean()),
+        },
     }
     if diffusion_epochs > 0:
         from neuromodels.diffusion import DiffusionMLP
@@ -101,16 +120,24 @@ def evaluate_walkback(model: Any, train: np.ndarray, held_out: np.ndarray, *, im
         torch.manual_seed(seed)
         hidden = tuple(model.config()["hidden"]) or (64,)
         diffusion = DiffusionMLP(model.dim, hidden=hidden)
-        history = train_diffusion(diffusion, train, epochs=diffusion_epochs, batch_size=batch_size, seed=seed,
-                                  progress=progress)
+        history = train_diffusion(
+            diffusion, train, epochs=diffusion_epochs, batch_size=batch_size, seed=seed, progress=progress
+        )
         samples["diffusion"] = diffusion.sample(n, generator=generator).numpy()
-        comparison_extra["diffusion"] = {"parameters": int(sum(p.numel() for p in diffusion.parameters())),
-                                         "epochs": diffusion_epochs, "final_loss": history["train_loss"][-1]}
+        comparison_extra["diffusion"] = {
+            "parameters": int(sum(p.numel() for p in diffusion.parameters())),
+            "epochs": diffusion_epochs,
+            "final_loss": history["train_loss"][-1],
+        }
     scores = point_set_scores(samples, held_out) if image_shape is None else image_scores(samples, train, held_out)
     for name, extra in comparison_extra.items():
         scores.setdefault(name, {}).update(extra)
-    summary = {"held_out_bound": bound, "comparison": scores, "n_samples": n,
-               "chain_steps": {"cooling": model.n_steps, "extra_at_T1": 2 * model.n_steps}}
+    summary = {
+        "held_out_bound": bound,
+        "comparison": scores,
+        "n_samples": n,
+        "chain_steps": {"cooling": model.n_steps, "extra_at_T1": 2 * model.n_steps},
+    }
     return WalkbackEvaluation(summary=summary, chain=chain_np, samples=samples)
 
 
@@ -129,8 +156,9 @@ def plot_bound(history: Any) -> Any:
     return fig
 
 
-def plot_cooling_chain(chain: list[Any], image_shape: Any = None, *, reference: np.ndarray | None = None,
-                       panels: int = 6, per_row: int = 8) -> Any:
+def plot_cooling_chain(
+    chain: list[Any], image_shape: Any = None, *, reference: np.ndarray | None = None, panels: int = 6, per_row: int = 8
+) -> Any:
     """States along the cooling chain: 2-D scatter panels, or rows of images (one row per chosen step)."""
     from neuromodels._figures import new_figure
 
@@ -152,8 +180,9 @@ def plot_cooling_chain(chain: list[Any], image_shape: Any = None, *, reference: 
     for row, index in zip(axes, picks):
         for col, ax in enumerate(row):
             image = chain[index][col].reshape(channels, height, width)
-            ax.imshow(np.clip(image[0] if channels == 1 else image.transpose(1, 2, 0), 0, 1), cmap="gray",
-                      vmin=0, vmax=1)
+            ax.imshow(
+                np.clip(image[0] if channels == 1 else image.transpose(1, 2, 0), 0, 1), cmap="gray", vmin=0, vmax=1
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(f"{index}", fontsize=7)

@@ -33,14 +33,20 @@ WIDTH, BATCH = 2000, 256
 
 def _model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(784, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, WIDTH),
-                               torch.nn.ReLU(), torch.nn.Linear(WIDTH, 10))
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, WIDTH),
+        torch.nn.ReLU(),
+        torch.nn.Linear(WIDTH, WIDTH),
+        torch.nn.ReLU(),
+        torch.nn.Linear(WIDTH, 10),
+    )
 
 
 def _data(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(steps * BATCH, 784, generator=generator), torch.randint(0, 10, (steps * BATCH,),
-                                                                              generator=generator)
+    return torch.rand(steps * BATCH, 784, generator=generator), torch.randint(
+        0, 10, (steps * BATCH,), generator=generator
+    )
 
 
 def _fit_runner(regularise: bool, data):
@@ -58,8 +64,19 @@ def _fit_runner(regularise: bool, data):
         regularisers = [si]
 
     def run() -> None:
-        fit(model, data, loss=torch.nn.functional.cross_entropy, epochs=1, batch_size=BATCH, lr=1e-4,
-            regularisers=regularisers, patience=None, restore_best=False, progress=False, deterministic=False)
+        fit(
+            model,
+            data,
+            loss=torch.nn.functional.cross_entropy,
+            epochs=1,
+            batch_size=BATCH,
+            lr=1e-4,
+            regularisers=regularisers,
+            patience=None,
+            restore_best=False,
+            progress=False,
+            deterministic=False,
+        )
 
     return run
 
@@ -160,11 +177,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs, best kept (default 3)")
     args = parser.parse_args()
     data = _data(args.steps)
-    print(f"MLP 784-{WIDTH}-{WIDTH}-10, batch {BATCH}, Adam, {torch.get_num_threads()} torch threads; "
-          f"{args.steps} steps per epoch, best of {args.repeats} interleaved epochs (one warm-up)")
+    print(
+        f"MLP 784-{WIDTH}-{WIDTH}-10, batch {BATCH}, Adam, {torch.get_num_threads()} torch threads; "
+        f"{args.steps} steps per epoch, best of {args.repeats} interleaved epochs (one warm-up)"
+    )
     peer_run, peer_name = _peer_runner(True, data)
-    runners = {"plain fit": _fit_runner(False, data), "SI fit (ours)": _fit_runner(True, data),
-               "plain loop": _peer_runner(False, data)[0], "peer loop": peer_run}
+    runners = {
+        "plain fit": _fit_runner(False, data),
+        "SI fit (ours)": _fit_runner(True, data),
+        "plain loop": _peer_runner(False, data)[0],
+        "peer loop": peer_run,
+    }
     wall = {k: float("inf") for k in runners}
     cpu = {k: float("inf") for k in runners}
     for repeat in range(args.repeats + 1):
@@ -180,9 +203,11 @@ def main() -> None:
     for clock, t in (("CPU", cpu), ("wall", wall)):
         ratio = t["SI fit (ours)"] / t["plain fit"]
         versus = t["SI fit (ours)"] / t["peer loop"]
-        print(f"[{clock}] ours / plain = {ratio:.3f} (target <= 1.10): {'PASS' if ratio <= 1.10 else 'FAIL'}; "
-              f"peer / plain = {t['peer loop'] / t['plain loop']:.3f}; "
-              f"ours / peer = {versus:.3f} (target <= 1.0): {'PASS' if versus <= 1.0 else 'FAIL'}")
+        print(
+            f"[{clock}] ours / plain = {ratio:.3f} (target <= 1.10): {'PASS' if ratio <= 1.10 else 'FAIL'}; "
+            f"peer / plain = {t['peer loop'] / t['plain loop']:.3f}; "
+            f"ours / peer = {versus:.3f} (target <= 1.0): {'PASS' if versus <= 1.0 else 'FAIL'}"
+        )
 
 
 if __name__ == "__main__":

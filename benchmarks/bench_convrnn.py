@@ -47,8 +47,14 @@ def build(steps: int, checkpoint: bool = False):
     from neuromodels.convrnn import ConvRNN, LayerSpec
 
     torch.manual_seed(0)
-    return ConvRNN([LayerSpec(c, 3, p) for c, p in zip(CHANNELS, POOLS)], cell="rgc", feedback=FEEDBACK,
-                   steps=steps, num_classes=10, checkpoint_steps=checkpoint)
+    return ConvRNN(
+        [LayerSpec(c, 3, p) for c, p in zip(CHANNELS, POOLS)],
+        cell="rgc",
+        feedback=FEEDBACK,
+        steps=steps,
+        num_classes=10,
+        checkpoint_steps=checkpoint,
+    )
 
 
 def batch_of(batch: int, size: int):
@@ -84,8 +90,10 @@ def seconds_of(model, images, labels, repeats: int, warm_up: bool = True) -> flo
         training_step(model, images, labels)
         times.append(time.perf_counter() - started)
     if statistics.median(times) > 1.5 * min(times):
-        print(f"    (noisy timings for {type(model).__name__}: min {min(times):.3f} s, median "
-              f"{statistics.median(times):.3f} s)")
+        print(
+            f"    (noisy timings for {type(model).__name__}: min {min(times):.3f} s, median "
+            f"{statistics.median(times):.3f} s)"
+        )
     return min(times)
 
 
@@ -114,15 +122,33 @@ def memory_child(args: argparse.Namespace) -> None:
     except OSError:
         source = "ru_maxrss (peak since process start)"
     training_step(model, images, labels)
-    peak_mib = _status_mib("VmHWM") if source.startswith("VmHWM") else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"before_mib": before_mib, "peak_mib": peak_mib, "step_mib": peak_mib - before_mib,
-                      "source": source}))
+    peak_mib = (
+        _status_mib("VmHWM")
+        if source.startswith("VmHWM")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    print(
+        json.dumps(
+            {"before_mib": before_mib, "peak_mib": peak_mib, "step_mib": peak_mib - before_mib, "source": source}
+        )
+    )
 
 
 def measure_memory(args: argparse.Namespace, mode: str) -> dict[str, float]:
-    command = [sys.executable, __file__, "--memory-child", mode, "--batch", str(args.batch), "--steps",
-               str(args.steps), "--size", str(args.size), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        mode,
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--size",
+        str(args.size),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=dict(os.environ))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -150,8 +176,10 @@ def main() -> int:
     model = build(args.steps)
     cnn = model.feedforward_cnn()
     images, labels = batch_of(args.batch, args.size)
-    print(f"6-layer RGC ConvRNN (channels {CHANNELS}, feedback {FEEDBACK}) unrolled {args.steps} steps vs the "
-          f"equal-depth CNN; batch {args.batch} of {args.size}x{args.size}, {args.threads} thread(s), forward+backward")
+    print(
+        f"6-layer RGC ConvRNN (channels {CHANNELS}, feedback {FEEDBACK}) unrolled {args.steps} steps vs the "
+        f"equal-depth CNN; batch {args.batch} of {args.size}x{args.size}, {args.threads} thread(s), forward+backward"
+    )
     flops_rnn, flops_cnn = flops_of(model, images, labels), flops_of(cnn, images, labels)
     t_cnn = seconds_of(cnn, images, labels, max(args.repeats, 10))
     t_rnn = seconds_of(model, images, labels, args.repeats)
@@ -164,15 +192,21 @@ def main() -> int:
     ratio = rate_rnn / rate_cnn
     print(f"  feedforward CNN : {flops_cnn / 1e9:9.3f} GFLOP in {t_cnn * 1e3:9.1f} ms = {rate_cnn / 1e9:6.2f} GFLOP/s")
     print(f"  RGC ConvRNN     : {flops_rnn / 1e9:9.3f} GFLOP in {t_rnn * 1e3:9.1f} ms = {rate_rnn / 1e9:6.2f} GFLOP/s")
-    print(f"  RGC ConvRNN, checkpointed steps: {t_ckpt * 1e3:9.1f} ms "
-          f"({t_ckpt / t_rnn:.2f}x the time; recomputes the forward pass)")
+    print(
+        f"  RGC ConvRNN, checkpointed steps: {t_ckpt * 1e3:9.1f} ms "
+        f"({t_ckpt / t_rnn:.2f}x the time; recomputes the forward pass)"
+    )
     print(f"  achieved FLOP/s ratio ConvRNN / CNN = {ratio:.3f} (target >= 0.8): {'PASS' if ratio >= 0.8 else 'FAIL'}")
     plain, ckpt = measure_memory(args, "plain"), measure_memory(args, "checkpoint")
-    print(f"  peak memory of one training step (RSS increase over the built model and batch, fresh subprocess, "
-          f"{plain['source']}):")
+    print(
+        f"  peak memory of one training step (RSS increase over the built model and batch, fresh subprocess, "
+        f"{plain['source']}):"
+    )
     print(f"    without checkpointing: {plain['step_mib']:8.1f} MiB (process peak {plain['peak_mib']:.0f} MiB)")
-    print(f"    with checkpointing   : {ckpt['step_mib']:8.1f} MiB (process peak {ckpt['peak_mib']:.0f} MiB), "
-          f"{plain['step_mib'] / max(ckpt['step_mib'], 1e-9):.1f}x less")
+    print(
+        f"    with checkpointing   : {ckpt['step_mib']:8.1f} MiB (process peak {ckpt['peak_mib']:.0f} MiB), "
+        f"{plain['step_mib'] / max(ckpt['step_mib'], 1e-9):.1f}x less"
+    )
     return 0
 
 

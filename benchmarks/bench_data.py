@@ -109,8 +109,14 @@ def generate(path: Path, frames: int) -> float:
     rates = rng.uniform(0.5, 8.0, N_CELLS) / RATE_HZ  # spikes per bin
     counts = rng.poisson(rates, (n, N_CELLS)).astype(np.int32)
     time_s = np.concatenate([np.arange(frames), np.arange(n_test)]) / RATE_HZ
-    rec = recording_from_counts(counts, time_s, 1 / RATE_HZ, [f"cell{i + 1:02d}" for i in range(N_CELLS)],
-                                source=str(path), attrs={"species": "salamander (synthetic)"})
+    rec = recording_from_counts(
+        counts,
+        time_s,
+        1 / RATE_HZ,
+        [f"cell{i + 1:02d}" for i in range(N_CELLS)],
+        source=str(path),
+        attrs={"species": "salamander (synthetic)"},
+    )
     rec = rec.assign_coords(split=("time", np.array(["train"] * frames + ["test"] * n_test)))
     # Natural-scene-like raw intensities (mean ~51, sd ~54), generated chunk by chunk, never whole.
     blocks = da.zeros((n, *FRAME), dtype=np.float32, chunks=(4096, *FRAME))
@@ -118,8 +124,9 @@ def generate(path: Path, frames: int) -> float:
     rec["stimulus"] = (("time", "y", "x"), movie)
     trials = np.full((N_REPEATS, n, N_CELLS), np.nan, dtype=np.float32)
     trials[:, frames:, :] = rng.poisson(rates, (N_REPEATS, n_test, N_CELLS))
-    rec["trials"] = xr.DataArray(da.from_array(trials, chunks=(N_REPEATS, 65536, N_CELLS)),
-                                 dims=("repeat", "time", "cell"))
+    rec["trials"] = xr.DataArray(
+        da.from_array(trials, chunks=(N_REPEATS, 65536, N_CELLS)), dims=("repeat", "time", "cell")
+    )
     write_retina_hdf5(rec, path)
     return time.perf_counter() - start
 
@@ -140,8 +147,12 @@ def measure_ours(path: str, scheduler: str, stimulus_scale: str | None) -> dict:
     if stimulus_scale == "zscore":  # back to stored units, to compare with the peer
         image = image * ds["stimulus"].attrs["sd_stored_units"] + ds["stimulus"].attrs["mean_stored_units"]
     ds.close()
-    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "rates": rates.tolist(),
-            "image": image.ravel().tolist()}
+    return {
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "rates": rates.tolist(),
+        "image": image.ravel().tolist(),
+    }
 
 
 def measure_peer(path: str) -> dict:
@@ -158,7 +169,7 @@ def measure_peer(path: str) -> dict:
             per_chunk = stim.chunks[0] if stim.chunks else 1
             step = per_chunk * max(1, PEER_BLOCK_BYTES // (per_chunk * stim.dtype.itemsize * int(np.prod(FRAME))))
             for i in range(0, stim.shape[0], step):
-                block = stim[i:i + step]
+                block = stim[i : i + step]
                 total += block.sum(axis=0, dtype=np.float64)
                 frames += block.shape[0]
             response = f[f"{split}/response/binned"][()]
@@ -166,8 +177,12 @@ def measure_peer(path: str) -> dict:
             bins += response.shape[1]
         step_s = float(np.median(np.diff(f["train/time"][()])))
     rates = spikes / bins / step_s
-    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "rates": rates.tolist(),
-            "image": (total / frames).ravel().tolist()}
+    return {
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "rates": rates.tolist(),
+        "image": (total / frames).ravel().tolist(),
+    }
 
 
 def measure_naive(path: str) -> dict:
@@ -181,8 +196,12 @@ def measure_naive(path: str) -> dict:
         response = np.concatenate([f["train/response/binned"][:], f["test/response/binned"][:]], axis=1)
         step_s = float(np.median(np.diff(f["train/time"][()])))
     rates = response.mean(axis=1) / step_s
-    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu, "rates": rates.tolist(),
-            "image": image.ravel().tolist()}
+    return {
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "rates": rates.tolist(),
+        "image": image.ravel().tolist(),
+    }
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -222,16 +241,25 @@ def _run_child(measure: str, path: Path, scheduler: str = "threads") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=200_000,
-                        help="train frames of 50x50 float32 (default 200000: 2.1 GB with the test split)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=200_000,
+        help="train frames of 50x50 float32 (default 200000: 2.1 GB with the test split)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="keep (and reuse) the generated file here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder when --dir is not given")
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours and of the peer; the best counts")
-    parser.add_argument("--scheduler", default="synchronous", choices=("threads", "synchronous"),
-                        help="dask scheduler for ours (default synchronous: h5py serialises reads, so dask's "
-                             "default threads only add coordination, about 20%% more CPU here)")
+    parser.add_argument(
+        "--scheduler",
+        default="synchronous",
+        choices=("threads", "synchronous"),
+        help="dask scheduler for ours (default synchronous: h5py serialises reads, so dask's "
+        "default threads only add coordination, about 20%% more CPU here)",
+    )
     parser.add_argument("--measure", choices=("ours", "ours-zscore", "peer", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -258,10 +286,16 @@ def main(argv: list[str] | None = None) -> int:
 
         peer = best["peer"]
         for name in ("ours", "ours-zscore", "naive"):
-            np.testing.assert_allclose(best[name]["image"], peer["image"], rtol=1e-5, atol=1e-4,
-                                       err_msg=f"{name}: mean image differs from the peer's")
-            np.testing.assert_allclose(best[name]["rates"], peer["rates"], rtol=1e-9,
-                                       err_msg=f"{name}: mean rates differ from the peer's")
+            np.testing.assert_allclose(
+                best[name]["image"],
+                peer["image"],
+                rtol=1e-5,
+                atol=1e-4,
+                err_msg=f"{name}: mean image differs from the peer's",
+            )
+            np.testing.assert_allclose(
+                best[name]["rates"], peer["rates"], rtol=1e-9, err_msg=f"{name}: mean rates differ from the peer's"
+            )
 
         labels = {
             "ours": f"ours: open_retina_hdf5 + dask ({args.scheduler}), stored values",
@@ -269,18 +303,24 @@ def main(argv: list[str] | None = None) -> int:
             "peer": "peer: h5py streaming, numpy",
             "naive": "naive: h5py reads all into memory",
         }
-        print(f"\n{'measurement':<58}{'wall (s)':>9}{'CPU (s)':>9}{'peak RSS (MB)':>15}{'wall / peer':>13}"
-              f"{'CPU / peer':>12}")
+        print(
+            f"\n{'measurement':<58}{'wall (s)':>9}{'CPU (s)':>9}{'peak RSS (MB)':>15}{'wall / peer':>13}"
+            f"{'CPU / peer':>12}"
+        )
         for name, label in labels.items():
             r = best[name]
-            print(f"{label:<58}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_rss_mb']:>15.0f}"
-                  f"{r['wall_s'] / peer['wall_s']:>13.2f}{r['cpu_s'] / peer['cpu_s']:>12.2f}")
+            print(
+                f"{label:<58}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_rss_mb']:>15.0f}"
+                f"{r['wall_s'] / peer['wall_s']:>13.2f}{r['cpu_s'] / peer['cpu_s']:>12.2f}"
+            )
         ours = best["ours"]
         ratio = ours["wall_s"] / peer["wall_s"]
         rss_ok = ours["peak_rss_mb"] < RSS_LIMIT_MB
         time_ok = ratio <= TIME_RATIO_LIMIT
-        print(f"\nfile: {path.stat().st_size / 1e9:.2f} GB, {args.frames} train frames of {FRAME[0]}x{FRAME[1]} "
-              f"float32, {N_CELLS} cells; best of {args.repeats}; results of ours, naive and peer agree")
+        print(
+            f"\nfile: {path.stat().st_size / 1e9:.2f} GB, {args.frames} train frames of {FRAME[0]}x{FRAME[1]} "
+            f"float32, {N_CELLS} cells; best of {args.repeats}; results of ours, naive and peer agree"
+        )
         print(f"{'PASS' if rss_ok else 'FAIL'}  peak RSS of ours {ours['peak_rss_mb']:.0f} MB < {RSS_LIMIT_MB:.0f} MB")
         print(f"{'PASS' if time_ok else 'FAIL'}  time of ours / peer = {ratio:.2f} <= {TIME_RATIO_LIMIT}")
         return 0 if (rss_ok and time_ok) else 1

@@ -100,8 +100,12 @@ def peer_split_half(neural: xr.DataArray, n_splits: int = 10) -> dict[str, np.nd
         for chosen in (first, second):
             part = neural.isel(presentation=np.isin(neural["repetition"].values, repetitions[chosen]))
             halves.append(part.groupby("stimulus_id").mean("presentation").transpose("stimulus_id", "neuroid"))
-        r = np.array([scipy.stats.pearsonr(halves[0].values[:, i], halves[1].values[:, i])[0]
-                      for i in range(neural.sizes["neuroid"])])
+        r = np.array(
+            [
+                scipy.stats.pearsonr(halves[0].values[:, i], halves[1].values[:, i])[0]
+                for i in range(neural.sizes["neuroid"])
+            ]
+        )
         per_split.append(2 * r / (1 + r))
     per_split = np.array(per_split)
     medians = np.median(per_split, axis=1)
@@ -117,9 +121,16 @@ def reimplemented_peer(features: xr.DataArray, neural: xr.DataArray, repeats: in
     for _ in range(repeats):
         score, seconds = timed(peer_pls_score, features, neural)
         score_times.append(seconds)
-    return {"name": "re-implemented Brain-Score procedure (scikit-learn, scipy)", "ceiling_times": ceiling_times,
-            "score_times": score_times, "score": float(score["score"]), "error": float(score["error"]),
-            "ceiling": float(ceiling["ceiling"]), "r": score["r"], "ceiling_per_split": ceiling["per_split"]}
+    return {
+        "name": "re-implemented Brain-Score procedure (scikit-learn, scipy)",
+        "ceiling_times": ceiling_times,
+        "score_times": score_times,
+        "score": float(score["score"]),
+        "error": float(score["error"]),
+        "ceiling": float(ceiling["ceiling"]),
+        "r": score["r"],
+        "ceiling_per_split": ceiling["per_split"],
+    }
 
 
 def brainscore_peer(python: str, features: xr.DataArray, neural: xr.DataArray, repeats: int) -> dict:
@@ -131,19 +142,27 @@ def brainscore_peer(python: str, features: xr.DataArray, neural: xr.DataArray, r
     assert np.array_equal(np.asarray(neural["stimulus_id"].values[:n_stimuli]), ids)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "data.npz"
-        np.savez(path, trials=neural.values.reshape(n_reps, n_stimuli, -1), features=features.values,
-                 stimulus_id=ids.astype(str),
-                 object_name=np.asarray(neural["object_name"].values[:n_stimuli]).astype(str),
-                 neuroid_id=np.asarray(neural["neuroid_id"].values).astype(str))
+        np.savez(
+            path,
+            trials=neural.values.reshape(n_reps, n_stimuli, -1),
+            features=features.values,
+            stimulus_id=ids.astype(str),
+            object_name=np.asarray(neural["object_name"].values[:n_stimuli]).astype(str),
+            neuroid_id=np.asarray(neural["neuroid_id"].values).astype(str),
+        )
         env = {**os.environ, "BS_INSTALL_DEPENDENCIES": "no"}
-        done = subprocess.run([python, str(PEER_SCRIPT), str(path), str(repeats)], capture_output=True, text=True,
-                              env=env)
+        done = subprocess.run(
+            [python, str(PEER_SCRIPT), str(path), str(repeats)], capture_output=True, text=True, env=env
+        )
     if done.returncode != 0:
         raise SystemExit(f"Brain-Score run failed ({python}):\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout)
     versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items())
-    result.update(name=f"Brain-Score itself ({versions})", r=np.array(result["r"]),
-                  ceiling_per_split=np.array(result["ceiling_per_split"]))
+    result.update(
+        name=f"Brain-Score itself ({versions})",
+        r=np.array(result["r"]),
+        ceiling_per_split=np.array(result["ceiling_per_split"]),
+    )
     return result
 
 
@@ -188,8 +207,11 @@ def _single_split_predictions(features: xr.DataArray, neural: xr.DataArray, ridg
     averaged = average_repetitions(neural)
     x = features.set_index(presentation="stimulus_id").sel(presentation=averaged["stimulus_id"].values).values
     y = averaged.values
-    train, test = next(StratifiedShuffleSplit(10, train_size=0.9, random_state=1).split(
-        np.zeros(len(y)), averaged["object_name"].values))
+    train, test = next(
+        StratifiedShuffleSplit(10, train_size=0.9, random_state=1).split(
+            np.zeros(len(y)), averaged["object_name"].values
+        )
+    )
     (nipals,), _, _ = pls_fit_predict(x[train], [y[train]], x[test], 25)
     (exact,), _, _ = pls_fit_predict(x[train], [y[train]], x[test], 25, algorithm="exact")
     default = PLSRegression(25, scale=False).fit(x[train], y[train]).predict(x[test])
@@ -199,10 +221,12 @@ def _single_split_predictions(features: xr.DataArray, neural: xr.DataArray, ridg
     sk_ridge = Ridge(alpha=ridge_alpha).fit(x[train], y[train]).predict(x[test])
     ours_ridge = ridge_path(x[train], y[train], x[test], [ridge_alpha])[0]
     scale = y[test].std()
-    return {"nipals_vs_default": float(np.abs(nipals - default).max() / scale),
-            "exact_vs_svd": float(np.abs(exact - converged).max() / scale),
-            "default_vs_svd": float(np.abs(default - converged).max() / scale),
-            "ridge": float(np.abs(sk_ridge - ours_ridge).max() / scale)}
+    return {
+        "nipals_vs_default": float(np.abs(nipals - default).max() / scale),
+        "exact_vs_svd": float(np.abs(exact - converged).max() / scale),
+        "default_vs_svd": float(np.abs(default - converged).max() / scale),
+        "ridge": float(np.abs(sk_ridge - ours_ridge).max() / scale),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -215,15 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of the stimuli (smoke run, no PASS/FAIL)")
     parser.add_argument("--repeats", type=int, default=3, help="calls per computation, both sides (default 3)")
-    parser.add_argument("--brainscore-python", default=os.environ.get("BRAINSCORE_PYTHON"), metavar="PATH",
-                        help="Python of an environment with Brain-Score installed (default $BRAINSCORE_PYTHON); "
-                             "without it the re-implemented procedure is the peer")
+    parser.add_argument(
+        "--brainscore-python",
+        default=os.environ.get("BRAINSCORE_PYTHON"),
+        metavar="PATH",
+        help="Python of an environment with Brain-Score installed (default $BRAINSCORE_PYTHON); "
+        "without it the re-implemented procedure is the peer",
+    )
     args = parser.parse_args(argv)
     neural, features = synthetic_scoring_data(images_per_object=10 if args.quick else 40)
-    print(f"data: {neural.sizes['presentation']} presentations = {features.sizes['presentation']} stimuli x "
-          f"{int(neural['repetition'].max()) + 1} repetitions, {neural.sizes['neuroid']} neuroids, "
-          f"{features.sizes['feature']} features; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
-          f"{args.repeats} repeats per side")
+    print(
+        f"data: {neural.sizes['presentation']} presentations = {features.sizes['presentation']} stimuli x "
+        f"{int(neural['repetition'].max()) + 1} repetitions, {neural.sizes['neuroid']} neuroids, "
+        f"{features.sizes['feature']} features; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"{args.repeats} repeats per side"
+    )
 
     warnings.simplefilter("ignore")
     ours, t_first, t_ours = repeated(predictivity, features, neural, repeats=args.repeats)
@@ -234,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.brainscore_python:
         peer = brainscore_peer(args.brainscore_python, features, neural, args.repeats)
     else:
-        print("peer: Brain-Score is not available here (--brainscore-python / $BRAINSCORE_PYTHON unset); timing the "
-              "re-implemented procedure instead")
+        print(
+            "peer: Brain-Score is not available here (--brainscore-python / $BRAINSCORE_PYTHON unset); timing the "
+            "re-implemented procedure instead"
+        )
         peer = reimplemented_peer(features, neural, args.repeats)
     t_peer_first, t_peer = peer["score_times"][0], min(peer["score_times"])
     t_ceil_peer_first, t_ceil_peer = peer["ceiling_times"][0], min(peer["ceiling_times"])
@@ -256,30 +288,48 @@ def main(argv: list[str] | None = None) -> int:
     pls_ratio = t_peer / t_ours
     ceil_ratio = t_ceil_peer / t_ceil_ours
     print(f"\npeer: {peer['name']}")
-    print(f"PLS score   ours (pls='brainscore') {float(ours['score']):.10f} +- {float(ours['error']):.6f}   peer "
-          f"{peer['score']:.10f} +- {peer['error']:.6f}   |score diff| {score_diff:.1e}, max |r diff| {r_diff:.1e}")
-    print(f"            ours (pls='converged')  {float(converged['score']):.10f}   |score diff| {conv_score_diff:.1e}, "
-          f"max |r diff| {conv_r_diff:.1e} (the peer's early NIPALS stop)")
-    print(f"  split 0 predictions / response SD: nipals vs scikit-learn defaults {split0['nipals_vs_default']:.1e}; "
-          f"exact vs scikit-learn's svd path {split0['exact_vs_svd']:.1e}; defaults vs svd "
-          f"{split0['default_vs_svd']:.1e}")
-    print(f"  time (first call / best of {args.repeats}): ours brainscore {t_first:.3f} / {t_ours:.3f} s, converged "
-          f"{t_conv_first:.3f} / {t_conv:.3f} s; peer {t_peer_first:.2f} / {t_peer:.2f} s; ratio {pls_ratio:.1f}x "
-          f"(converged {t_peer / t_conv:.1f}x), first calls {t_peer_first / t_first:.1f}x")
-    print(f"Ceiling     ours {float(ceil_ours['ceiling']):.10f} +- {float(ceil_ours['error']):.6f}   peer "
-          f"{peer['ceiling']:.10f}   |diff| {ceil_diff:.1e}, max per-split per-neuroid diff {per_ceil_diff:.1e}")
-    print(f"  time (first call / best of {args.repeats}): ours {t_ceil_first:.3f} / {t_ceil_ours:.3f} s, peer "
-          f"{t_ceil_peer_first:.2f} / {t_ceil_peer:.2f} s; ratio {ceil_ratio:.1f}x")
+    print(
+        f"PLS score   ours (pls='brainscore') {float(ours['score']):.10f} +- {float(ours['error']):.6f}   peer "
+        f"{peer['score']:.10f} +- {peer['error']:.6f}   |score diff| {score_diff:.1e}, max |r diff| {r_diff:.1e}"
+    )
+    print(
+        f"            ours (pls='converged')  {float(converged['score']):.10f}   |score diff| {conv_score_diff:.1e}, "
+        f"max |r diff| {conv_r_diff:.1e} (the peer's early NIPALS stop)"
+    )
+    print(
+        f"  split 0 predictions / response SD: nipals vs scikit-learn defaults {split0['nipals_vs_default']:.1e}; "
+        f"exact vs scikit-learn's svd path {split0['exact_vs_svd']:.1e}; defaults vs svd "
+        f"{split0['default_vs_svd']:.1e}"
+    )
+    print(
+        f"  time (first call / best of {args.repeats}): ours brainscore {t_first:.3f} / {t_ours:.3f} s, converged "
+        f"{t_conv_first:.3f} / {t_conv:.3f} s; peer {t_peer_first:.2f} / {t_peer:.2f} s; ratio {pls_ratio:.1f}x "
+        f"(converged {t_peer / t_conv:.1f}x), first calls {t_peer_first / t_first:.1f}x"
+    )
+    print(
+        f"Ceiling     ours {float(ceil_ours['ceiling']):.10f} +- {float(ceil_ours['error']):.6f}   peer "
+        f"{peer['ceiling']:.10f}   |diff| {ceil_diff:.1e}, max per-split per-neuroid diff {per_ceil_diff:.1e}"
+    )
+    print(
+        f"  time (first call / best of {args.repeats}): ours {t_ceil_first:.3f} / {t_ceil_ours:.3f} s, peer "
+        f"{t_ceil_peer_first:.2f} / {t_ceil_peer:.2f} s; ratio {ceil_ratio:.1f}x"
+    )
     if "ceiled_score" in peer:
         ceiled = float(ours["score"]) ** 2 / float(ceil_ours["ceiling"])
-        print(f"Ceiled      ours {ceiled:.10f}   peer {peer['ceiled_score']:.10f}   |diff| "
-              f"{abs(ceiled - peer['ceiled_score']):.1e}")
-    print(f"Ridge-GCV   score {float(ridge['score']):.6f}, {len(ridge.attrs['relative_alphas'])} alphas, time "
-          f"{t_ridge_first:.3f} / {t_ridge:.3f} s = {t_ridge / t_ours:.2f} x our PLS time, {t_ridge / t_peer:.3f} x "
-          f"the peer's; split-0 predictions vs scikit-learn Ridge(alpha) {split0['ridge']:.1e}")
+        print(
+            f"Ceiled      ours {ceiled:.10f}   peer {peer['ceiled_score']:.10f}   |diff| "
+            f"{abs(ceiled - peer['ceiled_score']):.1e}"
+        )
+    print(
+        f"Ridge-GCV   score {float(ridge['score']):.6f}, {len(ridge.attrs['relative_alphas'])} alphas, time "
+        f"{t_ridge_first:.3f} / {t_ridge:.3f} s = {t_ridge / t_ours:.2f} x our PLS time, {t_ridge / t_peer:.3f} x "
+        f"the peer's; split-0 predictions vs scikit-learn Ridge(alpha) {split0['ridge']:.1e}"
+    )
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"Peak traced memory: PLS ours {mem_ours:.0f} MiB (converged {mem_conv:.0f} MiB), ridge {mem_ridge:.0f} MiB, "
-          f"ceiling {mem_ceil_ours:.0f} MiB; process max RSS {max_rss:.0f} MiB")
+    print(
+        f"Peak traced memory: PLS ours {mem_ours:.0f} MiB (converged {mem_conv:.0f} MiB), ridge {mem_ridge:.0f} MiB, "
+        f"ceiling {mem_ceil_ours:.0f} MiB; process max RSS {max_rss:.0f} MiB"
+    )
 
     if args.quick:
         print("quick run: no PASS/FAIL")
@@ -287,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     checks = [
         ("PLS score (pls='brainscore') equals the peer's to 1e-6", score_diff <= 1e-6 and r_diff <= 1e-6),
         ("ceiling equals the peer's to 1e-10", ceil_diff <= 1e-10 and per_ceil_diff <= 1e-10),
-        ("split 0: nipals = scikit-learn defaults, exact = its svd path, to 1e-6",
-         split0["nipals_vs_default"] <= 1e-6 and split0["exact_vs_svd"] <= 1e-6),
+        (
+            "split 0: nipals = scikit-learn defaults, exact = its svd path, to 1e-6",
+            split0["nipals_vs_default"] <= 1e-6 and split0["exact_vs_svd"] <= 1e-6,
+        ),
         ("ridge predictions equal scikit-learn Ridge to 1e-6", split0["ridge"] <= 1e-6),
         (f"PLS >= 10x faster ({pls_ratio:.1f}x)", pls_ratio >= 10),
         (f"ceiling >= 20x faster ({ceil_ratio:.1f}x)", ceil_ratio >= 20),

@@ -81,14 +81,21 @@ def _ours(samples: int, epochs: int, history: int, steps: int | None, probe: boo
     probes = [_conv_probe()] if probe else []
     callbacks = [lambda epoch, logs: probes.append(_conv_probe()) and None] if probe else []
     started = time.perf_counter()
-    history_log = fit(model, train, None, epochs=epochs, batch_size=BATCH, lr=1e-3, progress=False, patience=None,
-                      callbacks=callbacks)
+    history_log = fit(
+        model, train, None, epochs=epochs, batch_size=BATCH, lr=1e-3, progress=False, patience=None, callbacks=callbacks
+    )
     seconds = time.perf_counter() - started
     per_epoch = [r["seconds"] for r in history_log.records]
-    result = {"seconds_per_epoch": min(per_epoch), "total_s": seconds, "samples": len(train),
-              "final_loss": history_log["train_loss"][-1], "peak_rss_mb": _peak_rss_mb(),
-              "movie_mb": stimulus.nbytes / 2**20, "n_frames": int(stimulus.shape[0]),
-              "windows_shared": bool(np.shares_memory(stimulus, dataset.windows.numpy()))}
+    result = {
+        "seconds_per_epoch": min(per_epoch),
+        "total_s": seconds,
+        "samples": len(train),
+        "final_loss": history_log["train_loss"][-1],
+        "peak_rss_mb": _peak_rss_mb(),
+        "movie_mb": stimulus.nbytes / 2**20,
+        "n_frames": int(stimulus.shape[0]),
+        "windows_shared": bool(np.shares_memory(stimulus, dataset.windows.numpy())),
+    }
     if probe:
         result["conv"] = _conv_best(probes)
     return result
@@ -102,11 +109,11 @@ def _plain(samples: int, epochs: int, history: int, steps: int | None, materiali
     movie = (torch.from_numpy(stimulus) - float(stimulus.mean())) / std
     n_windows = movie.shape[0] - history + 1
     count = n_windows if materialise_all else min(samples if steps is None else steps * BATCH, n_windows)
-    windows = torch.stack([movie[t:t + history] for t in range(count)])  # what a plain script does: a 40x copy
+    windows = torch.stack([movie[t : t + history] for t in range(count)])  # what a plain script does: a 40x copy
     windows_mb = windows.numel() * 4 / 2**20
-    targets = torch.from_numpy(response[history - 1:history - 1 + count])
+    targets = torch.from_numpy(response[history - 1 : history - 1 + count])
     if steps is not None:
-        windows, targets = windows[:steps * BATCH], targets[:steps * BATCH]
+        windows, targets = windows[: steps * BATCH], targets[: steps * BATCH]
     elif materialise_all:
         windows, targets = windows[:samples], targets[:samples]
 
@@ -119,13 +126,21 @@ def _plain(samples: int, epochs: int, history: int, steps: int | None, materiali
     h2 = h1 - 11 + 1
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(history, 8, 15), Noise(), nn.ReLU(), nn.Conv2d(8, 8, 11), Noise(), nn.ReLU(), nn.Flatten(),
-        nn.Linear(8 * h2 * h2, response.shape[1]), nn.Softplus(),
+        nn.Conv2d(history, 8, 15),
+        Noise(),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 11),
+        Noise(),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * h2 * h2, response.shape[1]),
+        nn.Softplus(),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.PoissonNLLLoss(log_input=False)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(windows, targets), batch_size=BATCH,
-                                         shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(windows, targets), batch_size=BATCH, shuffle=True
+    )
     per_epoch = []
     for _ in range(epochs):
         started = time.perf_counter()
@@ -137,8 +152,13 @@ def _plain(samples: int, epochs: int, history: int, steps: int | None, materiali
             optimizer.step()
             total += float(loss) * len(y)
         per_epoch.append(time.perf_counter() - started)
-    return {"seconds_per_epoch": min(per_epoch), "samples": len(windows), "final_loss": total / len(windows),
-            "peak_rss_mb": _peak_rss_mb(), "windows_mb": windows_mb}
+    return {
+        "seconds_per_epoch": min(per_epoch),
+        "samples": len(windows),
+        "final_loss": total / len(windows),
+        "peak_rss_mb": _peak_rss_mb(),
+        "windows_mb": windows_mb,
+    }
 
 
 _CONV_LAYERS = {"layer1": (HISTORY, 8, 15, 50), "layer2": (8, 8, 11, 36)}  # (in, out, kernel, input size)
@@ -194,8 +214,18 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run_child(kind: str, args: argparse.Namespace, **extra) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--samples", str(args.samples), "--epochs", str(args.epochs),
-               "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--samples",
+        str(args.samples),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+    ]
     for key, value in extra.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -206,7 +236,7 @@ def _run_child(kind: str, args: argparse.Namespace, **extra) -> dict:
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def stimulus_frame_mb(result: dict) -> float:
@@ -237,8 +267,7 @@ def main() -> None:
     if args.quick:
         args.samples, args.epochs = 256, 1
 
-    print(f"RetinaCNN training on sample:retina, {args.samples} windows/epoch, batch {BATCH}, "
-          f"{args.threads} threads")
+    print(f"RetinaCNN training on sample:retina, {args.samples} windows/epoch, batch {BATCH}, {args.threads} threads")
     ours, plain = [], []
     for _ in range(args.repeats):
         ours.append(_run_child("ours", args, probe=True))
@@ -248,26 +277,34 @@ def main() -> None:
     ratio = best_plain / best_ours
     verdicts = {}
     verdicts["speed"] = ratio >= 1.5
-    print(f"  seconds per epoch   ours {best_ours:8.2f}   plain PyTorch {best_plain:8.2f}   "
-          f"ratio plain/ours {ratio:5.1f}x  (target >= 1.5x: {_verdict(verdicts['speed'])})")
+    print(
+        f"  seconds per epoch   ours {best_ours:8.2f}   plain PyTorch {best_plain:8.2f}   "
+        f"ratio plain/ours {ratio:5.1f}x  (target >= 1.5x: {_verdict(verdicts['speed'])})"
+    )
     print(f"  final train loss    ours {ours[0]['final_loss']:.4f}   plain {plain[0]['final_loss']:.4f}")
 
     # the probe of the run whose epoch was fastest: measured in that process, alternating with its epochs
     fastest = min(ours, key=lambda r: r["seconds_per_epoch"])
     conv = fastest["conv"]
     measured = (conv["layer1"]["flops"] + conv["layer2"]["flops"]) / (
-        conv["layer1"]["flops"] / (conv["layer1"]["gflops"] * 1e9) + conv["layer2"]["flops"] / (conv["layer2"]["gflops"] * 1e9))
+        conv["layer1"]["flops"] / (conv["layer1"]["gflops"] * 1e9)
+        + conv["layer2"]["flops"] / (conv["layer2"]["gflops"] * 1e9)
+    )
     needed = _model_flops_per_sample()
     ours_rate = needed * fastest["samples"] / fastest["seconds_per_epoch"]
     plain_rate = needed * plain[0]["samples"] / best_plain
-    print(f"  measured F.conv2d throughput (these layer shapes, best of {conv['layer1']['probes']} probes "
-          f"alternating with our epochs in the same process): {measured / 1e9:.1f} GFLOP/s "
-          f"(layer1 {conv['layer1']['gflops']:.1f}, layer2 {conv['layer2']['gflops']:.1f})")
+    print(
+        f"  measured F.conv2d throughput (these layer shapes, best of {conv['layer1']['probes']} probes "
+        f"alternating with our epochs in the same process): {measured / 1e9:.1f} GFLOP/s "
+        f"(layer1 {conv['layer1']['gflops']:.1f}, layer2 {conv['layer2']['gflops']:.1f})"
+    )
     verdicts["throughput"] = ours_rate >= 0.4 * measured
-    print(f"  training throughput in direct-conv FLOPs: ours {ours_rate / 1e9:.1f} GFLOP/s = "
-          f"{100 * ours_rate / measured:.0f}% of measured conv2d (target >= 40%: "
-          f"{_verdict(verdicts['throughput'])}); plain {plain_rate / 1e9:.1f} GFLOP/s = "
-          f"{100 * plain_rate / measured:.0f}%")
+    print(
+        f"  training throughput in direct-conv FLOPs: ours {ours_rate / 1e9:.1f} GFLOP/s = "
+        f"{100 * ours_rate / measured:.0f}% of measured conv2d (target >= 40%: "
+        f"{_verdict(verdicts['throughput'])}); plain {plain_rate / 1e9:.1f} GFLOP/s = "
+        f"{100 * plain_rate / measured:.0f}%"
+    )
 
     print("  peak memory over the whole training movie (2 training steps):")
     rows = []
@@ -275,18 +312,23 @@ def main() -> None:
         o = _run_child("ours", args, history=history, steps=2)
         p = _run_child("plain", args, history=history, steps=2, materialise_all=True)
         rows.append((history, o, p))
-        print(f"    history {history:2d}: ours {o['peak_rss_mb']:7.0f} MB (movie {o['movie_mb']:.0f} MB, windows shared: "
-              f"{o['windows_shared']})   plain {p['peak_rss_mb']:7.0f} MB (windows {p['windows_mb']:.0f} MB)")
+        print(
+            f"    history {history:2d}: ours {o['peak_rss_mb']:7.0f} MB (movie {o['movie_mb']:.0f} MB, windows shared: "
+            f"{o['windows_shared']})   plain {p['peak_rss_mb']:7.0f} MB (windows {p['windows_mb']:.0f} MB)"
+        )
     growth_ours = rows[1][1]["peak_rss_mb"] - rows[0][1]["peak_rss_mb"]
     growth_plain = rows[1][2]["peak_rss_mb"] - rows[0][2]["peak_rss_mb"]
     batch_mb = BATCH * 30 * stimulus_frame_mb(rows[0][1])
     movie_copies_mb = 30 * rows[0][1]["movie_mb"]  # what 30 more frames of history cost if windows were copied
     verdicts["memory"] = growth_ours < 0.1 * movie_copies_mb
-    print(f"    growth from history 10 to 40: ours {growth_ours:+.0f} MB, plain {growth_plain:+.0f} MB; ours grows by "
-          f"its per-batch buffers only (30 more frames x {BATCH} windows = {batch_mb:.0f} MB per copy of a batch, "
-          f"independent of movie length), plain by 30 more copies of the movie ({movie_copies_mb:.0f} MB)")
-    print(f"    target: growth < 10% of 30 movie copies ({0.1 * movie_copies_mb:.0f} MB): "
-          f"{_verdict(verdicts['memory'])}")
+    print(
+        f"    growth from history 10 to 40: ours {growth_ours:+.0f} MB, plain {growth_plain:+.0f} MB; ours grows by "
+        f"its per-batch buffers only (30 more frames x {BATCH} windows = {batch_mb:.0f} MB per copy of a batch, "
+        f"independent of movie length), plain by 30 more copies of the movie ({movie_copies_mb:.0f} MB)"
+    )
+    print(
+        f"    target: growth < 10% of 30 movie copies ({0.1 * movie_copies_mb:.0f} MB): {_verdict(verdicts['memory'])}"
+    )
     print("summary: " + ", ".join(f"{name} {_verdict(ok)}" for name, ok in verdicts.items()))
 
 

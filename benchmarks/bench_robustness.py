@@ -62,8 +62,10 @@ def main() -> None:
     def ours_run():
         return pgd(model, x, y, args.eps, steps=args.steps, alpha=alpha, random_start=False, batch_size=len(x))
 
-    print(f"PGD L-inf, {args.steps} steps, eps {args.eps}, {len(x)} MNIST images, MLP 784-256-256-10, "
-          f"{torch.get_num_threads()} thread(s), best of {args.repeats} (the two interleaved)")
+    print(
+        f"PGD L-inf, {args.steps} steps, eps {args.eps}, {len(x)} MNIST images, MLP 784-256-256-10, "
+        f"{torch.get_num_threads()} thread(s), best of {args.repeats} (the two interleaved)"
+    )
     try:
         import torchattacks
     except ImportError:
@@ -82,14 +84,18 @@ def main() -> None:
         print(f"  ours (neuromodels.analysis.robustness.pgd): {ours_s:.3f} s")
         print(f"  torchattacks {torchattacks.__version__} PGD: {peer_s:.3f} s")
         print(f"  ratio torchattacks / ours: {peer_s / ours_s:.2f} (>= 1: ours at least as fast)")
-        print(f"  max |ours - torchattacks|: {float((ours - theirs).abs().max()):.2e} "
-              f"({int(differing.sum())} of {len(x)} images differ by more than 1e-6)")
+        print(
+            f"  max |ours - torchattacks|: {float((ours - theirs).abs().max()):.2e} "
+            f"({int(differing.sum())} of {len(x)} images differ by more than 1e-6)"
+        )
     n = args.lbfgs_images
     started = time.perf_counter()
     _, success = lbfgs(model, x[:n], y[:n], search_steps=6)
     per_image = (time.perf_counter() - started) / n
-    print(f"L-BFGS (box-constrained, 6 bisection steps over c, runner-up target): {per_image:.3f} s per image "
-          f"({int(success.sum())}/{n} found)")
+    print(
+        f"L-BFGS (box-constrained, 6 bisection steps over c, runner-up target): {per_image:.3f} s per image "
+        f"({int(success.sum())}/{n} found)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,13 +27,27 @@ import numpy as np
 import torch
 
 
-def plain_epoch(points: np.ndarray, *, hidden: int, n_steps: int, factor: float, sigma: float, batch: int,
-                lr: float, bound_points: int, seed: int) -> float:
+def plain_epoch(
+    points: np.ndarray,
+    *,
+    hidden: int,
+    n_steps: int,
+    factor: float,
+    sigma: float,
+    batch: int,
+    lr: float,
+    bound_points: int,
+    seed: int,
+) -> float:
     """Algorithm 1, written plainly: returns the seconds for one epoch (training + p_0 fit + bound)."""
     torch.manual_seed(seed)
     dim = points.shape[1]
-    trunk = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.LeakyReLU(0.02),
-                                torch.nn.Linear(hidden, hidden), torch.nn.LeakyReLU(0.02))
+    trunk = torch.nn.Sequential(
+        torch.nn.Linear(dim, hidden),
+        torch.nn.LeakyReLU(0.02),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.LeakyReLU(0.02),
+    )
     mu_head, sigma_head = torch.nn.Linear(hidden, dim), torch.nn.Linear(hidden, dim)
     params = [*trunk.parameters(), *mu_head.parameters(), *sigma_head.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
@@ -57,6 +71,7 @@ def plain_epoch(points: np.ndarray, *, hidden: int, n_steps: int, factor: float,
             opt.step()
             s = s_next
     with torch.no_grad():
+
         def heat(x):
             states = [x]
             for temperature in temperatures:
@@ -74,22 +89,35 @@ def plain_epoch(points: np.ndarray, *, hidden: int, n_steps: int, factor: float,
     return time.perf_counter() - started
 
 
-def ours_epoch(points: np.ndarray, *, hidden: int, n_steps: int, factor: float, sigma: float, batch: int,
-               lr: float, bound_points: int, seed: int):
+def ours_epoch(
+    points: np.ndarray,
+    *,
+    hidden: int,
+    n_steps: int,
+    factor: float,
+    sigma: float,
+    batch: int,
+    lr: float,
+    bound_points: int,
+    seed: int,
+):
     from neuromodels.fitting.walkback import train_walkback
     from neuromodels.walkback import TransitionOperator
 
     torch.manual_seed(seed)
-    model = TransitionOperator(points.shape[1], hidden=(hidden, hidden), sigma=sigma, n_steps=n_steps,
-                               temperature_factor=factor)
+    model = TransitionOperator(
+        points.shape[1], hidden=(hidden, hidden), sigma=sigma, n_steps=n_steps, temperature_factor=factor
+    )
     started = time.perf_counter()
-    train_walkback(model, points, epochs=1, batch_size=batch, lr=lr, bound_points=bound_points, seed=seed,
-                   progress=False)
+    train_walkback(
+        model, points, epochs=1, batch_size=batch, lr=lr, bound_points=bound_points, seed=seed, progress=False
+    )
     return time.perf_counter() - started, model
 
 
-def diffusion_time_to_mmd(train: np.ndarray, held_out: np.ndarray, target: float, *, max_epochs: int,
-                          batch: int, check_every: int = 5) -> tuple[float, int, float]:
+def diffusion_time_to_mmd(
+    train: np.ndarray, held_out: np.ndarray, target: float, *, max_epochs: int, batch: int, check_every: int = 5
+) -> tuple[float, int, float]:
     """Train the diffusion baseline epoch by epoch (training time only is counted) until the MMD of its samples
     to ``held_out`` is at most ``target`` (checked every ``check_every`` epochs)."""
     from neuromodels.analysis.walkback_report import point_set_scores
@@ -121,8 +149,10 @@ def main() -> None:
     torch.set_num_threads(1)
     spiral = make_spiral(4000 if args.quick else 20_000, seed=0)
     digits_train, _ = split_points(load_points("digits"), seed=0)
-    rows = [("spiral", spiral, dict(hidden=128, n_steps=30, factor=1.1, sigma=0.09, batch=5000, lr=1e-4)),
-            ("digits 8x8", digits_train, dict(hidden=512, n_steps=10, factor=1.5, sigma=0.05, batch=100, lr=1e-3))]
+    rows = [
+        ("spiral", spiral, dict(hidden=128, n_steps=30, factor=1.1, sigma=0.09, batch=5000, lr=1e-4)),
+        ("digits 8x8", digits_train, dict(hidden=512, n_steps=10, factor=1.5, sigma=0.05, batch=100, lr=1e-3)),
+    ]
     print(f"{'data':<12}{'ours s':>10}{'plain s':>10}{'ours samples/s':>16}{'ratio plain/ours':>18}")
     for name, points, kwargs in rows:
         common = dict(kwargs, bound_points=2000, seed=0)
@@ -145,16 +175,26 @@ def main() -> None:
     torch.manual_seed(0)
     model = TransitionOperator(2, **SPIRAL_SETTINGS["model"])
     started = time.perf_counter()
-    train_walkback(model, train, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                   lr_decay=settings["lr_decay"], progress=False)
+    train_walkback(
+        model,
+        train,
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        lr=settings["lr"],
+        lr_decay=settings["lr_decay"],
+        progress=False,
+    )
     walkback_seconds = time.perf_counter() - started
     samples = model.generate(2000, generator=torch.Generator().manual_seed(0))[model.n_steps].numpy()
     target = point_set_scores({"walkback": samples}, held_out)["walkback"]["mmd"]
-    seconds, epochs, reached = diffusion_time_to_mmd(train, held_out, target, max_epochs=5 if args.quick else 300,
-                                                     batch=settings["batch_size"])
-    print(f"spiral: walkback trained {settings['epochs']} epochs in {walkback_seconds:.1f} s to MMD {target:.5f}; "
-          f"diffusion reached MMD {reached:.5f} after {epochs} epochs, {seconds:.1f} s "
-          f"({'reached' if reached <= target else 'not reached'})")
+    seconds, epochs, reached = diffusion_time_to_mmd(
+        train, held_out, target, max_epochs=5 if args.quick else 300, batch=settings["batch_size"]
+    )
+    print(
+        f"spiral: walkback trained {settings['epochs']} epochs in {walkback_seconds:.1f} s to MMD {target:.5f}; "
+        f"diffusion reached MMD {reached:.5f} after {epochs} epochs, {seconds:.1f} s "
+        f"({'reached' if reached <= target else 'not reached'})"
+    )
 
 
 if __name__ == "__main__":

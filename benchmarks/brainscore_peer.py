@@ -39,15 +39,27 @@ def main(path: str, repeats: int) -> dict:
     trials, features = data["trials"], data["features"]
     stimulus_id, object_name, neuroid_id = data["stimulus_id"], data["object_name"], data["neuroid_id"]
     n_reps, n_stimuli, n_neuroids = trials.shape
-    neural = NeuroidAssembly(trials.reshape(n_reps * n_stimuli, n_neuroids), dims=["presentation", "neuroid"], coords={
-        "stimulus_id": ("presentation", np.tile(stimulus_id, n_reps)),
-        "object_name": ("presentation", np.tile(object_name, n_reps)),
-        "repetition": ("presentation", np.repeat(np.arange(n_reps), n_stimuli)),
-        "neuroid_id": ("neuroid", neuroid_id), "region": ("neuroid", ["IT"] * n_neuroids)})
-    source = NeuroidAssembly(features, dims=["presentation", "neuroid"], coords={
-        "stimulus_id": ("presentation", stimulus_id), "object_name": ("presentation", object_name),
-        "neuroid_id": ("neuroid", [f"feature{i}" for i in range(features.shape[1])]),
-        "layer": ("neuroid", ["layer"] * features.shape[1])})
+    neural = NeuroidAssembly(
+        trials.reshape(n_reps * n_stimuli, n_neuroids),
+        dims=["presentation", "neuroid"],
+        coords={
+            "stimulus_id": ("presentation", np.tile(stimulus_id, n_reps)),
+            "object_name": ("presentation", np.tile(object_name, n_reps)),
+            "repetition": ("presentation", np.repeat(np.arange(n_reps), n_stimuli)),
+            "neuroid_id": ("neuroid", neuroid_id),
+            "region": ("neuroid", ["IT"] * n_neuroids),
+        },
+    )
+    source = NeuroidAssembly(
+        features,
+        dims=["presentation", "neuroid"],
+        coords={
+            "stimulus_id": ("presentation", stimulus_id),
+            "object_name": ("presentation", object_name),
+            "neuroid_id": ("neuroid", [f"feature{i}" for i in range(features.shape[1])]),
+            "layer": ("neuroid", ["layer"] * features.shape[1]),
+        },
+    )
     target = average_repetition(neural)
 
     ceiling_times, score_times = [], []
@@ -56,8 +68,11 @@ def main(path: str, repeats: int) -> dict:
         ceiling = InternalConsistency()(neural)
         ceiling_times.append(time.perf_counter() - start)
     for _ in range(repeats):
-        metric = CrossRegressedCorrelation(regression=pls_regression(), correlation=pearsonr_correlation(),
-                                           crossvalidation_kwargs=dict(stratification_coord="object_name"))
+        metric = CrossRegressedCorrelation(
+            regression=pls_regression(),
+            correlation=pearsonr_correlation(),
+            crossvalidation_kwargs=dict(stratification_coord="object_name"),
+        )
         start = time.perf_counter()
         raw = metric(source, target)
         score_times.append(time.perf_counter() - start)
@@ -74,11 +89,17 @@ def main(path: str, repeats: int) -> dict:
     from importlib.metadata import version
 
     return {
-        "versions": {name: version(name) for name in ("brainscore_vision", "brainscore_core", "scikit-learn",
-                                                      "numpy", "xarray")},
-        "ceiling_times": ceiling_times, "score_times": score_times,
-        "score": float(raw.values), "error": float(raw.attrs["error"]), "ceiling": float(ceiling.values),
-        "ceiled_score": float(ceiled.values), "r": per_split(raw), "ceiling_per_split": per_split(ceiling),
+        "versions": {
+            name: version(name) for name in ("brainscore_vision", "brainscore_core", "scikit-learn", "numpy", "xarray")
+        },
+        "ceiling_times": ceiling_times,
+        "score_times": score_times,
+        "score": float(raw.values),
+        "error": float(raw.attrs["error"]),
+        "ceiling": float(ceiling.values),
+        "ceiled_score": float(ceiled.values),
+        "r": per_split(raw),
+        "ceiling_per_split": per_split(ceiling),
     }
 
 

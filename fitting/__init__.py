@@ -21,8 +21,10 @@ _LAZY = {
     **dict.fromkeys(["RetinaDataset", "from_recording", "train_valid_split"], "retina_data"),
     **dict.fromkeys(["run_search", "load_space", "DEFAULT_SPACE"], "search"),
     **dict.fromkeys(["SuperSpike", "van_rossum_loss", "train_bptt", "run_task"], "superspike"),
-    **dict.fromkeys(["train_walkback", "walkback_update", "train_diffusion", "save_walkback_model",
-                     "load_walkback_model"], "walkback"),
+    **dict.fromkeys(
+        ["train_walkback", "walkback_update", "train_diffusion", "save_walkback_model", "load_walkback_model"],
+        "walkback",
+    ),
 }
 
 __all__ = list(_LAZY)

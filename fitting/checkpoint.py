@@ -76,10 +76,17 @@ def rng_state() -> dict[str, Any]:
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
-        "python": {"version": int(py_state[0]), "state": torch.tensor(py_state[1], dtype=torch.int64),
-                   "gauss": None if py_state[2] is None else float(py_state[2])},
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_state[0]),
+            "state": torch.tensor(py_state[1], dtype=torch.int64),
+            "gauss": None if py_state[2] is None else float(py_state[2]),
+        },
     }
 
 
@@ -87,7 +94,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore the states saved by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
     py_state = state["python"]
     random.setstate((py_state["version"], tuple(int(v) for v in py_state["state"].tolist()), py_state["gauss"]))

@@ -87,8 +87,11 @@ class L2Penalty:
         self.include = include
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
-        terms = [p.square().sum() for name, p in model.named_parameters()
-                 if p.requires_grad and (self.include is None or self.include in name)]
+        terms = [
+            p.square().sum()
+            for name, p in model.named_parameters()
+            if p.requires_grad and (self.include is None or self.include in name)
+        ]
         if not terms:
             return torch.zeros(())
         return self.strength * torch.stack(terms).sum()

@@ -79,7 +79,9 @@ class RetinaDataset(torch.utils.data.Dataset):
     ) -> None:
         self.stimulus = _as_tensor(stimulus, "stimulus")
         if self.stimulus.dim() != 3:
-            raise DataFormatError(field="stimulus", expected="(time, y, x)", found=f"shape {tuple(self.stimulus.shape)}")
+            raise DataFormatError(
+                field="stimulus", expected="(time, y, x)", found=f"shape {tuple(self.stimulus.shape)}"
+            )
         n_time = self.stimulus.shape[0]
         self.response = None if response is None else _as_tensor(response, "response")
         if self.response is not None and (self.response.dim() != 2 or self.response.shape[0] != n_time):
@@ -105,7 +107,9 @@ class RetinaDataset(torch.utils.data.Dataset):
             # gray (zero) frames and silent bins before every segment: one copy of the movie, never 40.
             self._stimulus_store = _pad_segments(self.stimulus, segments, lead)
             self._response_store = None if self.response is None else _pad_segments(self.response, segments, lead)
-            position = np.concatenate([np.arange(start, stop) + (k + 1) * lead for k, (start, stop) in enumerate(segments)])
+            position = np.concatenate(
+                [np.arange(start, stop) + (k + 1) * lead for k, (start, stop) in enumerate(segments)]
+            )
             valid = np.ones(n_time, dtype=bool)
         else:
             self._stimulus_store, self._response_store = self.stimulus, self.response
@@ -236,13 +240,20 @@ def from_recording(
     if cells is not None:
         missing = sorted(set(map(str, cells)) - set(map(str, part["cell"].values)))
         if missing:
-            raise DataFormatError(file=source, field="cell", expected="the model's cells", found=f"missing {missing[:5]}")
+            raise DataFormatError(
+                file=source, field="cell", expected="the model's cells", found=f"missing {missing[:5]}"
+            )
         response = response.sel(cell=list(cells))
     return RetinaDataset(
         part["stimulus"].transpose("time", "y", "x").values,
         response.transpose("time", "cell").values,
-        history=history, time=part["time"].values, spike_history=spike_history, sequence_length=sequence_length,
-        stimulus_mean=stimulus_mean, stimulus_std=stimulus_std, pad=pad,
+        history=history,
+        time=part["time"].values,
+        spike_history=spike_history,
+        sequence_length=sequence_length,
+        stimulus_mean=stimulus_mean,
+        stimulus_std=stimulus_std,
+        pad=pad,
     )
 
 
@@ -272,7 +283,7 @@ def train_valid_split(
     is_valid = np.zeros(len(ends), dtype=bool)
     for centre in centres:
         start = int(np.clip(centre - length // 2, 0, len(ends) - length))
-        is_valid[start:start + length] = True
+        is_valid[start : start + length] = True
     valid_ends = ends[is_valid]
     # distance (in bins) from each target to the nearest validation target
     position = np.searchsorted(valid_ends, ends)
@@ -281,5 +292,7 @@ def train_valid_split(
     far = np.minimum(before, after) >= dataset.history
     train_ends = ends[~is_valid & far]
     if len(train_ends) == 0 or len(valid_ends) == 0:
-        raise DataFormatError(field="time", expected="enough bins for a train/validation split", found=f"{len(ends)} bins")
+        raise DataFormatError(
+            field="time", expected="enough bins for a train/validation split", found=f"{len(ends)} bins"
+        )
     return dataset.subset(train_ends), dataset.subset(valid_ends)

@@ -71,9 +71,24 @@ from neuromodels.errors import ConfigError
 from neuromodels.spiking.network import SpikingNetwork, delay_in_time, run_network_numpy
 from neuromodels.spiking.neurons import delay_steps, propagator
 
-__all__ = ["VanRossumKernel", "van_rossum_loss", "SuperSpike", "train_bptt", "TaskResult", "make_task", "run_task",
-           "TASKS", "FEEDBACK", "FEEDBACK_SCALES", "feedback_comparison", "SuperSpikePreset", "PRESETS", "get_preset",
-           "paper_rho", "VOLTS_PER_UNIT"]
+__all__ = [
+    "VanRossumKernel",
+    "van_rossum_loss",
+    "SuperSpike",
+    "train_bptt",
+    "TaskResult",
+    "make_task",
+    "run_task",
+    "TASKS",
+    "FEEDBACK",
+    "FEEDBACK_SCALES",
+    "feedback_comparison",
+    "SuperSpikePreset",
+    "PRESETS",
+    "get_preset",
+    "paper_rho",
+    "VOLTS_PER_UNIT",
+]
 
 FEEDBACK = ("symmetric", "random", "uniform")
 #: ``"normalised"``: random ``N(0, 1/n_hidden)``, uniform ``1/sqrt(n_hidden)``; ``"paper"``: ``N(0, 1)`` and ones
@@ -94,8 +109,9 @@ class VanRossumKernel:
 
     def __post_init__(self) -> None:
         if not (0 < self.tau_rise < self.tau_decay):
-            raise ConfigError("van Rossum kernel needs 0 < tau_rise < tau_decay, "
-                              f"got {self.tau_rise}, {self.tau_decay}")
+            raise ConfigError(
+                f"van Rossum kernel needs 0 < tau_rise < tau_decay, got {self.tau_rise}, {self.tau_decay}"
+            )
         if not self.dt > 0:
             raise ConfigError(f"dt must be > 0, got {self.dt}")
 
@@ -133,8 +149,15 @@ class VanRossumKernel:
         return (torch.stack(out, 0) / self.peak).movedim(0, dim)
 
 
-def van_rossum_loss(output: torch.Tensor, target: torch.Tensor, dt: float = 1e-3, *, tau_rise: float = 5e-3,
-                    tau_decay: float = 10e-3, reduction: str = "mean") -> torch.Tensor:
+def van_rossum_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    dt: float = 1e-3,
+    *,
+    tau_rise: float = 5e-3,
+    tau_decay: float = 10e-3,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """``dt/2 sum_{n,i} (alpha * (target - output))^2`` per trial, averaged (``"mean"``) or summed over trials.
 
     ``output``, ``target``: ``(batch, time, neuron)`` spike rasters (0/1, differentiable output allowed).
@@ -203,11 +226,26 @@ class SuperSpike:
     seed: seeds the random feedback matrix.
     """
 
-    def __init__(self, network: SpikingNetwork, *, learning_rate: float = 5e-3, feedback: str = "symmetric",
-                 beta: float = 10.0, tau_rise: float = 5e-3, tau_decay: float = 10e-3, tau_rms: float = 30.0,
-                 eps_rms: float = 1e-12, weight_limit: float | None = None, regulariser_strength: float = 0.0,
-                 tau_het: float = 0.1, regulariser_exponent: float = 4.0, online: bool = False,
-                 dtype: str = "float64", feedback_scale: str = "normalised", seed: int = 0) -> None:
+    def __init__(
+        self,
+        network: SpikingNetwork,
+        *,
+        learning_rate: float = 5e-3,
+        feedback: str = "symmetric",
+        beta: float = 10.0,
+        tau_rise: float = 5e-3,
+        tau_decay: float = 10e-3,
+        tau_rms: float = 30.0,
+        eps_rms: float = 1e-12,
+        weight_limit: float | None = None,
+        regulariser_strength: float = 0.0,
+        tau_het: float = 0.1,
+        regulariser_exponent: float = 4.0,
+        online: bool = False,
+        dtype: str = "float64",
+        feedback_scale: str = "normalised",
+        seed: int = 0,
+    ) -> None:
         if feedback not in FEEDBACK:
             raise ConfigError(f"feedback must be one of {', '.join(FEEDBACK)}, got {feedback!r}")
         if feedback_scale not in FEEDBACK_SCALES:
@@ -252,7 +290,7 @@ class SuperSpike:
         if fixed is not None:
             return fixed
         matrix = self.network.feedforward[layer + 1].detach().double().numpy()
-        for later in self.network.feedforward[layer + 2:]:
+        for later in self.network.feedforward[layer + 2 :]:
             matrix = matrix @ later.detach().double().numpy()
         return matrix
 
@@ -265,8 +303,10 @@ class SuperSpike:
         if x.ndim == 2:
             x, target = x[None], target[None]
         if target.shape != (x.shape[0], x.shape[1], net.layer_sizes[-1]):
-            raise ConfigError(f"target_spikes must be (batch, time, {net.layer_sizes[-1]}) matching the input, "
-                              f"got {target.shape} for input {x.shape}")
+            raise ConfigError(
+                f"target_spikes must be (batch, time, {net.layer_sizes[-1]}) matching the input, "
+                f"got {target.shape} for input {x.shape}"
+            )
         dt = net.dt
         delay = delay_steps(net.delay, dt)
         run = run_network_numpy(net, x, dt, net.method, dtype=self.dtype, record_membrane=True)
@@ -321,7 +361,7 @@ class SuperSpike:
         total = np.zeros(spikes.shape[2])
         for n in range(spikes.shape[1]):
             z = z * decay + spikes[:, n]
-            total += self.network.dt * (z ** self.regulariser_exponent).mean(0)
+            total += self.network.dt * (z**self.regulariser_exponent).mean(0)
         weights = self.network.feedforward[layer].detach().double().numpy()
         return weights * total[None, :]
 
@@ -343,9 +383,18 @@ class SuperSpike:
         self.apply(block.gradients, np.asarray(input_spikes).shape[-2] * self.network.dt)
         return block
 
-    def train(self, input_spikes: Any, target_spikes: Any, trials: int, *, progress: bool | None = None,
-              sampler: Any = None, checkpoint_dir: Any = None, checkpoint_every: int = 10,
-              resume: bool = False) -> list[float]:
+    def train(
+        self,
+        input_spikes: Any,
+        target_spikes: Any,
+        trials: int,
+        *,
+        progress: bool | None = None,
+        sampler: Any = None,
+        checkpoint_dir: Any = None,
+        checkpoint_every: int = 10,
+        resume: bool = False,
+    ) -> list[float]:
         """``trials`` blocks on the same (frozen) inputs and targets, or on ``sampler(trial) -> (inputs, targets)``;
         returns the loss of every block (before its update).
 
@@ -366,14 +415,22 @@ class SuperSpike:
         if resume and path is not None and path.is_file():
             state = load_checkpoint(path)
             if state.get("settings") != self._settings():
-                raise CheckpointError(f"{path}: written by a SuperSpike run with other settings "
-                                      f"({state.get('settings')}), not {self._settings()}")
+                raise CheckpointError(
+                    f"{path}: written by a SuperSpike run with other settings "
+                    f"({state.get('settings')}), not {self._settings()}"
+                )
             self._load_state(state)
             losses = [float(v) for v in state["losses"]]
         elif resume and path is None:
             raise ConfigError("resume=True needs a checkpoint_dir")
-        bar = tqdm(range(len(losses), int(trials)), desc="superspike", unit="block", initial=len(losses),
-                   total=int(trials), disable=None if progress is None else not progress)
+        bar = tqdm(
+            range(len(losses), int(trials)),
+            desc="superspike",
+            unit="block",
+            initial=len(losses),
+            total=int(trials),
+            disable=None if progress is None else not progress,
+        )
         for trial in bar:
             x, y = sampler(trial) if sampler is not None else (input_spikes, target_spikes)
             losses.append(self.step(x, y).loss)
@@ -384,29 +441,52 @@ class SuperSpike:
 
     # -- checkpoints
     def _settings(self) -> dict[str, Any]:
-        return {"format": "neuromodels.superspike/1", "learning_rate": self.learning_rate, "feedback": self.feedback,
-                "feedback_scale": self.feedback_scale, "delay": float(self.network.delay), "beta": self.beta,
-                "tau_rms": self.tau_rms, "weight_limit": self.weight_limit,
-                "regulariser_strength": self.regulariser_strength, "online": self.online, "dtype": self.dtype,
-                "layer_sizes": list(self.network.layer_sizes), "n_inputs": int(self.network.n_inputs)}
+        return {
+            "format": "neuromodels.superspike/1",
+            "learning_rate": self.learning_rate,
+            "feedback": self.feedback,
+            "feedback_scale": self.feedback_scale,
+            "delay": float(self.network.delay),
+            "beta": self.beta,
+            "tau_rms": self.tau_rms,
+            "weight_limit": self.weight_limit,
+            "regulariser_strength": self.regulariser_strength,
+            "online": self.online,
+            "dtype": self.dtype,
+            "layer_sizes": list(self.network.layer_sizes),
+            "n_inputs": int(self.network.n_inputs),
+        }
 
     def _state(self, losses: Sequence[float]) -> dict[str, Any]:
-        return {"settings": self._settings(), "network": self.network.state_dict(), "losses": list(losses),
-                "rms": [torch.from_numpy(r.copy()) for r in self.rms],
-                "feedback_matrices": [None if m is None else torch.from_numpy(m.copy())
-                                      for m in self.feedback_matrices]}
+        return {
+            "settings": self._settings(),
+            "network": self.network.state_dict(),
+            "losses": list(losses),
+            "rms": [torch.from_numpy(r.copy()) for r in self.rms],
+            "feedback_matrices": [None if m is None else torch.from_numpy(m.copy()) for m in self.feedback_matrices],
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["network"])
         self.rms = [r.double().numpy().copy() for r in state["rms"]]
-        self.feedback_matrices = [None if m is None else m.double().numpy().copy()
-                                  for m in state["feedback_matrices"]]
+        self.feedback_matrices = [None if m is None else m.double().numpy().copy() for m in state["feedback_matrices"]]
 
 
 # --------------------------------------------------------------------------------------------------------- BPTT
-def train_bptt(network: SpikingNetwork, input_spikes: Any, target_spikes: Any, *, epochs: int = 200,
-               lr: float = 2e-3, batch_size: int | None = None, seed: int = 0, progress: bool = False,
-               tau_rise: float = 5e-3, tau_decay: float = 10e-3, checkpoint_dir: Any = None) -> list[float]:
+def train_bptt(
+    network: SpikingNetwork,
+    input_spikes: Any,
+    target_spikes: Any,
+    *,
+    epochs: int = 200,
+    lr: float = 2e-3,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    tau_rise: float = 5e-3,
+    tau_decay: float = 10e-3,
+    checkpoint_dir: Any = None,
+) -> list[float]:
     """Surrogate-gradient BPTT of the same network on the same van Rossum loss through the framework's training
     loop :func:`neuromodels.fitting.loop.fit` (Adam; one epoch = one pass over the trials); returns the training
     loss of every epoch (the loss of the weights during that epoch, as SuperSpike's block losses)."""
@@ -420,16 +500,35 @@ def train_bptt(network: SpikingNetwork, input_spikes: Any, target_spikes: Any, *
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return van_rossum_loss(output, target, network.dt, tau_rise=tau_rise, tau_decay=tau_decay)
 
-    history = fit(network, (x, y), None, loss=loss, epochs=epochs, batch_size=batch_size or len(x), lr=lr,
-                  patience=None, lr_patience=10**9, restore_best=False, seed=seed, progress=progress,
-                  checkpoint_dir=checkpoint_dir)
+    history = fit(
+        network,
+        (x, y),
+        None,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size or len(x),
+        lr=lr,
+        patience=None,
+        lr_patience=10**9,
+        restore_best=False,
+        seed=seed,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+    )
     network.train(False)
     return list(history["train_loss"])
 
 
 # -------------------------------------------------------------------------------------------------------- presets
-def paper_rho(rho: float, dt: float, *, tau_rise: float = 5e-3, tau_decay: float = 10e-3, beta: float = 10.0,
-              volts_per_unit: float = VOLTS_PER_UNIT) -> float:
+def paper_rho(
+    rho: float,
+    dt: float,
+    *,
+    tau_rise: float = 5e-3,
+    tau_decay: float = 10e-3,
+    beta: float = 10.0,
+    volts_per_unit: float = VOLTS_PER_UNIT,
+) -> float:
     """The paper's regulariser strength ``rho`` (eq. 3.4; ``rho = 1``, section 3.3.7) in :class:`SuperSpike`'s
     normalisation, for time step ``dt``.
 
@@ -494,9 +593,17 @@ class SuperSpikePreset:
 #: ``precise_timing/poisson/target.ras``, github.com/fzenke/ssbm) and 500 trials (section 4).
 PRESETS: dict[str, SuperSpikePreset] = {
     "default": SuperSpikePreset("default"),
-    "paper": SuperSpikePreset("paper", dt=1e-4, refractory=5e-3, delay=0.8e-3, weight_limit=0.1 / VOLTS_PER_UNIT,
-                              feedback_scale="paper", rho=1.0, timing_targets=(0.083, 0.166, 0.249, 0.332, 0.415),
-                              timing_trials=500),
+    "paper": SuperSpikePreset(
+        "paper",
+        dt=1e-4,
+        refractory=5e-3,
+        delay=0.8e-3,
+        weight_limit=0.1 / VOLTS_PER_UNIT,
+        feedback_scale="paper",
+        rho=1.0,
+        timing_targets=(0.083, 0.166, 0.249, 0.332, 0.415),
+        timing_trials=500,
+    ),
 }
 
 
@@ -530,13 +637,19 @@ class TaskResult:
 
     @property
     def loss_ratio(self) -> float:
-        tail = float(np.mean(self.losses[-max(1, len(self.losses) // 20):]))
+        tail = float(np.mean(self.losses[-max(1, len(self.losses) // 20) :]))
         return float(self.losses[0] / tail) if tail > 0 else math.inf
 
     def summary(self) -> dict[str, Any]:
-        final = float(np.mean(self.losses[-max(1, len(self.losses) // 20):]))
-        return {"initial_loss": float(self.losses[0]), "final_loss": final,
-                "loss_ratio": self.loss_ratio, "trials": len(self.losses), "dt": self.dt, **self.extra}
+        final = float(np.mean(self.losses[-max(1, len(self.losses) // 20) :]))
+        return {
+            "initial_loss": float(self.losses[0]),
+            "final_loss": final,
+            "loss_ratio": self.loss_ratio,
+            "trials": len(self.losses),
+            "dt": self.dt,
+            **self.extra,
+        }
 
 
 def _glyph_raster(n_neurons: int, n_steps: int, seed: int = 0) -> np.ndarray:
@@ -544,15 +657,15 @@ def _glyph_raster(n_neurons: int, n_steps: int, seed: int = 0) -> np.ndarray:
     fires at most once per 10 steps: the stand-in for the paper's Radcliffe Camera picture."""
     t = np.linspace(-1, 1, n_steps)[:, None]
     y = np.linspace(-1, 1, n_neurons)[None, :]
-    r = np.sqrt(t ** 2 + y ** 2)
+    r = np.sqrt(t**2 + y**2)
     ring = np.abs(r - 0.85) < 0.06
     eyes = (np.sqrt((t + 0.35) ** 2 + (y - 0.35) ** 2) < 0.12) | (np.sqrt((t - 0.35) ** 2 + (y - 0.35) ** 2) < 0.12)
-    mouth = (np.abs(np.sqrt(t ** 2 + (y - 0.1) ** 2) - 0.5) < 0.05) & (y < -0.05)
+    mouth = (np.abs(np.sqrt(t**2 + (y - 0.1) ** 2) - 0.5) < 0.05) & (y < -0.05)
     image = ring | eyes | mouth
     raster = np.zeros((n_steps, n_neurons), dtype=np.uint8)
     rng = np.random.default_rng(seed)
     for neuron in range(n_neurons):
-        last = -10**9
+        last = -(10**9)
         for step in np.flatnonzero(image[:, neuron]):
             if step - last >= 10 + rng.integers(0, 4):
                 raster[step, neuron] = 1
@@ -570,8 +683,9 @@ def _on_grid(raster: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
-def make_task(name: str, *, seed: int = 0, n_hidden: int | None = None,
-              preset: str | SuperSpikePreset = "default") -> dict[str, Any]:
+def make_task(
+    name: str, *, seed: int = 0, n_hidden: int | None = None, preset: str | SuperSpikePreset = "default"
+) -> dict[str, Any]:
     """Inputs, targets and a network for a named task (all seeded), under a :data:`PRESETS` entry.
 
     * ``timing``: one neuron, 100 frozen Poisson inputs (10 Hz, 500 ms); target spikes at the preset's
@@ -598,23 +712,41 @@ def make_task(name: str, *, seed: int = 0, n_hidden: int | None = None,
     factor = int(round(grid / chosen.dt))
     if factor < 1 or abs(factor * chosen.dt - grid) > 1e-9 * grid:
         raise ConfigError(f"the preset's dt must divide 1 ms, got {chosen.dt}")
-    settings = {"neuron": LIFParameters(refractory=chosen.refractory), "dt": chosen.dt, "delay": chosen.delay,
-                "seed": seed}
+    settings = {
+        "neuron": LIFParameters(refractory=chosen.refractory),
+        "dt": chosen.dt,
+        "delay": chosen.delay,
+        "seed": seed,
+    }
     if name == "timing":
         n_steps = 500
         x = frozen_poisson(100, 10.0, n_steps * grid, grid, seed=seed)
         y = np.zeros((1, n_steps * factor, 1), dtype=np.uint8)
         y[0, [int(round(t / chosen.dt)) for t in chosen.timing_targets], 0] = 1
         net = SpikingNetwork(100, [1], weight_mean=0.5, weight_std=1.0, **settings)
-        return {"inputs": _on_grid(x, factor), "targets": y, "network": net, "trials": chosen.timing_trials,
-                "lr": 2e-2, "bptt_lr": 1e-2, "preset": chosen}
+        return {
+            "inputs": _on_grid(x, factor),
+            "targets": y,
+            "network": net,
+            "trials": chosen.timing_trials,
+            "lr": 2e-2,
+            "bptt_lr": 1e-2,
+            "preset": chosen,
+        }
     if name == "raster":
         n_steps = 500
         x = frozen_poisson(200, 5.0, n_steps * grid, grid, seed=seed)
         y = _glyph_raster(200, n_steps, seed)[None]
         net = SpikingNetwork(200, [n_hidden or 100, 200], weight_mean=1.0, weight_std=1.0, **settings)
-        return {"inputs": _on_grid(x, factor), "targets": _on_grid(y, factor), "network": net, "trials": 200,
-                "lr": 1e-2, "bptt_lr": 5e-3, "preset": chosen}
+        return {
+            "inputs": _on_grid(x, factor),
+            "targets": _on_grid(y, factor),
+            "network": net,
+            "trials": 200,
+            "lr": 1e-2,
+            "bptt_lr": 5e-3,
+            "preset": chosen,
+        }
     if name == "xor":
         n_steps = 100
         patterns = [frozen_poisson(50, 20.0, n_steps * grid, grid, seed=seed * 10 + k)[0] for k in range(4)]
@@ -627,14 +759,30 @@ def make_task(name: str, *, seed: int = 0, n_hidden: int | None = None,
                     target[[60, 80], 0] = 1
                 ys.append(target)
         net = SpikingNetwork(100, [n_hidden or 4, 1], weight_mean=0.5, weight_std=1.0, **settings)
-        return {"inputs": _on_grid(np.stack(xs), factor), "targets": _on_grid(np.stack(ys), factor), "network": net,
-                "trials": 600, "lr": 1e-2, "bptt_lr": 5e-3, "preset": chosen}
+        return {
+            "inputs": _on_grid(np.stack(xs), factor),
+            "targets": _on_grid(np.stack(ys), factor),
+            "network": net,
+            "trials": 600,
+            "lr": 1e-2,
+            "bptt_lr": 5e-3,
+            "preset": chosen,
+        }
     raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
 
 
-def run_task(name: str, *, method: str = "superspike", feedback: str = "symmetric", trials: int | None = None,
-             seed: int = 0, progress: bool | None = None, learning_rate: float | None = None,
-             n_hidden: int | None = None, preset: str | SuperSpikePreset = "default") -> TaskResult:
+def run_task(
+    name: str,
+    *,
+    method: str = "superspike",
+    feedback: str = "symmetric",
+    trials: int | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+    learning_rate: float | None = None,
+    n_hidden: int | None = None,
+    preset: str | SuperSpikePreset = "default",
+) -> TaskResult:
     """Train the task's network with SuperSpike (``feedback`` for hidden units) or BPTT and return the losses.
 
     ``preset`` (:data:`PRESETS`) sets the task's simulation (see :func:`make_task`) and SuperSpike's weight bound,
@@ -647,15 +795,24 @@ def run_task(name: str, *, method: str = "superspike", feedback: str = "symmetri
     n_trials = int(trials or task["trials"])
     torch.manual_seed(seed)
     if method == "superspike":
-        rule = SuperSpike(net, learning_rate=learning_rate or task["lr"], feedback=feedback, seed=seed,
-                          feedback_scale=chosen.feedback_scale, weight_limit=chosen.weight_limit,
-                          regulariser_strength=chosen.regulariser_strength(feedback),
-                          regulariser_exponent=chosen.regulariser_exponent, tau_het=chosen.tau_het,
-                          tau_rms=chosen.tau_rms, eps_rms=chosen.eps_rms)
+        rule = SuperSpike(
+            net,
+            learning_rate=learning_rate or task["lr"],
+            feedback=feedback,
+            seed=seed,
+            feedback_scale=chosen.feedback_scale,
+            weight_limit=chosen.weight_limit,
+            regulariser_strength=chosen.regulariser_strength(feedback),
+            regulariser_exponent=chosen.regulariser_exponent,
+            tau_het=chosen.tau_het,
+            tau_rms=chosen.tau_rms,
+            eps_rms=chosen.eps_rms,
+        )
         losses = rule.train(x, y, n_trials, progress=progress)
     else:
-        losses = train_bptt(net, x, y, epochs=n_trials, lr=learning_rate or task["bptt_lr"], seed=seed,
-                            progress=bool(progress))
+        losses = train_bptt(
+            net, x, y, epochs=n_trials, lr=learning_rate or task["bptt_lr"], seed=seed, progress=bool(progress)
+        )
     final = run_network_numpy(net, x, net.dt, net.method)
     output = final.spikes[-1]
     extra = {"output_spikes": int(output.sum()), "target_spikes": int(np.asarray(y).sum()), "preset": chosen.name}
@@ -663,26 +820,51 @@ def run_task(name: str, *, method: str = "superspike", feedback: str = "symmetri
         fired = output.sum(axis=(1, 2)) > 0
         should = np.asarray(y).sum(axis=(1, 2)) > 0
         extra["xor_correct"] = int((fired == should).sum())
-    return TaskResult(name, method, feedback, [float(v) for v in losses], output[0], np.asarray(y)[0], net.dt, extra,
-                      network=net, inputs=x)
+    return TaskResult(
+        name,
+        method,
+        feedback,
+        [float(v) for v in losses],
+        output[0],
+        np.asarray(y)[0],
+        net.dt,
+        extra,
+        network=net,
+        inputs=x,
+    )
 
 
-def feedback_comparison(seeds: Sequence[int] = (0, 1, 2), trials: int = 600, *, task: str = "xor",
-                        feedbacks: Sequence[str] = FEEDBACK, progress: bool | None = False,
-                        preset: str | SuperSpikePreset = "default") -> dict[str, Any]:
+def feedback_comparison(
+    seeds: Sequence[int] = (0, 1, 2),
+    trials: int = 600,
+    *,
+    task: str = "xor",
+    feedbacks: Sequence[str] = FEEDBACK,
+    progress: bool | None = False,
+    preset: str | SuperSpikePreset = "default",
+) -> dict[str, Any]:
     """The paper's feedback comparison (Figs. 4, 5 and 7): train the hidden-layer ``task`` with each feedback type
     for every seed; returns per-feedback loss curves, final losses (mean of the last 10% of blocks) and, for
     ``xor``, the number of correctly answered input combinations (out of ``4 * len(seeds)``)."""
-    out: dict[str, Any] = {"task": task, "seeds": list(seeds), "trials": int(trials),
-                           "preset": get_preset(preset).name, "feedback": {}}
+    out: dict[str, Any] = {
+        "task": task,
+        "seeds": list(seeds),
+        "trials": int(trials),
+        "preset": get_preset(preset).name,
+        "feedback": {},
+    }
     for feedback in feedbacks:
         curves, finals, correct = [], [], 0
         for seed in seeds:
             result = run_task(task, feedback=feedback, trials=trials, seed=seed, progress=progress, preset=preset)
             curves.append(result.losses)
-            finals.append(float(np.mean(result.losses[-max(1, trials // 10):])))
+            finals.append(float(np.mean(result.losses[-max(1, trials // 10) :])))
             correct += int(result.extra.get("xor_correct", 0))
-        out["feedback"][feedback] = {"losses": curves, "final_losses": finals,
-                                     "mean_final_loss": float(np.mean(finals)), "correct": correct,
-                                     "out_of": 4 * len(seeds)}
+        out["feedback"][feedback] = {
+            "losses": curves,
+            "final_losses": finals,
+            "mean_final_loss": float(np.mean(finals)),
+            "correct": correct,
+            "out_of": 4 * len(seeds),
+        }
     return out

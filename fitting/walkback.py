@@ -36,9 +36,15 @@ from neuromodels.fitting.checkpoint import CHECKPOINT_NAME, CheckpointError, loa
 from neuromodels.fitting.loop import History, epoch_order, progress_disable
 from neuromodels.walkback import OBJECTIVES, TransitionOperator, step_log_likelihood, variational_bound
 
-__all__ = ["walkback_update", "train_walkback", "train_diffusion", "WalkbackFit", "save_walkback_model",
-           "load_walkback_model",
-           "MODEL_FORMAT"]
+__all__ = [
+    "walkback_update",
+    "train_walkback",
+    "train_diffusion",
+    "WalkbackFit",
+    "save_walkback_model",
+    "load_walkback_model",
+    "MODEL_FORMAT",
+]
 
 CHECKPOINT_FORMAT = "neuromodels.walkback/1"
 MODEL_FORMAT = "neuromodels.walkback-model/1"
@@ -54,9 +60,15 @@ class WalkbackFit:
     history: History
 
 
-def walkback_update(model: TransitionOperator, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
-                    objective: str = "paper", online: bool = True,
-                    generator: torch.Generator | None = None) -> dict[str, Any]:
+def walkback_update(
+    model: TransitionOperator,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    *,
+    objective: str = "paper",
+    online: bool = True,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
     """One heating walk of Algorithm 1 on the batch ``x`` ``(batch, dim)`` with its parameter updates.
 
     Returns ``objective`` (the mean over steps of the batch-mean term), ``temperatures`` (the ``T_t`` used,
@@ -92,8 +104,7 @@ def _refit_p0(model: TransitionOperator, points: torch.Tensor, generator: torch.
 
 
 @torch.no_grad()
-def _mean_bound(model: TransitionOperator, points: torch.Tensor, generator: torch.Generator,
-                batch_size: int) -> float:
+def _mean_bound(model: TransitionOperator, points: torch.Tensor, generator: torch.Generator, batch_size: int) -> float:
     values = [variational_bound(model, chunk, generator=generator) for chunk in torch.split(points, batch_size)]
     return float(torch.cat(values).mean())
 
@@ -150,8 +161,16 @@ def train_walkback(
         raise ConfigError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     train_points = _as_points(train, "train", model.dim)
     valid_points = None if valid is None else _as_points(valid, "valid", model.dim)
-    settings = {"seed": int(seed), "batch_size": int(batch_size), "objective": objective, "online": bool(online),
-                "n_train": len(train_points), "lr": float(lr), "lr_decay": float(lr_decay), "model": model.config()}
+    settings = {
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "objective": objective,
+        "online": bool(online),
+        "n_train": len(train_points),
+        "lr": float(lr),
+        "lr_decay": float(lr_decay),
+        "model": model.config(),
+    }
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(int(seed))
     history, start_epoch = History(), 0
@@ -172,8 +191,14 @@ def train_walkback(
     bound_train, bound_valid = _subset(train_points, bound_points), None
     if valid_points is not None:
         bound_valid = _subset(valid_points, bound_points)
-    epoch_bar = tqdm(range(start_epoch, max(epochs, start_epoch)), initial=start_epoch, total=max(epochs, start_epoch),
-                     disable=epoch_disable, desc="walkback epochs", unit="epoch")
+    epoch_bar = tqdm(
+        range(start_epoch, max(epochs, start_epoch)),
+        initial=start_epoch,
+        total=max(epochs, start_epoch),
+        disable=epoch_disable,
+        desc="walkback epochs",
+        unit="epoch",
+    )
     for epoch in epoch_bar:
         started = _time.perf_counter()
         model.train()
@@ -181,23 +206,42 @@ def train_walkback(
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_decay**epoch
         total = 0.0
-        for chunk in tqdm(torch.split(order, batch_size), total=n_batches, disable=batch_disable, leave=False,
-                          desc=f"epoch {epoch + 1}", unit="batch"):
-            total += walkback_update(model, optimizer, train_points[chunk], objective=objective, online=online,
-                                     generator=generator)["objective"] * len(chunk)
+        for chunk in tqdm(
+            torch.split(order, batch_size),
+            total=n_batches,
+            disable=batch_disable,
+            leave=False,
+            desc=f"epoch {epoch + 1}",
+            unit="batch",
+        ):
+            total += walkback_update(
+                model, optimizer, train_points[chunk], objective=objective, online=online, generator=generator
+            )["objective"] * len(chunk)
         model.eval()
         _refit_p0(model, _subset(train_points, max(bound_points, 5000)), generator)
-        record = {"epoch": epoch + 1, "train_objective": total / len(train_points),
-                  "train_bound": _mean_bound(model, bound_train, generator, batch_size)}
+        record = {
+            "epoch": epoch + 1,
+            "train_objective": total / len(train_points),
+            "train_bound": _mean_bound(model, bound_train, generator, batch_size),
+        }
         if bound_valid is not None:
             record["valid_bound"] = _mean_bound(model, bound_valid, generator, batch_size)
         record["seconds"] = _time.perf_counter() - started
         history.records.append(record)
         epoch_bar.set_postfix(bound=f"{record.get('valid_bound', record['train_bound']):.3f}")
         if checkpoint_path is not None:
-            save_checkpoint({"format": CHECKPOINT_FORMAT, "settings": settings, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                             "epoch": epoch + 1, "history": history.records}, checkpoint_path)
+            save_checkpoint(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "settings": settings,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "epoch": epoch + 1,
+                    "history": history.records,
+                },
+                checkpoint_path,
+            )
     model.eval()
     return WalkbackFit(model=model, history=history)
 
@@ -208,30 +252,44 @@ def _check_compatible(state: dict[str, Any], settings: dict[str, Any], path: Pat
     saved = state.get("settings", {})
     for key, value in settings.items():
         if saved.get(key) != value:
-            raise CheckpointError(f"{path}: checkpoint was written with {key}={saved.get(key)!r}, this run has "
-                                  f"{value!r}; use another checkpoint folder or resume=False")
+            raise CheckpointError(
+                f"{path}: checkpoint was written with {key}={saved.get(key)!r}, this run has "
+                f"{value!r}; use another checkpoint folder or resume=False"
+            )
 
 
-def save_walkback_model(model: TransitionOperator, path: str | os.PathLike[str],
-                        extra: dict[str, Any] | None = None) -> Path:
+def save_walkback_model(
+    model: TransitionOperator, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``model`` (config, weights, ``p_0``) atomically as a ``weights_only``-loadable file."""
-    return save_checkpoint({"format": MODEL_FORMAT, "config": model.config(), "state": model.state_dict(),
-                            **(extra or {})}, path)
+    return save_checkpoint(
+        {"format": MODEL_FORMAT, "config": model.config(), "state": model.state_dict(), **(extra or {})}, path
+    )
 
 
 def load_walkback_model(path: str | os.PathLike[str]) -> TransitionOperator:
     """Read a file written by :func:`save_walkback_model`; :class:`CheckpointError` for any other file."""
     state = load_checkpoint(path)
     if state.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path}: not a Variational Walkback model (format {state.get('format')!r}); "
-                              f"pass the model.pt written by `neuromodels walkback train`")
+        raise CheckpointError(
+            f"{path}: not a Variational Walkback model (format {state.get('format')!r}); "
+            f"pass the model.pt written by `neuromodels walkback train`"
+        )
     model = TransitionOperator(**state["config"])
     model.load_state_dict(state["state"])
     return model.eval()
 
 
-def train_diffusion(model: Any, train: Any, *, epochs: int = 10, batch_size: int = 100, lr: float = 1e-3,
-                    seed: int = 0, progress: bool | None = None) -> History:
+def train_diffusion(
+    model: Any,
+    train: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> History:
     """Train the diffusion baseline (:class:`neuromodels.diffusion.DiffusionMLP`) with Adam on Ho et al.'s
     simple loss, over the same shuffled batches and seeds as :func:`train_walkback`; one record per epoch
     (``train_loss``, ``seconds``)."""
@@ -255,7 +313,8 @@ def train_diffusion(model: Any, train: Any, *, epochs: int = 10, batch_size: int
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(chunk)
-        history.records.append({"epoch": epoch + 1, "train_loss": total / len(points),
-                                "seconds": _time.perf_counter() - started})
+        history.records.append(
+            {"epoch": epoch + 1, "train_loss": total / len(points), "seconds": _time.perf_counter() - started}
+        )
     model.eval()
     return history

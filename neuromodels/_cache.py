@@ -15,8 +15,17 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["UnsafeFolderError", "cache_root", "open_own_folder", "open_private_folder", "open_private_file",
-           "fd_path", "write_private_file", "record_digest", "open_verified_file"]
+__all__ = [
+    "UnsafeFolderError",
+    "cache_root",
+    "open_own_folder",
+    "open_private_folder",
+    "open_private_file",
+    "fd_path",
+    "write_private_file",
+    "record_digest",
+    "open_verified_file",
+]
 
 
 class UnsafeFolderError(OSError):
@@ -68,8 +77,9 @@ def open_private_folder(path: str | os.PathLike[str]) -> int:
     try:
         return open_own_folder(path)
     except UnsafeFolderError as exc:
-        raise UnsafeFolderError(f"{exc}; its contents are not trusted (fix: `chmod go-w {path}` if it is yours, "
-                                f"else remove it)") from None
+        raise UnsafeFolderError(
+            f"{exc}; its contents are not trusted (fix: `chmod go-w {path}` if it is yours, else remove it)"
+        ) from None
 
 
 def open_private_file(folder_fd: int, name: str) -> int:

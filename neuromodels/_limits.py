@@ -40,5 +40,7 @@ def check_allocation(nbytes: float, what: str, *, error: type[Exception] = Confi
     than the Y GiB available". ``what`` names the parameter that decides the size."""
     available = available_memory()
     if available is not None and nbytes > available:
-        raise error(f"{what} needs about {format_bytes(nbytes)} of memory, more than the "
-                    f"{format_bytes(available)} available; choose a smaller size")
+        raise error(
+            f"{what} needs about {format_bytes(nbytes)} of memory, more than the "
+            f"{format_bytes(available)} available; choose a smaller size"
+        )

@@ -66,8 +66,11 @@ def is_report_folder(folder: str | os.PathLike[str]) -> bool:
 
 def _transient(name: str) -> bool:
     """Our own lock, and the private folders of a run in progress (or killed): not the user's files."""
-    return name in _OURS or name.startswith((f".{STAGING}.", ".neuromodels-probe.")) or (
-        name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
+    return (
+        name in _OURS
+        or name.startswith((f".{STAGING}.", ".neuromodels-probe."))
+        or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
+    )
 
 
 def _probe_writable(folder: Path, shown: Path, option: str) -> None:
@@ -101,8 +104,10 @@ def check_out_folder(out: str | os.PathLike[str], *, option: str = "--out") -> P
         except OSError as err:
             raise ConfigError(f"{option} {folder}: cannot read the folder ({err.strerror or err})") from None
         if not report:
-            raise ConfigError(f"{option} {folder}: is not a neuromodels report folder (it holds other files and no "
-                              f"{MANIFEST}); choose a new or empty folder, nothing of yours is overwritten")
+            raise ConfigError(
+                f"{option} {folder}: is not a neuromodels report folder (it holds other files and no "
+                f"{MANIFEST}); choose a new or empty folder, nothing of yours is overwritten"
+            )
         _probe_writable(folder, folder, option)
         return folder
     ancestor = _nearest_existing(folder.parent if folder.parent != folder else folder)
@@ -122,8 +127,7 @@ def check_out_file(out: str | os.PathLike[str], *, suffixes: tuple[str, ...], op
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name such as {path / ('data' + suffixes[0])}")
     if not path.name.endswith(suffixes):
-        raise ConfigError(f"{option} {path}: the output is netCDF, give a file name ending in "
-                          f"{' or '.join(suffixes)}")
+        raise ConfigError(f"{option} {path}: the output is netCDF, give a file name ending in {' or '.join(suffixes)}")
     ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():
         raise ConfigError(f"{option} {path}: cannot create it, {ancestor} is not a folder")
@@ -152,8 +156,10 @@ class _Lock:
             except OSError:
                 owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise ConfigError(f"{self.option} {self.path.parent}: another neuromodels command is writing there "
-                                  f"(process {owner}); wait for it to finish or choose another folder") from None
+                raise ConfigError(
+                    f"{self.option} {self.path.parent}: another neuromodels command is writing there "
+                    f"(process {owner}); wait for it to finish or choose another folder"
+                ) from None
             try:  # the file we locked must still be the one at the path (a releasing owner unlinks it)
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
             except FileNotFoundError:

@@ -27,8 +27,13 @@ def _nonlinearity(name: str) -> nn.Module:
 class MLPClassifier(nn.Module):
     """``(batch, 1, 28, 28) -> (batch, classes)``: flatten, ``hidden`` fully connected layers, linear readout."""
 
-    def __init__(self, in_features: int = 784, hidden: tuple[int, ...] = (256, 256), classes: int = 10,
-                 nonlinearity: str = "relu") -> None:
+    def __init__(
+        self,
+        in_features: int = 784,
+        hidden: tuple[int, ...] = (256, 256),
+        classes: int = 10,
+        nonlinearity: str = "relu",
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
@@ -46,14 +51,22 @@ class CNNClassifier(nn.Module):
     """``(batch, 1, 28, 28) -> (batch, classes)``: two 5x5 convolutions (``channels``) with 2x2 max pooling,
     one hidden fully connected layer of ``hidden`` units, linear readout."""
 
-    def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 128, classes: int = 10,
-                 nonlinearity: str = "relu") -> None:
+    def __init__(
+        self, channels: tuple[int, int] = (16, 32), hidden: int = 128, classes: int = 10, nonlinearity: str = "relu"
+    ) -> None:
         super().__init__()
         c1, c2 = channels
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 5, padding=2), _nonlinearity(nonlinearity), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), _nonlinearity(nonlinearity), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), _nonlinearity(nonlinearity), nn.Linear(hidden, classes),
+            nn.Conv2d(1, c1, 5, padding=2),
+            _nonlinearity(nonlinearity),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            _nonlinearity(nonlinearity),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, hidden),
+            _nonlinearity(nonlinearity),
+            nn.Linear(hidden, classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,16 @@ __all__ = ["DiffusionMLP"]
 class DiffusionMLP(nn.Module):
     """``eps_theta(x_t, t)``: ``(batch, dim), (batch,) int -> (batch, dim)``, with the fixed schedule as buffers."""
 
-    def __init__(self, dim: int, *, hidden: Sequence[int] = (128, 128), n_steps: int = 100,
-                 beta_start: float = 1e-4, beta_end: float = 0.02, embedding: int = 16) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: Sequence[int] = (128, 128),
+        n_steps: int = 100,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        embedding: int = 16,
+    ) -> None:
         super().__init__()
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ConfigError(f"n_steps must be an integer >= 1, got {n_steps!r}")

@@ -27,8 +27,9 @@ class MultiHeadMLP(torch.nn.Module):
     def __init__(self, n_features: int, hidden: Sequence[int] = (256, 256), heads: Sequence[int] = (10,)) -> None:
         super().__init__()
         if int(n_features) < 1 or any(int(h) < 1 for h in hidden) or not heads or any(int(k) < 1 for k in heads):
-            raise ConfigError(f"MultiHeadMLP needs positive sizes, got n_features={n_features}, hidden={hidden}, "
-                              f"heads={heads}")
+            raise ConfigError(
+                f"MultiHeadMLP needs positive sizes, got n_features={n_features}, hidden={hidden}, heads={heads}"
+            )
         layers: list[torch.nn.Module] = []
         width = int(n_features)
         for h in hidden:

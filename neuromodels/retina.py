@@ -77,7 +77,7 @@ def conv2d_valid_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     product = torch.bmm(lhs, rhs)  # (freq, batch, 2 out): [re, im]
     spectrum_y = torch.complex(product[..., :out_channels], product[..., out_channels:])
     spectrum_y = spectrum_y.permute(1, 2, 0).reshape(batch, out_channels, *freq_shape)
-    y = torch.fft.irfft2(spectrum_y, s=size)[..., kh - 1:, kw - 1:]
+    y = torch.fft.irfft2(spectrum_y, s=size)[..., kh - 1 :, kw - 1 :]
     if bias is not None:
         y = y + bias[:, None, None]
     return y
@@ -92,8 +92,9 @@ class ValidConv2d(nn.Conv2d):
     implementations.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
-                 impl: str = "auto") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True, impl: str = "auto"
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
         if impl not in ("auto", "fft", "direct"):
             raise ConfigError(f"conv impl must be 'auto', 'fft' or 'direct', got {impl!r}")
@@ -198,9 +199,7 @@ def _nonlinearity(name: str, n_cells: int) -> nn.Module:
         return ParametricSoftplus(n_cells)
     if name == "saturating":
         return SaturatingSoftplus(n_cells)
-    raise ConfigError(
-        f"nonlinearity must be 'softplus', 'exp', 'parametric_softplus' or 'saturating', got {name!r}"
-    )
+    raise ConfigError(f"nonlinearity must be 'softplus', 'exp', 'parametric_softplus' or 'saturating', got {name!r}")
 
 
 class _Exp(nn.Module):
@@ -255,7 +254,7 @@ class FactorizedReadout(nn.Module):
         super().__init__()
         self.shape = (channels, height, width)
         self.mask = nn.Parameter(torch.randn(n_cells, height * width) / (height * width) ** 0.5)
-        self.features = nn.Parameter(torch.randn(n_cells, channels) / channels ** 0.5)
+        self.features = nn.Parameter(torch.randn(n_cells, channels) / channels**0.5)
         self.bias = nn.Parameter(torch.zeros(n_cells)) if bias else None
 
     @property
@@ -352,7 +351,9 @@ class RetinaCNN(nn.Module):
         if n_cells < 1 or history < 1:
             raise ConfigError(f"n_cells and history must be >= 1, got {n_cells} and {history}")
         if len(channels) == 0 or len(channels) != len(kernel_sizes):
-            raise ConfigError(f"channels {channels} and kernel_sizes {kernel_sizes} must have the same, non-zero length")
+            raise ConfigError(
+                f"channels {channels} and kernel_sizes {kernel_sizes} must have the same, non-zero length"
+            )
         if recurrent_kernel_size % 2 != 1:
             raise ConfigError(f"recurrent_kernel_size must be odd (same-size maps), got {recurrent_kernel_size}")
         self.n_cells = int(n_cells)
@@ -389,8 +390,9 @@ class RetinaCNN(nn.Module):
                 self.norms.append(nn.Identity())
             self.noises.append(GaussianNoise(noise_std, latent_noise_std))
             if recurrent:
-                lateral = nn.Conv2d(out_channels, out_channels, recurrent_kernel_size,
-                                    padding=recurrent_kernel_size // 2, bias=False)
+                lateral = nn.Conv2d(
+                    out_channels, out_channels, recurrent_kernel_size, padding=recurrent_kernel_size // 2, bias=False
+                )
                 nn.init.zeros_(lateral.weight)
                 self.laterals.append(lateral)
             self.map_shapes.append((height, width))
@@ -527,13 +529,22 @@ class RetinaCNN(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor arguments: ``RetinaCNN(**model.config())`` rebuilds this architecture."""
         return {
-            "n_cells": self.n_cells, "history": self.history, "frame_shape": list(self.frame_shape),
-            "channels": list(self.channels), "kernel_sizes": list(self.kernel_sizes),
-            "noise_std": self.noises[0].std, "latent_noise_std": self.noises[0].eval_std,
-            "batch_norm": self.batch_norm, "l2_weight": self.l2_weight, "l1_activity": self.l1_activity,
-            "l1_readout": self.l1_readout, "readout": self.readout_kind, "recurrent": self.recurrent,
+            "n_cells": self.n_cells,
+            "history": self.history,
+            "frame_shape": list(self.frame_shape),
+            "channels": list(self.channels),
+            "kernel_sizes": list(self.kernel_sizes),
+            "noise_std": self.noises[0].std,
+            "latent_noise_std": self.noises[0].eval_std,
+            "batch_norm": self.batch_norm,
+            "l2_weight": self.l2_weight,
+            "l1_activity": self.l1_activity,
+            "l1_readout": self.l1_readout,
+            "readout": self.readout_kind,
+            "recurrent": self.recurrent,
             "recurrent_kernel_size": self.laterals[0].kernel_size[0] if self.recurrent else 3,
-            "conv_impl": self.convs[0].impl, "output": self.output_kind,
+            "conv_impl": self.convs[0].impl,
+            "output": self.output_kind,
         }
 
 
@@ -621,11 +632,18 @@ class LNModel(nn.Module):
         if isinstance(self.nonlinearity, SaturatingSoftplus) and max_rate is not None:
             self.nonlinearity.start_bound(max_rate, mean_rate)
         (self.linear.bias if self.rank is None else self.bias).copy_(
-            _drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity))
+            _drive_for_rate(mean_rate, self.nonlinearity_name, self.nonlinearity)
+        )
 
     def config(self) -> dict[str, Any]:
-        return {"n_cells": self.n_cells, "history": self.history, "frame_shape": list(self.frame_shape),
-                "nonlinearity": self.nonlinearity_name, "l2_weight": self.l2_weight, "rank": self.rank}
+        return {
+            "n_cells": self.n_cells,
+            "history": self.history,
+            "frame_shape": list(self.frame_shape),
+            "nonlinearity": self.nonlinearity_name,
+            "l2_weight": self.l2_weight,
+            "rank": self.rank,
+        }
 
 
 # -------------------------------------------------------------------------------------------------------- GLM
@@ -833,7 +851,7 @@ class GLM(nn.Module):
         coarse = coarse.reshape(self.n_cells, self.history, *self.coarse_shape)
         d = self.spatial_downsample
         full = coarse.repeat_interleave(d, dim=2).repeat_interleave(d, dim=3) / d  # see _coarse: sums / d
-        return full[..., :self.frame_shape[0], :self.frame_shape[1]]
+        return full[..., : self.frame_shape[0], : self.frame_shape[1]]
 
     @property
     def filters(self) -> torch.Tensor:
@@ -880,7 +898,7 @@ class GLM(nn.Module):
     @torch.no_grad()
     def stimulus_drive(self, windows: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Log-rate contribution of the stimulus (filter + bias), ``(n_windows, cell)``, batched."""
-        parts = [self._stimulus_drive(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
+        parts = [self._stimulus_drive(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
         return torch.cat(parts) if parts else windows.new_zeros((0, self.n_cells))
 
     @torch.no_grad()
@@ -921,10 +939,18 @@ class GLM(nn.Module):
         return spikes, rates
 
     def config(self) -> dict[str, Any]:
-        return {"n_cells": self.n_cells, "history": self.history, "frame_shape": list(self.frame_shape),
-                "spike_history": self.spike_history, "coupling": self.coupling, "l2_weight": self.l2_weight,
-                "rank": self.rank, "spatial_downsample": self.spatial_downsample,
-                "temporal_basis": self.temporal_basis, "nonlinearity": self.nonlinearity_name}
+        return {
+            "n_cells": self.n_cells,
+            "history": self.history,
+            "frame_shape": list(self.frame_shape),
+            "spike_history": self.spike_history,
+            "coupling": self.coupling,
+            "l2_weight": self.l2_weight,
+            "rank": self.rank,
+            "spatial_downsample": self.spatial_downsample,
+            "temporal_basis": self.temporal_basis,
+            "nonlinearity": self.nonlinearity_name,
+        }
 
 
 # ---------------------------------------------------------------------------------------------------- factory

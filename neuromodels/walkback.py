@@ -44,15 +44,22 @@ from torch.nn import functional as F
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["TransitionOperator", "temperature_schedule", "gaussian_log_density", "step_log_likelihood",
-           "variational_bound", "OBJECTIVES"]
+__all__ = [
+    "TransitionOperator",
+    "temperature_schedule",
+    "gaussian_log_density",
+    "step_log_likelihood",
+    "variational_bound",
+    "OBJECTIVES",
+]
 
 OBJECTIVES = ("paper", "released")
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def temperature_schedule(n_steps: int, *, steps_at_one: int = 1, factor: float = 1.1,
-                         max_temperature: float | None = None) -> list[float]:
+def temperature_schedule(
+    n_steps: int, *, steps_at_one: int = 1, factor: float = 1.1, max_temperature: float | None = None
+) -> list[float]:
     """Temperatures ``T_1..T_K`` of the heating walk: ``steps_at_one`` steps at ``T = 1``, then each step
     multiplies ``T`` by ``factor``, capped at ``max_temperature`` (the paper's Algorithm 1; with
     ``steps_at_one=1`` and no cap this is the released code's ``temperature *= temperature_factor`` after
@@ -114,10 +121,22 @@ class TransitionOperator(nn.Module):
     architecture: ``"mlp"`` or ``"conv"`` (needs ``image_shape = (channels, height, width)``).
     """
 
-    def __init__(self, dim: int, *, hidden: Sequence[int] = (256, 256), alpha: float = 0.5, sigma: float = 0.1,
-                 learn_sigma: bool = True, n_steps: int = 30, steps_at_one: int = 1, temperature_factor: float = 1.1,
-                 max_temperature: float | None = None, per_step_norm: bool = False, architecture: str = "mlp",
-                 image_shape: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hidden: Sequence[int] = (256, 256),
+        alpha: float = 0.5,
+        sigma: float = 0.1,
+        learn_sigma: bool = True,
+        n_steps: int = 30,
+        steps_at_one: int = 1,
+        temperature_factor: float = 1.1,
+        max_temperature: float | None = None,
+        per_step_norm: bool = False,
+        architecture: str = "mlp",
+        image_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be a positive integer, got {dim!r}")
@@ -127,30 +146,42 @@ class TransitionOperator(nn.Module):
             raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
         if architecture not in ("mlp", "conv"):
             raise ConfigError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
-        if architecture == "conv" and (image_shape is None or len(image_shape) != 3
-                                       or math.prod(image_shape) != dim):
-            raise ConfigError(f"architecture='conv' needs image_shape (channels, height, width) with product {dim}, "
-                              f"got {image_shape!r}")
-        self.schedule = temperature_schedule(n_steps, steps_at_one=steps_at_one, factor=temperature_factor,
-                                             max_temperature=max_temperature)
-        self._config = {"dim": dim, "hidden": [int(h) for h in hidden], "alpha": float(alpha), "sigma": float(sigma),
-                        "learn_sigma": bool(learn_sigma), "n_steps": n_steps, "steps_at_one": steps_at_one,
-                        "temperature_factor": float(temperature_factor),
-                        "max_temperature": None if max_temperature is None else float(max_temperature),
-                        "per_step_norm": bool(per_step_norm), "architecture": architecture,
-                        "image_shape": None if image_shape is None else [int(v) for v in image_shape]}
+        if architecture == "conv" and (image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != dim):
+            raise ConfigError(
+                f"architecture='conv' needs image_shape (channels, height, width) with product {dim}, "
+                f"got {image_shape!r}"
+            )
+        self.schedule = temperature_schedule(
+            n_steps, steps_at_one=steps_at_one, factor=temperature_factor, max_temperature=max_temperature
+        )
+        self._config = {
+            "dim": dim,
+            "hidden": [int(h) for h in hidden],
+            "alpha": float(alpha),
+            "sigma": float(sigma),
+            "learn_sigma": bool(learn_sigma),
+            "n_steps": n_steps,
+            "steps_at_one": steps_at_one,
+            "temperature_factor": float(temperature_factor),
+            "max_temperature": None if max_temperature is None else float(max_temperature),
+            "per_step_norm": bool(per_step_norm),
+            "architecture": architecture,
+            "image_shape": None if image_shape is None else [int(v) for v in image_shape],
+        }
         self.dim, self.alpha, self.sigma, self.learn_sigma = dim, float(alpha), float(sigma), bool(learn_sigma)
         self.architecture = architecture
         self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
         conv = architecture == "conv"
         widths = [self.image_shape[0] if conv else dim, *[int(h) for h in hidden]]  # type: ignore[index]
         self.layers = nn.ModuleList(
-            nn.Conv2d(a, b, 3, padding=1) if conv else nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+            nn.Conv2d(a, b, 3, padding=1) if conv else nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])
+        )
         self.norms = nn.ModuleList(_StepNorm(b, n_steps, conv) for b in widths[1:]) if per_step_norm else None
         out = self.image_shape[0] if conv else dim  # type: ignore[index]
         self.mu_head = nn.Conv2d(widths[-1], out, 3, padding=1) if conv else nn.Linear(widths[-1], out)
-        self.sigma_head = ((nn.Conv2d(widths[-1], out, 3, padding=1) if conv else nn.Linear(widths[-1], out))
-                           if learn_sigma else None)
+        self.sigma_head = (
+            (nn.Conv2d(widths[-1], out, 3, padding=1) if conv else nn.Linear(widths[-1], out)) if learn_sigma else None
+        )
         for head in (self.mu_head, self.sigma_head):
             if head is not None:  # small output weights, zero biases (the code's norm_weight(scale=0.01))
                 nn.init.normal_(head.weight, std=0.01)
@@ -187,8 +218,9 @@ class TransitionOperator(nn.Module):
         mean, std = self(given, temperature, step)
         return gaussian_log_density(target, mean, std)
 
-    def sample_step(self, s: torch.Tensor, temperature: float, step: int = 0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_step(
+        self, s: torch.Tensor, temperature: float, step: int = 0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """One draw ``s' ~ p_T(. | s)``, without gradient (the sampled states are constants of the objective)."""
         with torch.no_grad():
             mean, std = self(s, temperature, step)
@@ -213,8 +245,14 @@ class TransitionOperator(nn.Module):
         return gaussian_log_density(s, self.p0_mean, self.p0_std)
 
     @torch.no_grad()
-    def generate(self, n: int, *, extra_steps: int = 0, generator: torch.Generator | None = None,
-                 start: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def generate(
+        self,
+        n: int,
+        *,
+        extra_steps: int = 0,
+        generator: torch.Generator | None = None,
+        start: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """Cooling chain: ``s_K ~ p_0`` (or ``start``), then ``s_{t-1} ~ p_{T_t}(. | s_t)`` for ``t = K..1``,
         then ``extra_steps`` more steps at ``T = 1``. Returns every state, ``[s_K, ..., s_0, extra ...]``."""
         if extra_steps < 0:
@@ -230,8 +268,14 @@ class TransitionOperator(nn.Module):
         return chain
 
 
-def step_log_likelihood(model: TransitionOperator, previous: torch.Tensor, current: torch.Tensor,
-                        temperature: float, step: int, objective: str = "paper") -> torch.Tensor:
+def step_log_likelihood(
+    model: TransitionOperator,
+    previous: torch.Tensor,
+    current: torch.Tensor,
+    temperature: float,
+    step: int,
+    objective: str = "paper",
+) -> torch.Tensor:
     """The per-example term that one heating step maximises: ``(batch, dim), (batch, dim) -> (batch,)``.
 
     ``previous = s_{t-1}``, ``current = s_t`` (a draw of ``p_{T_t}(. | s_{t-1})``); both are treated as
@@ -248,8 +292,9 @@ def step_log_likelihood(model: TransitionOperator, previous: torch.Tensor, curre
 
 
 @torch.no_grad()
-def variational_bound(model: TransitionOperator, x: torch.Tensor, *, generator: torch.Generator | None = None,
-                      n_paths: int = 1) -> torch.Tensor:
+def variational_bound(
+    model: TransitionOperator, x: torch.Tensor, *, generator: torch.Generator | None = None, n_paths: int = 1
+) -> torch.Tensor:
     """Per-example variational lower bound on ``log p(x)`` in nats ``(batch,)``, averaged over ``n_paths``
     heating paths (module docstring; the single-path estimator is unbiased for the bound)."""
     total = torch.zeros(len(x), dtype=x.dtype)

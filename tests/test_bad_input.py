@@ -56,19 +56,75 @@ class Case:
 WRITERS: dict[str, Callable[[str], list[str]]] = {
     "simulate": lambda out: ["simulate", "--example", "feedforward", "--out", out],
     "train-snn": lambda out: ["train-snn", "--task", "timing", "--trials", "1", "--out", out],
-    "fit": lambda out: ["fit", "--data", "sample:retina", "--model", "ln", "--epochs", "1", "--no-progress",
-                        "--out", out],
+    "fit": lambda out: [
+        "fit",
+        "--data",
+        "sample:retina",
+        "--model",
+        "ln",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        out,
+    ],
     "train-convrnn": lambda out: ["train-convrnn", "--epochs", "1", "--channels", "4", "--no-progress", "--out", out],
     "ceiling": lambda out: ["ceiling", "sample:ventral", "--out", out],
     "theory depth-scales": lambda out: ["theory", "depth-scales", "--sigma-w2", "1:2:3", "--out", out],
-    "theory phase-diagram": lambda out: ["theory", "phase-diagram", "--sigma-w2", "1:2:3", "--sigma-b2", "0:0.1:3",
-                                         "--out", out],
-    "theory spectrum": lambda out: ["theory", "spectrum", "--depth", "2", "--width", "20", "--points", "50",
-                                    "--q-star", "0.5", "--draws", "1", "--out", out],
-    "theory trajectory": lambda out: ["theory", "trajectory", "--depth", "2", "--width", "10", "--points", "200",
-                                      "--sigma-w2", "2", "--sigma-b2", "0.1", "--out", out],
-    "search": lambda out: ["search", "--data", "digits", "--trials", "1", "--epochs", "1", "--no-progress",
-                           "--out", out],
+    "theory phase-diagram": lambda out: [
+        "theory",
+        "phase-diagram",
+        "--sigma-w2",
+        "1:2:3",
+        "--sigma-b2",
+        "0:0.1:3",
+        "--out",
+        out,
+    ],
+    "theory spectrum": lambda out: [
+        "theory",
+        "spectrum",
+        "--depth",
+        "2",
+        "--width",
+        "20",
+        "--points",
+        "50",
+        "--q-star",
+        "0.5",
+        "--draws",
+        "1",
+        "--out",
+        out,
+    ],
+    "theory trajectory": lambda out: [
+        "theory",
+        "trajectory",
+        "--depth",
+        "2",
+        "--width",
+        "10",
+        "--points",
+        "200",
+        "--sigma-w2",
+        "2",
+        "--sigma-b2",
+        "0.1",
+        "--out",
+        out,
+    ],
+    "search": lambda out: [
+        "search",
+        "--data",
+        "digits",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        out,
+    ],
 }
 
 
@@ -122,90 +178,220 @@ def _converted_with_duplicates(d: Path) -> None:
 
 CASES: list[Case] = []
 for command, make in WRITERS.items():
-    CASES.append(Case(f"{command}: --out unwritable", lambda d, make=make: make(str(_unwritable(d) / "out")),
-                      needles=lambda d: [str(_unwritable(d))]))
-    CASES.append(Case(f"{command}: --out is a file", lambda d, make=make: make(str(_file(d))),
-                      needles=lambda d: [str(d / "a-file"), "not a folder"]))
-    CASES.append(Case(f"{command}: --out a folder that is not a report", lambda d, make=make: make(str(d)),
-                      setup=lambda d: (d / "thesis.tex").write_text("mine\n"),
-                      needles=lambda d: [str(d), "not a neuromodels report folder"]))
+    CASES.append(
+        Case(
+            f"{command}: --out unwritable",
+            lambda d, make=make: make(str(_unwritable(d) / "out")),
+            needles=lambda d: [str(_unwritable(d))],
+        )
+    )
+    CASES.append(
+        Case(
+            f"{command}: --out is a file",
+            lambda d, make=make: make(str(_file(d))),
+            needles=lambda d: [str(d / "a-file"), "not a folder"],
+        )
+    )
+    CASES.append(
+        Case(
+            f"{command}: --out a folder that is not a report",
+            lambda d, make=make: make(str(d)),
+            setup=lambda d: (d / "thesis.tex").write_text("mine\n"),
+            needles=lambda d: [str(d), "not a neuromodels report folder"],
+        )
+    )
 
 CASES += [
-    Case("data convert into a folder", lambda d: ["data", "convert", "sample:ventral", str(d)],
-         needles=lambda d: [str(d), "folder"]),
-    Case("data convert to out.txt", lambda d: ["data", "convert", "sample:ventral", str(d / "out.txt")],
-         needles=lambda d: ["out.txt", ".nc"], absent=lambda d: [d / "out.txt"]),
-    Case("data convert unwritable", lambda d: ["data", "convert", "sample:ventral", str(_unwritable(d) / "v.nc")],
-         needles=lambda d: [str(_unwritable(d))]),
-    Case("data convert: inf in a lazily read test/stimulus",
-         lambda d: ["data", "convert", str(d / "retina.h5"), str(d / "retina.nc")], setup=_retina_with_inf,
-         needles=lambda d: [str(d / "retina.h5"), "stimulus"], absent=lambda d: [d / "retina.nc"]),
-    Case("data inspect --bin-size 1e-9", lambda d: ["data", "inspect", str(NWB), "--bin-size", "1e-9"],
-         needles=lambda d: [str(NWB), "bin_size", "GiB"], needs="shared"),
-    Case("data inspect --bin-size 1e9", lambda d: ["data", "inspect", str(NWB), "--bin-size", "1e9"],
-         needles=lambda d: ["bin_size"], needs="shared"),
-    Case("data convert --bin-size 1e9", lambda d: ["data", "convert", str(NWB), str(d / "x.nc"), "--bin-size", "1e9"],
-         needles=lambda d: ["bin_size"], absent=lambda d: [d / "x.nc"], needs="shared"),
-    Case("data inspect: error names the user's file, not the recorded sample: source",
-         lambda d: ["data", "inspect", str(d / "mine.nc")], setup=_converted_with_duplicates,
-         needles=lambda d: [str(d / "mine.nc"), "neuroid_id"]),
-    Case("ceiling of a converted file: error names the user's file",
-         lambda d: ["ceiling", str(d / "mine.nc"), "--out", str(d / "o")], setup=_converted_single_repetition,
-         needles=lambda d: [str(d / "mine.nc")], absent=lambda d: [d / "o"]),
-    Case("simulate duration inf", lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = inf\n")),
-                                             "--out", str(d / "o")],
-         needles=lambda d: ["simulation.duration"], absent=lambda d: [d / "o"]),
-    Case("simulate duration 1e9", lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = 1e9\n")),
-                                             "--out", str(d / "o")],
-         needles=lambda d: ["simulation.duration", "GiB"], absent=lambda d: [d / "o"]),
-    Case("simulate duration below dt",
-         lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = 1e-4\n")), "--out", str(d / "o")],
-         needles=lambda d: ["simulation.duration", "dt"], absent=lambda d: [d / "o"]),
-    Case("simulate seed -1", lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nseed = -1\n")),
-                                        "--out", str(d / "o")],
-         needles=lambda d: ["simulation.seed"], absent=lambda d: [d / "o"]),
-    Case("simulate weight_mean nan",
-         lambda d: ["simulate", "--config", str(_config(d, "[network]\nweight_mean = nan\n")), "--out", str(d / "o")],
-         needles=lambda d: ["network.weight_mean"], absent=lambda d: [d / "o"]),
-    Case("fit --device cuda without CUDA",
-         lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--device", "cuda", "--out", str(d / "o")],
-         needles=lambda d: ["--device", "cuda"], absent=lambda d: [d / "o"], needs="no-cuda"),
-    Case("fit --device nonsense",
-         lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--device", "gpu0", "--out", str(d / "o")],
-         needles=lambda d: ["--device"], absent=lambda d: [d / "o"]),
-    Case("fit --param seed=5",
-         lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--param", "seed=5", "--out", str(d / "o")],
-         needles=lambda d: ["--param", "seed"], absent=lambda d: [d / "o"]),
-    Case("fit: missing data does not create --out",
-         lambda d: ["fit", "--data", str(d / "missing.h5"), "--out", str(d / "o")],
-         needles=lambda d: [str(d / "missing.h5")], absent=lambda d: [d / "o"]),
-    Case("train-snn: bad trials does not create --out",
-         lambda d: ["train-snn", "--task", "timing", "--trials", "0", "--out", str(d / "o")],
-         needles=lambda d: ["--trials"], absent=lambda d: [d / "o"]),
-    Case("theory spectrum --points 0",
-         lambda d: ["theory", "spectrum", "--q-star", "0.5", "--points", "0", "--out", str(d / "o")],
-         needles=lambda d: ["--points"], absent=lambda d: [d / "o"]),
-    Case("theory trajectory --points 0",
-         lambda d: ["theory", "trajectory", "--points", "0", "--sigma-w2", "2", "--sigma-b2", "0.1",
-                    "--out", str(d / "o")],
-         needles=lambda d: ["--points"], absent=lambda d: [d / "o"]),
-    Case("data inspect neo --bin-size 1e9", lambda d: ["data", "inspect", str(SMR), "--bin-size", "1e9"],
-         needles=lambda d: [str(SMR), "bin_size"], needs="shared"),
-    Case("data inspect neo --bin-size 1e-9", lambda d: ["data", "inspect", str(SMR), "--bin-size", "1e-9"],
-         needles=lambda d: [str(SMR), "bin_size", "GiB"], needs="shared"),
-    Case("theory phase-diagram grid beyond memory",
-         lambda d: ["theory", "phase-diagram", "--sigma-w2", "1:4:1000000", "--sigma-b2", "0:1:1000000",
-                    "--out", str(d / "o")],
-         needles=lambda d: ["--sigma-w2 x --sigma-b2", "GiB"], absent=lambda d: [d / "o"]),
-    Case("theory depth-scales grid of 1e10 points",
-         lambda d: ["theory", "depth-scales", "--sigma-w2", "1:4:10000000000", "--out", str(d / "o")],
-         needles=lambda d: ["--sigma-w2", "GiB"], absent=lambda d: [d / "o"]),
-    Case("fit --seed -1", lambda d: ["fit", "--data", "sample:retina", "--seed", "-1", "--out", str(d / "o")],
-         needles=lambda d: ["--seed"], absent=lambda d: [d / "o"]),
-    Case("train-snn --seed -1", lambda d: ["train-snn", "--task", "timing", "--seed", "-1", "--out", str(d / "o")],
-         needles=lambda d: ["--seed"], absent=lambda d: [d / "o"]),
-    Case("train-convrnn --epochs 0", lambda d: ["train-convrnn", "--epochs", "0", "--out", str(d / "o")],
-         needles=lambda d: ["--epochs"], absent=lambda d: [d / "o"]),
+    Case(
+        "data convert into a folder",
+        lambda d: ["data", "convert", "sample:ventral", str(d)],
+        needles=lambda d: [str(d), "folder"],
+    ),
+    Case(
+        "data convert to out.txt",
+        lambda d: ["data", "convert", "sample:ventral", str(d / "out.txt")],
+        needles=lambda d: ["out.txt", ".nc"],
+        absent=lambda d: [d / "out.txt"],
+    ),
+    Case(
+        "data convert unwritable",
+        lambda d: ["data", "convert", "sample:ventral", str(_unwritable(d) / "v.nc")],
+        needles=lambda d: [str(_unwritable(d))],
+    ),
+    Case(
+        "data convert: inf in a lazily read test/stimulus",
+        lambda d: ["data", "convert", str(d / "retina.h5"), str(d / "retina.nc")],
+        setup=_retina_with_inf,
+        needles=lambda d: [str(d / "retina.h5"), "stimulus"],
+        absent=lambda d: [d / "retina.nc"],
+    ),
+    Case(
+        "data inspect --bin-size 1e-9",
+        lambda d: ["data", "inspect", str(NWB), "--bin-size", "1e-9"],
+        needles=lambda d: [str(NWB), "bin_size", "GiB"],
+        needs="shared",
+    ),
+    Case(
+        "data inspect --bin-size 1e9",
+        lambda d: ["data", "inspect", str(NWB), "--bin-size", "1e9"],
+        needles=lambda d: ["bin_size"],
+        needs="shared",
+    ),
+    Case(
+        "data convert --bin-size 1e9",
+        lambda d: ["data", "convert", str(NWB), str(d / "x.nc"), "--bin-size", "1e9"],
+        needles=lambda d: ["bin_size"],
+        absent=lambda d: [d / "x.nc"],
+        needs="shared",
+    ),
+    Case(
+        "data inspect: error names the user's file, not the recorded sample: source",
+        lambda d: ["data", "inspect", str(d / "mine.nc")],
+        setup=_converted_with_duplicates,
+        needles=lambda d: [str(d / "mine.nc"), "neuroid_id"],
+    ),
+    Case(
+        "ceiling of a converted file: error names the user's file",
+        lambda d: ["ceiling", str(d / "mine.nc"), "--out", str(d / "o")],
+        setup=_converted_single_repetition,
+        needles=lambda d: [str(d / "mine.nc")],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "simulate duration inf",
+        lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = inf\n")), "--out", str(d / "o")],
+        needles=lambda d: ["simulation.duration"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "simulate duration 1e9",
+        lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = 1e9\n")), "--out", str(d / "o")],
+        needles=lambda d: ["simulation.duration", "GiB"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "simulate duration below dt",
+        lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nduration = 1e-4\n")), "--out", str(d / "o")],
+        needles=lambda d: ["simulation.duration", "dt"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "simulate seed -1",
+        lambda d: ["simulate", "--config", str(_config(d, "[simulation]\nseed = -1\n")), "--out", str(d / "o")],
+        needles=lambda d: ["simulation.seed"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "simulate weight_mean nan",
+        lambda d: ["simulate", "--config", str(_config(d, "[network]\nweight_mean = nan\n")), "--out", str(d / "o")],
+        needles=lambda d: ["network.weight_mean"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "fit --device cuda without CUDA",
+        lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--device", "cuda", "--out", str(d / "o")],
+        needles=lambda d: ["--device", "cuda"],
+        absent=lambda d: [d / "o"],
+        needs="no-cuda",
+    ),
+    Case(
+        "fit --device nonsense",
+        lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--device", "gpu0", "--out", str(d / "o")],
+        needles=lambda d: ["--device"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "fit --param seed=5",
+        lambda d: ["fit", "--data", "sample:retina", "--model", "ln", "--param", "seed=5", "--out", str(d / "o")],
+        needles=lambda d: ["--param", "seed"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "fit: missing data does not create --out",
+        lambda d: ["fit", "--data", str(d / "missing.h5"), "--out", str(d / "o")],
+        needles=lambda d: [str(d / "missing.h5")],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "train-snn: bad trials does not create --out",
+        lambda d: ["train-snn", "--task", "timing", "--trials", "0", "--out", str(d / "o")],
+        needles=lambda d: ["--trials"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "theory spectrum --points 0",
+        lambda d: ["theory", "spectrum", "--q-star", "0.5", "--points", "0", "--out", str(d / "o")],
+        needles=lambda d: ["--points"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "theory trajectory --points 0",
+        lambda d: [
+            "theory",
+            "trajectory",
+            "--points",
+            "0",
+            "--sigma-w2",
+            "2",
+            "--sigma-b2",
+            "0.1",
+            "--out",
+            str(d / "o"),
+        ],
+        needles=lambda d: ["--points"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "data inspect neo --bin-size 1e9",
+        lambda d: ["data", "inspect", str(SMR), "--bin-size", "1e9"],
+        needles=lambda d: [str(SMR), "bin_size"],
+        needs="shared",
+    ),
+    Case(
+        "data inspect neo --bin-size 1e-9",
+        lambda d: ["data", "inspect", str(SMR), "--bin-size", "1e-9"],
+        needles=lambda d: [str(SMR), "bin_size", "GiB"],
+        needs="shared",
+    ),
+    Case(
+        "theory phase-diagram grid beyond memory",
+        lambda d: [
+            "theory",
+            "phase-diagram",
+            "--sigma-w2",
+            "1:4:1000000",
+            "--sigma-b2",
+            "0:1:1000000",
+            "--out",
+            str(d / "o"),
+        ],
+        needles=lambda d: ["--sigma-w2 x --sigma-b2", "GiB"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "theory depth-scales grid of 1e10 points",
+        lambda d: ["theory", "depth-scales", "--sigma-w2", "1:4:10000000000", "--out", str(d / "o")],
+        needles=lambda d: ["--sigma-w2", "GiB"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "fit --seed -1",
+        lambda d: ["fit", "--data", "sample:retina", "--seed", "-1", "--out", str(d / "o")],
+        needles=lambda d: ["--seed"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "train-snn --seed -1",
+        lambda d: ["train-snn", "--task", "timing", "--seed", "-1", "--out", str(d / "o")],
+        needles=lambda d: ["--seed"],
+        absent=lambda d: [d / "o"],
+    ),
+    Case(
+        "train-convrnn --epochs 0",
+        lambda d: ["train-convrnn", "--epochs", "0", "--out", str(d / "o")],
+        needles=lambda d: ["--epochs"],
+        absent=lambda d: [d / "o"],
+    ),
 ]
 
 
@@ -247,8 +433,9 @@ def campaign(root: Path) -> dict[str, int]:
         if case.setup:
             case.setup(d)
         argv = case.argv(d)
-        result = subprocess.run([sys.executable, "-m", "neuromodels", *argv], capture_output=True, text=True,
-                                timeout=600, env=env, cwd=d)
+        result = subprocess.run(
+            [sys.executable, "-m", "neuromodels", *argv], capture_output=True, text=True, timeout=600, env=env, cwd=d
+        )
         kind = classify(case, d, result.returncode, result.stderr)
         counts[kind] = counts.get(kind, 0) + 1
         last = (result.stderr.strip().splitlines() or [""])[-1][:160]
@@ -289,15 +476,30 @@ def test_bad_input_is_a_clean_error_and_leaves_nothing(case, tmp_path, capsys, m
 
 def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "neuromodels", *argv], capture_output=True, text=True, timeout=300,
-                          env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "neuromodels", *argv], capture_output=True, text=True, timeout=300, env=env, **kwargs
+    )
 
 
 def test_json_into_a_closed_pipe_is_quiet(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "neuromodels", "theory", "depth-scales", "--sigma-w2", "1:4:50",
-                             "--json", "--out", str(tmp_path / "o")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neuromodels",
+            "theory",
+            "depth-scales",
+            "--sigma-w2",
+            "1:4:50",
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     proc.stdout.close()  # the reader (`| head`) is gone before anything is printed
     err = proc.stderr.read().decode()
     proc.wait(timeout=300)
@@ -323,7 +525,8 @@ def test_report_folder_keeps_foreign_files_and_removes_only_its_stale_ones(tmp_p
     assert (out / "notes.txt").read_text() == "mine"  # never delete a file the command did not write
     assert not (out / "old-output.png").exists()  # a stale output the manifest says is ours
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [MANIFEST, "notes.txt", "raster.png", "rates.png", "report.json", "simulation.nc"])
+        [MANIFEST, "notes.txt", "raster.png", "rates.png", "report.json", "simulation.nc"]
+    )
 
 
 def test_failed_simulate_leaves_nothing_and_keeps_an_earlier_report(tmp_path, monkeypatch):
@@ -350,8 +553,9 @@ def test_second_writer_on_one_out_is_refused(tmp_path, capsys):
 
     out = tmp_path / "fit"
     with ReportFolder(out, "fit"):  # a first run holding the folder (an flock, as another process would)
-        code = main(["fit", "--data", "sample:retina", "--model", "ln", "--epochs", "1", "--no-progress",
-                     "--out", str(out)])
+        code = main(
+            ["fit", "--data", "sample:retina", "--model", "ln", "--epochs", "1", "--no-progress", "--out", str(out)]
+        )
         err = capsys.readouterr().err
         assert code == 2 and "another neuromodels command is writing there" in err and str(os.getpid()) in err
         assert [p.name for p in out.iterdir() if not p.name.startswith(".neuromodels-staging.")] == [LOCK]
@@ -362,9 +566,11 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path):
     from neuromodels._outputs import ReportFolder
 
     out = tmp_path / "o"
-    code = ("import os, sys; from neuromodels._outputs import ReportFolder; "
-            f"f = ReportFolder({str(out)!r}, 'fit').__enter__(); f.keep('training/checkpoint.pt').write_text('x'); "
-            "os.kill(os.getpid(), 9)")
+    code = (
+        "import os, sys; from neuromodels._outputs import ReportFolder; "
+        f"f = ReportFolder({str(out)!r}, 'fit').__enter__(); f.keep('training/checkpoint.pt').write_text('x'); "
+        "os.kill(os.getpid(), 9)"
+    )
     subprocess.run([sys.executable, "-c", code], timeout=120)
     assert (out / LOCK).exists() and (out / "training" / "checkpoint.pt").exists()
     with ReportFolder(out, "fit") as folder:  # the kernel released the dead process's lock
@@ -376,9 +582,11 @@ def test_killed_convert_leaves_temp_files_that_the_next_write_removes(tmp_path):
     from neuromodels.cli import main
 
     target = tmp_path / "v.nc"
-    code = ("import os; from neuromodels.datasets._io import atomic_path; "
-            f"cm = atomic_path({str(target)!r}); p = cm.__enter__(); open(p, 'w').write('half'); "
-            "os.kill(os.getpid(), 9)")
+    code = (
+        "import os; from neuromodels.datasets._io import atomic_path; "
+        f"cm = atomic_path({str(target)!r}); p = cm.__enter__(); open(p, 'w').write('half'); "
+        "os.kill(os.getpid(), 9)"
+    )
     subprocess.run([sys.executable, "-c", code], timeout=120)
     (stale,) = [p for p in tmp_path.iterdir() if p.name.startswith(".v.nc.")]
     decoy = tmp_path / ".v.nc.notours.tmp"  # not the package's pattern: left alone
@@ -406,13 +614,21 @@ def test_fit_param_names_a_real_model_parameter_still_pass(tmp_path):
         _parse_params(["ln.seed=5"], ["ln"])
 
 
-@pytest.mark.parametrize("error, code, message", [
-    (PermissionError(13, "Permission denied", "/data/x.nc"), 2, "neuromodels: error: /data/x.nc: Permission denied"),
-    (OSError(28, "No space left on device"), 2, "neuromodels: error: No space left on device"),
-    (MemoryError(), 2, "neuromodels: error: out of memory"),
-])
-def test_environment_failures_are_one_line_errors_and_bugs_keep_their_traceback(monkeypatch, capsys, error, code,
-                                                                               message):
+@pytest.mark.parametrize(
+    "error, code, message",
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/x.nc"),
+            2,
+            "neuromodels: error: /data/x.nc: Permission denied",
+        ),
+        (OSError(28, "No space left on device"), 2, "neuromodels: error: No space left on device"),
+        (MemoryError(), 2, "neuromodels: error: out of memory"),
+    ],
+)
+def test_environment_failures_are_one_line_errors_and_bugs_keep_their_traceback(
+    monkeypatch, capsys, error, code, message
+):
     import neuromodels.commands.theory as theory
     from neuromodels.cli import main
 

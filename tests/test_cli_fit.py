@@ -19,8 +19,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def small_recording(tmp_path_factory) -> str:
     from neuromodels.datasets import sample, write_netcdf
 
-    rec = sample("retina", size_px=16, rf_margin_px=5.0, n_on=1, n_off=1, n_on_off=1, train_checkerboard_frames=900,
-                 train_natural_frames=300, test_checkerboard_frames=100, test_natural_frames=100, n_repeats=4)
+    rec = sample(
+        "retina",
+        size_px=16,
+        rf_margin_px=5.0,
+        n_on=1,
+        n_off=1,
+        n_on_off=1,
+        train_checkerboard_frames=900,
+        train_natural_frames=300,
+        test_checkerboard_frames=100,
+        test_natural_frames=100,
+        n_repeats=4,
+    )
     path = tmp_path_factory.mktemp("data") / "small_retina.nc"
     write_netcdf(rec, path)
     return str(path)
@@ -28,9 +39,28 @@ def small_recording(tmp_path_factory) -> str:
 
 def test_fit_writes_the_report_folder(small_recording, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["fit", "--data", small_recording, "--model", "cnn,ln,glm", "--epochs", "1", "--history", "10",
-                 "--param", "cnn.channels=[2,2]", "--param", "cnn.kernel_sizes=[5,3]", "--param", "ln.rank=1",
-                 "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "fit",
+            "--data",
+            small_recording,
+            "--model",
+            "cnn,ln,glm",
+            "--epochs",
+            "1",
+            "--history",
+            "10",
+            "--param",
+            "cnn.channels=[2,2]",
+            "--param",
+            "cnn.kernel_sizes=[5,3]",
+            "--param",
+            "ln.rank=1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "CC CNN" in table and "CC LN" in table and "CC GLM" in table and "ceiling" in table and "median" in table
@@ -60,8 +90,25 @@ def test_fit_writes_the_report_folder(small_recording, tmp_path, capsys):
     assert reloaded.cells_ == report["cells"]
 
     # --json prints the same report
-    code = main(["fit", "--data", small_recording, "--model", "ln", "--epochs", "1", "--history", "10",
-                 "--param", "rank=1", "--no-progress", "--json", "--out", str(tmp_path / "again")])
+    code = main(
+        [
+            "fit",
+            "--data",
+            small_recording,
+            "--model",
+            "ln",
+            "--epochs",
+            "1",
+            "--history",
+            "10",
+            "--param",
+            "rank=1",
+            "--no-progress",
+            "--json",
+            "--out",
+            str(tmp_path / "again"),
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["models"]) == {"ln"}
@@ -86,8 +133,22 @@ def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
 
 
 def test_a_model_that_rejects_a_parameter_is_a_one_line_error(small_recording, tmp_path, capsys):
-    code = main(["fit", "--data", small_recording, "--model", "ln", "--epochs", "1", "--param", "channels=[2,2]",
-                 "--no-progress", "--out", str(tmp_path)])
+    code = main(
+        [
+            "fit",
+            "--data",
+            small_recording,
+            "--model",
+            "ln",
+            "--epochs",
+            "1",
+            "--param",
+            "channels=[2,2]",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "LNModel" in err and "channels" in err

@@ -31,7 +31,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _images() -> xr.DataArray:
     rng = np.random.default_rng(0)
     return xr.DataArray(
-        rng.uniform(0, 1, (N_STIMULI, 6, 6)).astype(np.float32), dims=("stimulus", "y", "x"),
+        rng.uniform(0, 1, (N_STIMULI, 6, 6)).astype(np.float32),
+        dims=("stimulus", "y", "x"),
         coords={"stimulus_id": ("stimulus", [f"im{i:02d}" for i in range(N_STIMULI)])},
     )
 
@@ -52,13 +53,22 @@ def _neural(n_time_bins: int | None = None) -> xr.DataArray:
         signal = signal[:, :, None] * np.linspace(0.2, 1.0, n_time_bins)
     values = np.concatenate([signal + rng.normal(scale=0.6, size=signal.shape) for _ in range(reps)])
     ids = [f"im{i:02d}" for i in range(N_STIMULI)]
-    bins = {} if not n_time_bins else {"time_bin_start_ms": np.arange(n_time_bins) * 20.0 + 70,
-                                       "time_bin_end_ms": np.arange(n_time_bins) * 20.0 + 90}
+    bins = (
+        {}
+        if not n_time_bins
+        else {
+            "time_bin_start_ms": np.arange(n_time_bins) * 20.0 + 70,
+            "time_bin_end_ms": np.arange(n_time_bins) * 20.0 + 90,
+        }
+    )
     return assembly(
-        values, stimulus_id=ids * reps, neuroid_id=[f"n{j}" for j in range(n_neuroids)],
+        values,
+        stimulus_id=ids * reps,
+        neuroid_id=[f"n{j}" for j in range(n_neuroids)],
         repetition=np.repeat(np.arange(reps), N_STIMULI),
         presentation_coords={"object_name": [f"obj{i % 4}" for i in range(N_STIMULI)] * reps},
-        neuroid_coords={"region": ["IT"] * 5 + ["V4"] * 3}, **bins,
+        neuroid_coords={"region": ["IT"] * 5 + ["V4"] * 3},
+        **bins,
     )
 
 
@@ -102,8 +112,20 @@ def test_ceiling_writes_report_and_json(files, tmp_path, capsys, method):
 def test_score_report_numbers_equal_the_python_api(files, tmp_path, capsys):
     out = tmp_path / "score"
     feats = [str(files / "features" / "1.nc"), str(files / "features" / "3.nc")]
-    code = main(["score", "--features", *feats, "--neural", str(files / "neural.nc"), "--splits", "4",
-                 "--json", "--out", str(out)])
+    code = main(
+        [
+            "score",
+            "--features",
+            *feats,
+            "--neural",
+            str(files / "neural.nc"),
+            "--splits",
+            "4",
+            "--json",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -131,19 +153,36 @@ def test_score_equals_the_python_api_with_default_settings(tmp_path, capsys, ids
     """The same data through netCDF and the command (defaults: PLS as Brain-Score runs it, 10 stratified splits,
     split-half ceiling) and through predictivity(): the same numbers; with integer ids and object labels, whose
     order the file must keep (tests/analysis/test_predictivity.py checks these numbers against Brain-Score)."""
-    neural, features = synthetic_scoring_data(n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6,
-                                              n_features=200)
+    neural, features = synthetic_scoring_data(
+        n_objects=16, images_per_object=10, n_neuroids=40, n_repetitions=6, n_features=200
+    )
     if ids == "integer":
         number = np.vectorize(lambda text: int(str(text)[3:]))
-        neural = neural.assign_coords(stimulus_id=("presentation", number(neural["stimulus_id"].values)),
-                                      object_name=("presentation", number(neural["object_name"].values)))
+        neural = neural.assign_coords(
+            stimulus_id=("presentation", number(neural["stimulus_id"].values)),
+            object_name=("presentation", number(neural["object_name"].values)),
+        )
         features = features.assign_coords(stimulus_id=("presentation", number(features["stimulus_id"].values)))
     write_netcdf(neural, tmp_path / "neural.nc")
     write_netcdf(features.assign_attrs(layer="layer"), tmp_path / "layer.nc")
     for pls, flags in [("brainscore", []), ("converged", ["--pls", "converged"])]:
         out = tmp_path / f"report-{pls}"
-        assert main(["score", "--features", str(tmp_path / "layer.nc"), "--neural", str(tmp_path / "neural.nc"),
-                     *flags, "--json", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "--features",
+                    str(tmp_path / "layer.nc"),
+                    "--neural",
+                    str(tmp_path / "neural.nc"),
+                    *flags,
+                    "--json",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         report = json.loads(capsys.readouterr().out)
         expected = predictivity(features, neural, ceiling="split_half", pls=pls)
         entry = report["regions"]["IT"]["layers"]["layer"]
@@ -164,8 +203,26 @@ def test_command_choices_are_the_api_choices():
 
 def test_score_without_ceiling_and_time_resolved(files, tmp_path, capsys):
     out = tmp_path / "plain"
-    assert main(["score", "--features", str(files / "features" / "1.nc"), "--neural", str(files / "neural_time.nc"),
-                 "--ceiling", "none", "--regression", "ridge", "--splits", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--features",
+                str(files / "features" / "1.nc"),
+                "--neural",
+                str(files / "neural_time.nc"),
+                "--ceiling",
+                "none",
+                "--regression",
+                "ridge",
+                "--splits",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "IT 1: r" in text and f"report: {out}" in text
     report = json.loads((out / "report.json").read_text())
@@ -182,7 +239,11 @@ def test_rerun_replaces_a_report_but_never_a_foreign_folder(files, tmp_path):
     out = tmp_path / "again"
     for _ in range(2):
         assert main(["ceiling", str(files / "neural.nc"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".neuromodels-report.json", "ceiling_distribution.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".neuromodels-report.json",
+        "ceiling_distribution.png",
+        "report.json",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no temporary folders left behind
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -209,15 +270,17 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 def test_bad_files_exit_2_with_one_line(files, tmp_path):
     garbage = tmp_path / "garbage.nc"
     garbage.write_bytes(b"not a netcdf file at all")
-    line = _one_line_error(_run("score", "--features", str(garbage), "--neural", str(files / "neural.nc"),
-                                "--out", str(tmp_path / "r1")))
+    line = _one_line_error(
+        _run("score", "--features", str(garbage), "--neural", str(files / "neural.nc"), "--out", str(tmp_path / "r1"))
+    )
     assert str(garbage) in line
     line = _one_line_error(_run("ceiling", str(tmp_path / "missing.nc"), "--out", str(tmp_path / "r2")))
     assert "missing.nc" in line and "no such" in line
     wrong = tmp_path / "wrong_dims.nc"
     xr.DataArray(np.zeros((3, 2)), dims=("image", "unit"), name="features").to_netcdf(wrong)
-    line = _one_line_error(_run("score", "--features", str(wrong), "--neural", str(files / "neural.nc"),
-                                "--out", str(tmp_path / "r3")))
+    line = _one_line_error(
+        _run("score", "--features", str(wrong), "--neural", str(files / "neural.nc"), "--out", str(tmp_path / "r3"))
+    )
     assert str(wrong) in line and "('presentation', 'feature'" in line
     assert not any(p.name.startswith("r") for p in tmp_path.iterdir())  # no report for a failed run
 
@@ -226,8 +289,24 @@ def test_mismatched_stimuli_and_bad_options_exit_2(files, tmp_path):
     other = tmp_path / "other.nc"
     feats = xr.open_dataarray(files / "features" / "3.nc").load()
     feats.assign_coords(stimulus_id=("presentation", [f"x{i}" for i in range(N_STIMULI)])).to_netcdf(other)
-    assert main(["score", "--features", str(other), "--neural", str(files / "neural.nc"),
-                 "--out", str(tmp_path / "r")]) == 2
-    assert main(["score", "--features", str(files / "features" / "3.nc"), "--neural", str(files / "neural.nc"),
-                 "--splits", "1", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["score", "--features", str(other), "--neural", str(files / "neural.nc"), "--out", str(tmp_path / "r")])
+        == 2
+    )
+    assert (
+        main(
+            [
+                "score",
+                "--features",
+                str(files / "features" / "3.nc"),
+                "--neural",
+                str(files / "neural.nc"),
+                "--splits",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "r").exists()

@@ -34,15 +34,19 @@ def test_lazy_names_are_the_defining_objects():
 
 
 def test_importing_the_packages_does_not_import_torch():
-    code = ("import sys, neuromodels, neuromodels.datasets, neuromodels.fitting, neuromodels.analysis; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, neuromodels, neuromodels.datasets, neuromodels.fitting, neuromodels.analysis; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_a_name_shared_with_its_module_stays_the_function():
-    code = ("import sys, importlib; importlib.import_module('neuromodels.analysis.predictivity'); "
-            "import neuromodels.analysis as a; "
-            "print(a.predictivity is sys.modules['neuromodels.analysis.predictivity'].predictivity)")
+    code = (
+        "import sys, importlib; importlib.import_module('neuromodels.analysis.predictivity'); "
+        "import neuromodels.analysis as a; "
+        "print(a.predictivity is sys.modules['neuromodels.analysis.predictivity'].predictivity)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

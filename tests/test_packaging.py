@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_contains_only_the_neuromodels_package(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{result.stderr[-3000:]}")
@@ -28,8 +30,12 @@ def test_wheel_contains_only_the_neuromodels_package(tmp_path):
     assert "neuromodels/datasets/binning.py" in names
     assert "neuromodels/spiking/_lif_kernel.c" in names  # compiled on first use by neuromodels.spiking._compiled
     # every package of the source tree is in the wheel (a missing one breaks `pip install .` only)
-    mapping = {"neuromodels": "neuromodels", "datasets": "neuromodels/datasets", "fitting": "neuromodels/fitting",
-               "analysis": "neuromodels/analysis"}
+    mapping = {
+        "neuromodels": "neuromodels",
+        "datasets": "neuromodels/datasets",
+        "fitting": "neuromodels/fitting",
+        "analysis": "neuromodels/analysis",
+    }
     for folder, installed in mapping.items():
         for init in (ROOT / folder).rglob("__init__.py"):
             relative = init.relative_to(ROOT / folder).as_posix()

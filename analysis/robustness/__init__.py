@@ -16,12 +16,36 @@ from __future__ import annotations
 from neuromodels._lazy import lazy_attributes
 
 _LAZY = {
-    **dict.fromkeys(["fgsm", "bim", "pgd", "least_likely", "lbfgs", "spsa", "ATTACKS", "attack_names",
-                     "check_classifier_inputs", "objective", "input_gradient"], "attacks"),
-    **dict.fromkeys(["robustness_curve", "RobustnessCurve", "masking_diagnostics", "MaskingReport",
-                     "gradient_statistics", "accuracy"], "evaluate"),
-    **dict.fromkeys(["saturation_fraction", "weight_kurtosis", "linear_margin_scaling", "sensitivity_spectrum"],
-                    "analyses"),
+    **dict.fromkeys(
+        [
+            "fgsm",
+            "bim",
+            "pgd",
+            "least_likely",
+            "lbfgs",
+            "spsa",
+            "ATTACKS",
+            "attack_names",
+            "check_classifier_inputs",
+            "objective",
+            "input_gradient",
+        ],
+        "attacks",
+    ),
+    **dict.fromkeys(
+        [
+            "robustness_curve",
+            "RobustnessCurve",
+            "masking_diagnostics",
+            "MaskingReport",
+            "gradient_statistics",
+            "accuracy",
+        ],
+        "evaluate",
+    ),
+    **dict.fromkeys(
+        ["saturation_fraction", "weight_kurtosis", "linear_margin_scaling", "sensitivity_spectrum"], "analyses"
+    ),
 }
 
 __all__ = list(_LAZY)

@@ -30,8 +30,14 @@ from neuromodels.fitting.saturation import SaturatingNonlinearity, get_saturatin
 __all__ = ["saturation_fraction", "weight_kurtosis", "linear_margin_scaling", "sensitivity_spectrum"]
 
 
-def saturation_fraction(model: torch.nn.Module, x: torch.Tensor, nonlinearity: str | SaturatingNonlinearity = "relu",
-                        *, tol: float = 1e-3, batch_size: int = 1000) -> xr.DataArray:
+def saturation_fraction(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    nonlinearity: str | SaturatingNonlinearity = "relu",
+    *,
+    tol: float = 1e-3,
+    batch_size: int = 1000,
+) -> xr.DataArray:
     """``xr.DataArray(layer)``: per hooked nonlinearity module (named as in ``model.named_modules()``), the
     fraction of (input, unit) pairs whose pre-activation is saturated (``psi_c == 0``; sigmoid/tanh: derivative
     below ``tol`` of its peak)."""
@@ -42,32 +48,39 @@ def saturation_fraction(model: torch.nn.Module, x: torch.Tensor, nonlinearity: s
     counts = {name: [0, 0] for name, _ in layers}
     handles = []
     for name, module in layers:
+
         def hook(module, inputs, output, name=name):
             mask = spec.saturated(inputs[0].detach(), tol)
             counts[name][0] += int(mask.sum())
             counts[name][1] += mask.numel()
+
         handles.append(module.register_forward_hook(hook))
     try:
         with _EvalMode(model), torch.no_grad():
             for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
+                model(x[i : i + batch_size])
     finally:
         for handle in handles:
             handle.remove()
     names = [name for name, _ in layers]
-    return xr.DataArray([counts[n][0] / max(counts[n][1], 1) for n in names], dims="layer",
-                        coords={"layer": names}, name="saturated_fraction",
-                        attrs={"method": "saturation_fraction", "nonlinearity": spec.name, "tol": tol})
+    return xr.DataArray(
+        [counts[n][0] / max(counts[n][1], 1) for n in names],
+        dims="layer",
+        coords={"layer": names},
+        name="saturated_fraction",
+        attrs={"method": "saturation_fraction", "nonlinearity": spec.name, "tol": tol},
+    )
 
 
 def _excess_kurtosis(values: np.ndarray) -> float:
     centred = values - values.mean()
-    variance = np.mean(centred ** 2)
-    return float(np.mean(centred ** 4) / variance ** 2 - 3.0) if variance > 0 else float("nan")
+    variance = np.mean(centred**2)
+    return float(np.mean(centred**4) / variance**2 - 3.0) if variance > 0 else float("nan")
 
 
-def weight_kurtosis(model: torch.nn.Module, *, kinds: Sequence[type] = (torch.nn.Linear, torch.nn.Conv2d)
-                    ) -> xr.DataArray:
+def weight_kurtosis(
+    model: torch.nn.Module, *, kinds: Sequence[type] = (torch.nn.Linear, torch.nn.Conv2d)
+) -> xr.DataArray:
     """``xr.DataArray(layer)``: excess kurtosis ``E[(w - mean)^4] / var^2 - 3`` of each layer's weight tensor
     (biases excluded), for the modules of ``kinds``."""
     names, values = [], []
@@ -77,12 +90,17 @@ def weight_kurtosis(model: torch.nn.Module, *, kinds: Sequence[type] = (torch.nn
             values.append(_excess_kurtosis(module.weight.detach().double().flatten().cpu().numpy()))
     if not names:
         raise ConfigError("the model has no layers with weights of the given kinds")
-    return xr.DataArray(values, dims="layer", coords={"layer": names}, name="excess_kurtosis",
-                        attrs={"method": "weight_kurtosis"})
+    return xr.DataArray(
+        values, dims="layer", coords={"layer": names}, name="excess_kurtosis", attrs={"method": "weight_kurtosis"}
+    )
 
 
-def linear_margin_scaling(weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray,
-                          x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> xr.Dataset:
+def linear_margin_scaling(
+    weight: torch.Tensor | np.ndarray,
+    bias: torch.Tensor | np.ndarray,
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+) -> xr.Dataset:
     """Closed-form minimal perturbations of the linear classifier ``z = W x + b`` (``W``: ``(classes, d)``).
 
     Per input (``x``: ``(n, d)``, flattened; correctly classified ones only): ``linf_distance`` = min over
@@ -96,14 +114,16 @@ def linear_margin_scaling(weight: torch.Tensor | np.ndarray, bias: torch.Tensor 
     inputs = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     labels = np.asarray(y).astype(int)
     if w.ndim != 2 or w.shape[1] != inputs.shape[1] or b.shape != (w.shape[0],):
-        raise ConfigError(f"weight must be (classes, d) matching inputs of {inputs.shape[1]} features and bias "
-                          f"(classes,), got {w.shape} and {b.shape}")
+        raise ConfigError(
+            f"weight must be (classes, d) matching inputs of {inputs.shape[1]} features and bias "
+            f"(classes,), got {w.shape} and {b.shape}"
+        )
     logits = inputs @ w.T + b
     correct = logits.argmax(1) == labels
     inputs, labels, logits = inputs[correct], labels[correct], logits[correct]
-    diff = w[labels][:, None, :] - w[None, :, :]                      # (n, classes, d): w_y - w_j
+    diff = w[labels][:, None, :] - w[None, :, :]  # (n, classes, d): w_y - w_j
     l1 = np.abs(diff).sum(-1)
-    l2 = np.sqrt((diff ** 2).sum(-1))
+    l2 = np.sqrt((diff**2).sum(-1))
     margins = logits[np.arange(len(labels)), labels][:, None] - logits
     own = np.arange(w.shape[0])[None, :] == labels[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -112,23 +132,29 @@ def linear_margin_scaling(weight: torch.Tensor | np.ndarray, bias: torch.Tensor 
         ratio = l1 / l2
     closest = linf_all.argmin(1)
     rows = np.arange(len(labels))
-    result = xr.Dataset({
-        "linf_distance": ("input", linf_all[rows, closest]),
-        "l2_distance": ("input", l2_all.min(1)),
-        "norm_ratio": ("input", ratio[rows, closest]),
-    })
-    result.attrs.update({
-        "method": "linear_margin_scaling", "n_correct": int(correct.sum()), "n": len(correct),
-        "median_linf_distance": float(np.median(result["linf_distance"])) if len(labels) else float("nan"),
-        "median_l2_distance": float(np.median(result["l2_distance"])) if len(labels) else float("nan"),
-        "median_norm_ratio": float(np.median(result["norm_ratio"])) if len(labels) else float("nan"),
-        "weight_excess_kurtosis": _excess_kurtosis(w.ravel()), "sqrt_d": float(np.sqrt(w.shape[1])),
-    })
+    result = xr.Dataset(
+        {
+            "linf_distance": ("input", linf_all[rows, closest]),
+            "l2_distance": ("input", l2_all.min(1)),
+            "norm_ratio": ("input", ratio[rows, closest]),
+        }
+    )
+    result.attrs.update(
+        {
+            "method": "linear_margin_scaling",
+            "n_correct": int(correct.sum()),
+            "n": len(correct),
+            "median_linf_distance": float(np.median(result["linf_distance"])) if len(labels) else float("nan"),
+            "median_l2_distance": float(np.median(result["l2_distance"])) if len(labels) else float("nan"),
+            "median_norm_ratio": float(np.median(result["norm_ratio"])) if len(labels) else float("nan"),
+            "weight_excess_kurtosis": _excess_kurtosis(w.ravel()),
+            "sqrt_d": float(np.sqrt(w.shape[1])),
+        }
+    )
     return result
 
 
-def sensitivity_spectrum(model: torch.nn.Module, x: torch.Tensor, *, box: tuple[float, float] = BOX
-                         ) -> xr.DataArray:
+def sensitivity_spectrum(model: torch.nn.Module, x: torch.Tensor, *, box: tuple[float, float] = BOX) -> xr.DataArray:
     """``xr.DataArray(rank)``: the eigenvalues of ``J^T J`` in decreasing order, averaged over the inputs
     ``x``, where ``J = d logits / d input`` (``classes x d``; ``J^T J`` has at most ``classes`` non-zero
     eigenvalues, the squared singular values of ``J``). ``attrs``: ``participation_ratio`` of the mean
@@ -139,8 +165,13 @@ def sensitivity_spectrum(model: torch.nn.Module, x: torch.Tensor, *, box: tuple[
         for i in range(len(x)):
             jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x[i])
             s = torch.linalg.svdvals(jac.reshape(jac.shape[0], -1).double())
-            spectra.append((s ** 2).cpu().numpy())
+            spectra.append((s**2).cpu().numpy())
     mean = np.sort(np.mean(spectra, axis=0))[::-1]
-    ratio = float(mean.sum() ** 2 / (mean ** 2).sum()) if mean.sum() > 0 else 0.0
-    return xr.DataArray(mean, dims="rank", coords={"rank": np.arange(1, len(mean) + 1)}, name="eigenvalue",
-                        attrs={"method": "sensitivity_spectrum", "n_inputs": len(x), "participation_ratio": ratio})
+    ratio = float(mean.sum() ** 2 / (mean**2).sum()) if mean.sum() > 0 else 0.0
+    return xr.DataArray(
+        mean,
+        dims="rank",
+        coords={"rank": np.arange(1, len(mean) + 1)},
+        name="eigenvalue",
+        attrs={"method": "sensitivity_spectrum", "n_inputs": len(x), "participation_ratio": ratio},
+    )

@@ -42,44 +42,71 @@ import torch.nn.functional as F
 
 from neuromodels.errors import ConfigError, DataFormatError
 
-__all__ = ["fgsm", "bim", "pgd", "least_likely", "lbfgs", "spsa", "ATTACKS", "check_classifier_inputs", "check_inputs",
-           "objective", "input_gradient", "BOX"]
+__all__ = [
+    "fgsm",
+    "bim",
+    "pgd",
+    "least_likely",
+    "lbfgs",
+    "spsa",
+    "ATTACKS",
+    "check_classifier_inputs",
+    "check_inputs",
+    "objective",
+    "input_gradient",
+    "BOX",
+]
 
 BOX = (0.0, 1.0)
 LOSSES = ("ce", "margin")
 
 
 # ------------------------------------------------------------------------------------------------ validation
-def check_inputs(x: torch.Tensor, y: torch.Tensor | None = None, box: tuple[float, float] = BOX
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def check_inputs(
+    x: torch.Tensor, y: torch.Tensor | None = None, box: tuple[float, float] = BOX
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate ``x`` (finite, floating point, inside ``box``) and ``y`` (integer labels, one per input)."""
     low, high = _check_box(box)
     x = torch.as_tensor(x)
     if not x.dtype.is_floating_point:
-        raise DataFormatError("inputs must be floating point", field="inputs", expected="a float tensor",
-                              found=str(x.dtype))
+        raise DataFormatError(
+            "inputs must be floating point", field="inputs", expected="a float tensor", found=str(x.dtype)
+        )
     if x.ndim < 2 or len(x) == 0:
-        raise DataFormatError("inputs need a sample dimension", field="inputs", expected="(n, ...) with n >= 1",
-                              found=tuple(x.shape))
+        raise DataFormatError(
+            "inputs need a sample dimension", field="inputs", expected="(n, ...) with n >= 1", found=tuple(x.shape)
+        )
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
-        raise DataFormatError("inputs contain NaN or infinite values", field="inputs", expected="finite values",
-                              found=f"{bad} non-finite values")
+        raise DataFormatError(
+            "inputs contain NaN or infinite values",
+            field="inputs",
+            expected="finite values",
+            found=f"{bad} non-finite values",
+        )
     if float(x.min()) < low or float(x.max()) > high:
-        raise DataFormatError("inputs lie outside the declared box", field="inputs",
-                              expected=f"values in [{low}, {high}]", found=f"[{float(x.min())}, {float(x.max())}]")
+        raise DataFormatError(
+            "inputs lie outside the declared box",
+            field="inputs",
+            expected=f"values in [{low}, {high}]",
+            found=f"[{float(x.min())}, {float(x.max())}]",
+        )
     if y is not None:
         y = torch.as_tensor(y)
         if y.dtype.is_floating_point or y.ndim != 1 or len(y) != len(x):
-            raise DataFormatError("labels must be integers, one per input", field="labels",
-                                  expected=f"an integer tensor of shape ({len(x)},)",
-                                  found=f"{y.dtype} of shape {tuple(y.shape)}")
+            raise DataFormatError(
+                "labels must be integers, one per input",
+                field="labels",
+                expected=f"an integer tensor of shape ({len(x)},)",
+                found=f"{y.dtype} of shape {tuple(y.shape)}",
+            )
         y = y.long()
     return x, y
 
 
-def check_classifier_inputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-                            box: tuple[float, float] = BOX) -> tuple[torch.Tensor, torch.Tensor | None]:
+def check_classifier_inputs(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, box: tuple[float, float] = BOX
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate the inputs and labels (:func:`check_inputs`) and that ``model`` is a classifier (``(n, classes)``
     output with ``classes >= 2``, labels below ``classes``); return ``x`` and ``y`` as tensors."""
     x, y = check_inputs(x, y, box)
@@ -89,16 +116,24 @@ def check_classifier_inputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Te
         try:
             out = model(x[:1].to(_model_dtype(model, x.dtype)))
         except (RuntimeError, TypeError, ValueError) as err:
-            raise ConfigError(f"model is not a classifier of these inputs: it fails on one input of shape "
-                              f"{tuple(x[:1].shape)} ({str(err).splitlines()[0]})") from None
+            raise ConfigError(
+                f"model is not a classifier of these inputs: it fails on one input of shape "
+                f"{tuple(x[:1].shape)} ({str(err).splitlines()[0]})"
+            ) from None
         finally:
             model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1 or out.shape[1] < 2:
-        raise ConfigError(f"model is not a classifier: it must map (n, ...) inputs to (n, classes) logits with "
-                          f"classes >= 2, got output shape {tuple(getattr(out, 'shape', ()))} for one input")
+        raise ConfigError(
+            f"model is not a classifier: it must map (n, ...) inputs to (n, classes) logits with "
+            f"classes >= 2, got output shape {tuple(getattr(out, 'shape', ()))} for one input"
+        )
     if y is not None and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
-        raise DataFormatError("labels out of range", field="labels", expected=f"0 .. {out.shape[1] - 1}",
-                              found=f"{int(y.min())} .. {int(y.max())}")
+        raise DataFormatError(
+            "labels out of range",
+            field="labels",
+            expected=f"0 .. {out.shape[1] - 1}",
+            found=f"{int(y.min())} .. {int(y.max())}",
+        )
     return x, y
 
 
@@ -146,8 +181,9 @@ def objective(logits: torch.Tensor, labels: torch.Tensor, loss: str = "ce", targ
     return (chosen - others).sum() if targeted else (others - chosen).sum()
 
 
-def input_gradient(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str = "ce",
-                   targeted: bool = False) -> torch.Tensor:
+def input_gradient(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str = "ce", targeted: bool = False
+) -> torch.Tensor:
     """Gradient of :func:`objective` with respect to the inputs ``x`` (one row per sample)."""
     x = x.detach().requires_grad_(True)
     value = objective(model(x), labels, loss, targeted)
@@ -214,8 +250,14 @@ def _chunks(n: int, batch_size: int, progress: bool | None, desc: str):
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     starts = range(0, n, batch_size)
-    return tqdm(starts, total=len(starts), disable=progress is False if progress is not None else None,
-                leave=False, desc=desc, unit="batch")
+    return tqdm(
+        starts,
+        total=len(starts),
+        disable=progress is False if progress is not None else None,
+        leave=False,
+        desc=desc,
+        unit="batch",
+    )
 
 
 class _EvalMode:
@@ -246,54 +288,159 @@ def _prepare(model, x, y, eps, box, loss, dtype):
 
 def _least_likely_targets(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size]).argmin(1) for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i : i + batch_size]).argmin(1) for i in range(0, len(x), batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------------- attacks
-def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, loss: str = "ce",
-         targets: torch.Tensor | None = None, box: tuple[float, float] = BOX, dtype: torch.dtype | None = None,
-         batch_size: int = 500, progress: bool | None = False) -> torch.Tensor:
+def fgsm(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    loss: str = "ce",
+    targets: torch.Tensor | None = None,
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+    progress: bool | None = False,
+) -> torch.Tensor:
     """Fast gradient sign method: ``clip_box(x + eps * sign(grad objective))``; ``targets`` makes it targeted
     (a step down the cross-entropy of the target)."""
-    return _iterate(model, x, y, eps, norm="linf", steps=1, alpha=eps, random_start=False, loss=loss,
-                    targets=targets, box=box, dtype=dtype, batch_size=batch_size, progress=progress, seed=0,
-                    name="fgsm")
+    return _iterate(
+        model,
+        x,
+        y,
+        eps,
+        norm="linf",
+        steps=1,
+        alpha=eps,
+        random_start=False,
+        loss=loss,
+        targets=targets,
+        box=box,
+        dtype=dtype,
+        batch_size=batch_size,
+        progress=progress,
+        seed=0,
+        name="fgsm",
+    )
 
 
-def bim(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 10,
-        alpha: float | None = None, loss: str = "ce", targets: torch.Tensor | None = None,
-        box: tuple[float, float] = BOX, dtype: torch.dtype | None = None, batch_size: int = 500,
-        progress: bool | None = False) -> torch.Tensor:
+def bim(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int = 10,
+    alpha: float | None = None,
+    loss: str = "ce",
+    targets: torch.Tensor | None = None,
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+    progress: bool | None = False,
+) -> torch.Tensor:
     """Basic iterative method (iterative FGSM): ``steps`` sign steps of ``alpha`` (default ``2.5 eps / steps``),
     each clipped to the L-inf ball and the box, from ``x``."""
-    return _iterate(model, x, y, eps, norm="linf", steps=steps, alpha=alpha, random_start=False, loss=loss,
-                    targets=targets, box=box, dtype=dtype, batch_size=batch_size, progress=progress, seed=0,
-                    name="bim")
+    return _iterate(
+        model,
+        x,
+        y,
+        eps,
+        norm="linf",
+        steps=steps,
+        alpha=alpha,
+        random_start=False,
+        loss=loss,
+        targets=targets,
+        box=box,
+        dtype=dtype,
+        batch_size=batch_size,
+        progress=progress,
+        seed=0,
+        name="bim",
+    )
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "linf",
-        steps: int = 10, alpha: float | None = None, random_start: bool = True, seed: int = 0, loss: str = "ce",
-        targets: torch.Tensor | None = None, box: tuple[float, float] = BOX, dtype: torch.dtype | None = None,
-        batch_size: int = 500, progress: bool | None = False) -> torch.Tensor:
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+    loss: str = "ce",
+    targets: torch.Tensor | None = None,
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+    progress: bool | None = False,
+) -> torch.Tensor:
     """Projected gradient descent in the L-inf (sign steps) or L2 (normalised steps) ball of radius ``eps``,
     from a seeded random start (L-inf: uniform in the ball; L2: uniform direction, radius ``U(0, 1) eps``)."""
-    return _iterate(model, x, y, eps, norm=norm, steps=steps, alpha=alpha, random_start=random_start, loss=loss,
-                    targets=targets, box=box, dtype=dtype, batch_size=batch_size, progress=progress, seed=seed,
-                    name="pgd")
+    return _iterate(
+        model,
+        x,
+        y,
+        eps,
+        norm=norm,
+        steps=steps,
+        alpha=alpha,
+        random_start=random_start,
+        loss=loss,
+        targets=targets,
+        box=box,
+        dtype=dtype,
+        batch_size=batch_size,
+        progress=progress,
+        seed=seed,
+        name="pgd",
+    )
 
 
-def least_likely(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 10,
-                 alpha: float | None = None, loss: str = "ce", box: tuple[float, float] = BOX,
-                 dtype: torch.dtype | None = None, batch_size: int = 500,
-                 progress: bool | None = False) -> torch.Tensor:
+def least_likely(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int = 10,
+    alpha: float | None = None,
+    loss: str = "ce",
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+    progress: bool | None = False,
+) -> torch.Tensor:
     """Iterative least-likely class method: targeted BIM towards ``argmin`` of the clean logits."""
     x, y = check_classifier_inputs(model, x, y, box)
     working = _working_model(model, dtype)
     with _EvalMode(working):
         targets = _least_likely_targets(working, x.to(_model_dtype(working, x.dtype)), batch_size)
-    return _iterate(model, x, y, eps, norm="linf", steps=steps, alpha=alpha, random_start=False, loss=loss,
-                    targets=targets, box=box, dtype=dtype, batch_size=batch_size, progress=progress, seed=0,
-                    name="least-likely")
+    return _iterate(
+        model,
+        x,
+        y,
+        eps,
+        norm="linf",
+        steps=steps,
+        alpha=alpha,
+        random_start=False,
+        loss=loss,
+        targets=targets,
+        box=box,
+        dtype=dtype,
+        batch_size=batch_size,
+        progress=progress,
+        seed=0,
+        name="least-likely",
+    )
 
 
 def _random_start(x: torch.Tensor, eps: float, norm: str, seed: int) -> torch.Tensor:
@@ -306,8 +453,9 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, seed: int) -> torch.Te
     return (direction * radius.view(-1, *[1] * (x.ndim - 1))).to(x.dtype)
 
 
-def _iterate(model, x, y, eps, *, norm, steps, alpha, random_start, loss, targets, box, dtype, batch_size,
-             progress, seed, name) -> torch.Tensor:
+def _iterate(
+    model, x, y, eps, *, norm, steps, alpha, random_start, loss, targets, box, dtype, batch_size, progress, seed, name
+) -> torch.Tensor:
     x, y, eps, low, high, loss, working = _prepare(model, x, y, eps, box, loss, dtype)
     if norm not in ("linf", "l2"):
         raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
@@ -317,18 +465,19 @@ def _iterate(model, x, y, eps, *, norm, steps, alpha, random_start, loss, target
     if targets is not None:
         targets = torch.as_tensor(targets).long()
         if targets.shape != y.shape:
-            raise DataFormatError("targets must match labels", field="targets", expected=tuple(y.shape),
-                                  found=tuple(targets.shape))
+            raise DataFormatError(
+                "targets must match labels", field="targets", expected=tuple(y.shape), found=tuple(targets.shape)
+            )
     work_dtype = _model_dtype(working, x.dtype)
     start = _random_start(x, eps, norm, seed) if random_start and eps > 0 else None
     out = []
     with _EvalMode(working):
         for i in _chunks(len(x), batch_size, progress, name):
-            xb = x[i:i + batch_size].to(work_dtype)
-            labels = (y if targets is None else targets)[i:i + batch_size]
+            xb = x[i : i + batch_size].to(work_dtype)
+            labels = (y if targets is None else targets)[i : i + batch_size]
             adv = xb.clone()
             if start is not None:
-                adv = torch.clamp(adv + start[i:i + batch_size].to(work_dtype), low, high)
+                adv = torch.clamp(adv + start[i : i + batch_size].to(work_dtype), low, high)
             if norm == "linf":  # the ball and the box, computed once: each step is then one clamp
                 lower, upper = _linf_bounds(xb, eps, low, high)
             for _ in range(int(steps) if eps > 0 else 0):
@@ -338,7 +487,7 @@ def _iterate(model, x, y, eps, *, norm, steps, alpha, random_start, loss, target
                 else:
                     norms = grad.flatten(1).norm(dim=1).view(-1, *[1] * (grad.ndim - 1)) + 1e-10
                     adv = _project_l2(adv.detach() + alpha * grad / norms, xb, eps, low, high)
-            out.append(_finish(adv, x[i:i + batch_size], eps, norm, low, high))
+            out.append(_finish(adv, x[i : i + batch_size], eps, norm, low, high))
     return torch.cat(out)
 
 
@@ -346,10 +495,20 @@ def _runner_up_targets(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf).argmax(1)
 
 
-def lbfgs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: str | torch.Tensor = "runner_up",
-          loss: str = "ce", initial_c: float = 1e-2, search_steps: int = 10, max_iter: int = 100,
-          box: tuple[float, float] = BOX, dtype: torch.dtype | None = None, progress: bool | None = False,
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def lbfgs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    target: str | torch.Tensor = "runner_up",
+    loss: str = "ce",
+    initial_c: float = 1e-2,
+    search_steps: int = 10,
+    max_iter: int = 100,
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    progress: bool | None = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Szegedy et al.'s box-constrained L-BFGS attack; returns ``(adversarial, success)``.
 
     For each input, minimise ``c ||x' - x||_2^2 + loss(x', target)`` over ``x'`` in the box with L-BFGS-B (scipy;
@@ -371,7 +530,7 @@ def lbfgs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: s
     working = _working_model(model, dtype)
     work_dtype = _model_dtype(working, x.dtype)
     with _EvalMode(working), torch.no_grad():
-        logits = torch.cat([working(x[i:i + 500].to(work_dtype)) for i in range(0, len(x), 500)])
+        logits = torch.cat([working(x[i : i + 500].to(work_dtype)) for i in range(0, len(x), 500)])
     if isinstance(target, str):
         if target not in ("runner_up", "least_likely"):
             raise ConfigError(f"target must be 'runner_up', 'least_likely' or a tensor of classes, got {target!r}")
@@ -381,10 +540,25 @@ def lbfgs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: s
     adversarial = x.clone()
     success = torch.zeros(len(x), dtype=torch.bool)
     with _EvalMode(working):
-        for i in tqdm(range(len(x)), disable=progress is False if progress is not None else None, leave=False,
-                      desc="lbfgs", unit="input"):
-            found = _lbfgs_one(working, x[i:i + 1].to(work_dtype), int(targets[i]), loss, initial_c, search_steps,
-                               max_iter, low, high, minimize)
+        for i in tqdm(
+            range(len(x)),
+            disable=progress is False if progress is not None else None,
+            leave=False,
+            desc="lbfgs",
+            unit="input",
+        ):
+            found = _lbfgs_one(
+                working,
+                x[i : i + 1].to(work_dtype),
+                int(targets[i]),
+                loss,
+                initial_c,
+                search_steps,
+                max_iter,
+                low,
+                high,
+                minimize,
+            )
             if found is not None:
                 adversarial[i] = found.to(x.dtype).clamp(low, high)[0]
                 success[i] = True
@@ -409,9 +583,15 @@ def _lbfgs_one(model, x0, target, loss, initial_c, search_steps, max_iter, low, 
         return float(value.detach()), grad.double().flatten().numpy()
 
     def attempt(c: float):
-        result = minimize(fun, x0_flat, args=(c,), jac=True, method="L-BFGS-B",
-                          bounds=[(low, high)] * len(x0_flat), options={"maxiter": max_iter, "gtol": 1e-10,
-                                                                           "ftol": 1e-12})
+        result = minimize(
+            fun,
+            x0_flat,
+            args=(c,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(low, high)] * len(x0_flat),
+            options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-12},
+        )
         candidate = torch.from_numpy(result.x).view(shape).to(dtype)
         with torch.no_grad():
             hit = int(model(candidate).argmax(1)) == target
@@ -451,10 +631,23 @@ def _lbfgs_one(model, x0, target, loss, initial_c, search_steps, max_iter, low, 
     return best
 
 
-def spsa(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 20,
-         samples: int = 64, delta: float = 0.01, lr: float | None = None, loss: str = "margin", seed: int = 0,
-         box: tuple[float, float] = BOX, dtype: torch.dtype | None = None, batch_size: int = 100,
-         progress: bool | None = False) -> torch.Tensor:
+def spsa(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int = 20,
+    samples: int = 64,
+    delta: float = 0.01,
+    lr: float | None = None,
+    loss: str = "margin",
+    seed: int = 0,
+    box: tuple[float, float] = BOX,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 100,
+    progress: bool | None = False,
+) -> torch.Tensor:
     """SPSA (Uesato et al. 2018): gradient-free L-inf attack.
 
     Each step estimates the gradient of the objective per input from ``samples`` Rademacher directions ``v``
@@ -472,7 +665,7 @@ def spsa(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
     out = []
     with _EvalMode(working), torch.no_grad():
         for i in _chunks(len(x), batch_size, progress, "spsa"):
-            xb, yb = x[i:i + batch_size].to(work_dtype), y[i:i + batch_size]
+            xb, yb = x[i : i + batch_size].to(work_dtype), y[i : i + batch_size]
             adv = xb.clone()
             best = xb.clone()
             fooled = working(adv).argmax(1) != yb
@@ -483,7 +676,7 @@ def spsa(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
                 # Adam ascent (Kingma & Ba 2015, Alg. 1; beta1 0.9, beta2 0.999, epsilon 1e-8)
                 m = 0.9 * m + 0.1 * grad
                 v = 0.999 * v + 0.001 * grad.square()
-                m_hat, v_hat = m / (1 - 0.9 ** step), v / (1 - 0.999 ** step)
+                m_hat, v_hat = m / (1 - 0.9**step), v / (1 - 0.999**step)
                 adv = torch.clamp(adv + lr * m_hat / (v_hat.sqrt() + 1e-8), lower, upper)
                 now_fooled = working(adv).argmax(1) != yb
                 new = now_fooled & ~fooled
@@ -492,7 +685,7 @@ def spsa(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
                 if bool(fooled.all()):
                     break
             final = torch.where(fooled.view(-1, *[1] * (xb.ndim - 1)), best, adv)
-            out.append(_finish(final, x[i:i + batch_size], eps, "linf", low, high))
+            out.append(_finish(final, x[i : i + batch_size], eps, "linf", low, high))
     return torch.cat(out)
 
 
@@ -516,8 +709,14 @@ def _per_sample_objective(logits: torch.Tensor, labels: torch.Tensor, loss: str)
     return others - chosen
 
 
-ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": fgsm, "bim": bim, "pgd": pgd, "ll": least_likely,
-                                          "lbfgs": lbfgs, "spsa": spsa}
+ATTACKS: dict[str, Callable[..., Any]] = {
+    "fgsm": fgsm,
+    "bim": bim,
+    "pgd": pgd,
+    "ll": least_likely,
+    "lbfgs": lbfgs,
+    "spsa": spsa,
+}
 
 
 def attack_names(names: str | Sequence[str]) -> list[str]:

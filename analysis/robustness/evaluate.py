@@ -40,8 +40,14 @@ from neuromodels.analysis.robustness.attacks import (
 )
 from neuromodels.errors import ConfigError
 
-__all__ = ["robustness_curve", "RobustnessCurve", "masking_diagnostics", "MaskingReport", "gradient_statistics",
-           "accuracy"]
+__all__ = [
+    "robustness_curve",
+    "RobustnessCurve",
+    "masking_diagnostics",
+    "MaskingReport",
+    "gradient_statistics",
+    "accuracy",
+]
 
 GRADIENT_ATTACKS = ("bim", "pgd", "ll")
 
@@ -50,7 +56,9 @@ def accuracy_mask(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     """Boolean ``(n,)``: is each input classified as its label (eval mode, the model's dtype)."""
     dtype = _model_dtype(model, x.dtype)
     with _EvalMode(model), torch.no_grad():
-        predictions = torch.cat([model(x[i:i + batch_size].to(dtype)).argmax(1) for i in range(0, len(x), batch_size)])
+        predictions = torch.cat(
+            [model(x[i : i + batch_size].to(dtype)).argmax(1) for i in range(0, len(x), batch_size)]
+        )
     return predictions == y
 
 
@@ -76,23 +84,39 @@ class RobustnessCurve:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"clean_accuracy": self.clean_accuracy, "eps": self.accuracy["eps"].values.tolist(),
-               "accuracy": {str(a): self.accuracy.sel(attack=a).values.tolist()
-                            for a in self.accuracy["attack"].values},
-               "settings": self.settings}
+        out = {
+            "clean_accuracy": self.clean_accuracy,
+            "eps": self.accuracy["eps"].values.tolist(),
+            "accuracy": {str(a): self.accuracy.sel(attack=a).values.tolist() for a in self.accuracy["attack"].values},
+            "settings": self.settings,
+        }
         if self.lbfgs_l2 is not None:
             found = self.lbfgs_l2[np.isfinite(self.lbfgs_l2)]
-            out["lbfgs"] = {"success_rate": float(np.isfinite(self.lbfgs_l2).mean()),
-                            "median_l2": float(np.median(found)) if len(found) else None}
+            out["lbfgs"] = {
+                "success_rate": float(np.isfinite(self.lbfgs_l2).mean()),
+                "median_l2": float(np.median(found)) if len(found) else None,
+            }
         return out
 
 
-def robustness_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                     attacks: str | Sequence[str] = ("fgsm", "bim", "pgd"), eps: Sequence[float] = (0.1, 0.2, 0.3),
-                     *, loss: str = "ce", dtype: torch.dtype | None = None, steps: int = 20, seed: int = 0,
-                     spsa_samples: int = 64, spsa_steps: int = 20, lbfgs_search_steps: int = 6,
-                     box: tuple[float, float] = BOX, batch_size: int = 500,
-                     progress: bool | None = None) -> RobustnessCurve:
+def robustness_curve(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: str | Sequence[str] = ("fgsm", "bim", "pgd"),
+    eps: Sequence[float] = (0.1, 0.2, 0.3),
+    *,
+    loss: str = "ce",
+    dtype: torch.dtype | None = None,
+    steps: int = 20,
+    seed: int = 0,
+    spsa_samples: int = 64,
+    spsa_steps: int = 20,
+    lbfgs_search_steps: int = 6,
+    box: tuple[float, float] = BOX,
+    batch_size: int = 500,
+    progress: bool | None = None,
+) -> RobustnessCurve:
     """Run each attack at each budget; return the :class:`RobustnessCurve`.
 
     ``loss`` (``"ce"`` or ``"margin"``) and ``dtype`` apply to every attack (SPSA estimates the gradient of the
@@ -112,15 +136,20 @@ def robustness_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     examples: dict[str, torch.Tensor] = {}
     lbfgs_l2 = None
     common = {"box": box, "dtype": dtype}
-    bar = tqdm(total=len(names) * len(eps_values), disable=progress is False if progress is not None else None,
-               desc="attacks", unit="run")
+    bar = tqdm(
+        total=len(names) * len(eps_values),
+        disable=progress is False if progress is not None else None,
+        desc="attacks",
+        unit="run",
+    )
     for a, name in enumerate(names):
         if name == "lbfgs":
             adversarial, success = lbfgs(model, x, y, loss=loss, search_steps=lbfgs_search_steps, **common)
             delta = (adversarial.double() - x.double()).flatten(1)
             linf = torch.where(success, delta.abs().amax(1), torch.full((len(x),), math.inf, dtype=torch.float64))
-            lbfgs_l2 = torch.where(success, delta.norm(dim=1), torch.full((len(x),), math.nan,
-                                                                          dtype=torch.float64)).numpy()
+            lbfgs_l2 = torch.where(
+                success, delta.norm(dim=1), torch.full((len(x),), math.nan, dtype=torch.float64)
+            ).numpy()
             for e, value in enumerate(eps_values):
                 table[a, e] = float((clean & ~(linf <= value)).double().mean())
                 bar.update()
@@ -140,17 +169,36 @@ def robustness_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                 examples[name] = adversarial
             bar.update()
     bar.close()
-    settings = {"loss": loss, "dtype": str(dtype or x.dtype), "steps": steps, "seed": seed, "box": list(box),
-                "spsa_samples": spsa_samples, "spsa_steps": spsa_steps, "n": len(x)}
-    curve = xr.DataArray(table, dims=("attack", "eps"), coords={"attack": names, "eps": eps_values},
-                         name="accuracy", attrs={"method": "robustness_curve", **{k: str(v) for k, v in
-                                                                                 settings.items()}})
+    settings = {
+        "loss": loss,
+        "dtype": str(dtype or x.dtype),
+        "steps": steps,
+        "seed": seed,
+        "box": list(box),
+        "spsa_samples": spsa_samples,
+        "spsa_steps": spsa_steps,
+        "n": len(x),
+    }
+    curve = xr.DataArray(
+        table,
+        dims=("attack", "eps"),
+        coords={"attack": names, "eps": eps_values},
+        name="accuracy",
+        attrs={"method": "robustness_curve", **{k: str(v) for k, v in settings.items()}},
+    )
     return RobustnessCurve(curve, float(clean.double().mean()), examples, lbfgs_l2, settings)
 
 
-def gradient_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
-                        dtype: torch.dtype | None = None, box: tuple[float, float] = BOX,
-                        batch_size: int = 500) -> dict[str, float]:
+def gradient_statistics(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: str = "ce",
+    dtype: torch.dtype | None = None,
+    box: tuple[float, float] = BOX,
+    batch_size: int = 500,
+) -> dict[str, float]:
     """Fractions of inputs whose objective gradient (with respect to the input) is all zero, contains
     subnormal (underflowed) entries, or is not finite; and the fraction of zero entries overall."""
     x, y = check_classifier_inputs(model, x, y, box)
@@ -160,7 +208,7 @@ def gradient_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     zero_inputs = subnormal_inputs = nonfinite_inputs = zero_entries = 0
     with _EvalMode(working):
         for i in range(0, len(x), batch_size):
-            grad = input_gradient(working, x[i:i + batch_size].to(work_dtype), y[i:i + batch_size], loss).flatten(1)
+            grad = input_gradient(working, x[i : i + batch_size].to(work_dtype), y[i : i + batch_size], loss).flatten(1)
             finite = torch.isfinite(grad)
             nonfinite_inputs += int((~finite.all(1)).sum())
             zero = grad == 0
@@ -168,9 +216,12 @@ def gradient_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
             zero_entries += int(zero.sum())
             subnormal_inputs += int(((grad.abs() < tiny) & ~zero).any(1).sum())
     n = len(x)
-    return {"zero_gradient_fraction": zero_inputs / n, "subnormal_gradient_fraction": subnormal_inputs / n,
-            "nonfinite_gradient_fraction": nonfinite_inputs / n,
-            "zero_entry_fraction": zero_entries / (n * x[0].numel())}
+    return {
+        "zero_gradient_fraction": zero_inputs / n,
+        "subnormal_gradient_fraction": subnormal_inputs / n,
+        "nonfinite_gradient_fraction": nonfinite_inputs / n,
+        "zero_entry_fraction": zero_entries / (n * x[0].numel()),
+    }
 
 
 @dataclass
@@ -183,15 +234,27 @@ class MaskingReport:
     checks: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"gradient_masking_suspected": self.gradient_masking_suspected, "reasons": list(self.reasons),
-                "checks": self.checks}
+        return {
+            "gradient_masking_suspected": self.gradient_masking_suspected,
+            "reasons": list(self.reasons),
+            "checks": self.checks,
+        }
 
 
-def masking_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        curve: RobustnessCurve | None = None, *, loss: str = "ce",
-                        dtype: torch.dtype | None = None, tolerance: float = 0.02, unbounded_accuracy: float = 0.05,
-                        steps: int = 20, box: tuple[float, float] = BOX,
-                        zero_gradient_limit: float = 0.05) -> MaskingReport:
+def masking_diagnostics(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    curve: RobustnessCurve | None = None,
+    *,
+    loss: str = "ce",
+    dtype: torch.dtype | None = None,
+    tolerance: float = 0.02,
+    unbounded_accuracy: float = 0.05,
+    steps: int = 20,
+    box: tuple[float, float] = BOX,
+    zero_gradient_limit: float = 0.05,
+) -> MaskingReport:
     """The five checks of the module docstring on ``model`` (with the attacks' ``loss`` and ``dtype``).
 
     ``curve``: a :class:`RobustnessCurve` of the same model and attack settings (checks 1, 3 and 4 use it;
@@ -216,8 +279,10 @@ def masking_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
                 rising[str(name)] = float(jumps.max())
         checks["accuracy_rises_with_eps"] = rising
         if rising:
-            reasons.append(f"accuracy rises with epsilon for {', '.join(rising)} (by up to "
-                           f"{max(rising.values()):.3f}): a stronger budget cannot help the model")
+            reasons.append(
+                f"accuracy rises with epsilon for {', '.join(rising)} (by up to "
+                f"{max(rising.values()):.3f}): a stronger budget cannot help the model"
+            )
         attacks = [str(a) for a in table["attack"].values]
         if "fgsm" in attacks:
             iterative = [a for a in ("bim", "pgd") if a in attacks]
@@ -225,8 +290,10 @@ def masking_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
             worse = {a: v for a, v in worse.items() if v > tolerance}
             checks["iterative_worse_than_single_step"] = worse
             if worse:
-                reasons.append(f"iterative attack(s) {', '.join(worse)} leave more accuracy than single-step FGSM "
-                               f"(by up to {max(worse.values()):.3f})")
+                reasons.append(
+                    f"iterative attack(s) {', '.join(worse)} leave more accuracy than single-step FGSM "
+                    f"(by up to {max(worse.values()):.3f})"
+                )
         white = [a for a in ("fgsm", "bim", "pgd", "ll") if a in attacks]
         if "spsa" in attacks and white:
             best_white = table.sel(attack=white).min("attack")
@@ -242,18 +309,34 @@ def masking_diagnostics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     remaining = float((clean & accuracy_mask(model, adversarial, y)).double().mean())
     checks["unbounded_pgd_accuracy"] = remaining
     if remaining > unbounded_accuracy:
-        reasons.append(f"PGD with an unbounded budget (eps = {unbounded:g}, the whole box) leaves accuracy "
-                       f"{remaining:.3f} > {unbounded_accuracy}: the attack's gradient does not lead anywhere")
-    stats = gradient_statistics(model, x[clean], y[clean], loss=loss, dtype=dtype, box=box) if bool(clean.any()) \
-        else {"zero_gradient_fraction": 0.0, "subnormal_gradient_fraction": 0.0, "nonfinite_gradient_fraction": 0.0,
-              "zero_entry_fraction": 0.0}
+        reasons.append(
+            f"PGD with an unbounded budget (eps = {unbounded:g}, the whole box) leaves accuracy "
+            f"{remaining:.3f} > {unbounded_accuracy}: the attack's gradient does not lead anywhere"
+        )
+    stats = (
+        gradient_statistics(model, x[clean], y[clean], loss=loss, dtype=dtype, box=box)
+        if bool(clean.any())
+        else {
+            "zero_gradient_fraction": 0.0,
+            "subnormal_gradient_fraction": 0.0,
+            "nonfinite_gradient_fraction": 0.0,
+            "zero_entry_fraction": 0.0,
+        }
+    )
     checks["gradients"] = stats
     bad = stats["zero_gradient_fraction"] + stats["subnormal_gradient_fraction"] + stats["nonfinite_gradient_fraction"]
     if bad > zero_gradient_limit:
-        reasons.append(f"input gradients vanish or break on correctly classified inputs: all zero for "
-                       f"{stats['zero_gradient_fraction']:.3f}, underflowed (subnormal) for "
-                       f"{stats['subnormal_gradient_fraction']:.3f}, non-finite for "
-                       f"{stats['nonfinite_gradient_fraction']:.3f} of them")
-    checks["settings"] = {"loss": loss, "dtype": str(dtype or x.dtype), "tolerance": tolerance,
-                          "unbounded_accuracy": unbounded_accuracy, "zero_gradient_limit": zero_gradient_limit}
+        reasons.append(
+            f"input gradients vanish or break on correctly classified inputs: all zero for "
+            f"{stats['zero_gradient_fraction']:.3f}, underflowed (subnormal) for "
+            f"{stats['subnormal_gradient_fraction']:.3f}, non-finite for "
+            f"{stats['nonfinite_gradient_fraction']:.3f} of them"
+        )
+    checks["settings"] = {
+        "loss": loss,
+        "dtype": str(dtype or x.dtype),
+        "tolerance": tolerance,
+        "unbounded_accuracy": unbounded_accuracy,
+        "zero_gradient_limit": zero_gradient_limit,
+    }
     return MaskingReport(bool(reasons), reasons, checks)

@@ -18,11 +18,25 @@ from neuromodels._lazy import lazy_attributes
 _LAZY = {
     **dict.fromkeys(["SynapticIntelligence", "SI_PRESETS", "tracked_parameters"], "si"),
     **dict.fromkeys(["EWC", "diagonal_fisher"], "ewc"),
-    **dict.fromkeys(["TaskData", "Task", "TaskSequence", "split_tasks", "permuted_tasks", "benchmark",
-                     "BENCHMARKS", "SCENARIOS", "PAPER_SETTINGS"], "tasks"),
+    **dict.fromkeys(
+        [
+            "TaskData",
+            "Task",
+            "TaskSequence",
+            "split_tasks",
+            "permuted_tasks",
+            "benchmark",
+            "BENCHMARKS",
+            "SCENARIOS",
+            "PAPER_SETTINGS",
+        ],
+        "tasks",
+    ),
     **dict.fromkeys(["average_accuracy", "backward_transfer", "forgetting", "summarise"], "metrics"),
-    **dict.fromkeys(["train_sequence", "ContinualResult", "METHODS", "make_method", "evaluate_accuracy",
-                     "cross_entropy"], "sequence"),
+    **dict.fromkeys(
+        ["train_sequence", "ContinualResult", "METHODS", "make_method", "evaluate_accuracy", "cross_entropy"],
+        "sequence",
+    ),
     **dict.fromkeys(["BenchmarkRun", "run_benchmark", "build_model"], "experiments"),
 }
 

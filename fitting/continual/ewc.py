@@ -27,8 +27,9 @@ from neuromodels.fitting.continual.si import _diff, _number, tracked_parameters
 __all__ = ["EWC", "diagonal_fisher"]
 
 
-def diagonal_fisher(model: torch.nn.Module, dataset: Any, names: list[str], *, n_samples: int | None = 1000,
-                    chunk: int = 16) -> list[torch.Tensor]:
+def diagonal_fisher(
+    model: torch.nn.Module, dataset: Any, names: list[str], *, n_samples: int | None = 1000, chunk: int = 16
+) -> list[torch.Tensor]:
     """The diagonal Fisher of ``model``'s class distribution over the first ``n_samples`` items of ``dataset``
     (all with ``None``), for the parameters ``names``; one tensor per parameter, shaped like it."""
     from torch.func import functional_call, grad, vmap
@@ -80,9 +81,17 @@ class EWC:
     n_samples: inputs of each task used to estimate its Fisher (``None``: all).
     """
 
-    def __init__(self, model: torch.nn.Module, lam: float = 100.0, *, online: bool = False, gamma: float = 1.0,
-                 n_samples: int | None = 1000, exclude_norm: bool = False,
-                 include: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lam: float = 100.0,
+        *,
+        online: bool = False,
+        gamma: float = 1.0,
+        n_samples: int | None = 1000,
+        exclude_norm: bool = False,
+        include: Callable[[str], bool] | None = None,
+    ) -> None:
         self.lam = _number(lam, "lam")
         self.gamma = _number(gamma, "gamma")
         if self.lam < 0:
@@ -104,8 +113,14 @@ class EWC:
         self.tasks_ = 0
 
     def settings(self) -> dict[str, Any]:
-        return {"method": "online-ewc" if self.online else "ewc", "lam": self.lam, "gamma": self.gamma,
-                "n_samples": self.n_samples, "exclude_norm": self.exclude_norm, "parameters": list(self.names)}
+        return {
+            "method": "online-ewc" if self.online else "ewc",
+            "lam": self.lam,
+            "gamma": self.gamma,
+            "n_samples": self.n_samples,
+            "exclude_norm": self.exclude_norm,
+            "parameters": list(self.names),
+        }
 
     def _params(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         named = dict(model.named_parameters())
@@ -142,13 +157,20 @@ class EWC:
         self.tasks_ += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings(), "tasks": self.tasks_, "precision": list(self.precision_),
-                "mean": list(self.mean_), "constant": self.constant_}
+        return {
+            "settings": self.settings(),
+            "tasks": self.tasks_,
+            "precision": list(self.precision_),
+            "mean": list(self.mean_),
+            "constant": self.constant_,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("settings") != self.settings():
-            raise ConfigError(f"EWC: the checkpoint was written with other settings "
-                              f"({_diff(state.get('settings') or {}, self.settings())})")
+            raise ConfigError(
+                f"EWC: the checkpoint was written with other settings "
+                f"({_diff(state.get('settings') or {}, self.settings())})"
+            )
         self.tasks_ = int(state["tasks"])
         self.precision_ = [t.detach().clone() for t in state["precision"]]
         self.mean_ = [t.detach().clone() for t in state["mean"]]

@@ -48,9 +48,13 @@ class BenchmarkRun:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"benchmark": self.benchmark, "scenario": self.scenario, "settings": self.settings,
-                "summary": self.summary(),
-                "runs": {label: [r.as_dict() for r in runs] for label, runs in self.results.items()}}
+        return {
+            "benchmark": self.benchmark,
+            "scenario": self.scenario,
+            "settings": self.settings,
+            "summary": self.summary(),
+            "runs": {label: [r.as_dict() for r in runs] for label, runs in self.results.items()},
+        }
 
 
 def build_model(sequence: TaskSequence, hidden: Any, seed: int) -> Any:
@@ -63,12 +67,27 @@ def build_model(sequence: TaskSequence, hidden: Any, seed: int) -> Any:
     return MultiHeadMLP(sequence.n_features, tuple(int(h) for h in hidden), sequence.heads)
 
 
-def run_benchmark(name: str, scenario: str, methods: Any = ("si",), seeds: Any = (0,), *,
-                  c: Any = None, xi: float | None = None, lam: float = 100.0, gamma: float = 1.0,
-                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                  hidden: Any = None, n_tasks: int | None = None, si_options: dict[str, Any] | None = None,
-                  sequence: TaskSequence | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
-                  progress: bool | None = None, device: str = "cpu") -> BenchmarkRun:
+def run_benchmark(
+    name: str,
+    scenario: str,
+    methods: Any = ("si",),
+    seeds: Any = (0,),
+    *,
+    c: Any = None,
+    xi: float | None = None,
+    lam: float = 100.0,
+    gamma: float = 1.0,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    hidden: Any = None,
+    n_tasks: int | None = None,
+    si_options: dict[str, Any] | None = None,
+    sequence: TaskSequence | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    device: str = "cpu",
+) -> BenchmarkRun:
     """Train every method (and, for SI, every ``c`` when ``c`` is a list) on benchmark ``name`` for each seed.
 
     Unset hyperparameters take the paper's values (:data:`PAPER_SETTINGS`). Labels are the method names, or
@@ -89,11 +108,20 @@ def run_benchmark(name: str, scenario: str, methods: Any = ("si",), seeds: Any =
     cs = preset["c"] if c is None else c
     several_c = isinstance(cs, (list, tuple))
     cs = [float(v) for v in (cs if several_c else [cs])]
-    settings = {"hidden": tuple(hidden or preset["hidden"]), "epochs": int(epochs or preset["epochs"]),
-                "batch_size": int(batch_size or preset["batch_size"]), "lr": float(lr or preset["lr"]),
-                "xi": float(preset["xi"] if xi is None else xi), "c": cs, "lam": float(lam), "gamma": float(gamma),
-                "n_tasks": int(n_tasks or preset.get("n_tasks", 5)), "seeds": seeds, "methods": methods,
-                "si_options": dict(si_options or {})}
+    settings = {
+        "hidden": tuple(hidden or preset["hidden"]),
+        "epochs": int(epochs or preset["epochs"]),
+        "batch_size": int(batch_size or preset["batch_size"]),
+        "lr": float(lr or preset["lr"]),
+        "xi": float(preset["xi"] if xi is None else xi),
+        "c": cs,
+        "lam": float(lam),
+        "gamma": float(gamma),
+        "n_tasks": int(n_tasks or preset.get("n_tasks", 5)),
+        "seeds": seeds,
+        "methods": methods,
+        "si_options": dict(si_options or {}),
+    }
     for value, field_name in ((settings["xi"], "xi"),):
         if not value > 0:
             raise ConfigError(f"{field_name} must be > 0, got {value}")
@@ -104,15 +132,27 @@ def run_benchmark(name: str, scenario: str, methods: Any = ("si",), seeds: Any =
     run = BenchmarkRun(name, scenario, settings)
     runs = [(m, cv) for m in methods for cv in (cs if m == "si" else [None])]
     for seed in seeds:
-        tasks = sequence if sequence is not None else benchmark(name, scenario, n_tasks=settings["n_tasks"],
-                                                               seed=seed)
+        tasks = sequence if sequence is not None else benchmark(name, scenario, n_tasks=settings["n_tasks"], seed=seed)
         for method, c_value in runs:
             label = f"si c={c_value:g}" if method == "si" and several_c else method
             folder = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{label.replace(' ', '_')}-seed{seed}"
             model = build_model(tasks, settings["hidden"], seed)
             result = train_sequence(
-                model, tasks, method, c=c_value if c_value is not None else 0.0, xi=settings["xi"], lam=lam,
-                gamma=gamma, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                seed=seed, si_options=si_options, checkpoint_dir=folder, progress=progress, device=device)
+                model,
+                tasks,
+                method,
+                c=c_value if c_value is not None else 0.0,
+                xi=settings["xi"],
+                lam=lam,
+                gamma=gamma,
+                epochs=settings["epochs"],
+                batch_size=settings["batch_size"],
+                lr=settings["lr"],
+                seed=seed,
+                si_options=si_options,
+                checkpoint_dir=folder,
+                progress=progress,
+                device=device,
+            )
             run.results.setdefault(label, []).append(result)
     return run

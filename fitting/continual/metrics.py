@@ -48,5 +48,8 @@ def forgetting(accuracy: Any) -> float:
 
 
 def summarise(accuracy: Any) -> dict[str, float]:
-    return {"average_accuracy": average_accuracy(accuracy), "backward_transfer": backward_transfer(accuracy),
-            "forgetting": forgetting(accuracy)}
+    return {
+        "average_accuracy": average_accuracy(accuracy),
+        "backward_transfer": backward_transfer(accuracy),
+        "forgetting": forgetting(accuracy),
+    }

@@ -47,8 +47,13 @@ class ContinualResult:
     histories: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy.values.tolist(), "tasks": list(self.accuracy.coords["evaluated"].values),
-                "metrics": dict(self.metrics), "settings": dict(self.settings), "histories": list(self.histories)}
+        return {
+            "accuracy": self.accuracy.values.tolist(),
+            "tasks": list(self.accuracy.coords["evaluated"].values),
+            "metrics": dict(self.metrics),
+            "settings": dict(self.settings),
+            "histories": list(self.histories),
+        }
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,9 +61,17 @@ def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(output, target)
 
 
-def make_method(method: str, model: torch.nn.Module, *, c: float = 0.1, xi: float | None = None,
-                lam: float = 100.0, gamma: float = 1.0, si_options: dict[str, Any] | None = None,
-                ewc_options: dict[str, Any] | None = None) -> Any:
+def make_method(
+    method: str,
+    model: torch.nn.Module,
+    *,
+    c: float = 0.1,
+    xi: float | None = None,
+    lam: float = 100.0,
+    gamma: float = 1.0,
+    si_options: dict[str, Any] | None = None,
+    ewc_options: dict[str, Any] | None = None,
+) -> Any:
     """The regulariser of ``method`` (``None`` for fine-tuning and joint training)."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -70,8 +83,9 @@ def make_method(method: str, model: torch.nn.Module, *, c: float = 0.1, xi: floa
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 1024,
-                      device: str | torch.device = "cpu") -> float:
+def evaluate_accuracy(
+    model: torch.nn.Module, data: Any, *, batch_size: int = 1024, device: str | torch.device = "cpu"
+) -> float:
     """Fraction of ``data``'s samples whose largest output is the label."""
     from neuromodels.fitting.loop import predict
 
@@ -96,19 +110,34 @@ def _check_heads(model: torch.nn.Module, sequence: TaskSequence, device: torch.d
                 head = sequence.head_of(i)
                 top = int(labels.max())
                 if int(labels.min()) < 0 or top >= min(width, head):
-                    raise ConfigError(f"task {i} ({task.name}) has label {top} outside its head of "
-                                      f"{min(width, head)} outputs")
+                    raise ConfigError(
+                        f"task {i} ({task.name}) has label {top} outside its head of {min(width, head)} outputs"
+                    )
     finally:
         model.train(was_training)
 
 
-def train_sequence(model: torch.nn.Module, sequence: TaskSequence, method: str = "si", *, c: float = 0.1,
-                   xi: float | None = None, lam: float = 100.0, gamma: float = 1.0, epochs: int = 10,
-                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                   si_options: dict[str, Any] | None = None, ewc_options: dict[str, Any] | None = None,
-                   checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = True,
-                   progress: bool | None = None, device: str | torch.device = "cpu",
-                   callbacks: Any = ()) -> ContinualResult:
+def train_sequence(
+    model: torch.nn.Module,
+    sequence: TaskSequence,
+    method: str = "si",
+    *,
+    c: float = 0.1,
+    xi: float | None = None,
+    lam: float = 100.0,
+    gamma: float = 1.0,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    si_options: dict[str, Any] | None = None,
+    ewc_options: dict[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    device: str | torch.device = "cpu",
+    callbacks: Any = (),
+) -> ContinualResult:
     """Train ``model`` (in place) on the tasks of ``sequence`` in order with ``method``; return the result.
 
     ``c``, ``xi``, ``si_options``: :class:`SynapticIntelligence` (``si_options``: ``gradient``, ``floor``,
@@ -129,11 +158,19 @@ def train_sequence(model: torch.nn.Module, sequence: TaskSequence, method: str =
     device = torch.device(device)
     model.to(device)
     _check_heads(model, sequence, device)
-    regulariser = make_method(method, model, c=c, xi=xi, lam=lam, gamma=gamma, si_options=si_options,
-                              ewc_options=ewc_options)
-    settings = {"method": method, "scenario": sequence.scenario, "benchmark": sequence.name,
-                "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr), "seed": int(seed),
-                "regulariser": None if regulariser is None else regulariser.settings()}
+    regulariser = make_method(
+        method, model, c=c, xi=xi, lam=lam, gamma=gamma, si_options=si_options, ewc_options=ewc_options
+    )
+    settings = {
+        "method": method,
+        "scenario": sequence.scenario,
+        "benchmark": sequence.name,
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "seed": int(seed),
+        "regulariser": None if regulariser is None else regulariser.settings(),
+    }
     n = len(sequence)
     rows: list[list[float]] = []
     histories: list[dict[str, Any]] = []
@@ -150,24 +187,52 @@ def train_sequence(model: torch.nn.Module, sequence: TaskSequence, method: str =
 
     def save() -> None:
         if state_path is not None:
-            save_checkpoint({"format": SEQUENCE_FORMAT, "settings": settings, "tasks": sequence.fingerprint(),
-                             "model": model.state_dict(),
-                             "regulariser": None if regulariser is None else regulariser.state_dict(),
-                             "rows": rows, "histories": histories}, state_path)
+            save_checkpoint(
+                {
+                    "format": SEQUENCE_FORMAT,
+                    "settings": settings,
+                    "tasks": sequence.fingerprint(),
+                    "model": model.state_dict(),
+                    "regulariser": None if regulariser is None else regulariser.state_dict(),
+                    "rows": rows,
+                    "histories": histories,
+                },
+                state_path,
+            )
 
     if not rows:
         save()  # from the start: a resume with other tasks or settings is refused even during task 0
 
-    bar = tqdm(range(len(rows), n), initial=len(rows), total=n, desc=f"{method} tasks", unit="task",
-               disable=progress is False if progress is not None else None)
+    bar = tqdm(
+        range(len(rows), n),
+        initial=len(rows),
+        total=n,
+        desc=f"{method} tasks",
+        unit="task",
+        disable=progress is False if progress is not None else None,
+    )
     for i in bar:
         task = sequence.tasks[i]
         train = concatenate([t.train for t in sequence.tasks[: i + 1]]) if method == "joint" else task.train
-        history = fit(model, train, None, loss=cross_entropy, epochs=int(epochs), batch_size=int(batch_size),
-                      lr=float(lr), regularisers=[] if regulariser is None else [regulariser],
-                      lr_patience=10**9, patience=None, restore_best=False, seed=int(seed) * 1000 + i,
-                      progress=progress, device=device, callbacks=callbacks, resume=resume,
-                      checkpoint_dir=None if folder is None else folder / f"task-{i}")
+        history = fit(
+            model,
+            train,
+            None,
+            loss=cross_entropy,
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            lr=float(lr),
+            regularisers=[] if regulariser is None else [regulariser],
+            lr_patience=10**9,
+            patience=None,
+            restore_best=False,
+            seed=int(seed) * 1000 + i,
+            progress=progress,
+            device=device,
+            callbacks=callbacks,
+            resume=resume,
+            checkpoint_dir=None if folder is None else folder / f"task-{i}",
+        )
         if isinstance(regulariser, SynapticIntelligence):
             regulariser.end_task(model)
         elif isinstance(regulariser, EWC):
@@ -179,9 +244,13 @@ def train_sequence(model: torch.nn.Module, sequence: TaskSequence, method: str =
     bar.close()
 
     names = [t.name for t in sequence.tasks]
-    accuracy = xr.DataArray(np.asarray(rows, dtype=np.float64), dims=("trained", "evaluated"),
-                            coords={"trained": names, "evaluated": names}, name="accuracy",
-                            attrs={"method": method, "scenario": sequence.scenario, "benchmark": sequence.name})
+    accuracy = xr.DataArray(
+        np.asarray(rows, dtype=np.float64),
+        dims=("trained", "evaluated"),
+        coords={"trained": names, "evaluated": names},
+        name="accuracy",
+        attrs={"method": method, "scenario": sequence.scenario, "benchmark": sequence.name},
+    )
     importance: dict[str, torch.Tensor] = {}
     if isinstance(regulariser, SynapticIntelligence):
         importance = {k: v.detach().cpu() for k, v in regulariser.importance().items()}
@@ -194,14 +263,15 @@ def _check_resumable(state: dict[str, Any], sequence: TaskSequence, settings: di
     if state.get("format") != SEQUENCE_FORMAT:
         raise ConfigError(f"{path}: not a continual-learning checkpoint (format {state.get('format')!r})")
     if list(state["tasks"]) != sequence.fingerprint():
-        raise ConfigError(f"{path}: written for other tasks or another task order; use a new folder or "
-                          "resume=False")
+        raise ConfigError(f"{path}: written for other tasks or another task order; use a new folder or resume=False")
     saved, current = _flatten(state["settings"]), _flatten(settings)
     diff = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
     if diff:
         key = diff[0]
-        raise ConfigError(f"{path}: written with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
-                          "resume with the same settings, or use a new folder / resume=False")
+        raise ConfigError(
+            f"{path}: written with {key}={saved.get(key)!r}, this run has {key}={current.get(key)!r}; "
+            "resume with the same settings, or use a new folder / resume=False"
+        )
 
 
 def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -44,15 +44,14 @@ __all__ = ["SI_PRESETS", "SynapticIntelligence", "tracked_parameters"]
 # Each peer's conventions, and where they come from (module docstring).
 SI_PRESETS: dict[str, dict[str, Any]] = {
     "pathint": {"gradient": "task", "floor": True, "clamp": None, "half": False, "exclude_norm": False},
-    "avalanche": {"gradient": "total", "floor": False, "clamp": 1e-3, "half": True, "xi": 1e-7,
-                  "exclude_norm": True},
-    "van-de-ven": {"gradient": "total", "floor": False, "clamp": None, "half": False, "xi": 0.1,
-                   "exclude_norm": False},
+    "avalanche": {"gradient": "total", "floor": False, "clamp": 1e-3, "half": True, "xi": 1e-7, "exclude_norm": True},
+    "van-de-ven": {"gradient": "total", "floor": False, "clamp": None, "half": False, "xi": 0.1, "exclude_norm": False},
 }
 
 
-def tracked_parameters(model: torch.nn.Module, *, exclude_norm: bool = False,
-                       include: Callable[[str], bool] | None = None) -> list[tuple[str, torch.nn.Parameter]]:
+def tracked_parameters(
+    model: torch.nn.Module, *, exclude_norm: bool = False, include: Callable[[str], bool] | None = None
+) -> list[tuple[str, torch.nn.Parameter]]:
     """``(name, parameter)`` pairs a continual-learning penalty acts on: trainable, passing ``include``, and
     (with ``exclude_norm``) not owned by a batch- or instance-norm layer."""
     excluded: set[int] = set()
@@ -60,8 +59,11 @@ def tracked_parameters(model: torch.nn.Module, *, exclude_norm: bool = False,
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._NormBase):
                 excluded.update(id(p) for p in module.parameters(recurse=False))
-    return [(name, p) for name, p in model.named_parameters()
-            if p.requires_grad and id(p) not in excluded and (include is None or include(name))]
+    return [
+        (name, p)
+        for name, p in model.named_parameters()
+        if p.requires_grad and id(p) not in excluded and (include is None or include(name))
+    ]
 
 
 class SynapticIntelligence:
@@ -88,10 +90,20 @@ class SynapticIntelligence:
     start of the current task), ``tasks_`` (completed tasks).
     """
 
-    def __init__(self, model: torch.nn.Module, c: float = 1.0, xi: float | None = None, *,
-                 gradient: str | None = None, floor: bool | None = None, clamp: float | None | str = "preset",
-                 half: bool | None = None, exclude_norm: bool | None = None,
-                 include: Callable[[str], bool] | None = None, preset: str = "pathint") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        c: float = 1.0,
+        xi: float | None = None,
+        *,
+        gradient: str | None = None,
+        floor: bool | None = None,
+        clamp: float | None | str = "preset",
+        half: bool | None = None,
+        exclude_norm: bool | None = None,
+        include: Callable[[str], bool] | None = None,
+        preset: str = "pathint",
+    ) -> None:
         if preset not in SI_PRESETS:
             raise ConfigError(f"preset must be one of {sorted(SI_PRESETS)}, got {preset!r}")
         settings = dict(SI_PRESETS[preset])
@@ -136,9 +148,17 @@ class SynapticIntelligence:
     # ------------------------------------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
         """The rule's settings, as saved in checkpoints and reports."""
-        return {"method": "si", "c": self.c, "xi": self.xi, "gradient": self.gradient, "floor": self.floor,
-                "clamp": self.clamp, "half": self.half, "exclude_norm": self.exclude_norm,
-                "parameters": list(self.names)}
+        return {
+            "method": "si",
+            "c": self.c,
+            "xi": self.xi,
+            "gradient": self.gradient,
+            "floor": self.floor,
+            "clamp": self.clamp,
+            "half": self.half,
+            "exclude_norm": self.exclude_norm,
+            "parameters": list(self.names),
+        }
 
     @property
     def needs_data_gradient(self) -> bool:
@@ -164,9 +184,12 @@ class SynapticIntelligence:
         if len(self._diff) != len(params):
             self._diff = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
             self._weighted = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
-        terms = [_WeightedSquare.apply(p, anchor, importance, scale, diff, weighted)
-                 for p, importance, anchor, diff, weighted
-                 in zip(params, self.importance_, self.anchor_, self._diff, self._weighted)]
+        terms = [
+            _WeightedSquare.apply(p, anchor, importance, scale, diff, weighted)
+            for p, importance, anchor, diff, weighted in zip(
+                params, self.importance_, self.anchor_, self._diff, self._weighted
+            )
+        ]
         return torch.stack(terms).sum()
 
     @torch.no_grad()
@@ -201,8 +224,9 @@ class SynapticIntelligence:
             self.accumulator_[k].add_(self.omega_[k] / (change.square() + self.xi))
             if self.floor:
                 self.accumulator_[k].clamp_(min=0.0)
-            self.importance_[k] = (self.accumulator_[k].clamp(max=self.clamp) if self.clamp is not None
-                                   else self.accumulator_[k].clone())
+            self.importance_[k] = (
+                self.accumulator_[k].clamp(max=self.clamp) if self.clamp is not None else self.accumulator_[k].clone()
+            )
             self.omega_[k].zero_()
             self.anchor_[k] = p.detach().clone()
             self.start_[k] = p.detach().clone()
@@ -220,9 +244,15 @@ class SynapticIntelligence:
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings(), "tasks": self.tasks_, "omega": list(self.omega_),
-                "accumulator": list(self.accumulator_), "importance": list(self.importance_),
-                "anchor": list(self.anchor_), "start": list(self.start_)}
+        return {
+            "settings": self.settings(),
+            "tasks": self.tasks_,
+            "omega": list(self.omega_),
+            "accumulator": list(self.accumulator_),
+            "importance": list(self.importance_),
+            "anchor": list(self.anchor_),
+            "start": list(self.start_),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("settings") != self.settings():
@@ -231,8 +261,13 @@ class SynapticIntelligence:
                 f"({_diff(state.get('settings') or {}, self.settings())}); use the same settings or a new folder"
             )
         self.tasks_ = int(state["tasks"])
-        for key, attr in (("omega", "omega_"), ("accumulator", "accumulator_"), ("importance", "importance_"),
-                          ("anchor", "anchor_"), ("start", "start_")):
+        for key, attr in (
+            ("omega", "omega_"),
+            ("accumulator", "accumulator_"),
+            ("importance", "importance_"),
+            ("anchor", "anchor_"),
+            ("start", "start_"),
+        ):
             setattr(self, attr, [t.detach().clone() for t in state[key]])
 
 
@@ -247,8 +282,15 @@ class _WeightedSquare(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, p: torch.Tensor, anchor: torch.Tensor, weight: torch.Tensor, scale: float,
-                diff: torch.Tensor, weighted: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        p: torch.Tensor,
+        anchor: torch.Tensor,
+        weight: torch.Tensor,
+        scale: float,
+        diff: torch.Tensor,
+        weighted: torch.Tensor,
+    ) -> torch.Tensor:
         torch.sub(p.detach(), anchor, out=diff)
         torch.mul(weight, diff, out=weighted)
         ctx.weighted = weighted

@@ -48,8 +48,15 @@ BENCHMARKS = ("split-mnist", "permuted-mnist", "split-digits")
 # split-digits: our choice (the split-MNIST settings on 8x8 images; no published run).
 PAPER_SETTINGS: dict[str, dict[str, Any]] = {
     "split-mnist": {"hidden": (256, 256), "batch_size": 64, "epochs": 10, "lr": 1e-3, "c": 1.0, "xi": 1e-3},
-    "permuted-mnist": {"hidden": (2000, 2000), "batch_size": 256, "epochs": 20, "lr": 1e-3, "c": 0.1, "xi": 0.1,
-                       "n_tasks": 10},
+    "permuted-mnist": {
+        "hidden": (2000, 2000),
+        "batch_size": 256,
+        "epochs": 20,
+        "lr": 1e-3,
+        "c": 0.1,
+        "xi": 0.1,
+        "n_tasks": 10,
+    },
     "split-digits": {"hidden": (256, 256), "batch_size": 64, "epochs": 10, "lr": 1e-3, "c": 1.0, "xi": 1e-3},
 }
 
@@ -163,8 +170,14 @@ def _train_test(x: np.ndarray, y: np.ndarray, test_fraction: float) -> tuple[np.
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def split_tasks(images: Any, groups: Sequence[Sequence[int]], *, scenario: str = "task",
-                test_fraction: float = 0.2, name: str = "split") -> TaskSequence:
+def split_tasks(
+    images: Any,
+    groups: Sequence[Sequence[int]],
+    *,
+    scenario: str = "task",
+    test_fraction: float = 0.2,
+    name: str = "split",
+) -> TaskSequence:
     """Tasks of the classes in each group (e.g. ``[[0, 1], [2, 3], ...]``) from labelled images.
 
     ``images``: an ``xr.DataArray`` with a ``label`` coordinate (any loader of ``neuromodels.datasets.images``,
@@ -203,8 +216,15 @@ def split_tasks(images: Any, groups: Sequence[Sequence[int]], *, scenario: str =
     return TaskSequence(name, scenario, tasks, heads, x.shape[1], {"test_fraction": test_fraction})
 
 
-def permuted_tasks(images: Any, n_tasks: int, *, scenario: str = "domain", test_fraction: float = 0.2,
-                   seed: int = 0, name: str = "permuted") -> TaskSequence:
+def permuted_tasks(
+    images: Any,
+    n_tasks: int,
+    *,
+    scenario: str = "domain",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    name: str = "permuted",
+) -> TaskSequence:
     """``n_tasks`` tasks of all classes, each with its own fixed pixel permutation (task 0 unpermuted; the
     others drawn by ``numpy.random.default_rng(seed)``)."""
     _check_scenario(scenario)
@@ -221,11 +241,18 @@ def permuted_tasks(images: Any, n_tasks: int, *, scenario: str = "domain", test_
     for t in range(int(n_tasks)):
         perm = np.arange(x.shape[1]) if t == 0 else rng.permutation(x.shape[1])
         offset = t * n_classes if scenario == "class" else 0
-        parts = [TaskData(xs[:, perm], ys + offset, t, with_task=scenario == "task")
-                 for xs, ys in ((x_train, y_train), (x_test, y_test))]
+        parts = [
+            TaskData(xs[:, perm], ys + offset, t, with_task=scenario == "task")
+            for xs, ys in ((x_train, y_train), (x_test, y_test))
+        ]
         tasks.append(Task(f"perm{t}", parts[0], parts[1], tuple(classes)))
-    heads = ((n_classes,) * int(n_tasks) if scenario == "task"
-             else (n_classes * int(n_tasks),) if scenario == "class" else (n_classes,))
+    heads = (
+        (n_classes,) * int(n_tasks)
+        if scenario == "task"
+        else (n_classes * int(n_tasks),)
+        if scenario == "class"
+        else (n_classes,)
+    )
     return TaskSequence(name, scenario, tasks, heads, x.shape[1], {"test_fraction": test_fraction, "seed": seed})
 
 

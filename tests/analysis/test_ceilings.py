@@ -25,8 +25,13 @@ from neuromodels.analysis.ceilings import (
 from neuromodels.datasets.recording import assembly
 from neuromodels.errors import ConfigError, DataFormatError
 
-COWLEY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cowley2023-v4" / \
-    "responses_raw_responses_210325.npy"
+COWLEY = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "cowley2023-v4"
+    / "responses_raw_responses_210325.npy"
+)
 
 
 def _trials_to_assembly(trials: np.ndarray, drop_nan: bool = False, time_bins: int | None = None) -> xr.DataArray:
@@ -40,10 +45,17 @@ def _trials_to_assembly(trials: np.ndarray, drop_nan: bool = False, time_bins: i
         values, stimulus, repetition = values[keep], stimulus[keep], repetition[keep]
     kwargs = {}
     if time_bins:
-        kwargs = {"time_bin_start_ms": 10.0 * np.arange(time_bins),
-                  "time_bin_end_ms": 10.0 * np.arange(1, time_bins + 1)}
-    return assembly(values, stimulus_id=stimulus, neuroid_id=[f"n{i}" for i in range(trials.shape[2])],
-                    repetition=repetition, **kwargs)
+        kwargs = {
+            "time_bin_start_ms": 10.0 * np.arange(time_bins),
+            "time_bin_end_ms": 10.0 * np.arange(1, time_bins + 1),
+        }
+    return assembly(
+        values,
+        stimulus_id=stimulus,
+        neuroid_id=[f"n{i}" for i in range(trials.shape[2])],
+        repetition=repetition,
+        **kwargs,
+    )
 
 
 def _synthetic(n_stimuli=480, n_neuroids=60, n_reps=10, noise_sd=1.5, seed=0):
@@ -61,10 +73,18 @@ def _brain_score_split_half(neural: xr.DataArray, n_splits: int = 10) -> tuple[n
     repetitions = np.unique(neural["repetition"].values)
     per_split = []
     for first, second in ShuffleSplit(n_splits, train_size=0.5, random_state=1).split(np.zeros(len(repetitions))):
-        halves = [neural.isel(presentation=np.isin(neural["repetition"].values, repetitions[chosen]))
-                  .groupby("stimulus_id").mean("presentation") for chosen in (first, second)]
-        r = np.array([scipy.stats.pearsonr(halves[0].values[:, i], halves[1].values[:, i])[0]
-                      for i in range(neural.sizes["neuroid"])])
+        halves = [
+            neural.isel(presentation=np.isin(neural["repetition"].values, repetitions[chosen]))
+            .groupby("stimulus_id")
+            .mean("presentation")
+            for chosen in (first, second)
+        ]
+        r = np.array(
+            [
+                scipy.stats.pearsonr(halves[0].values[:, i], halves[1].values[:, i])[0]
+                for i in range(neural.sizes["neuroid"])
+            ]
+        )
         per_split.append(2 * r / (1 + r))
     per_split = np.array(per_split)
     medians = np.median(per_split, axis=1)
@@ -128,8 +148,9 @@ def test_split_half_per_time_bin_equals_each_bin_alone():
     assert "time_bin_start" in ours["ceiling"].coords
     for t in range(3):
         alone = ceiling_split_half(neural.isel(time_bin=t))
-        np.testing.assert_allclose(ours["ceiling_per_neuroid"].isel(time_bin=t).values,
-                                   alone["ceiling_per_neuroid"].values, atol=1e-14)
+        np.testing.assert_allclose(
+            ours["ceiling_per_neuroid"].isel(time_bin=t).values, alone["ceiling_per_neuroid"].values, atol=1e-14
+        )
         assert float(ours["ceiling"][t]) == pytest.approx(float(alone["ceiling"]), abs=1e-14)
 
 
@@ -209,8 +230,11 @@ def test_unequal_repeats_nan_padding_equals_dropped_presentations():
     np.testing.assert_array_equal(np.isnan(cube.values), np.isnan(trials))  # exact: masks
     for function in (cc_max, fev, oracle_correlation, signal_power):
         np.testing.assert_allclose(function(dropped).values, function(trials).values, rtol=1e-12)
-    np.testing.assert_allclose(ceiling_split_half(dropped)["ceiling_per_split"].values,
-                               ceiling_split_half(trials)["ceiling_per_split"].values, rtol=1e-12)
+    np.testing.assert_allclose(
+        ceiling_split_half(dropped)["ceiling_per_split"].values,
+        ceiling_split_half(trials)["ceiling_per_split"].values,
+        rtol=1e-12,
+    )
     # Unequal counts use the ANOVA signal power: Var_1(means) - pooled within variance x mean(1/N_s)
     means = np.nanmean(trials, axis=0)
     within = np.nansum(np.nanvar(trials, axis=0, ddof=1) * (counts[:, None] - 1), axis=0) / (counts - 1).sum()
@@ -291,8 +315,13 @@ def test_cowley_v4_every_ceiling_method(cowley_v4):
     explainable = noise_ceiling(cowley_v4, "fev")
     jackknife = noise_ceiling(cowley_v4, "oracle")
     conservative = noise_ceiling(cowley_v4, "oracle", oracle_method="conservative")
-    results = {"split_half": split_half, "cc_max": cc, "fev": explainable, "oracle_jackknife": jackknife,
-               "oracle_conservative": conservative}
+    results = {
+        "split_half": split_half,
+        "cc_max": cc,
+        "fev": explainable,
+        "oracle_jackknife": jackknife,
+        "oracle_conservative": conservative,
+    }
     for name, result in results.items():
         per = result["ceiling_per_neuroid"].values
         assert per.shape == (50,) and np.all(np.isfinite(per)), name

@@ -12,14 +12,19 @@ from neuromodels.analysis.features import extract_features, fit_pca
 from neuromodels.errors import ConfigError, DataFormatError
 
 
-def _images(n: int = 7, size: int = 3, *, seed: int = 0, channels: int | None = None, prefix: str = "s") -> xr.DataArray:
+def _images(
+    n: int = 7, size: int = 3, *, seed: int = 0, channels: int | None = None, prefix: str = "s"
+) -> xr.DataArray:
     rng = np.random.default_rng(seed)
     shape = (n, size, size) + ((channels,) if channels else ())
     dims = ("stimulus", "y", "x") + (("channel",) if channels else ())
     return xr.DataArray(
-        rng.uniform(-1, 1, shape).astype(np.float32), dims=dims,
-        coords={"stimulus_id": ("stimulus", [f"{prefix}{i}" for i in range(n)]),
-                "object_name": ("stimulus", [f"obj{i % 3}" for i in range(n)])},
+        rng.uniform(-1, 1, shape).astype(np.float32),
+        dims=dims,
+        coords={
+            "stimulus_id": ("stimulus", [f"{prefix}{i}" for i in range(n)]),
+            "object_name": ("stimulus", [f"obj{i % 3}" for i in range(n)]),
+        },
     )
 
 
@@ -48,7 +53,7 @@ def _by_hand(images: np.ndarray) -> dict[str, np.ndarray]:
     for i in range(2):
         for j in range(2):
             conv[:, 0, i, j] = images[:, i, j]
-            conv[:, 1, i, j] = 0.5 * images[:, i:i + 2, j:j + 2].sum(axis=(1, 2)) - 0.25
+            conv[:, 1, i, j] = 0.5 * images[:, i : i + 2, j : j + 2].sum(axis=(1, 2)) - 0.25
     relu = np.maximum(conv, 0).reshape(n, 8)
     weight = np.arange(24).reshape(3, 8) / 10 - 1
     return {"0": conv.reshape(n, 8), "1": relu, "3": relu @ weight.T + np.array([0.5, -0.5, 1.0])}
@@ -143,8 +148,9 @@ def test_hooks_removed_after_success_and_after_an_exception(tmp_path):
     model = _FailsOnSecondBatch()
     model.train()
     with pytest.raises(RuntimeError, match="boom"):
-        extract_features(model, _images(), layers=["inner.0", "inner.3"], batch_size=3, progress=False,
-                         out=tmp_path / "feats")
+        extract_features(
+            model, _images(), layers=["inner.0", "inner.3"], batch_size=3, progress=False, out=tmp_path / "feats"
+        )
     assert _hook_count(model) == 0
     assert model.training  # mode restored on the error path too
     # the on-disk output is atomic: nothing half-written is left behind
@@ -217,8 +223,9 @@ def test_time_steps_collect_each_call_of_a_recurrent_module(tmp_path):
     assert list(picked["time_step"].values) == [0, 2]
     np.testing.assert_allclose(picked.values, expected[..., [0, 2]], atol=1e-6)
 
-    disk = extract_features(model, stimuli, layers="cell", time_steps=3, batch_size=3, progress=False,
-                            out=tmp_path / "cell.nc")
+    disk = extract_features(
+        model, stimuli, layers="cell", time_steps=3, batch_size=3, progress=False, out=tmp_path / "cell.nc"
+    )
     xr.testing.assert_equal(disk.compute(), out)  # exact: same batches, stored and read back
 
     with pytest.raises(ConfigError, match="called 3 times"):
@@ -242,14 +249,16 @@ def test_pca_features_equal_sklearn_pca_transform(layer, n_fit, n_components):
     reference = PCA(n_components=n_components, svd_solver="full").fit(raw_fit.astype(np.float64))
     expected = reference.transform(raw.astype(np.float64))
 
-    projected = extract_features(model, stimuli, layers=layer, pca_stimuli=fit_images, n_components=n_components,
-                                 batch_size=4, progress=False)
+    projected = extract_features(
+        model, stimuli, layers=layer, pca_stimuli=fit_images, n_components=n_components, batch_size=4, progress=False
+    )
     assert projected.shape == (9, n_components)
     scale = np.abs(expected).max()
     np.testing.assert_allclose(projected.values, expected, rtol=0, atol=2e-5 * scale)
     assert projected.attrs["pca_n_components"] == n_components and projected.attrs["pca_n_images"] == n_fit
-    np.testing.assert_allclose(projected.attrs["pca_explained_variance_ratio"],
-                               reference.explained_variance_ratio_.sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        projected.attrs["pca_explained_variance_ratio"], reference.explained_variance_ratio_.sum(), rtol=1e-5
+    )
 
 
 def test_pca_reuse_small_layers_untouched_and_bad_requests(tmp_path):
@@ -261,8 +270,9 @@ def test_pca_reuse_small_layers_untouched_and_bad_requests(tmp_path):
     assert fitted["1"].components.shape == (30, 144)
     np.testing.assert_allclose(fitted["1"].components @ fitted["1"].components.T, np.eye(30), atol=1e-5)
     reused = extract_features(model, stimuli, layers=["1", "3"], pca=fitted, progress=False)
-    direct = extract_features(model, stimuli, layers=["1", "3"], pca_stimuli=fit_images, n_components=30,
-                              progress=False)
+    direct = extract_features(
+        model, stimuli, layers=["1", "3"], pca_stimuli=fit_images, n_components=30, progress=False
+    )
     # exact here and below: the same forward passes and the same batch-by-batch projection (same batch size)
     np.testing.assert_array_equal(reused["1"].values, direct["1"].values)
     raw = extract_features(model, stimuli, layers="3", progress=False)

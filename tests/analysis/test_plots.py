@@ -36,10 +36,15 @@ def score_result() -> xr.Dataset:
     x = rng.standard_normal((60, 4))
     responses = x[:, :3] + 0.5 * rng.standard_normal((2, 60, 3))  # 2 repetitions
     ids = [f"s{i:02d}" for i in range(60)]
-    neural = xr.DataArray(responses.reshape(120, 3), dims=("presentation", "neuroid"),
-                          coords={"stimulus_id": ("presentation", ids * 2),
-                                  "repetition": ("presentation", [0] * 60 + [1] * 60),
-                                  "neuroid_id": ("neuroid", ["n0", "n1", "n2"])})
+    neural = xr.DataArray(
+        responses.reshape(120, 3),
+        dims=("presentation", "neuroid"),
+        coords={
+            "stimulus_id": ("presentation", ids * 2),
+            "repetition": ("presentation", [0] * 60 + [1] * 60),
+            "neuroid_id": ("neuroid", ["n0", "n1", "n2"]),
+        },
+    )
     features = xr.DataArray(x, dims=("presentation", "feature"), coords={"stimulus_id": ("presentation", ids)})
     return predictivity(features, neural, regression="linear", n_splits=2, stratify_coord=None, ceiling=0.9)
 
@@ -47,10 +52,12 @@ def score_result() -> xr.Dataset:
 def _by_layer_and_region(result: xr.Dataset) -> xr.Dataset:
     """Three layers x two regions of equal high scores: no room above the bars, a legend inside covers one."""
     layers, regions = ["conv1", "conv2", "fc"], ["V4", "IT"]
-    score = xr.DataArray([[0.90, 0.91], [0.91, 0.90], [0.90, 0.91]], dims=("layer", "region"),
-                         coords={"layer": layers, "region": regions})
-    return xr.Dataset({"score": score, "error": score * 0 + 0.02, "ceiled_score": score**2 / 0.9},
-                      attrs=result.attrs)
+    score = xr.DataArray(
+        [[0.90, 0.91], [0.91, 0.90], [0.90, 0.91]],
+        dims=("layer", "region"),
+        coords={"layer": layers, "region": regions},
+    )
+    return xr.Dataset({"score": score, "error": score * 0 + 0.02, "ceiled_score": score**2 / 0.9}, attrs=result.attrs)
 
 
 def test_score_bars_keep_the_legend_off_every_bar_and_name_the_score(score_result):

@@ -63,7 +63,10 @@ def test_pooling_stays_possible_by_dropping_the_region(ventral):
     # not bit for bit: the vectorised per-neuroid arithmetic runs on arrays of different widths
     np.testing.assert_allclose(
         pooled["ceiling_per_neuroid"].sel(neuroid=ventral["region"].values == "IT").values,
-        it["ceiling_per_neuroid"].values, rtol=1e-12, atol=1e-14)
+        it["ceiling_per_neuroid"].values,
+        rtol=1e-12,
+        atol=1e-14,
+    )
 
 
 def test_score_features_splits_one_assembly_by_region_as_predictivity_per_region(ventral):

@@ -19,17 +19,26 @@ def _recording(rates: np.ndarray, repeats: int, seed: int = 0) -> xr.Dataset:
     trials = np.full((repeats, n_train + n_test, n_cells), np.nan, np.float32)
     trials[:, n_train:] = rng.poisson(rates[None].repeat(repeats, 0))
     counts = np.concatenate([rng.poisson(1.0, (n_train, n_cells)), trials[0, n_train:]]).astype(np.int64)
-    rec = recording_from_counts(counts, np.arange(n_train + n_test) * 0.01, 0.01, [f"c{i}" for i in range(n_cells)],
-                                source="synthetic", stimulus=np.zeros((n_train + n_test, 2, 2), np.float32))
+    rec = recording_from_counts(
+        counts,
+        np.arange(n_train + n_test) * 0.01,
+        0.01,
+        [f"c{i}" for i in range(n_cells)],
+        source="synthetic",
+        stimulus=np.zeros((n_train + n_test, 2, 2), np.float32),
+    )
     kinds = ["checkerboard"] * n_train + ["checkerboard"] * (n_test // 2) + ["natural"] * (n_test - n_test // 2)
     return rec.assign(trials=(("repeat", "time", "cell"), trials)).assign_coords(
         split=("time", np.array(["train"] * n_train + ["test"] * n_test, dtype=object)),
-        stimulus_kind=("time", np.array(kinds, dtype=object)))
+        stimulus_kind=("time", np.array(kinds, dtype=object)),
+    )
 
 
 def _prediction(values: np.ndarray, rec: xr.Dataset) -> xr.DataArray:
     test = rec.isel(time=np.flatnonzero(rec["split"].values == "test"))
-    return xr.DataArray(values, dims=("time", "cell"), coords={"time": test["time"].values, "cell": test["cell"].values})
+    return xr.DataArray(
+        values, dims=("time", "cell"), coords={"time": test["time"].values, "cell": test["cell"].values}
+    )
 
 
 def test_the_true_rate_scores_at_the_ceiling():

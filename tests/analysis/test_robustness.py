@@ -46,8 +46,17 @@ def trained_mlp(digits):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     x, y, _, _ = digits
-    fit(model, (x, y), loss=lambda out, target: nn.functional.cross_entropy(out, target), epochs=30,
-        batch_size=64, lr=3e-3, patience=None, progress=False, seed=0)
+    fit(
+        model,
+        (x, y),
+        loss=lambda out, target: nn.functional.cross_entropy(out, target),
+        epochs=30,
+        batch_size=64,
+        lr=3e-3,
+        patience=None,
+        progress=False,
+        seed=0,
+    )
     return model.eval()
 
 
@@ -85,15 +94,20 @@ def test_fgsm_bim_pgd_match_the_transcribed_torchattacks_rules(trained_mlp, digi
 
 
 def test_fgsm_bim_pgd_equal_torchattacks(trained_mlp, digits):
-    torchattacks = pytest.importorskip("torchattacks",
-                                       reason="torchattacks (peer) not installed: see docs/robustness.md")
+    torchattacks = pytest.importorskip(
+        "torchattacks", reason="torchattacks (peer) not installed: see docs/robustness.md"
+    )
     _, _, x, y = digits
     pairs = [
         (fgsm(trained_mlp, x, y, 0.1), torchattacks.FGSM(trained_mlp, eps=0.1)(x, y)),
-        (bim(trained_mlp, x, y, 0.1, steps=10, alpha=0.01),
-         torchattacks.BIM(trained_mlp, eps=0.1, alpha=0.01, steps=10)(x, y)),
-        (pgd(trained_mlp, x, y, 0.1, steps=10, alpha=0.01, random_start=False),
-         torchattacks.PGD(trained_mlp, eps=0.1, alpha=0.01, steps=10, random_start=False)(x, y)),
+        (
+            bim(trained_mlp, x, y, 0.1, steps=10, alpha=0.01),
+            torchattacks.BIM(trained_mlp, eps=0.1, alpha=0.01, steps=10)(x, y),
+        ),
+        (
+            pgd(trained_mlp, x, y, 0.1, steps=10, alpha=0.01, random_start=False),
+            torchattacks.PGD(trained_mlp, eps=0.1, alpha=0.01, steps=10, random_start=False)(x, y),
+        ),
     ]
     for ours, theirs in pairs:
         assert (ours - theirs).abs().max() <= 1e-6
@@ -147,18 +161,32 @@ def test_attacks_and_curves_are_deterministic_with_a_seed(trained_mlp, digits):
     x, y = x[:50], y[:50]
     assert torch.equal(pgd(trained_mlp, x, y, 0.1, seed=4), pgd(trained_mlp, x, y, 0.1, seed=4))
     assert not torch.equal(pgd(trained_mlp, x, y, 0.1, seed=4), pgd(trained_mlp, x, y, 0.1, seed=5))
-    assert torch.equal(spsa(trained_mlp, x, y, 0.1, steps=3, samples=8, seed=1),
-                       spsa(trained_mlp, x, y, 0.1, steps=3, samples=8, seed=1))
-    runs = [robustness_curve(trained_mlp, x, y, ["fgsm", "pgd", "spsa"], [0.05, 0.2], steps=5, spsa_steps=3,
-                             spsa_samples=8, seed=2, progress=False) for _ in range(2)]
+    assert torch.equal(
+        spsa(trained_mlp, x, y, 0.1, steps=3, samples=8, seed=1),
+        spsa(trained_mlp, x, y, 0.1, steps=3, samples=8, seed=1),
+    )
+    runs = [
+        robustness_curve(
+            trained_mlp,
+            x,
+            y,
+            ["fgsm", "pgd", "spsa"],
+            [0.05, 0.2],
+            steps=5,
+            spsa_steps=3,
+            spsa_samples=8,
+            seed=2,
+            progress=False,
+        )
+        for _ in range(2)
+    ]
     assert np.array_equal(runs[0].accuracy.values, runs[1].accuracy.values)
     assert runs[0].clean_accuracy == runs[1].clean_accuracy
 
 
 def test_robustness_curve_falls_with_eps_and_iterative_beats_single_step(trained_mlp, digits):
     _, _, x, y = digits
-    curve = robustness_curve(trained_mlp, x, y, ["fgsm", "bim", "pgd"], [0.0, 0.05, 0.1, 0.3], steps=10,
-                             progress=False)
+    curve = robustness_curve(trained_mlp, x, y, ["fgsm", "bim", "pgd"], [0.0, 0.05, 0.1, 0.3], steps=10, progress=False)
     table = curve.accuracy
     assert curve.clean_accuracy > 0.9
     assert np.allclose(table.sel(eps=0.0).values, curve.clean_accuracy)
@@ -170,8 +198,17 @@ def test_robustness_curve_falls_with_eps_and_iterative_beats_single_step(trained
 # ---------------------------------------------------------------------------------------- masking diagnostic
 def test_masking_diagnostic_passes_an_ordinary_model(trained_mlp, digits):
     _, _, x, y = digits
-    curve = robustness_curve(trained_mlp, x, y, ["fgsm", "bim", "pgd", "spsa"], [0.05, 0.1, 0.3], steps=10,
-                             spsa_steps=10, spsa_samples=32, progress=False)
+    curve = robustness_curve(
+        trained_mlp,
+        x,
+        y,
+        ["fgsm", "bim", "pgd", "spsa"],
+        [0.05, 0.1, 0.3],
+        steps=10,
+        spsa_steps=10,
+        spsa_samples=32,
+        progress=False,
+    )
     report = masking_diagnostics(trained_mlp, x, y, curve)
     assert report.gradient_masking_suspected is False, report.reasons
     assert report.checks["unbounded_pgd_accuracy"] <= 0.05
@@ -181,8 +218,17 @@ def test_masking_diagnostic_passes_an_ordinary_model(trained_mlp, digits):
 def test_masking_diagnostic_flags_a_hard_softmax_and_margin_loss_sees_through_it(trained_mlp, digits):
     _, _, x, y = digits
     masked = ScaledLogits(trained_mlp, 1e4).eval()  # same predictions; float32 softmax saturates exactly
-    curve = robustness_curve(masked, x, y, ["fgsm", "bim", "pgd", "spsa"], [0.05, 0.1, 0.3], steps=10,
-                             spsa_steps=10, spsa_samples=32, progress=False)
+    curve = robustness_curve(
+        masked,
+        x,
+        y,
+        ["fgsm", "bim", "pgd", "spsa"],
+        [0.05, 0.1, 0.3],
+        steps=10,
+        spsa_steps=10,
+        spsa_samples=32,
+        progress=False,
+    )
     report = masking_diagnostics(masked, x, y, curve)
     assert report.gradient_masking_suspected is True
     assert report.checks["unbounded_pgd_accuracy"] > 0.5
@@ -190,8 +236,10 @@ def test_masking_diagnostic_flags_a_hard_softmax_and_margin_loss_sees_through_it
     assert any("unbounded" in reason for reason in report.reasons)
     # Brendel & Bethge's remedy: the logit margin has no softmax to saturate
     assert masking_diagnostics(masked, x, y, loss="margin").gradient_masking_suspected is False
-    assert float(robustness_curve(masked, x, y, ["pgd"], [0.3], loss="margin", steps=10,
-                                  progress=False).accuracy.max()) < 0.05
+    assert (
+        float(robustness_curve(masked, x, y, ["pgd"], [0.3], loss="margin", steps=10, progress=False).accuracy.max())
+        < 0.05
+    )
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -235,8 +283,9 @@ def test_linear_margin_scaling_closed_forms():
         w_pair, b_pair = weight[yi] - weight[1 - yi], bias[yi] - bias[1 - yi]
         step = result["linf_distance"].values[0] * -np.sign(w_pair)
         assert (xi + step * 1.0001) @ w_pair + b_pair < 0 < (xi + step * 0.9999) @ w_pair + b_pair
-    assert linear_margin_scaling(sparse, np.zeros(2), x, (x @ sparse.T).argmax(1)).attrs["median_norm_ratio"] == \
-        pytest.approx(math.sqrt(2))
+    assert linear_margin_scaling(sparse, np.zeros(2), x, (x @ sparse.T).argmax(1)).attrs[
+        "median_norm_ratio"
+    ] == pytest.approx(math.sqrt(2))
 
 
 def test_sensitivity_spectrum_of_a_linear_model_is_its_squared_singular_values():

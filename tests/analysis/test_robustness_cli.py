@@ -19,8 +19,16 @@ def model_and_data(tmp_path):
     torch.manual_seed(0)
     model = make_classifier("mlp")
     path = tmp_path / "model.pt"
-    torch.save({"format": MODEL_FORMAT, "kind": "mlp", "nonlinearity": "relu", "saturation": 0.0,
-                "weights": model.state_dict()}, path)
+    torch.save(
+        {
+            "format": MODEL_FORMAT,
+            "kind": "mlp",
+            "nonlinearity": "relu",
+            "saturation": 0.0,
+            "weights": model.state_dict(),
+        },
+        path,
+    )
     generator = np.random.default_rng(0)
     x = generator.uniform(0, 1, (12, 1, 28, 28)).astype(np.float32)
     with torch.no_grad():
@@ -33,8 +41,25 @@ def model_and_data(tmp_path):
 def test_robustness_command_writes_a_report_folder(model_and_data, tmp_path, capsys):
     model, data, _, _ = model_and_data
     out = tmp_path / "report"
-    code = main(["robustness", "--model", str(model), "--data", str(data), "--attacks", "fgsm,pgd,spsa,lbfgs",
-                 "--eps", "0.3,0.1", "--steps", "3", "--no-progress", "--out", str(out), "--json"])
+    code = main(
+        [
+            "robustness",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--attacks",
+            "fgsm,pgd,spsa,lbfgs",
+            "--eps",
+            "0.3,0.1",
+            "--steps",
+            "3",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((out / "report.json").read_text())
@@ -50,11 +75,14 @@ def test_robustness_command_writes_a_report_folder(model_and_data, tmp_path, cap
         assert (out / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("change, message", [
-    (["--eps", "-0.1"], "--eps values must be >= 0"),
-    (["--attacks", "fgsm,deepfool"], "unknown attack"),
-    (["--eps", "a,b"], "comma list of numbers"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--eps", "-0.1"], "--eps values must be >= 0"),
+        (["--attacks", "fgsm,deepfool"], "unknown attack"),
+        (["--eps", "a,b"], "comma list of numbers"),
+    ],
+)
 def test_bad_options_exit_2_without_traceback_and_write_nothing(model_and_data, tmp_path, capsys, change, message):
     model, data, _, _ = model_and_data
     out = tmp_path / "report"
@@ -90,16 +118,51 @@ def test_bad_data_and_models_exit_2(model_and_data, tmp_path, capsys):
 
 def test_train_saturating_mlp_on_mnist(shared_data, tmp_path, capsys):
     out = tmp_path / "trained"
-    code = main(["robustness", "--train", "mlp", "--saturation", "0.01", "--epochs", "1", "--n-train", "400",
-                 "--n-attack", "20", "--attacks", "fgsm", "--eps", "0.1", "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "robustness",
+            "--train",
+            "mlp",
+            "--saturation",
+            "0.01",
+            "--epochs",
+            "1",
+            "--n-train",
+            "400",
+            "--n-attack",
+            "20",
+            "--attacks",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["saturation"] == 0.01
     assert (out / "model.pt").exists()
     capsys.readouterr()
     # the saved model reloads and gives the same clean accuracy
-    code = main(["robustness", "--model", str(out / "model.pt"), "--n-attack", "20", "--attacks", "fgsm",
-                 "--eps", "0.1", "--no-progress", "--out", str(tmp_path / "again"), "--json"])
+    code = main(
+        [
+            "robustness",
+            "--model",
+            str(out / "model.pt"),
+            "--n-attack",
+            "20",
+            "--attacks",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "again"),
+            "--json",
+        ]
+    )
     assert code == 0
     again = json.loads(capsys.readouterr().out)
     assert again["clean_accuracy"] == report["clean_accuracy"]

@@ -20,9 +20,12 @@ OPTIONS = {"regression": "pls", "n_components": 4, "n_splits": 3}
 def _images() -> xr.DataArray:
     rng = np.random.default_rng(0)
     return xr.DataArray(
-        rng.uniform(0, 1, (N_STIMULI, 6, 6)).astype(np.float32), dims=("stimulus", "y", "x"),
-        coords={"stimulus_id": ("stimulus", [f"im{i:02d}" for i in range(N_STIMULI)]),
-                "object_name": ("stimulus", [f"obj{i % 4}" for i in range(N_STIMULI)])},
+        rng.uniform(0, 1, (N_STIMULI, 6, 6)).astype(np.float32),
+        dims=("stimulus", "y", "x"),
+        coords={
+            "stimulus_id": ("stimulus", [f"im{i:02d}" for i in range(N_STIMULI)]),
+            "object_name": ("stimulus", [f"obj{i % 4}" for i in range(N_STIMULI)]),
+        },
     )
 
 
@@ -51,7 +54,9 @@ def _neural(region: str, seed: int, n_neuroids: int = 6, repetitions: int = 2) -
     values = np.concatenate([signal + rng.normal(scale=0.7, size=signal.shape) for _ in range(repetitions)])
     ids = [f"im{i:02d}" for i in range(N_STIMULI)]
     return assembly(
-        values, stimulus_id=ids * repetitions, neuroid_id=[f"{region}_{j}" for j in range(n_neuroids)],
+        values,
+        stimulus_id=ids * repetitions,
+        neuroid_id=[f"{region}_{j}" for j in range(n_neuroids)],
         repetition=np.repeat(np.arange(repetitions), N_STIMULI),
         presentation_coords={"object_name": [f"obj{i % 4}" for i in range(N_STIMULI)] * repetitions},
         neuroid_coords={"region": [region] * n_neuroids},
@@ -65,8 +70,14 @@ def regions() -> dict[str, xr.DataArray]:
 
 @pytest.fixture(scope="module")
 def synchronous(regions) -> xr.Dataset:
-    return score_many({"a": _model(0), "b": lambda: _model(1)}, {"a": ["1", "3"], "b": ["1"]}, regions, _images(),
-                      progress=False, **OPTIONS)
+    return score_many(
+        {"a": _model(0), "b": lambda: _model(1)},
+        {"a": ["1", "3"], "b": ["1"]},
+        regions,
+        _images(),
+        progress=False,
+        **OPTIONS,
+    )
 
 
 def test_result_layout_and_values_equal_direct_predictivity(synchronous, regions):
@@ -91,8 +102,10 @@ def test_identical_on_threads_and_on_a_distributed_cluster(synchronous, regions)
     models = {"a": _model(0), "b": lambda: _model(1)}
     layers = {"a": ["1", "3"], "b": ["1"]}
     threads = score_many(models, layers, regions, _images(), scheduler="threads", workers=2, progress=False, **OPTIONS)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         clustered = score_many(models, layers, regions, _images(), scheduler=client, progress=False, **OPTIONS)
     # Same tasks on other threads: the numbers are the same computation, but BLAS and torch may split their sums
     # differently when called from several threads at once (or, on a real cluster, on another CPU). One float32 ulp
@@ -106,8 +119,9 @@ def test_identical_on_threads_and_on_a_distributed_cluster(synchronous, regions)
 
 def test_features_are_extracted_once_per_model(regions):
     model = _CountingModel()
-    score_many({"m": model}, ["net.1", "net.3"], regions, _images(), extraction={"batch_size": 16}, progress=False,
-               **OPTIONS)
+    score_many(
+        {"m": model}, ["net.1", "net.3"], regions, _images(), extraction={"batch_size": 16}, progress=False, **OPTIONS
+    )
     assert model.forward_calls == 3  # 40 stimuli in batches of 16, once, for 2 layers x 2 regions
 
 
@@ -117,8 +131,9 @@ def test_score_features_with_ceiling_and_lazy_features(tmp_path, regions):
     assert result["score"].dims == ("layer", "region")
     assert "ceiled_score" in result
     direct = predictivity(feats["1"].compute(), regions["V4"], ceiling="split_half", **OPTIONS)
-    assert float(result["ceiled_score"].sel(layer="1", region="V4")) == pytest.approx(float(direct["ceiled_score"]),
-                                                                                       abs=1e-12)
+    assert float(result["ceiled_score"].sel(layer="1", region="V4")) == pytest.approx(
+        float(direct["ceiled_score"]), abs=1e-12
+    )
 
 
 def test_bad_scheduler_arguments():

@@ -42,8 +42,7 @@ def _images(n=200, classes=4, side=3, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
     values = rng.integers(0, 256, size=(n, side, side)).astype(np.uint8)
-    return xr.DataArray(values, dims=("image", "y", "x"), coords={"label": ("image", labels)},
-                        attrs={"max_value": 255})
+    return xr.DataArray(values, dims=("image", "y", "x"), coords={"label": ("image", labels)}, attrs={"max_value": 255})
 
 
 def test_split_tasks_label_layout_per_scenario():
@@ -105,15 +104,20 @@ def test_ewc_penalty_equals_the_sum_of_per_task_penalties():
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p))
-        stored.append(([p.detach().clone() for p in model.parameters()],
-                       diagonal_fisher(model, data, ewc.names)))
+        stored.append(([p.detach().clone() for p in model.parameters()], diagonal_fisher(model, data, ewc.names)))
         ewc.end_task(model, data)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5)
     ours = ewc.penalty(model)
-    direct = sum((f * (p - m).square()).sum() for means, fishers in stored
-                 for p, m, f in zip(model.parameters(), means, fishers)) * 2.0
+    direct = (
+        sum(
+            (f * (p - m).square()).sum()
+            for means, fishers in stored
+            for p, m, f in zip(model.parameters(), means, fishers)
+        )
+        * 2.0
+    )
     assert float(ours.detach()) == pytest.approx(float(direct.detach()), rel=1e-10)
     g_ours = torch.autograd.grad(ours, list(model.parameters()))
     g_direct = torch.autograd.grad(direct, list(model.parameters()))
@@ -162,8 +166,7 @@ def test_resume_with_other_order_or_settings_is_refused(tmp_path):
     reordered = _tiny_sequence()
     reordered.tasks = reordered.tasks[::-1]
     with pytest.raises(ConfigError, match="task order"):
-        train_sequence(model, reordered, "si", c=0.5, epochs=1, batch_size=32, checkpoint_dir=tmp_path,
-                       progress=False)
+        train_sequence(model, reordered, "si", c=0.5, epochs=1, batch_size=32, checkpoint_dir=tmp_path, progress=False)
 
 
 _SCRIPT = textwrap.dedent("""
@@ -193,8 +196,14 @@ _SCRIPT = textwrap.dedent("""
 
 def _run(folder, mode):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-c", _SCRIPT, str(folder), mode], env=env, check=False, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(folder), mode],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("mode", ["kill", "kill-between"])

@@ -71,8 +71,19 @@ def test_path_integral_through_fit_with_adam():
     def loss(output, target):
         return 0.5 * (CURVATURE * (output[0] - target[0]).square()).sum()
 
-    fit(model, data, loss=loss, epochs=300, batch_size=1, lr=2e-3, regularisers=[si], lr_patience=10**9,
-        patience=None, restore_best=False, progress=False)
+    fit(
+        model,
+        data,
+        loss=loss,
+        epochs=300,
+        batch_size=1,
+        lr=2e-3,
+        regularisers=[si],
+        lr_patience=10**9,
+        patience=None,
+        restore_best=False,
+        progress=False,
+    )
     drop = float(_quadratic(START) - _quadratic(model.theta.detach()))
     assert drop > 0.3
     assert float(si.omega_[0].sum()) == pytest.approx(drop, rel=0.01)
@@ -85,8 +96,16 @@ def _importance_after_pulled_task(gradient: str) -> torch.Tensor:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     si = SynapticIntelligence(model, c=10.0, xi=1e-3, gradient=gradient)
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
-    common = {"epochs": 5, "batch_size": 8, "lr": 1e-2, "regularisers": [si], "lr_patience": 10**9,
-              "patience": None, "restore_best": False, "progress": False}
+    common = {
+        "epochs": 5,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "regularisers": [si],
+        "lr_patience": 10**9,
+        "patience": None,
+        "restore_best": False,
+        "progress": False,
+    }
     fit(model, (x, y), loss=torch.nn.functional.cross_entropy, **common)
     si.end_task(model)
     with torch.no_grad():
@@ -147,9 +166,17 @@ def test_exclude_norm_drops_batchnorm_parameters():
     assert len(SynapticIntelligence(model).names) == 6
 
 
-@pytest.mark.parametrize("kwargs, field", [({"c": -0.1}, "c"), ({"xi": 0.0}, "xi"), ({"xi": -1.0}, "xi"),
-                                           ({"gradient": "both"}, "gradient"), ({"preset": "keras"}, "preset"),
-                                           ({"clamp": 0.0}, "clamp")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"c": -0.1}, "c"),
+        ({"xi": 0.0}, "xi"),
+        ({"xi": -1.0}, "xi"),
+        ({"gradient": "both"}, "gradient"),
+        ({"preset": "keras"}, "preset"),
+        ({"clamp": 0.0}, "clamp"),
+    ],
+)
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         SynapticIntelligence(torch.nn.Linear(2, 2), **kwargs)
@@ -171,7 +198,7 @@ class _AvalancheTranscription:
     def __init__(self, model, lam, eps=1e-7):
         self.lam, self.eps = lam, eps
         flat = {n: p.detach().flatten().clone() for n, p in model.named_parameters()}
-        self.anchor = {n: v.clone() for n, v in flat.items()}               # ewc_data[0]
+        self.anchor = {n: v.clone() for n, v in flat.items()}  # ewc_data[0]
         self.importance = {n: torch.zeros_like(v) for n, v in flat.items()}  # ewc_data[1]
         self.trajectory = {n: torch.zeros_like(v) for n, v in flat.items()}
         self.cum_trajectory = {n: torch.zeros_like(v) for n, v in flat.items()}
@@ -274,9 +301,20 @@ def _our_importance() -> dict[str, torch.Tensor]:
     model = _model()
     si = SynapticIntelligence(model, c=LAM, xi=EPS, preset="avalanche")
     for t, (x, y) in enumerate(_two_tasks()):
-        fit(model, (x, y), loss=torch.nn.functional.cross_entropy, epochs=EPOCHS, batch_size=BATCH, lr=LR,
-            regularisers=[si], lr_patience=10**9, patience=None, restore_best=False, seed=SEED + t,
-            progress=False)
+        fit(
+            model,
+            (x, y),
+            loss=torch.nn.functional.cross_entropy,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            lr=LR,
+            regularisers=[si],
+            lr_patience=10**9,
+            patience=None,
+            restore_best=False,
+            seed=SEED + t,
+            progress=False,
+        )
         si.end_task(model)
     return si.importance()
 

@@ -20,10 +20,13 @@ def _grad(name_or_spec, h):
     return h.grad
 
 
-@pytest.mark.parametrize("name, saturated, nearest", [
-    ("relu", lambda h: h <= 0, lambda h: torch.zeros_like(h)),
-    ("hard_tanh", lambda h: h.abs() >= 1, lambda h: torch.where(h >= 0, 1.0, -1.0).double()),
-])
+@pytest.mark.parametrize(
+    "name, saturated, nearest",
+    [
+        ("relu", lambda h: h <= 0, lambda h: torch.zeros_like(h)),
+        ("hard_tanh", lambda h: h.abs() >= 1, lambda h: torch.where(h >= 0, 1.0, -1.0).double()),
+    ],
+)
 def test_psi_c_is_the_distance_to_the_saturated_set(name, saturated, nearest):
     values = psi_c(H, name)
     inside = saturated(H)
@@ -36,10 +39,13 @@ def test_psi_c_is_the_distance_to_the_saturated_set(name, saturated, nearest):
     assert torch.all(_grad(name, H)[outside] * away > 0)
 
 
-@pytest.mark.parametrize("name, derivative", [
-    ("sigmoid", lambda h: torch.sigmoid(h) * (1 - torch.sigmoid(h))),
-    ("tanh", lambda h: 1 - torch.tanh(h) ** 2),
-])
+@pytest.mark.parametrize(
+    "name, derivative",
+    [
+        ("sigmoid", lambda h: torch.sigmoid(h) * (1 - torch.sigmoid(h))),
+        ("tanh", lambda h: 1 - torch.tanh(h) ** 2),
+    ],
+)
 def test_psi_c_of_sigmoid_and_tanh_is_their_derivative_and_grows_away_from_the_flat_ends(name, derivative):
     values = psi_c(H, name)
     assert torch.allclose(values, derivative(H), atol=1e-15)
@@ -121,10 +127,23 @@ def test_training_with_the_penalty_through_fit_saturates_units_and_keeps_accurac
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
         regs = [SaturationPenalty(model, strength, warmup_epochs=3)] if strength else []
-        history = fit(model, (x[:1200], y[:1200]), loss=nn.functional.cross_entropy, epochs=25, batch_size=64,
-                      lr=3e-3, patience=None, regularisers=regs, progress=False, seed=0)
-        results[strength] = (accuracy(model, x[1200:], y[1200:]),
-                             float(saturation_fraction(model, x[1200:]).mean()), history)
+        history = fit(
+            model,
+            (x[:1200], y[:1200]),
+            loss=nn.functional.cross_entropy,
+            epochs=25,
+            batch_size=64,
+            lr=3e-3,
+            patience=None,
+            regularisers=regs,
+            progress=False,
+            seed=0,
+        )
+        results[strength] = (
+            accuracy(model, x[1200:], y[1200:]),
+            float(saturation_fraction(model, x[1200:]).mean()),
+            history,
+        )
     assert results[0.05][1] > results[0.0][1] + 0.2  # many more units in the flat region
     assert results[0.05][0] > results[0.0][0] - 0.05  # at little cost in accuracy
     assert results[0.05][2]["train_penalty"][0] == 0.0  # lambda starts at 0 (ramp)

@@ -20,7 +20,7 @@ from neuromodels.retina import GLM, LNModel, RetinaCNN, ValidConv2d, build_model
 def test_history_view_equals_the_naive_copy_and_shares_memory():
     movie = torch.randn(30, 4, 5)
     windows = history_view(movie, 7)
-    naive = torch.stack([movie[t - 6:t + 1] for t in range(6, 30)])  # windows ending at frames 6..29
+    naive = torch.stack([movie[t - 6 : t + 1] for t in range(6, 30)])  # windows ending at frames 6..29
     assert windows.shape == (24, 7, 4, 5)
     assert torch.equal(windows, naive)  # exact here and below: a view and a copy of the same values
     # a view: same storage, window axis steps one frame, nothing copied
@@ -57,7 +57,9 @@ def test_padding_gives_every_bin_a_gray_history_and_segments_are_not_crossed():
     assert segment_bounds(time) == [(0, 6), (6, 12)]
     unpadded = RetinaDataset(movie, np.zeros((12, 1)), history=3, time=time)
     np.testing.assert_array_equal(unpadded.ends, [2, 3, 4, 5, 8, 9, 10, 11])
-    padded = RetinaDataset(movie, np.zeros((12, 1)), history=3, time=time, pad=True, stimulus_mean=1.0, stimulus_std=2.0)
+    padded = RetinaDataset(
+        movie, np.zeros((12, 1)), history=3, time=time, pad=True, stimulus_mean=1.0, stimulus_std=2.0
+    )
     assert len(padded) == 12
     x, _ = padded.batch(np.array([0, 6, 7]))
     raw = x[:, :, 0, 0] * 2.0 + 1.0  # undo the normalisation (exact: small integers and halves, dyadic throughout)
@@ -147,8 +149,9 @@ def test_batch_norm_variant_and_bias_init():
     model.eval()
     with torch.no_grad():
         model.readout.weight.zero_()
-    torch.testing.assert_close(model(torch.randn(2, 5, 12, 12)), torch.tensor([[0.1, 0.2, 0.3]] * 2), atol=1e-3,
-                               rtol=1e-3)
+    torch.testing.assert_close(
+        model(torch.randn(2, 5, 12, 12)), torch.tensor([[0.1, 0.2, 0.3]] * 2), atol=1e-3, rtol=1e-3
+    )
 
 
 def test_saturating_output_is_softplus_below_its_bound_and_never_above_it():
@@ -179,8 +182,17 @@ def test_saturating_output_is_softplus_below_its_bound_and_never_above_it():
 
 def test_factorized_readout_and_per_channel_batch_norm():
     torch.manual_seed(0)
-    model = RetinaCNN(3, history=5, frame_shape=12, kernel_sizes=(5, 3), readout="factorized", batch_norm="channel",
-                      l1_readout=0.1, l2_weight=0.0, l1_activity=0.0)
+    model = RetinaCNN(
+        3,
+        history=5,
+        frame_shape=12,
+        kernel_sizes=(5, 3),
+        readout="factorized",
+        batch_norm="channel",
+        l1_readout=0.1,
+        l2_weight=0.0,
+        l1_activity=0.0,
+    )
     assert sum(p.numel() for p in model.readout.parameters()) == 3 * (6 * 6 + 8)  # mask + channel weights per cell
     hidden = torch.randn(4, 8 * 6 * 6)
     dense = hidden @ model.readout.weight.T  # the equivalent dense matrix (cell, channels * h * w)
@@ -246,13 +258,15 @@ def _ln_data(seed: int, n: int, history: int, size: int):
     lags = np.arange(history)[::-1]  # index history-1 = current frame
     temporal = np.exp(-lags / 2.0) * np.sin(lags / 1.5 + 0.3)
     yy, xx = np.mgrid[:size, :size]
-    spatial = np.exp(-((yy - 2.5) ** 2 + (xx - 3.0) ** 2) / 3.0) - 0.3 * np.exp(-((yy - 2.5) ** 2 + (xx - 3.0) ** 2) / 9.0)
+    spatial = np.exp(-((yy - 2.5) ** 2 + (xx - 3.0) ** 2) / 3.0) - 0.3 * np.exp(
+        -((yy - 2.5) ** 2 + (xx - 3.0) ** 2) / 9.0
+    )
     true = (temporal[:, None, None] * spatial[None]).astype(np.float32)
     true /= np.linalg.norm(true)
     drive = history_view_numpy(movie, history).reshape(n - history + 1, -1) @ true.ravel()
     rate = np.log1p(np.exp(2.0 * drive - 0.5))
     counts = np.zeros(n, np.float32)
-    counts[history - 1:] = rng.poisson(rate)
+    counts[history - 1 :] = rng.poisson(rate)
     return movie, counts[:, None], true
 
 
@@ -300,7 +314,7 @@ def test_glm_fitted_to_glm_data_simulates_matching_rates():
     windows = history_view(torch.from_numpy(movie), history)
     spikes, _ = truth.simulate(windows, generator=torch.Generator().manual_seed(0))
     counts = np.zeros((n, 1), np.float32)
-    counts[history - 1:] = spikes[0].numpy()
+    counts[history - 1 :] = spikes[0].numpy()
     ds = RetinaDataset(movie, counts, history=history, spike_history=5)
     train, valid = train_valid_split(ds, 0.1)
     torch.manual_seed(0)
@@ -310,7 +324,7 @@ def test_glm_fitted_to_glm_data_simulates_matching_rates():
     learned = model.history_filter.detach()[0, 0]
     assert learned[-1] < -0.8 and learned[-1] < learned[-3] < learned[0]  # refractoriness, strongest at lag 1
     simulated, _ = model.simulate(windows, n_trials=5, generator=torch.Generator().manual_seed(2))
-    assert float(simulated.mean()) == pytest.approx(float(counts[history - 1:].mean()), rel=0.1)
+    assert float(simulated.mean()) == pytest.approx(float(counts[history - 1 :].mean()), rel=0.1)
 
 
 def test_ln_separable_rank_assembles_its_filters():
@@ -341,7 +355,8 @@ def _true_subunit_filter(rec, history: int, size: int) -> np.ndarray:
         return np.exp(-(yy**2 + xx**2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
 
     spatial = gauss(params["subunit_center_sigma_px"]) - params["subunit_surround_weight"] * gauss(
-        params["subunit_surround_sigma_px"])
+        params["subunit_surround_sigma_px"]
+    )
     return temporal[:, None, None] * spatial[None]
 
 
@@ -355,10 +370,16 @@ def test_cnn_predicts_the_virtual_retina_better_than_ln():
     rec = sample("retina")
     metrics, estimators = compare_models(rec, ("cnn", "ln"), seed=0, progress=False)
     cnn, ln = metrics.sel(model="cnn"), metrics.sel(model="ln")
-    print("\nCC cnn", np.round(cnn["cc"].values, 3), "\nCC ln ", np.round(ln["cc"].values, 3),
-          "\nceiling", np.round(cnn["cc_max"].values, 3),
-          f"\nmedian CC cnn {float(cnn['cc'].median()):.3f} ln {float(ln['cc'].median()):.3f}; "
-          f"median CC_norm cnn {float(cnn['cc_norm'].median()):.3f} ln {float(ln['cc_norm'].median()):.3f}")
+    print(
+        "\nCC cnn",
+        np.round(cnn["cc"].values, 3),
+        "\nCC ln ",
+        np.round(ln["cc"].values, 3),
+        "\nceiling",
+        np.round(cnn["cc_max"].values, 3),
+        f"\nmedian CC cnn {float(cnn['cc'].median()):.3f} ln {float(ln['cc'].median()):.3f}; "
+        f"median CC_norm cnn {float(cnn['cc_norm'].median()):.3f} ln {float(ln['cc_norm'].median()):.3f}",
+    )
     assert float(cnn["cc"].median()) > float(ln["cc"].median()) + 0.15
     assert int((cnn["cc"] > ln["cc"]).sum()) >= 10  # of 12 cells
     on_off = rec["cell_type"].values == "ON-OFF"
@@ -397,7 +418,7 @@ def fly_h1(shared_data, tmp_path_factory):
 
 def _spike_triggered_average(stim: np.ndarray, rho: np.ndarray, history: int) -> np.ndarray:
     windows = history_view_numpy(stim, history)  # (n - history + 1, history): window i ends at sample i + history - 1
-    spikes = rho[history - 1:].astype(np.float64)
+    spikes = rho[history - 1 :].astype(np.float64)
     return (windows * spikes[:, None]).sum(0) / spikes.sum()
 
 
@@ -429,8 +450,9 @@ def test_ln_model_on_fly_h1(fly_h1):
     torch.set_num_threads(1)
     stim, rho = fly_h1
     n, dt, cut = len(stim), 0.002, int(0.8 * len(stim))
-    rec = recording_from_counts(rho[:, None], np.arange(n) * dt, dt, ["H1"], source="c1p8.mat.gz",
-                                stimulus=stim[:, None, None])
+    rec = recording_from_counts(
+        rho[:, None], np.arange(n) * dt, dt, ["H1"], source="c1p8.mat.gz", stimulus=stim[:, None, None]
+    )
     rec = rec.assign_coords(split=("time", np.array(["train"] * cut + ["test"] * (n - cut), dtype=object)))
     est = RetinaEstimator("ln", history=H1_HISTORY, epochs=3, batch_size=1024, lr=1e-3, l2_weight=0.0).fit(rec)
     test = rec.isel(time=slice(cut, None))
@@ -445,8 +467,10 @@ def test_ln_model_on_fly_h1(fly_h1):
     sta = _spike_triggered_average(stim[:cut], rho[:cut], H1_HISTORY)
     lags_ms = (np.arange(H1_HISTORY) - (H1_HISTORY - 1)) * 2.0
     agreement = float(np.corrcoef(learned, sta)[0, 1])
-    print(f"\nfly H1 LN: test CC {binned_cc(1):.3f} (2 ms bins), {binned_cc(5):.3f} (10 ms), {binned_cc(10):.3f} "
-          f"(20 ms); filter peak at {lags_ms[np.argmax(learned)]:.0f} ms; corr(filter, STA) {agreement:.3f}")
+    print(
+        f"\nfly H1 LN: test CC {binned_cc(1):.3f} (2 ms bins), {binned_cc(5):.3f} (10 ms), {binned_cc(10):.3f} "
+        f"(20 ms); filter peak at {lags_ms[np.argmax(learned)]:.0f} ms; corr(filter, STA) {agreement:.3f}"
+    )
     assert -40.0 <= lags_ms[np.argmax(learned)] <= -15.0
     assert agreement > 0.9  # white-noise input: the LN filter is the STA up to scale (Bussgang)
     assert binned_cc(1) > 0.3 and binned_cc(5) > 0.6

@@ -27,9 +27,11 @@ def _main(argv: list[str]) -> int:
 
 def _small_config(tmp_path, extra: str = "") -> str:
     path = tmp_path / "circuit.toml"
-    path.write_text("[simulation]\nduration = 0.3\ntrials = 2\n[input]\nn = 300\nrate = 20.0\n"
-                    "[network]\nlayers = [60, 20]\nrecurrent = [false, true]\nweight_mean = 1.0\n"
-                    "[neuron]\nrefractory = 0.002\n" + extra)
+    path.write_text(
+        "[simulation]\nduration = 0.3\ntrials = 2\n[input]\nn = 300\nrate = 20.0\n"
+        "[network]\nlayers = [60, 20]\nrecurrent = [false, true]\nweight_mean = 1.0\n"
+        "[neuron]\nrefractory = 0.002\n" + extra
+    )
     return str(path)
 
 
@@ -68,19 +70,27 @@ def test_simulate_backends_agree_spike_for_spike(tmp_path):
         np.testing.assert_allclose(a["voltage"].values, b["voltage"].values, atol=1e-12)
 
 
-@pytest.mark.parametrize("extra,key", [("[simulation]\n", "simulation"), ])
+@pytest.mark.parametrize(
+    "extra,key",
+    [
+        ("[simulation]\n", "simulation"),
+    ],
+)
 def test_simulate_duplicate_table_is_a_data_format_error(tmp_path, capsys, extra, key):
     assert _main(["simulate", "--config", _small_config(tmp_path, extra), "--out", str(tmp_path / "x")]) == 2
     assert "circuit.toml" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text,key", [
-    ("[simulation]\ndt = -1.0\n", "simulation.dt"),
-    ("[neuron]\ntau_mem = 0.0\n", "neuron.tau_mem"),
-    ("[network]\nlayer = [3]\n", "network.layer"),
-    ("[input]\nrate = 'fast'\n", "input.rate"),
-    ("[simulation]\nmethod = 'rk4'\n", "simulation.method"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("[simulation]\ndt = -1.0\n", "simulation.dt"),
+        ("[neuron]\ntau_mem = 0.0\n", "neuron.tau_mem"),
+        ("[network]\nlayer = [3]\n", "network.layer"),
+        ("[input]\nrate = 'fast'\n", "input.rate"),
+        ("[simulation]\nmethod = 'rk4'\n", "simulation.method"),
+    ],
+)
 def test_bad_config_names_the_key_and_exits_2(tmp_path, capsys, text, key):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -107,8 +117,19 @@ def test_train_snn_writes_loss_curve(tmp_path, capsys):
 
 def test_train_snn_runs_the_paper_preset(tmp_path, capsys):
     out = tmp_path / "paper"
-    argv = ["train-snn", "--task", "xor", "--feedback", "random", "--preset", "paper", "--trials", "2",
-            "--out", str(out)]
+    argv = [
+        "train-snn",
+        "--task",
+        "xor",
+        "--feedback",
+        "random",
+        "--preset",
+        "paper",
+        "--trials",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert _main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["preset"] == "paper" and report["dt"] == 1e-4 and report["trials"] == 2

@@ -48,8 +48,9 @@ def test_without_a_compiler_the_numpy_loop_runs(monkeypatch, tmp_path):
         _compiled.lif_kernel.cache_clear()
 
 
-@pytest.mark.parametrize(("shape", "dtype"), [((400, 100), np.uint8), ((333, 7), np.uint8), ((100, 64), bool),
-                                              ((50, 30), np.float32)])
+@pytest.mark.parametrize(
+    ("shape", "dtype"), [((400, 100), np.uint8), ((333, 7), np.uint8), ((100, 64), bool), ((50, 30), np.float32)]
+)
 def test_nonzero_positions_equal_flatnonzero(shape, dtype):
     from neuromodels.spiking.network import _nonzero_positions
 

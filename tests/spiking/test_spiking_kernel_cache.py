@@ -50,8 +50,11 @@ def planted(tmp_path):
     source = tmp_path / "planted.c"
     source.write_text(PLANTED_SOURCE)
     library = tmp_path / "planted.so"
-    subprocess.run([compiler, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library), str(source)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library), str(source)],
+        check=True,
+        capture_output=True,
+    )
     return library.read_bytes(), marker
 
 

@@ -25,9 +25,15 @@ from neuromodels.spiking import (
 from neuromodels.spiking.network import run_network_numpy
 
 
-@pytest.mark.parametrize("tau_mem,tau_syn,v_rest,dt", [
-    (10e-3, 5e-3, 0.0, 1e-3), (10e-3, 5e-3, -0.3, 1e-4), (20e-3, 2e-3, 0.5, 0.5e-3), (8e-3, 8e-3, 0.2, 1e-3),
-])
+@pytest.mark.parametrize(
+    "tau_mem,tau_syn,v_rest,dt",
+    [
+        (10e-3, 5e-3, 0.0, 1e-3),
+        (10e-3, 5e-3, -0.3, 1e-4),
+        (20e-3, 2e-3, 0.5, 0.5e-3),
+        (8e-3, 8e-3, 0.2, 1e-3),
+    ],
+)
 def test_exact_propagator_is_the_matrix_exponential(tau_mem, tau_syn, v_rest, dt):
     params = LIFParameters(tau_mem=tau_mem, tau_syn=tau_syn, v_rest=v_rest, reset=-1.0)
     p = propagator(params, dt, "exact")
@@ -36,8 +42,12 @@ def test_exact_propagator_is_the_matrix_exponential(tau_mem, tau_syn, v_rest, dt
     ours = np.array([[p.a_vv, p.a_vi, p.b_v], [0.0, p.a_ii, 0.0], [0, 0, 1]])
     np.testing.assert_allclose(ours, expm, rtol=1e-12, atol=1e-15)
     euler = propagator(params, dt, "euler")
-    np.testing.assert_allclose([[euler.a_vv, euler.a_vi, euler.b_v], [0, euler.a_ii, 0]],
-                               (np.eye(3) + generator * dt)[:2], rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(
+        [[euler.a_vv, euler.a_vi, euler.b_v], [0, euler.a_ii, 0]],
+        (np.eye(3) + generator * dt)[:2],
+        rtol=1e-14,
+        atol=1e-16,
+    )
 
 
 def test_single_input_spike_gives_the_double_exponential_psp():
@@ -149,8 +159,15 @@ def _assert_same_run(spikes, other_spikes, voltage, other_voltage, membrane, thr
 
 
 def test_numpy_and_torch_paths_give_identical_spikes_and_voltages_within_ulps():
-    net = SpikingNetwork(300, [80, 40], recurrent=[True, False], neuron=LIFParameters(refractory=1e-3),
-                         weight_mean=0.8, weight_std=0.5, seed=3)
+    net = SpikingNetwork(
+        300,
+        [80, 40],
+        recurrent=[True, False],
+        neuron=LIFParameters(refractory=1e-3),
+        weight_mean=0.8,
+        weight_std=0.5,
+        seed=3,
+    )
     x = poisson_spikes(300, 20.0, 0.3, 1e-3, trials=3, seed=1)
     for method in ("exact", "euler"):
         a = run_network_numpy(net, x, 1e-3, method, dtype="float64", record_voltage=True, record_membrane=True)
@@ -175,8 +192,13 @@ def test_simulate_returns_labelled_dataset_and_rates():
     xr.testing.assert_identical(by_torch.drop_vars(["spikes", "voltage"]), ds.drop_vars(["spikes", "voltage"]))
     # the torch engine: identical spikes, voltages within a few ulp (see _assert_same_run)
     membrane = run_network_numpy(net, x[:, :400], 1e-3, dtype="float32", record_membrane=True).membrane
-    _assert_same_run([ds["spikes"]], [by_torch["spikes"]], [ds["voltage"]], [by_torch["voltage"]],
-                     [np.concatenate(membrane, axis=-1)])
+    _assert_same_run(
+        [ds["spikes"]],
+        [by_torch["spikes"]],
+        [ds["voltage"]],
+        [by_torch["voltage"]],
+        [np.concatenate(membrane, axis=-1)],
+    )
 
 
 def test_poisson_inputs_rates_and_frozen_repeats():

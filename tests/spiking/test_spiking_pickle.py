@@ -13,8 +13,17 @@ from neuromodels.spiking import LIFParameters, SpikingNetwork, frozen_poisson, s
 
 def _network() -> SpikingNetwork:
     neurons = [LIFParameters(refractory=2e-3), LIFParameters(tau_mem=20e-3)]
-    return SpikingNetwork(20, [15, 5], neuron=neurons, recurrent=[True, False], weight_mean=1.0, weight_std=2.0,
-                          delay=2e-3, surrogate_beta=7.0, seed=3)
+    return SpikingNetwork(
+        20,
+        [15, 5],
+        neuron=neurons,
+        recurrent=[True, False],
+        weight_mean=1.0,
+        weight_std=2.0,
+        delay=2e-3,
+        surrogate_beta=7.0,
+        seed=3,
+    )
 
 
 def _raster() -> np.ndarray:

@@ -50,8 +50,12 @@ def test_target_raster_is_learned_tenfold(preset):
     result = run_task("raster", trials=200, seed=0, progress=False, preset=preset)
     out, name = _reports(), f"spiking_raster{_suffix(preset)}"
     (out / f"{name}.json").write_text(json.dumps({**result.summary(), "losses": result.losses}, indent=1))
-    save_figure(plot_loss_curves({"SuperSpike (symmetric)": result.losses},
-                                 title=f"target raster (200-100-200), {preset} preset"), out / f"{name}_loss.png")
+    save_figure(
+        plot_loss_curves(
+            {"SuperSpike (symmetric)": result.losses}, title=f"target raster (200-100-200), {preset} preset"
+        ),
+        out / f"{name}_loss.png",
+    )
     _raster_figure(result, out / f"{name}_output.png", f"learned output (black) vs target (red), {preset} preset")
     # measured: default 13.6x (29.88 -> 2.19), paper 18.6x (29.94 -> 1.61)
     assert result.loss_ratio >= 10, result.summary()
@@ -65,9 +69,17 @@ def test_single_neuron_learns_precisely_timed_spikes(preset):
     out, name = _reports(), f"spiking_timing{_suffix(preset)}"
     steps = np.flatnonzero(result.output[:, 0])
     target_steps = np.flatnonzero(result.target[:, 0])
-    (out / f"{name}.json").write_text(json.dumps({**result.summary(), "output_steps": steps.tolist(),
-                                                   "output_ms": (steps * result.dt * 1e3).round(1).tolist(),
-                                                   "losses": result.losses}, indent=1))
+    (out / f"{name}.json").write_text(
+        json.dumps(
+            {
+                **result.summary(),
+                "output_steps": steps.tolist(),
+                "output_ms": (steps * result.dt * 1e3).round(1).tolist(),
+                "losses": result.losses,
+            },
+            indent=1,
+        )
+    )
     import matplotlib.pyplot as plt
 
     from neuromodels.spiking import simulate
@@ -105,9 +117,17 @@ def test_symmetric_feedback_solves_the_hidden_layer_task_better(preset):
     result = feedback_comparison(seeds=(0, 1, 2), trials=600, preset=preset)
     out, name = _reports(), f"spiking_feedback{_suffix(preset)}"
     summary = {fb: {k: v for k, v in r.items() if k != "losses"} for fb, r in result["feedback"].items()}
-    (out / f"{name}.json").write_text(json.dumps({"task": "xor", "preset": preset, "summary": summary,
-                                                  "losses": {fb: r["losses"] for fb, r in
-                                                             result["feedback"].items()}}, indent=1))
+    (out / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "task": "xor",
+                "preset": preset,
+                "summary": summary,
+                "losses": {fb: r["losses"] for fb, r in result["feedback"].items()},
+            },
+            indent=1,
+        )
+    )
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

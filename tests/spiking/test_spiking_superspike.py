@@ -24,8 +24,9 @@ from neuromodels.spiking import LIFParameters, SpikingNetwork, poisson_spikes, r
 
 
 def _tiny(method: str = "exact", layers=(8, 5), seed: int = 0, delay: float = 0.0) -> SpikingNetwork:
-    return SpikingNetwork(20, list(layers), weight_mean=1.5, weight_std=1.0, seed=seed, method=method,
-                          delay=delay).double()
+    return SpikingNetwork(
+        20, list(layers), weight_mean=1.5, weight_std=1.0, seed=seed, method=method, delay=delay
+    ).double()
 
 
 def _data(n_out: int = 5):
@@ -107,7 +108,7 @@ def test_rmaxprop_steps_clipping_and_decay():
     g2 = g1 / 10
     rule.apply([g2], 0.5)
     gamma = math.exp(-0.5 / 30.0)
-    v = np.maximum(gamma * g1 ** 2, g2 ** 2)
+    v = np.maximum(gamma * g1**2, g2**2)
     expected2 = np.clip(expected + 0.01 * g2 / (np.sqrt(v) + 1e-12), -0.05, 0.05)
     np.testing.assert_allclose(net.feedforward[0].detach().numpy(), expected2, atol=1e-15)
 
@@ -140,10 +141,11 @@ def test_regulariser_term_matches_its_formula(exponent):
     plain = SuperSpike(net).gradients(x, y)
     regular = SuperSpike(net, regulariser_strength=0.7, tau_het=0.05, regulariser_exponent=exponent).gradients(x, y)
     z = _z_closed_form(plain.spikes[0], 1e-3, 0.05)
-    expected = 0.7 * net.feedforward[0].detach().numpy() * (1e-3 * (z ** exponent).sum(1).mean(0))[None, :]
+    expected = 0.7 * net.feedforward[0].detach().numpy() * (1e-3 * (z**exponent).sum(1).mean(0))[None, :]
     assert np.abs(expected).max() > 0
-    np.testing.assert_allclose(plain.gradients[0] - regular.gradients[0], expected, rtol=1e-10,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        plain.gradients[0] - regular.gradients[0], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max()
+    )
 
 
 def _auryn_to_ours_ratio(dt: float) -> float:
@@ -169,11 +171,15 @@ def _auryn_to_ours_ratio(dt: float) -> float:
         el_flt += (el - el_flt) * dt / tau_decay  # el_val_flt->follow(el_val, dt / tau_el_decay)
         el *= math.exp(-dt / tau_rise)
         auryn_error += el_flt * tr_err_flt
-        auryn_regulariser += 1.0 * (w_units * 0.01) * z ** 4  # regstrength * weight (volts) * hom4
+        auryn_regulariser += 1.0 * (w_units * 0.01) * z**4  # regstrength * weight (volts) * hom4
     kernel = VanRossumKernel(dt, tau_rise, tau_decay)
-    ours_error = dt * float((kernel.causal(torch.from_numpy(hebb)[None, :, None])
-                             * kernel.causal(torch.from_numpy(difference.astype(np.float64))[None, :, None])).sum())
-    ours_regulariser = paper_rho(1.0, dt) * w_units * dt * float((z_ours ** 4).sum())
+    ours_error = dt * float(
+        (
+            kernel.causal(torch.from_numpy(hebb)[None, :, None])
+            * kernel.causal(torch.from_numpy(difference.astype(np.float64))[None, :, None])
+        ).sum()
+    )
+    ours_regulariser = paper_rho(1.0, dt) * w_units * dt * float((z_ours**4).sum())
     return (auryn_regulariser / auryn_error) / (ours_regulariser / ours_error)
 
 
@@ -207,9 +213,10 @@ def test_feedback_scales_paper_and_normalised():
     normalised = SuperSpike(net, feedback="random", seed=3).feedback_matrices[0]
     np.testing.assert_allclose(normalised * math.sqrt(8), paper, rtol=1e-15)  # the same N(0, 1) draws
     assert abs(paper.std() - 1) < 0.5  # 40 draws of N(0, 1) (section 3.3.4: zero mean, unit variance)
-    np.testing.assert_array_equal(SuperSpike(net, feedback="uniform", feedback_scale="paper").feedback_matrices[0],
-                                  np.ones((8, 5)))  # "all weighting coefficients were simply set to one"
-    np.testing.assert_allclose(SuperSpike(net, feedback="uniform").feedback_matrices[0], np.full((8, 5), 8 ** -0.5))
+    np.testing.assert_array_equal(
+        SuperSpike(net, feedback="uniform", feedback_scale="paper").feedback_matrices[0], np.ones((8, 5))
+    )  # "all weighting coefficients were simply set to one"
+    np.testing.assert_allclose(SuperSpike(net, feedback="uniform").feedback_matrices[0], np.full((8, 5), 8**-0.5))
 
 
 @pytest.mark.parametrize("feedback", ["random", "uniform"])
@@ -219,7 +226,8 @@ def test_feedback_scale_matters_only_through_the_regulariser(feedback):
     def trained(scale: str, rho: float) -> np.ndarray:
         net = _tiny()
         SuperSpike(net, feedback=feedback, feedback_scale=scale, regulariser_strength=rho, seed=2).train(
-            x, y, 3, progress=False)
+            x, y, 3, progress=False
+        )
         return net.feedforward[0].detach().numpy()
 
     # RMaxProp divides the gradient by its running maximum, so scaling B changes nothing but rounding ...
@@ -309,8 +317,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, feedback):
     first_net, first = setup()
     first.train(x[None], target[None], trials=3, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
     resumed_net, resumed = setup(seed=99)  # other initial weights and feedback: everything must come from the file
-    losses = resumed.train(x[None], target[None], trials=6, progress=False, checkpoint_dir=tmp_path,
-                           checkpoint_every=1, resume=True)
+    losses = resumed.train(
+        x[None], target[None], trials=6, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1, resume=True
+    )
     # exact: a resumed run repeats the uninterrupted one operation for operation (same machine, same code)
     assert losses == expected
     for a, b in zip(whole_net.state_dict().values(), resumed_net.state_dict().values()):

@@ -32,8 +32,7 @@ def test_cross_check_and_to_brian2_say_how_to_install_brian2(no_brian2):
 def test_simulate_backend_brian2_is_a_one_line_error_naming_the_extra(no_brian2, tmp_path):
     parser = argparse.ArgumentParser(prog="neuromodels")
     spiking_commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["simulate", "--example", "feedforward", "--backend", "brian2",
-                              "--out", str(tmp_path)])
+    args = parser.parse_args(["simulate", "--example", "feedforward", "--backend", "brian2", "--out", str(tmp_path)])
     with pytest.raises(NeuromodelsError, match=INSTALL) as caught:
         args.handler(args)
     assert "--backend brian2" in str(caught.value) and "\n" not in str(caught.value)

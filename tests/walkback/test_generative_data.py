@@ -14,15 +14,16 @@ from neuromodels.walkback import TransitionOperator
 def test_toy_sets_follow_their_constructions():
     spiral = make_spiral(2000, noise=0.0, seed=0)
     radius, angle = np.hypot(*spiral.T), np.arctan2(spiral[:, 0], spiral[:, 1])
-    position = (3 * radius - 1) / 2                      # radius (2p + 1)/3 at angle 2 pi p
+    position = (3 * radius - 1) / 2  # radius (2p + 1)/3 at angle 2 pi p
     np.testing.assert_allclose(np.mod(angle - 2 * np.pi * position + np.pi, 2 * np.pi) - np.pi, 0, atol=1e-5)
     np.testing.assert_allclose(np.hypot(*make_circle(500, seed=1).T), 1.0, rtol=1e-6)
     mog = make_mog(8000, components=4, std=0.01, seed=2)
     centres = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
     nearest = np.linalg.norm(mog[:, None] - centres[None], axis=2).min(1)
     assert nearest.max() < 0.06
-    assert make_spiral(10, seed=3).dtype == np.float32 and np.array_equal(make_spiral(10, seed=3),
-                                                                          make_spiral(10, seed=3))
+    assert make_spiral(10, seed=3).dtype == np.float32 and np.array_equal(
+        make_spiral(10, seed=3), make_spiral(10, seed=3)
+    )
 
 
 def test_digits_user_arrays_and_splits(tmp_path):
@@ -48,8 +49,9 @@ def test_mnist_from_the_shared_folder(shared_data):
 
 def test_conv_operator_on_images_and_per_step_norm():
     torch.manual_seed(0)
-    op = TransitionOperator(64, hidden=(8, 8), architecture="conv", image_shape=(1, 8, 8), per_step_norm=True,
-                            n_steps=3)
+    op = TransitionOperator(
+        64, hidden=(8, 8), architecture="conv", image_shape=(1, 8, 8), per_step_norm=True, n_steps=3
+    )
     x = torch.rand(5, 64)
     mean, std = op(x, 2.0, step=1)
     assert mean.shape == std.shape == (5, 64) and (std > 0).all()

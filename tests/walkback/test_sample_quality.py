@@ -62,8 +62,9 @@ def test_parzen_with_one_centre_is_a_gaussian_density_and_bandwidth_selection():
 
 def test_nearest_neighbour_distances():
     train = np.array([[0.0, 0.0], [3.0, 4.0]])
-    np.testing.assert_allclose(nearest_neighbour_distances([[0.0, 1.0], [3.0, 4.0], [6.0, 8.0]], train),
-                               [1.0, 0.0, 5.0])
+    np.testing.assert_allclose(
+        nearest_neighbour_distances([[0.0, 1.0], [3.0, 4.0], [6.0, 8.0]], train), [1.0, 0.0, 5.0]
+    )
 
 
 def test_gaussian_baseline_equals_scipy_multivariate_normal():

@@ -11,9 +11,29 @@ from neuromodels.cli import main
 
 
 def _train(tmp_path, *extra):
-    return main(["walkback", "train", "--data", "spiral", "--n", "400", "--epochs", "1", "--steps", "4",
-                 "--hidden", "16", "--batch-size", "100", "--diffusion-epochs", "1", "--out", str(tmp_path / "run"),
-                 *extra])
+    return main(
+        [
+            "walkback",
+            "train",
+            "--data",
+            "spiral",
+            "--n",
+            "400",
+            "--epochs",
+            "1",
+            "--steps",
+            "4",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "100",
+            "--diffusion-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            *extra,
+        ]
+    )
 
 
 def test_train_then_sample_write_report_folders(tmp_path, capsys):
@@ -25,17 +45,36 @@ def test_train_then_sample_write_report_folders(tmp_path, capsys):
     run = tmp_path / "run"
     for name in ("model.pt", "checkpoint.pt", "bound.png", "cooling.png", "report.json"):
         assert (run / name).is_file()
-    assert main(["walkback", "sample", "--model", str(run / "model.pt"), "--n", "10", "--extra-steps", "3",
-                 "--out", str(tmp_path / "samples"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "walkback",
+                "sample",
+                "--model",
+                str(run / "model.pt"),
+                "--n",
+                "10",
+                "--extra-steps",
+                "3",
+                "--out",
+                str(tmp_path / "samples"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["chain_length"] == 4 + 3
     assert np.load(tmp_path / "samples" / "samples.npy").shape == (10, 2)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--temperature-factor", "1.0"], "--temperature-factor"),
-    (["--steps", "0"], "--steps"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--temperature-factor", "1.0"], "--temperature-factor"),
+        (["--steps", "0"], "--steps"),
+    ],
+)
 def test_bad_settings_exit_2_and_write_nothing(tmp_path, capsys, args, needle):
     assert _train(tmp_path, *args) == 2
     err = capsys.readouterr().err
@@ -67,12 +106,42 @@ def test_sample_refuses_a_model_of_another_kind(tmp_path, capsys):
 
 
 def test_image_data_train_and_sample(tmp_path, capsys):
-    code = main(["walkback", "train", "--data", "digits", "--epochs", "1", "--steps", "2", "--hidden", "16",
-                 "--diffusion-epochs", "1", "--out", str(tmp_path / "digits"), "--json"])
+    code = main(
+        [
+            "walkback",
+            "train",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            "--hidden",
+            "16",
+            "--diffusion-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "digits"),
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert {"parzen_log_likelihood", "nn_distance"} <= set(report["comparison"]["walkback"])
-    assert main(["walkback", "sample", "--model", str(tmp_path / "digits" / "model.pt"), "--n", "3",
-                 "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "walkback",
+                "sample",
+                "--model",
+                str(tmp_path / "digits" / "model.pt"),
+                "--n",
+                "3",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 64)
     assert (tmp_path / "s" / "samples.png").is_file()

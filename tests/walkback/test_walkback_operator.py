@@ -65,8 +65,11 @@ def test_per_step_log_prob_equals_independent_gaussian_density():
         expected = stats.norm.logpdf(target, mean, std).sum(1)
         ours = model.log_prob(torch.from_numpy(target), torch.from_numpy(given), temperature, step).detach().numpy()
         np.testing.assert_allclose(ours, expected, rtol=1e-10)
-        paper = step_log_likelihood(model, torch.from_numpy(target), torch.from_numpy(given), temperature, step,
-                                    "paper").detach().numpy()
+        paper = (
+            step_log_likelihood(model, torch.from_numpy(target), torch.from_numpy(given), temperature, step, "paper")
+            .detach()
+            .numpy()
+        )
         np.testing.assert_allclose(paper, expected, rtol=1e-10)  # log p_T(s_{t-1} | s_t)
 
 
@@ -76,8 +79,11 @@ def test_released_objective_scores_the_input_with_sigma_as_variance():
     previous, current = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
     mean, sigma = _numpy_operator(model, previous, 2.0)  # the operator applied to s_{t-1}, not s_t
     expected = -0.5 * (np.log(2 * np.pi) + np.log(sigma) + (previous - mean) ** 2 / sigma).sum(1)
-    ours = step_log_likelihood(model, torch.from_numpy(previous), torch.from_numpy(current), 2.0, 1,
-                               "released").detach().numpy()
+    ours = (
+        step_log_likelihood(model, torch.from_numpy(previous), torch.from_numpy(current), 2.0, 1, "released")
+        .detach()
+        .numpy()
+    )
     np.testing.assert_allclose(ours, expected, rtol=1e-10)
     with pytest.raises(ConfigError, match="objective"):
         step_log_likelihood(model, torch.from_numpy(previous), torch.from_numpy(current), 2.0, 1, "other")
@@ -95,8 +101,15 @@ def _linear_stationary_operator(mean, var, a, n_steps, alpha=0.5):
     """1-D operator with mean a s + (1 - a) m and fixed std sqrt(var (1 - a^2)): reversible w.r.t. N(m, var) at
     T = 1 (an AR(1) chain in its stationary state satisfies detailed balance)."""
     c = (a - alpha) / (1 - alpha)
-    model = TransitionOperator(1, hidden=(), alpha=alpha, sigma=math.sqrt(var * (1 - a * a)), learn_sigma=False,
-                               n_steps=n_steps, steps_at_one=n_steps).double()
+    model = TransitionOperator(
+        1,
+        hidden=(),
+        alpha=alpha,
+        sigma=math.sqrt(var * (1 - a * a)),
+        learn_sigma=False,
+        n_steps=n_steps,
+        steps_at_one=n_steps,
+    ).double()
     with torch.no_grad():
         model.mu_head.weight.fill_(c)
         model.mu_head.bias.fill_(mean * (1 - a) / (1 - alpha))
@@ -135,8 +148,8 @@ def test_training_raises_the_bound_towards_the_true_log_likelihood_from_below():
     fit = train_walkback(model, data, valid, epochs=6, batch_size=200, lr=1e-2, progress=False, bound_points=4000)
     bounds = fit.history["valid_bound"]
     assert bounds[-1] > bounds[0] + 1.0
-    assert bounds[-1] < truth + 0.02      # a lower bound (0.02: Monte Carlo error of 4,000 paths)
-    assert bounds[-1] > truth - 0.15      # and close to it
+    assert bounds[-1] < truth + 0.02  # a lower bound (0.02: Monte Carlo error of 4,000 paths)
+    assert bounds[-1] > truth - 0.15  # and close to it
 
 
 def _sgd_model():
@@ -153,8 +166,9 @@ def test_update_is_algorithm_1_online_with_constant_states_on_the_schedule():
     are accumulated, or if the temperatures differ from the schedule."""
     model, reference = _sgd_model(), _sgd_model()
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    result = walkback_update(model, torch.optim.SGD(model.parameters(), lr=0.05), x,
-                             generator=torch.Generator().manual_seed(7))
+    result = walkback_update(
+        model, torch.optim.SGD(model.parameters(), lr=0.05), x, generator=torch.Generator().manual_seed(7)
+    )
     assert result["temperatures"] == [1.0, 2.0, 4.0] and result["updates"] == 3
 
     generator = torch.Generator().manual_seed(7)
@@ -202,8 +216,9 @@ def _small_run(tmp_path, epochs, **kwargs):
     data = rng.normal(size=(300, 2)).astype(np.float32)
     torch.manual_seed(0)
     model = TransitionOperator(2, hidden=(16,), sigma=0.3, n_steps=3, per_step_norm=True)
-    return train_walkback(model, data, data[:50], epochs=epochs, batch_size=64, lr=1e-3, progress=False,
-                          bound_points=100, **kwargs)
+    return train_walkback(
+        model, data, data[:50], epochs=epochs, batch_size=64, lr=1e-3, progress=False, bound_points=100, **kwargs
+    )
 
 
 def test_exact_resume_through_the_checkpoint_writer(tmp_path):
@@ -237,12 +252,15 @@ def test_generation_cools_from_p0_and_runs_extra_steps():
     assert abs(chain[-1].std().item() - 1.0) < 0.05 and abs(chain[-1].mean().item()) < 0.05
 
 
-@pytest.mark.parametrize("kwargs, error, needle", [
-    ({"temperature_factor": 1.0}, ConfigError, "temperature_factor"),
-    ({"temperature_factor": 0.5}, ConfigError, "temperature_factor"),
-    ({"n_steps": 0}, ConfigError, "n_steps"),
-    ({"sigma": 0.0}, ConfigError, "sigma"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, needle",
+    [
+        ({"temperature_factor": 1.0}, ConfigError, "temperature_factor"),
+        ({"temperature_factor": 0.5}, ConfigError, "temperature_factor"),
+        ({"n_steps": 0}, ConfigError, "n_steps"),
+        ({"sigma": 0.0}, ConfigError, "sigma"),
+    ],
+)
 def test_bad_operator_settings(kwargs, error, needle):
     with pytest.raises(error, match=needle):
         TransitionOperator(2, **kwargs)

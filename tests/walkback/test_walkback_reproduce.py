@@ -33,16 +33,19 @@ def spiral():
 
 def test_spiral_bound_rises_and_cooled_samples_stay_on_the_data(spiral):
     bounds = spiral["history"]["valid_bound"]
-    assert np.mean(bounds[-3:]) > bounds[0] + 0.3          # the held-out bound rises during training
-    ratio = spiral["mmd_ratio"]                             # MMD to held-out data / MMD between held-out halves
+    assert np.mean(bounds[-3:]) > bounds[0] + 0.3  # the held-out bound rises during training
+    ratio = spiral["mmd_ratio"]  # MMD to held-out data / MMD between held-out halves
     # far closer to the data than the Gaussian fitted to it, and a chain 3x longer than training stays there
     assert ratio["walkback"] < ratio["gaussian"] / 2
     assert ratio["walkback_3x"] < 2 * ratio["walkback"]
     assert ratio["walkback_3x"] < ratio["gaussian"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16's band (MMD within 2x of the held-out halves') is not reached at "
-                                       "our CPU scale (10 epochs vs the authors' 4,000); see docs/walkback.md")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16's band (MMD within 2x of the held-out halves') is not reached at "
+    "our CPU scale (10 epochs vs the authors' 4,000); see docs/walkback.md",
+)
 def test_spiral_samples_within_twice_the_held_out_floor(spiral):
     assert spiral["mmd_ratio"]["walkback"] < 2 and spiral["mmd_ratio"]["walkback_3x"] < 2
 
