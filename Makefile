@@ -34,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)
+# the style check first (seconds), then the fast suite, which also builds the docs (tests/test_docs.py)
+test: lint
 	$(BIN)/python -m pytest -m "not slow" -q
 
 # The HTML site: README tour, guides, API reference from the docstrings, examples gallery (docs/conf.py). Warnings
