@@ -50,6 +50,7 @@ _LAZY = {
     ),
     "evaluate_walkback": "walkback_report",
     **dict.fromkeys(["first_spike_latency", "repeat_statistics", "decode_stimulus"], "spike_timing"),
+    **dict.fromkeys(["harmonic_amplitudes", "nonlinearity_index"], "harmonics"),
     **dict.fromkeys(
         [
             "firing_rates",
