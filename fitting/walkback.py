@@ -150,15 +150,7 @@ def train_walkback(
     ``resume``, continue from it. Raises :class:`ConfigError` for bad settings, :class:`DataFormatError`
     for data with NaN or the wrong rank.
     """
-    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("bound_points", bound_points, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"lr must be a positive number, got {lr!r}")
-    if not 0 < lr_decay <= 1:
-        raise ConfigError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    _check_settings(epochs, batch_size, bound_points, lr, lr_decay, objective)
     train_points = _as_points(train, "train", model.dim)
     valid_points = None if valid is None else _as_points(valid, "valid", model.dim)
     settings = {
@@ -173,21 +165,12 @@ def train_walkback(
     }
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(int(seed))
-    history, start_epoch = History(), 0
     checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
-    if checkpoint_path is not None and resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        _check_compatible(state, settings, checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start_epoch = int(state["epoch"])
-        history = History(records=[dict(r) for r in state["history"]], resumed_from_epoch=start_epoch)
+    history, start_epoch = _resume(checkpoint_path, resume, settings, model, optimizer, generator)
 
     from tqdm.auto import tqdm
 
     epoch_disable, batch_disable = progress_disable(progress)
-    n_batches = math.ceil(len(train_points) / batch_size)
     bound_train, bound_valid = _subset(train_points, bound_points), None
     if valid_points is not None:
         bound_valid = _subset(valid_points, bound_points)
@@ -201,49 +184,143 @@ def train_walkback(
     )
     for epoch in epoch_bar:
         started = _time.perf_counter()
-        model.train()
-        order = epoch_order(len(train_points), seed, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * lr_decay**epoch
-        total = 0.0
-        for chunk in tqdm(
-            torch.split(order, batch_size),
-            total=n_batches,
-            disable=batch_disable,
-            leave=False,
-            desc=f"epoch {epoch + 1}",
-            unit="batch",
-        ):
-            total += walkback_update(
-                model, optimizer, train_points[chunk], objective=objective, online=online, generator=generator
-            )["objective"] * len(chunk)
+        lr_epoch = lr * lr_decay**epoch
+        total = _train_epoch(
+            model,
+            optimizer,
+            train_points,
+            epoch,
+            seed,
+            lr_epoch,
+            batch_size,
+            objective,
+            online,
+            generator,
+            batch_disable,
+        )
         model.eval()
         _refit_p0(model, _subset(train_points, max(bound_points, 5000)), generator)
-        record = {
-            "epoch": epoch + 1,
-            "train_objective": total / len(train_points),
-            "train_bound": _mean_bound(model, bound_train, generator, batch_size),
-        }
-        if bound_valid is not None:
-            record["valid_bound"] = _mean_bound(model, bound_valid, generator, batch_size)
+        record = _epoch_record(model, epoch, total / len(train_points), bound_train, bound_valid, generator, batch_size)
         record["seconds"] = _time.perf_counter() - started
         history.records.append(record)
         epoch_bar.set_postfix(bound=f"{record.get('valid_bound', record['train_bound']):.3f}")
         if checkpoint_path is not None:
-            save_checkpoint(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "settings": settings,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "epoch": epoch + 1,
-                    "history": history.records,
-                },
-                checkpoint_path,
-            )
+            _save(checkpoint_path, settings, model, optimizer, generator, epoch + 1, history)
     model.eval()
     return WalkbackFit(model=model, history=history)
+
+
+def _check_settings(epochs: Any, batch_size: Any, bound_points: Any, lr: Any, lr_decay: Any, objective: Any) -> None:
+    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("bound_points", bound_points, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if not 0 < lr_decay <= 1:
+        raise ConfigError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+def _resume(
+    checkpoint_path: Path | None,
+    resume: bool,
+    settings: dict[str, Any],
+    model: TransitionOperator,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> tuple[History, int]:
+    """The history so far and the epoch to start from; a resume restores the model, Adam and the generator."""
+    history, start_epoch = History(), 0
+    if checkpoint_path is not None and resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        _check_compatible(state, settings, checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start_epoch = int(state["epoch"])
+        history = History(records=[dict(r) for r in state["history"]], resumed_from_epoch=start_epoch)
+    return history, start_epoch
+
+
+def _train_epoch(
+    model: TransitionOperator,
+    optimizer: torch.optim.Optimizer,
+    train_points: torch.Tensor,
+    epoch: int,
+    seed: int,
+    lr: float,
+    batch_size: int,
+    objective: str,
+    online: bool,
+    generator: torch.Generator,
+    batch_disable: bool | None,
+) -> float:
+    """One pass of Algorithm 1 over ``train_points`` in the epoch's seeded order at learning rate ``lr``; return
+    the sum over batches of the objective times the batch size."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    order = epoch_order(len(train_points), seed, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    total = 0.0
+    for chunk in tqdm(
+        torch.split(order, batch_size),
+        total=math.ceil(len(train_points) / batch_size),
+        disable=batch_disable,
+        leave=False,
+        desc=f"epoch {epoch + 1}",
+        unit="batch",
+    ):
+        total += walkback_update(
+            model, optimizer, train_points[chunk], objective=objective, online=online, generator=generator
+        )["objective"] * len(chunk)
+    return total
+
+
+def _epoch_record(
+    model: TransitionOperator,
+    epoch: int,
+    train_objective: float,
+    bound_train: torch.Tensor,
+    bound_valid: torch.Tensor | None,
+    generator: torch.Generator,
+    batch_size: int,
+) -> dict[str, Any]:
+    """The epoch's history record: its mean objective and the variational bound on the fixed train (and valid)
+    points."""
+    record = {
+        "epoch": epoch + 1,
+        "train_objective": train_objective,
+        "train_bound": _mean_bound(model, bound_train, generator, batch_size),
+    }
+    if bound_valid is not None:
+        record["valid_bound"] = _mean_bound(model, bound_valid, generator, batch_size)
+    return record
+
+
+def _save(
+    checkpoint_path: Path,
+    settings: dict[str, Any],
+    model: TransitionOperator,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    epochs_done: int,
+    history: History,
+) -> None:
+    save_checkpoint(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "settings": settings,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "epoch": epochs_done,
+            "history": history.records,
+        },
+        checkpoint_path,
+    )
 
 
 def _check_compatible(state: dict[str, Any], settings: dict[str, Any], path: Path) -> None:

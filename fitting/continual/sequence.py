@@ -145,11 +145,7 @@ def train_sequence(
     ``epochs``, ``batch_size``, ``lr``: per task (Adam, reset per task). ``seed``: task ``i`` trains with
     ``fit(seed=seed * 1000 + i)``. ``callbacks``: passed to every task's ``fit``.
     """
-    import xarray as xr
     from tqdm.auto import tqdm
-
-    from neuromodels.fitting.checkpoint import load_checkpoint, save_checkpoint
-    from neuromodels.fitting.loop import fit
 
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
@@ -172,33 +168,12 @@ def train_sequence(
         "regulariser": None if regulariser is None else regulariser.settings(),
     }
     n = len(sequence)
-    rows: list[list[float]] = []
-    histories: list[dict[str, Any]] = []
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     state_path = None if folder is None else folder / "sequence.pt"
-    if state_path is not None and resume and state_path.exists():
-        state = load_checkpoint(state_path, map_location=device)
-        _check_resumable(state, sequence, settings, state_path)
-        model.load_state_dict(state["model"])
-        if regulariser is not None:
-            regulariser.load_state_dict(state["regulariser"])
-        rows = [list(r) for r in state["rows"]]
-        histories = list(state["histories"])
+    rows, histories = _resume_sequence(state_path, resume, device, sequence, settings, model, regulariser)
 
     def save() -> None:
-        if state_path is not None:
-            save_checkpoint(
-                {
-                    "format": SEQUENCE_FORMAT,
-                    "settings": settings,
-                    "tasks": sequence.fingerprint(),
-                    "model": model.state_dict(),
-                    "regulariser": None if regulariser is None else regulariser.state_dict(),
-                    "rows": rows,
-                    "histories": histories,
-                },
-                state_path,
-            )
+        _save_sequence(state_path, settings, sequence, model, regulariser, rows, histories)
 
     if not rows:
         save()  # from the start: a resume with other tasks or settings is refused even during task 0
@@ -211,37 +186,130 @@ def train_sequence(
         unit="task",
         disable=progress is False if progress is not None else None,
     )
+    fit_options = {
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "progress": progress,
+        "device": device,
+        "callbacks": callbacks,
+        "resume": resume,
+    }
     for i in bar:
-        task = sequence.tasks[i]
-        train = concatenate([t.train for t in sequence.tasks[: i + 1]]) if method == "joint" else task.train
-        history = fit(
-            model,
-            train,
-            None,
-            loss=cross_entropy,
-            epochs=int(epochs),
-            batch_size=int(batch_size),
-            lr=float(lr),
-            regularisers=[] if regulariser is None else [regulariser],
-            lr_patience=10**9,
-            patience=None,
-            restore_best=False,
-            seed=int(seed) * 1000 + i,
-            progress=progress,
-            device=device,
-            callbacks=callbacks,
-            resume=resume,
-            checkpoint_dir=None if folder is None else folder / f"task-{i}",
-        )
-        if isinstance(regulariser, SynapticIntelligence):
-            regulariser.end_task(model)
-        elif isinstance(regulariser, EWC):
-            regulariser.end_task(model, task.train)
+        history = _train_task(model, sequence, i, method, regulariser, int(seed) * 1000 + i, folder, fit_options)
         rows.append([evaluate_accuracy(model, t.test, device=device) for t in sequence.tasks])
         histories.append(history.as_dict())
         bar.set_postfix(mean=f"{np.mean(rows[-1][: i + 1]):.3f}", refresh=False)
         save()
     bar.close()
+    return _sequence_result(sequence, method, regulariser, settings, rows, histories)
+
+
+def _resume_sequence(
+    state_path: Path | None,
+    resume: bool,
+    device: torch.device,
+    sequence: TaskSequence,
+    settings: dict[str, Any],
+    model: torch.nn.Module,
+    regulariser: Any,
+) -> tuple[list[list[float]], list[dict[str, Any]]]:
+    """The accuracy rows and histories of the tasks done so far (none without a ``sequence.pt`` to resume);
+    a resume also restores the model's weights and the method's state."""
+    from neuromodels.fitting.checkpoint import load_checkpoint
+
+    rows: list[list[float]] = []
+    histories: list[dict[str, Any]] = []
+    if state_path is not None and resume and state_path.exists():
+        state = load_checkpoint(state_path, map_location=device)
+        _check_resumable(state, sequence, settings, state_path)
+        model.load_state_dict(state["model"])
+        if regulariser is not None:
+            regulariser.load_state_dict(state["regulariser"])
+        rows = [list(r) for r in state["rows"]]
+        histories = list(state["histories"])
+    return rows, histories
+
+
+def _save_sequence(
+    state_path: Path | None,
+    settings: dict[str, Any],
+    sequence: TaskSequence,
+    model: torch.nn.Module,
+    regulariser: Any,
+    rows: list[list[float]],
+    histories: list[dict[str, Any]],
+) -> None:
+    """Write ``sequence.pt`` (nothing without a checkpoint folder)."""
+    from neuromodels.fitting.checkpoint import save_checkpoint
+
+    if state_path is not None:
+        save_checkpoint(
+            {
+                "format": SEQUENCE_FORMAT,
+                "settings": settings,
+                "tasks": sequence.fingerprint(),
+                "model": model.state_dict(),
+                "regulariser": None if regulariser is None else regulariser.state_dict(),
+                "rows": rows,
+                "histories": histories,
+            },
+            state_path,
+        )
+
+
+def _train_task(
+    model: torch.nn.Module,
+    sequence: TaskSequence,
+    i: int,
+    method: str,
+    regulariser: Any,
+    seed: int,
+    folder: Path | None,
+    fit_options: dict[str, Any],
+) -> Any:
+    """Train task ``i`` with a fresh Adam (``joint``: on the union of tasks ``0..i``), then close the task for
+    the method (SI: consolidate ``Omega``; EWC: estimate the Fisher); return the loop's history."""
+    from neuromodels.fitting.loop import fit
+
+    task = sequence.tasks[i]
+    train = concatenate([t.train for t in sequence.tasks[: i + 1]]) if method == "joint" else task.train
+    history = fit(
+        model,
+        train,
+        None,
+        loss=cross_entropy,
+        epochs=fit_options["epochs"],
+        batch_size=fit_options["batch_size"],
+        lr=fit_options["lr"],
+        regularisers=[] if regulariser is None else [regulariser],
+        lr_patience=10**9,
+        patience=None,
+        restore_best=False,
+        seed=seed,
+        progress=fit_options["progress"],
+        device=fit_options["device"],
+        callbacks=fit_options["callbacks"],
+        resume=fit_options["resume"],
+        checkpoint_dir=None if folder is None else folder / f"task-{i}",
+    )
+    if isinstance(regulariser, SynapticIntelligence):
+        regulariser.end_task(model)
+    elif isinstance(regulariser, EWC):
+        regulariser.end_task(model, task.train)
+    return history
+
+
+def _sequence_result(
+    sequence: TaskSequence,
+    method: str,
+    regulariser: Any,
+    settings: dict[str, Any],
+    rows: list[list[float]],
+    histories: list[dict[str, Any]],
+) -> ContinualResult:
+    """The accuracy matrix, its summary metrics and the method's importance per parameter."""
+    import xarray as xr
 
     names = [t.name for t in sequence.tasks]
     accuracy = xr.DataArray(

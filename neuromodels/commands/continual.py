@@ -81,37 +81,11 @@ def _numbers(text: str | None, name: str, kind: type) -> list[Any] | None:
 
 def _run(args: argparse.Namespace) -> int:
     from neuromodels._outputs import ReportFolder, check_out_folder
-    from neuromodels.errors import ConfigError
 
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    seeds = _numbers(args.seeds, "--seeds", int)
-    cs = _numbers(args.c, "--c", float)
-    hidden = _numbers(args.hidden, "--hidden", int)
-    if cs is not None and any(c < 0 for c in cs):
-        raise ConfigError(f"--c must be >= 0, got {args.c}")
-    if args.xi is not None and not args.xi > 0:
-        raise ConfigError(f"--xi must be > 0, got {args.xi}")
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
-    if any(seed < 0 for seed in seeds):
-        raise ConfigError(f"--seeds must be >= 0, got {args.seeds!r}")
-    if hidden is not None and any(width < 1 for width in hidden):
-        raise ConfigError(f"--hidden widths must be >= 1, got {args.hidden!r}")
-    if len(set(methods)) != len(methods):
-        raise ConfigError(f"--method lists a method twice: {args.method!r}")
-    from neuromodels.fitting.continual.sequence import METHODS
-
-    if not methods or any(m not in METHODS for m in methods):
-        raise ConfigError(f"--method must be {', '.join(METHODS)} or a comma list of them, got {args.method!r}")
+    methods, seeds, cs, hidden = _check_args(args)
     out = check_out_folder(args.out)
 
-    from neuromodels._figures import save_figure
     from neuromodels._reports import print_json, write_json
-    from neuromodels.analysis.continual_plots import (
-        plot_accuracy_matrix,
-        plot_importance,
-        plot_task_accuracies,
-    )
     from neuromodels.fitting.continual import run_benchmark
 
     progress = False if args.no_progress else None
@@ -143,35 +117,80 @@ def _run(args: argparse.Namespace) -> int:
             **run.as_dict(),
             "figures": [],
         }
-        for label, results in run.results.items():
-            name = label.replace(" ", "_").replace("=", "")
-            save_figure(
-                plot_accuracy_matrix(results[0].accuracy, title=f"{label}: accuracy (%)"),
-                folder.path(f"accuracy_{name}.png"),
-            )
-            report["figures"].append(f"accuracy_{name}.png")
-            if results[0].importance:
-                save_figure(plot_importance(results[0].importance), folder.path(f"importance_{name}.png"))
-                report["figures"].append(f"importance_{name}.png")
-        save_figure(
-            plot_task_accuracies(
-                {k: [r.accuracy for r in v] for k, v in run.results.items()},
-                title=f"{args.benchmark}, {args.scenario}-incremental",
-            ),
-            folder.path("task_accuracies.png"),
-        )
-        report["figures"].append("task_accuracies.png")
+        report["figures"] += _save_figures(args, run, folder)
         write_json(folder.path("report.json"), report)
 
     if args.json:
         print_json(report)
     else:
-        print(f"{args.benchmark} ({args.scenario}-incremental), seeds {seeds}")
-        print(f"{'method':<14} {'avg acc':>9} {'BWT':>9} {'forgetting':>11}")
-        for label, row in run.summary().items():
-            print(
-                f"{label:<14} {row['average_accuracy']:>9.4f} {row['backward_transfer']:>9.4f} "
-                f"{row['forgetting']:>11.4f}"
-            )
-        print(f"report: {out / 'report.json'}", file=sys.stdout)
+        _print_summary(args, seeds, run, out)
     return 0
+
+
+def _check_args(args: argparse.Namespace) -> tuple[list[str], list[int], list[float] | None, list[int] | None]:
+    """The methods, seeds, ``c`` values and hidden widths of the command line; ConfigError on a bad value."""
+    from neuromodels.errors import ConfigError
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    seeds = _numbers(args.seeds, "--seeds", int)
+    cs = _numbers(args.c, "--c", float)
+    hidden = _numbers(args.hidden, "--hidden", int)
+    if cs is not None and any(c < 0 for c in cs):
+        raise ConfigError(f"--c must be >= 0, got {args.c}")
+    if args.xi is not None and not args.xi > 0:
+        raise ConfigError(f"--xi must be > 0, got {args.xi}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"--seeds must be >= 0, got {args.seeds!r}")
+    if hidden is not None and any(width < 1 for width in hidden):
+        raise ConfigError(f"--hidden widths must be >= 1, got {args.hidden!r}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"--method lists a method twice: {args.method!r}")
+    from neuromodels.fitting.continual.sequence import METHODS
+
+    if not methods or any(m not in METHODS for m in methods):
+        raise ConfigError(f"--method must be {', '.join(METHODS)} or a comma list of them, got {args.method!r}")
+    return methods, seeds, cs, hidden
+
+
+def _save_figures(args: argparse.Namespace, run: Any, folder: Any) -> list[str]:
+    """Each method's accuracy matrix (and importance, where it has one) and the per-task accuracies; return the
+    file names in the order written."""
+    from neuromodels._figures import save_figure
+    from neuromodels.analysis.continual_plots import (
+        plot_accuracy_matrix,
+        plot_importance,
+        plot_task_accuracies,
+    )
+
+    figures = []
+    for label, results in run.results.items():
+        name = label.replace(" ", "_").replace("=", "")
+        save_figure(
+            plot_accuracy_matrix(results[0].accuracy, title=f"{label}: accuracy (%)"),
+            folder.path(f"accuracy_{name}.png"),
+        )
+        figures.append(f"accuracy_{name}.png")
+        if results[0].importance:
+            save_figure(plot_importance(results[0].importance), folder.path(f"importance_{name}.png"))
+            figures.append(f"importance_{name}.png")
+    save_figure(
+        plot_task_accuracies(
+            {k: [r.accuracy for r in v] for k, v in run.results.items()},
+            title=f"{args.benchmark}, {args.scenario}-incremental",
+        ),
+        folder.path("task_accuracies.png"),
+    )
+    figures.append("task_accuracies.png")
+    return figures
+
+
+def _print_summary(args: argparse.Namespace, seeds: list[int], run: Any, out: Any) -> None:
+    print(f"{args.benchmark} ({args.scenario}-incremental), seeds {seeds}")
+    print(f"{'method':<14} {'avg acc':>9} {'BWT':>9} {'forgetting':>11}")
+    for label, row in run.summary().items():
+        print(
+            f"{label:<14} {row['average_accuracy']:>9.4f} {row['backward_transfer']:>9.4f} {row['forgetting']:>11.4f}"
+        )
+    print(f"report: {out / 'report.json'}", file=sys.stdout)

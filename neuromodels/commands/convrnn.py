@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from neuromodels._reports import print_json
 
@@ -146,40 +147,14 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from neuromodels._figures import new_figure, save_figure
     from neuromodels._outputs import ReportFolder, check_out_folder
     from neuromodels._reports import write_json
-    from neuromodels.convrnn import ConvRNN, LayerSpec, count_parameters
-    from neuromodels.errors import ConfigError
+    from neuromodels.convrnn import count_parameters
     from neuromodels.fitting.classification import accuracy, image_task, train_classifier
 
-    for name in ("epochs", "batch_size", "steps", "image_steps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise ConfigError(f"--lr must be > 0, got {args.lr}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    _check_train_args(args)
     out = check_out_folder(args.out)
-    channels = _ints(args.channels, "channels")
-    pools = _ints(args.pools, "pools") if args.pools else [2] * len(channels)
-    if len(pools) != len(channels):
-        raise ConfigError(f"--pools has {len(pools)} values for {len(channels)} layers")
-    feedback = []
-    for edge in filter(None, (e.strip() for e in args.feedback.split(","))):
-        parts = edge.split(":")
-        if len(parts) != 2:
-            raise ConfigError(f"--feedback edges are SOURCE:TARGET, got {edge!r}")
-        feedback.append(_ints(",".join(parts), "feedback"))
-    torch.manual_seed(args.seed)
-    model = ConvRNN(
-        [LayerSpec(c, 3, p) for c, p in zip(channels, pools)],
-        cell=args.cell,
-        feedback=feedback,
-        steps=args.steps,
-        image_steps=args.image_steps,
-        checkpoint_steps=args.checkpoint_steps,
-    )
+    model = _build_model(args)
     n_valid, n_test = (300, 300) if args.data == "digits" else (1000, 2000)
     data = image_task(args.data, n_valid=n_valid, n_test=n_test, size=args.size, seed=0, path=args.data_path)
     # under torchrun (WORLD_SIZE > 1) the ranks train one model data-parallel and rank 0 alone writes the report
@@ -215,14 +190,7 @@ def _train(args: argparse.Namespace) -> int:
             "data": args.data,
             "settings": settings,
         }
-        torch.save({"config": model.config, "state_dict": model.state_dict()}, folder.path("model.pt"))
-        fig, ax = new_figure(figsize=(4, 3))
-        ax.plot(history["epoch"], history["valid_accuracy"], "o-")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy")
-        ax.set_title(f"{args.cell} ConvRNN on {args.data}: test {test_accuracy:.3f}", fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, folder.path("learning_curve.png"))
+        _save_model_and_curve(args, model, history, test_accuracy, folder)
         write_json(folder.path("report.json"), report)
     if args.json:
         print_json(report)
@@ -234,6 +202,64 @@ def _train(args: argparse.Namespace) -> int:
     if world_size > 1:
         _leave_process_group()
     return 0
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    from neuromodels.errors import ConfigError
+
+    for name in ("epochs", "batch_size", "steps", "image_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {args.lr}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+
+
+def _build_model(args: argparse.Namespace) -> Any:
+    """The ConvRNN of ``--channels``, ``--pools``, ``--feedback``, ``--cell``..., initialised with ``--seed``."""
+    import torch
+
+    from neuromodels.convrnn import ConvRNN, LayerSpec
+    from neuromodels.errors import ConfigError
+
+    channels = _ints(args.channels, "channels")
+    pools = _ints(args.pools, "pools") if args.pools else [2] * len(channels)
+    if len(pools) != len(channels):
+        raise ConfigError(f"--pools has {len(pools)} values for {len(channels)} layers")
+    feedback = []
+    for edge in filter(None, (e.strip() for e in args.feedback.split(","))):
+        parts = edge.split(":")
+        if len(parts) != 2:
+            raise ConfigError(f"--feedback edges are SOURCE:TARGET, got {edge!r}")
+        feedback.append(_ints(",".join(parts), "feedback"))
+    torch.manual_seed(args.seed)
+    return ConvRNN(
+        [LayerSpec(c, 3, p) for c, p in zip(channels, pools)],
+        cell=args.cell,
+        feedback=feedback,
+        steps=args.steps,
+        image_steps=args.image_steps,
+        checkpoint_steps=args.checkpoint_steps,
+    )
+
+
+def _save_model_and_curve(
+    args: argparse.Namespace, model: Any, history: Any, test_accuracy: float, folder: Any
+) -> None:
+    """``model.pt`` (config and weights) and ``learning_curve.png`` (validation accuracy per epoch)."""
+    import torch
+
+    from neuromodels._figures import new_figure, save_figure
+
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, folder.path("model.pt"))
+    fig, ax = new_figure(figsize=(4, 3))
+    ax.plot(history["epoch"], history["valid_accuracy"], "o-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{args.cell} ConvRNN on {args.data}: test {test_accuracy:.3f}", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, folder.path("learning_curve.png"))
 
 
 def _leave_process_group() -> None:

@@ -250,12 +250,10 @@ def _run(args: argparse.Namespace) -> int:
     rec = _load_recording(args)
 
     from neuromodels._outputs import ReportFolder
-    from neuromodels._reports import jsonable, print_json, write_json
-    from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_filters, plot_test_traces, save_figure
-    from neuromodels.analysis.retina_metrics import repeated_trials, retina_test_metrics
+    from neuromodels._reports import print_json, write_json
+    from neuromodels.analysis.plots_retina import plot_cc_vs_ceiling, plot_test_traces, save_figure
+    from neuromodels.analysis.retina_metrics import repeated_trials
     from neuromodels.datasets.recording import split
-    from neuromodels.fitting.estimator import RetinaEstimator
-    from neuromodels.retina import count_parameters
 
     with ReportFolder(out, "fit") as folder:
         cells = [str(c) for c in rec["cell"].values]
@@ -265,70 +263,12 @@ def _run(args: argparse.Namespace) -> int:
         trial_mean = trials.mean("repeat")
         frame_rate = float(rec.attrs.get("frame_rate_hz", 100.0))
 
-        report: dict[str, Any] = {
-            "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
-            "data": str(args.data),
-            "source": str(rec.attrs.get("source")),
-            "cells": cells,
-            "cell_type": cell_types,
-            "n_test_bins": int(trials.sizes["time"]),
-            "n_repeats": int(trials.sizes["repeat"]),
-            "models": {},
-            "figures": [],
-        }
+        report = _report_header(args, rec, cells, cell_types, trials)
         all_metrics: dict[str, Any] = {}
         predictions: dict[str, Any] = {}
         for kind in kinds:
-            model_params = params[kind]
-            estimator = RetinaEstimator(
-                kind,
-                history=args.history,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                patience=args.patience,
-                seed=args.seed,
-                device=args.device,
-                progress=False if args.no_progress else None,
-                checkpoint_dir=folder.keep(f"{kind}/training/checkpoint.pt").parent,
-                **model_params,
-            )
-            if not args.no_progress:
-                print(f"fitting {kind.upper()} ...", file=sys.stderr, flush=True)
-            started = time.perf_counter()
-            estimator.fit(rec)
-            fit_seconds = time.perf_counter() - started
-            metrics = estimator.evaluate(rec, retina_test_metrics)
-            all_metrics[kind] = metrics
-            predictions[kind] = estimator.predict(test)
-            estimator.save(folder.path(f"{kind}/model.pt"))
-            model = estimator.model_
-            filters = model.first_layer_filters if kind == "cnn" else model.filters
-            labels = [f"ch{i}" for i in range(len(filters))] if kind == "cnn" else cells
-            title = "CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters"
-            save_figure(
-                plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate),
-                folder.path(f"{kind}/filters.png"),
-            )
-            report["figures"].append(f"{kind}/filters.png")
-            report["models"][kind] = {
-                "parameters": jsonable(estimator.get_params()),
-                "model_config": jsonable(model.config()),
-                "n_parameters": count_parameters(model),
-                "fit_seconds": fit_seconds,
-                "epochs_run": len(estimator.history_),
-                "metrics": _metrics_json(metrics),
-                "summary": _summary(metrics),
-                "history": jsonable(estimator.history_.as_dict()),
-                "model_file": f"{kind}/model.pt",
-                "checkpoint": f"{kind}/training/checkpoint.pt",
-            }
-        first = next(iter(all_metrics.values()))
-        report["ceiling"] = {
-            "method": "cc_max (Schoppe et al. 2016)",
-            "cc_max": jsonable(first["cc_max"].values.tolist()),
-            "fev": jsonable(first["fev"].values.tolist()),
-        }
+            all_metrics[kind], predictions[kind] = _fit_model(args, kind, params[kind], rec, test, folder, report)
+        _add_ceiling(report, all_metrics)
         save_figure(
             plot_cc_vs_ceiling({k.upper(): m for k, m in all_metrics.items()}), folder.path("cc_vs_ceiling.png")
         )
@@ -342,12 +282,115 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(format_table(cells, cell_types, all_metrics))
-        for kind in kinds:
-            info = report["models"][kind]
-            print(
-                f"{kind.upper()}: {info['epochs_run']} epochs in {info['fit_seconds']:.0f} s, "
-                f"median CC {info['summary']['median_cc']:.3f}, median CC_norm {info['summary']['median_cc_norm']:.3f}"
-            )
-        print(f"report: {out / 'report.json'} (figures: {', '.join(report['figures'])})")
+        _print_summary(report, kinds, cells, cell_types, all_metrics, out)
     return 0
+
+
+def _report_header(
+    args: argparse.Namespace, rec: Any, cells: list[str], cell_types: list[str] | None, trials: Any
+) -> dict[str, Any]:
+    """The report's inputs; ``models`` and ``figures`` fill in as each model is fitted."""
+    return {
+        "arguments": {k: v for k, v in vars(args).items() if k not in ("handler", "command")},
+        "data": str(args.data),
+        "source": str(rec.attrs.get("source")),
+        "cells": cells,
+        "cell_type": cell_types,
+        "n_test_bins": int(trials.sizes["time"]),
+        "n_repeats": int(trials.sizes["repeat"]),
+        "models": {},
+        "figures": [],
+    }
+
+
+def _fit_model(
+    args: argparse.Namespace,
+    kind: str,
+    model_params: dict[str, Any],
+    rec: Any,
+    test: Any,
+    folder: Any,
+    report: dict[str, Any],
+) -> tuple[Any, Any]:
+    """Fit one model kind, save it and its filter figure, add its entry to ``report``; return its test metrics
+    and its test prediction."""
+    from neuromodels._reports import jsonable
+    from neuromodels.analysis.plots_retina import plot_filters, save_figure
+    from neuromodels.analysis.retina_metrics import retina_test_metrics
+    from neuromodels.fitting.estimator import RetinaEstimator
+    from neuromodels.retina import count_parameters
+
+    estimator = RetinaEstimator(
+        kind,
+        history=args.history,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        progress=False if args.no_progress else None,
+        checkpoint_dir=folder.keep(f"{kind}/training/checkpoint.pt").parent,
+        **model_params,
+    )
+    if not args.no_progress:
+        print(f"fitting {kind.upper()} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    estimator.fit(rec)
+    fit_seconds = time.perf_counter() - started
+    metrics = estimator.evaluate(rec, retina_test_metrics)
+    prediction = estimator.predict(test)
+    estimator.save(folder.path(f"{kind}/model.pt"))
+    model = estimator.model_
+    filters = model.first_layer_filters if kind == "cnn" else model.filters
+    labels = [f"ch{i}" for i in range(len(filters))] if kind == "cnn" else report["cells"]
+    title = "CNN first-layer filters" if kind == "cnn" else f"{kind.upper()} stimulus filters"
+    frame_rate = float(rec.attrs.get("frame_rate_hz", 100.0))
+    save_figure(
+        plot_filters(filters, title=title, labels=labels, frame_rate_hz=frame_rate),
+        folder.path(f"{kind}/filters.png"),
+    )
+    report["figures"].append(f"{kind}/filters.png")
+    report["models"][kind] = {
+        "parameters": jsonable(estimator.get_params()),
+        "model_config": jsonable(model.config()),
+        "n_parameters": count_parameters(model),
+        "fit_seconds": fit_seconds,
+        "epochs_run": len(estimator.history_),
+        "metrics": _metrics_json(metrics),
+        "summary": _summary(metrics),
+        "history": jsonable(estimator.history_.as_dict()),
+        "model_file": f"{kind}/model.pt",
+        "checkpoint": f"{kind}/training/checkpoint.pt",
+    }
+    return metrics, prediction
+
+
+def _add_ceiling(report: dict[str, Any], all_metrics: dict[str, Any]) -> None:
+    """The noise ceiling (the same for every model: it is a property of the data), from the first model's metrics."""
+    from neuromodels._reports import jsonable
+
+    first = next(iter(all_metrics.values()))
+    report["ceiling"] = {
+        "method": "cc_max (Schoppe et al. 2016)",
+        "cc_max": jsonable(first["cc_max"].values.tolist()),
+        "fev": jsonable(first["fev"].values.tolist()),
+    }
+
+
+def _print_summary(
+    report: dict[str, Any],
+    kinds: list[str],
+    cells: list[str],
+    cell_types: list[str] | None,
+    all_metrics: dict[str, Any],
+    out: Any,
+) -> None:
+    print(format_table(cells, cell_types, all_metrics))
+    for kind in kinds:
+        info = report["models"][kind]
+        print(
+            f"{kind.upper()}: {info['epochs_run']} epochs in {info['fit_seconds']:.0f} s, "
+            f"median CC {info['summary']['median_cc']:.3f}, median CC_norm {info['summary']['median_cc_norm']:.3f}"
+        )
+    print(f"report: {out / 'report.json'} (figures: {', '.join(report['figures'])})")

@@ -166,15 +166,9 @@ def _run(args: argparse.Namespace) -> int:
     from neuromodels._figures import save_figure
     from neuromodels._outputs import ReportFolder, check_out_folder
     from neuromodels._reports import write_json
-    from neuromodels.analysis.robustness.analyses import saturation_fraction, weight_kurtosis
     from neuromodels.analysis.robustness.attacks import check_inputs
-    from neuromodels.analysis.robustness.evaluate import accuracy, masking_diagnostics, robustness_curve
-    from neuromodels.analysis.robustness.reproduce import (
-        plot_examples,
-        plot_robustness_curves,
-        train_saturating_classifier,
-    )
-    from neuromodels.datasets._io import atomic_path
+    from neuromodels.analysis.robustness.evaluate import masking_diagnostics, robustness_curve
+    from neuromodels.analysis.robustness.reproduce import plot_examples, plot_robustness_curves
     from neuromodels.errors import ConfigError
 
     attacks, eps = _check_args(args)
@@ -188,33 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     with ReportFolder(out, "robustness") as folder:
         if args.train:
             files.append("model.pt")
-            model, history = train_saturating_classifier(
-                args.train,
-                x_train,
-                y_train,
-                saturation=args.saturation,
-                nonlinearity=args.nonlinearity,
-                epochs=args.epochs,
-                seed=args.seed,
-                progress=progress,
-            )
-            described: dict[str, Any] = {
-                "kind": args.train,
-                "nonlinearity": args.nonlinearity,
-                "saturation": args.saturation,
-                "epochs": len(history),
-            }
-            with atomic_path(folder.path("model.pt"), suffix=".pt") as tmp:
-                torch.save(
-                    {
-                        "format": MODEL_FORMAT,
-                        "kind": args.train,
-                        "nonlinearity": args.nonlinearity,
-                        "saturation": args.saturation,
-                        "weights": model.state_dict(),
-                    },
-                    tmp,
-                )
+            model, described = _train_and_save(args, x_train, y_train, progress, folder)
         else:
             model, described = _load_model(args.model)
         dtype = torch.float64 if args.float64 else None
@@ -231,32 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=progress,
         )
         verdict = masking_diagnostics(model, x_test, y_test, curve, loss=args.loss, dtype=dtype, steps=args.steps)
-        report: dict[str, Any] = {
-            "command": "robustness",
-            "model": described,
-            "data": source,
-            "n_attack": len(x_test),
-            "attack_settings": {
-                "loss": args.loss,
-                "dtype": "float64" if args.float64 else "float32",
-                "steps": args.steps,
-                "seed": args.seed,
-            },
-            "clean_accuracy": accuracy(model, x_test, y_test),
-            **curve.as_dict(),
-            "gradient_masking_suspected": verdict.gradient_masking_suspected,
-            "masking_reasons": verdict.reasons,
-            "masking_checks": verdict.checks,
-            "weight_kurtosis": {str(k): float(v) for k, v in weight_kurtosis(model).to_series().items()}
-            if described.get("kind") != "torchscript"
-            else None,
-            "files": files,
-        }
-        nonlinearity = described.get("nonlinearity")
-        if nonlinearity:
-            report["saturated_fraction"] = {
-                str(k): float(v) for k, v in saturation_fraction(model, x_test, nonlinearity).to_series().items()
-            }
+        report = _robustness_report(args, model, described, source, x_test, y_test, curve, verdict, files)
         save_figure(
             plot_robustness_curves({f"{args.loss}, {report['attack_settings']['dtype']}": curve}),
             folder.path("accuracy.png"),
@@ -268,6 +211,87 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_table(report, out)
     return 0
+
+
+def _train_and_save(args: argparse.Namespace, x_train: Any, y_train: Any, progress: bool | None, folder: Any):
+    """``--train``: train the saturating classifier, write it to ``model.pt`` in the report folder; return it
+    and its description."""
+    import torch
+
+    from neuromodels.analysis.robustness.reproduce import train_saturating_classifier
+    from neuromodels.datasets._io import atomic_path
+
+    model, history = train_saturating_classifier(
+        args.train,
+        x_train,
+        y_train,
+        saturation=args.saturation,
+        nonlinearity=args.nonlinearity,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=progress,
+    )
+    described: dict[str, Any] = {
+        "kind": args.train,
+        "nonlinearity": args.nonlinearity,
+        "saturation": args.saturation,
+        "epochs": len(history),
+    }
+    with atomic_path(folder.path("model.pt"), suffix=".pt") as tmp:
+        torch.save(
+            {
+                "format": MODEL_FORMAT,
+                "kind": args.train,
+                "nonlinearity": args.nonlinearity,
+                "saturation": args.saturation,
+                "weights": model.state_dict(),
+            },
+            tmp,
+        )
+    return model, described
+
+
+def _robustness_report(
+    args: argparse.Namespace,
+    model: Any,
+    described: dict[str, Any],
+    source: Any,
+    x_test: Any,
+    y_test: Any,
+    curve: Any,
+    verdict: Any,
+    files: list[str],
+) -> dict[str, Any]:
+    from neuromodels.analysis.robustness.analyses import saturation_fraction, weight_kurtosis
+    from neuromodels.analysis.robustness.evaluate import accuracy
+
+    report: dict[str, Any] = {
+        "command": "robustness",
+        "model": described,
+        "data": source,
+        "n_attack": len(x_test),
+        "attack_settings": {
+            "loss": args.loss,
+            "dtype": "float64" if args.float64 else "float32",
+            "steps": args.steps,
+            "seed": args.seed,
+        },
+        "clean_accuracy": accuracy(model, x_test, y_test),
+        **curve.as_dict(),
+        "gradient_masking_suspected": verdict.gradient_masking_suspected,
+        "masking_reasons": verdict.reasons,
+        "masking_checks": verdict.checks,
+        "weight_kurtosis": {str(k): float(v) for k, v in weight_kurtosis(model).to_series().items()}
+        if described.get("kind") != "torchscript"
+        else None,
+        "files": files,
+    }
+    nonlinearity = described.get("nonlinearity")
+    if nonlinearity:
+        report["saturated_fraction"] = {
+            str(k): float(v) for k, v in saturation_fraction(model, x_test, nonlinearity).to_series().items()
+        }
+    return report
 
 
 def _print_table(report: dict[str, Any], out) -> None:

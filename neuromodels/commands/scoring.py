@@ -350,13 +350,24 @@ def _ceiling(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from neuromodels.analysis.plots_predictivity import (
-        panel_figure,
-        plot_ceiling_distribution,
-        plot_r_vs_ceiling,
-        plot_scores,
-    )
-    from neuromodels.analysis.scale import combine_scores, score_jobs
+    from neuromodels.analysis.scale import combine_scores
+
+    _check_score_args(args)
+    folder = _out_folder(args.out, "score")
+    features, files = _features_by_layer(args.features)
+    neural = _load_assembly(args.neural)
+    regions = _split_regions(neural, args.neural)
+    ceilings, results, caught = _score_all(args, features, regions)
+    order = {"layer": list(features), "region": list(regions)}
+    combined = combine_scores(results, ("layer", "region"), order)
+    report = _score_report(args, files, features, regions, ceilings, results, caught)
+    figures = _score_figures(args, combined, features, regions, ceilings, results)
+    _write_report(folder, report, figures)
+    _emit(report, folder, args.json, _score_lines(features, regions, results))
+    return 0
+
+
+def _check_score_args(args: argparse.Namespace) -> None:
     from neuromodels.errors import ConfigError
 
     if args.splits < 2:
@@ -365,10 +376,13 @@ def _score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.workers is not None and args.scheduler is not None:
         raise ConfigError("give --workers (a new local cluster) or --scheduler ADDRESS (an existing one), not both")
-    folder = _out_folder(args.out, "score")
-    features, files = _features_by_layer(args.features)
-    neural = _load_assembly(args.neural)
-    regions = _split_regions(neural, args.neural)
+
+
+def _score_all(
+    args: argparse.Namespace, features: dict[str, Any], regions: dict[str, Any]
+) -> tuple[dict[str, Any], Any, list[str]]:
+    """The noise ceiling of each region (unless ``--ceiling none``), then every (layer, region) predictivity job."""
+    from neuromodels.analysis.scale import score_jobs
 
     ceilings: dict[str, Any] = {}
     with _Warnings() as caught:
@@ -392,9 +406,18 @@ def _score(args: argparse.Namespace) -> int:
             n_splits=args.splits,
             ceiling=None,
         )
-    order = {"layer": list(features), "region": list(regions)}
-    combined = combine_scores(results, ("layer", "region"), order)
+    return ceilings, results, caught
 
+
+def _score_report(
+    args: argparse.Namespace,
+    files: dict[str, str],
+    features: dict[str, Any],
+    regions: dict[str, Any],
+    ceilings: dict[str, Any],
+    results: Mapping[Any, Any],
+    caught: list[str],
+) -> dict[str, Any]:
     report = _header("score")
     report.update(
         {
@@ -424,24 +447,44 @@ def _score(args: argparse.Namespace) -> int:
         if bins:
             entry.update(bins)
         for layer in features:
-            res = results[(layer, region)]
-            layer_entry = {
-                "file": files[layer],
-                "n_features": int(features[layer].sizes["feature"]),
-                "score": jsonable(res["score"]),
-                "error": jsonable(res["error"]),
-                "r_per_neuroid": jsonable(res["r_per_neuroid"]),
-                "r_per_split": jsonable(res["r"]),
-            }
-            if "ceiled_score" in res:
-                layer_entry["ceiled_score"] = jsonable(res["ceiled_score"])
-                layer_entry["ceiled_error"] = jsonable(res["ceiled_error"])
-            shared = report["settings"]
-            layer_entry["settings"] = {
-                k: v for k, v in jsonable(dict(res.attrs)).items() if k not in shared or shared[k] != v
-            }
-            entry["layers"][layer] = layer_entry
+            entry["layers"][layer] = _layer_entry(
+                results[(layer, region)], files[layer], features[layer], report["settings"]
+            )
         report["regions"][region] = entry
+    return report
+
+
+def _layer_entry(res: Any, file: str, layer_features: Any, shared: dict[str, Any]) -> dict[str, Any]:
+    """One layer's scores in one region; ``settings`` keeps only what differs from the shared settings."""
+    layer_entry = {
+        "file": file,
+        "n_features": int(layer_features.sizes["feature"]),
+        "score": jsonable(res["score"]),
+        "error": jsonable(res["error"]),
+        "r_per_neuroid": jsonable(res["r_per_neuroid"]),
+        "r_per_split": jsonable(res["r"]),
+    }
+    if "ceiled_score" in res:
+        layer_entry["ceiled_score"] = jsonable(res["ceiled_score"])
+        layer_entry["ceiled_error"] = jsonable(res["ceiled_error"])
+    layer_entry["settings"] = {k: v for k, v in jsonable(dict(res.attrs)).items() if k not in shared or shared[k] != v}
+    return layer_entry
+
+
+def _score_figures(
+    args: argparse.Namespace,
+    combined: Any,
+    features: dict[str, Any],
+    regions: dict[str, Any],
+    ceilings: dict[str, Any],
+    results: Mapping[Any, Any],
+) -> dict[str, Any]:
+    from neuromodels.analysis.plots_predictivity import (
+        panel_figure,
+        plot_ceiling_distribution,
+        plot_r_vs_ceiling,
+        plot_scores,
+    )
 
     figures: dict[str, Any] = {}
     fig, (ax,) = panel_figure(1, panel_size=(max(4.5, 0.7 * len(features) * len(regions) + 2.5), 3.8))
@@ -466,8 +509,10 @@ def _score(args: argparse.Namespace) -> int:
         for ax, region in zip(axes, regions):
             plot_ceiling_distribution(ceilings[region]["ceiling_per_neuroid"], ax=ax, title=f"{region}: {args.ceiling}")
         figures["ceiling_distribution.png"] = fig
-    _write_report(folder, report, figures)
+    return figures
 
+
+def _score_lines(features: dict[str, Any], regions: dict[str, Any], results: Mapping[Any, Any]) -> list[str]:
     lines = []
     for region in regions:
         for layer in features:
@@ -476,8 +521,7 @@ def _score(args: argparse.Namespace) -> int:
             if "ceiled_score" in res:
                 text += f", ceiled {_fmt(res['ceiled_score'])}"
             lines.append(text)
-    _emit(report, folder, args.json, lines)
-    return 0
+    return lines
 
 
 def _common_settings(results: Mapping[Any, Any]) -> dict[str, Any]:

@@ -101,30 +101,16 @@ def _check_settings(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from neuromodels.analysis.walkback_report import evaluate_walkback, plot_bound, plot_cooling_chain
+    from neuromodels.analysis.walkback_report import evaluate_walkback
     from neuromodels.datasets.generative import load_points, split_points
-    from neuromodels.fitting.walkback import save_walkback_model, train_walkback
-    from neuromodels.walkback import TransitionOperator
+    from neuromodels.fitting.walkback import train_walkback
 
     _check_settings(args)
     out = check_out_folder(args.out)
     data = load_points(args.data, n=args.n, seed=args.seed)
     train_points, held_out = split_points(data, seed=args.seed)
     torch.manual_seed(args.seed)
-    model = TransitionOperator(
-        data.dim,
-        hidden=args.hidden,
-        alpha=args.alpha,
-        sigma=args.sigma,
-        learn_sigma=not args.fixed_sigma,
-        n_steps=args.steps,
-        steps_at_one=args.steps_at_one,
-        temperature_factor=args.temperature_factor,
-        max_temperature=args.max_temperature,
-        per_step_norm=args.per_step_norm,
-        architecture=args.architecture,
-        image_shape=data.image_shape,
-    )
+    model = _new_operator(args, data)
     progress = None if sys.stderr.isatty() else False
     with ReportFolder(out, "walkback train") as folder:
         fit = train_walkback(
@@ -164,25 +150,54 @@ def _train(args: argparse.Namespace) -> int:
             **evaluation.summary,
             "files": ["model.pt", "checkpoint.pt", "bound.png", "cooling.png", "report.json"],
         }
-        save_walkback_model(fit.model, folder.path("model.pt"), {"data": data.source})
-        from neuromodels._figures import save_figure
-
-        save_figure(plot_bound(fit.history), folder.path("bound.png"))
-        save_figure(
-            plot_cooling_chain(evaluation.chain, data.image_shape, reference=held_out), folder.path("cooling.png")
-        )
-        write_json(folder.path("report.json"), report)
+        _save_outputs(folder, fit, evaluation, data, held_out, report)
     if args.json:
         print_json(report)
     else:
-        bound = report["held_out_bound"]
-        print(
-            f"Variational Walkback on {data.source}: held-out bound {bound:.3f} nats/example after "
-            f"{len(fit.history)} epochs -> {out}"
-        )
-        for name, row in report["comparison"].items():
-            print(f"  {name:>10}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+        _print_summary(report, data, fit, out)
     return 0
+
+
+def _new_operator(args: argparse.Namespace, data: Any) -> Any:
+    """The untrained transition operator of the command line's architecture and schedule, for ``data``."""
+    from neuromodels.walkback import TransitionOperator
+
+    return TransitionOperator(
+        data.dim,
+        hidden=args.hidden,
+        alpha=args.alpha,
+        sigma=args.sigma,
+        learn_sigma=not args.fixed_sigma,
+        n_steps=args.steps,
+        steps_at_one=args.steps_at_one,
+        temperature_factor=args.temperature_factor,
+        max_temperature=args.max_temperature,
+        per_step_norm=args.per_step_norm,
+        architecture=args.architecture,
+        image_shape=data.image_shape,
+    )
+
+
+def _save_outputs(folder: Any, fit: Any, evaluation: Any, data: Any, held_out: Any, report: dict[str, Any]) -> None:
+    """``model.pt``, ``bound.png``, ``cooling.png`` and ``report.json`` into the report folder."""
+    from neuromodels._figures import save_figure
+    from neuromodels.analysis.walkback_report import plot_bound, plot_cooling_chain
+    from neuromodels.fitting.walkback import save_walkback_model
+
+    save_walkback_model(fit.model, folder.path("model.pt"), {"data": data.source})
+    save_figure(plot_bound(fit.history), folder.path("bound.png"))
+    save_figure(plot_cooling_chain(evaluation.chain, data.image_shape, reference=held_out), folder.path("cooling.png"))
+    write_json(folder.path("report.json"), report)
+
+
+def _print_summary(report: dict[str, Any], data: Any, fit: Any, out: Any) -> None:
+    bound = report["held_out_bound"]
+    print(
+        f"Variational Walkback on {data.source}: held-out bound {bound:.3f} nats/example after "
+        f"{len(fit.history)} epochs -> {out}"
+    )
+    for name, row in report["comparison"].items():
+        print(f"  {name:>10}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
 
 
 def _sample(args: argparse.Namespace) -> int:

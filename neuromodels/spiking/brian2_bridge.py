@@ -10,6 +10,8 @@ Brian2's default schedule
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,10 +167,7 @@ def to_brian2(
         raise ConfigError("to_brian2 takes one trial (time, input); loop over trials for more")
     raster = arr[0]
     n_steps = raster.shape[0]
-    previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
-    b2.prefs.core.default_float_dtype = np.float32 if dtype == "float32" else np.float64
-    b2.prefs.codegen.target = target
-    try:
+    with _brian2_prefs(b2, np.float32 if dtype == "float32" else np.float64, target):
         clock_dt = dt * b2.second
         steps, channels = np.nonzero(raster)
         # the 1e-3 dt shift mirrors Brian2's own rounding of spike times to steps
@@ -177,47 +176,10 @@ def to_brian2(
         groups, spike_monitors, state_monitors = [], [], []
         previous = inputs
         for layer, (params, size) in enumerate(zip(network.neurons, network.layer_sizes)):
-            namespace = {
-                "tau_mem": params.tau_mem * b2.second,
-                "tau_syn": params.tau_syn * b2.second,
-                "v_rest": params.v_rest,
-                "v_th": params.threshold,
-                "v_reset": params.reset,
-            }
-            refractory = params.refractory * b2.second if params.refractory > 0 else False
-            equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
-            group = b2.NeuronGroup(
-                size,
-                equations,
-                threshold="v > v_th",
-                reset="v = v_reset",
-                refractory=refractory,
-                method=method,
-                namespace=namespace,
-                dt=clock_dt,
-                name=f"layer{layer}",
-            )
+            group = _lif_group(b2, params, size, method, clock_dt, f"layer{layer}")
             group.v = params.v_rest
             objects.append(group)
-            weight_sets = [(previous, network.feedforward[layer], "ff")]
-            w_rec = network.recurrent_weights(layer)
-            if w_rec is not None:
-                weight_sets.append((group, w_rec, "rec"))
-            for source, weights, kind in weight_sets:
-                w = weights.detach().cpu().double().numpy()
-                pre, post = np.nonzero(w)
-                syn = b2.Synapses(
-                    source,
-                    group,
-                    "w : 1",
-                    on_pre="I_post += w",
-                    dt=clock_dt,
-                    delay=getattr(network, "delay", 0.0) * b2.second,
-                    name=f"syn_{kind}{layer}",
-                )
-                syn.connect(i=pre, j=post)
-                syn.w = w[pre, post]
-                objects.append(syn)
+            objects += _layer_synapses(b2, network, layer, previous, group, clock_dt)
             spike_monitor = b2.SpikeMonitor(group, name=f"spikes{layer}")
             objects.append(spike_monitor)
             spike_monitors.append(spike_monitor)
@@ -230,9 +192,6 @@ def to_brian2(
             groups.append(group)
             previous = group
         net = b2.Network(*objects)
-    finally:
-        b2.prefs.core.default_float_dtype = previous_dtype
-        b2.prefs.codegen.target = previous_target
     return Brian2Model(
         net,
         groups,
@@ -246,6 +205,70 @@ def to_brian2(
         source=network,
         method=method,
     )
+
+
+@contextmanager
+def _brian2_prefs(b2: Any, float_dtype: Any, target: str) -> Iterator[None]:
+    """Set Brian2's ``core.default_float_dtype`` and ``codegen.target`` while the objects are created; restore
+    the previous values afterwards."""
+    previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
+    b2.prefs.core.default_float_dtype = float_dtype
+    b2.prefs.codegen.target = target
+    try:
+        yield
+    finally:
+        b2.prefs.core.default_float_dtype = previous_dtype
+        b2.prefs.codegen.target = previous_target
+
+
+def _lif_group(b2: Any, params: Any, n: int, method: str, clock_dt: Any, name: str) -> Any:
+    """The ``NeuronGroup`` of ``n`` LIF neurons with parameters ``params`` (:data:`LIF_EQUATIONS`, or
+    :data:`LIF_EQUATIONS_NO_REFRACTORY` without a refractory period)."""
+    namespace = {
+        "tau_mem": params.tau_mem * b2.second,
+        "tau_syn": params.tau_syn * b2.second,
+        "v_rest": params.v_rest,
+        "v_th": params.threshold,
+        "v_reset": params.reset,
+    }
+    refractory = params.refractory * b2.second if params.refractory > 0 else False
+    equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
+    return b2.NeuronGroup(
+        n,
+        equations,
+        threshold="v > v_th",
+        reset="v = v_reset",
+        refractory=refractory,
+        method=method,
+        namespace=namespace,
+        dt=clock_dt,
+        name=name,
+    )
+
+
+def _layer_synapses(b2: Any, network: Any, layer: int, previous: Any, group: Any, clock_dt: Any) -> list[Any]:
+    """The feed-forward ``Synapses`` into ``layer`` (from ``previous``) and its recurrent ones if it has any."""
+    weight_sets = [(previous, network.feedforward[layer], "ff")]
+    w_rec = network.recurrent_weights(layer)
+    if w_rec is not None:
+        weight_sets.append((group, w_rec, "rec"))
+    synapses = []
+    for source, weights, kind in weight_sets:
+        w = weights.detach().cpu().double().numpy()
+        pre, post = np.nonzero(w)
+        syn = b2.Synapses(
+            source,
+            group,
+            "w : 1",
+            on_pre="I_post += w",
+            dt=clock_dt,
+            delay=getattr(network, "delay", 0.0) * b2.second,
+            name=f"syn_{kind}{layer}",
+        )
+        syn.connect(i=pre, j=post)
+        syn.w = w[pre, post]
+        synapses.append(syn)
+    return synapses
 
 
 def simulate_brian2(
@@ -300,15 +323,12 @@ def circuit_to_brian2(
     ``on_pre`` ``'v_post += w'`` (delta: Brian2 skips refractory targets, see :data:`DELTA_ON_PRE`) or
     ``'I_post += w'`` (exponential).
     """
-    from neuromodels.spiking.circuit import _check_external, _check_run, delay_steps_exact
+    from neuromodels.spiking.circuit import _check_external, _check_run
 
     b2 = require_brian2("to_brian2 (the Brian2 model of a circuit)")
     n_steps = _check_run(circuit, duration, dt, method)
     external = _check_external(circuit, external_spikes, n_steps, duration, dt)
-    previous_dtype, previous_target = b2.prefs.core.default_float_dtype, b2.prefs.codegen.target
-    b2.prefs.core.default_float_dtype = np.float64
-    b2.prefs.codegen.target = target
-    try:
+    with _brian2_prefs(b2, np.float64, target):
         clock_dt = dt * b2.second
         by_name: dict[str, Any] = {}
         objects: list[Any] = []
@@ -316,27 +336,7 @@ def circuit_to_brian2(
         v_init = circuit.initial_voltages()
         start = 0
         for k, pop in enumerate(circuit.lif):
-            params = pop.neuron
-            namespace = {
-                "tau_mem": params.tau_mem * b2.second,
-                "tau_syn": params.tau_syn * b2.second,
-                "v_rest": params.v_rest,
-                "v_th": params.threshold,
-                "v_reset": params.reset,
-            }
-            refractory = params.refractory * b2.second if params.refractory > 0 else False
-            equations = LIF_EQUATIONS if refractory is not False else LIF_EQUATIONS_NO_REFRACTORY
-            group = b2.NeuronGroup(
-                pop.n,
-                equations,
-                threshold="v > v_th",
-                reset="v = v_reset",
-                refractory=refractory,
-                method=method,
-                namespace=namespace,
-                dt=clock_dt,
-                name=f"pop{k}",
-            )
+            group = _lif_group(b2, pop.neuron, pop.n, method, clock_dt, f"pop{k}")
             group.v = v_init[start : start + pop.n]
             start += pop.n
             monitor = b2.SpikeMonitor(group, name=f"spikes{k}")
@@ -353,26 +353,8 @@ def circuit_to_brian2(
             generator = b2.SpikeGeneratorGroup(pop.n, idx, steps * dt * b2.second, dt=clock_dt, name=f"ext{k}")
             objects.append(generator)
             by_name[pop.name] = generator
-        for k, (proj, conn) in enumerate(zip(circuit.projections, circuit.connectivity)):
-            on_pre = "I_post += w" if proj.synapse == "exponential" else DELTA_ON_PRE
-            d = delay_steps_exact(proj.delay, dt, f"projection {proj.label} delay")
-            syn = b2.Synapses(
-                by_name[proj.source],
-                by_name[proj.target],
-                "w : 1",
-                on_pre=on_pre,
-                dt=clock_dt,
-                delay=d * dt * b2.second,
-                order=k,
-                name=f"proj{k}",
-            )
-            syn.connect(i=conn.pre, j=conn.post)
-            syn.w = proj.weight
-            objects.append(syn)
+        objects += _projection_synapses(b2, circuit, by_name, dt, clock_dt)
         net = b2.Network(*objects)
-    finally:
-        b2.prefs.core.default_float_dtype = previous_dtype
-        b2.prefs.codegen.target = previous_target
     return Brian2Model(
         net,
         groups,
@@ -387,6 +369,31 @@ def circuit_to_brian2(
         method=method,
         external=external,
     )
+
+
+def _projection_synapses(b2: Any, circuit: Any, by_name: dict[str, Any], dt: float, clock_dt: Any) -> list[Any]:
+    """One ``Synapses`` per projection of ``circuit`` (``order=k``, the circuit's ``(pre, post)`` arrays, delays in
+    whole steps of ``dt``)."""
+    from neuromodels.spiking.circuit import delay_steps_exact
+
+    synapses = []
+    for k, (proj, conn) in enumerate(zip(circuit.projections, circuit.connectivity)):
+        on_pre = "I_post += w" if proj.synapse == "exponential" else DELTA_ON_PRE
+        d = delay_steps_exact(proj.delay, dt, f"projection {proj.label} delay")
+        syn = b2.Synapses(
+            by_name[proj.source],
+            by_name[proj.target],
+            "w : 1",
+            on_pre=on_pre,
+            dt=clock_dt,
+            delay=d * dt * b2.second,
+            order=k,
+            name=f"proj{k}",
+        )
+        syn.connect(i=conn.pre, j=conn.post)
+        syn.w = proj.weight
+        synapses.append(syn)
+    return synapses
 
 
 def match_spikes(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> int:

@@ -272,7 +272,6 @@ def run_network(
     x = x.to(dtype)
     if x.dim() != 3 or x.shape[-1] != network.n_inputs:
         raise ConfigError(f"input_spikes must be (batch, time, {network.n_inputs}), got {tuple(x.shape)}")
-    batch, n_steps, _ = x.shape
     delay = delay_steps(getattr(network, "delay", 0.0), dt)
     differentiable = surrogate_beta is not None
     spike_fn = superspike_surrogate() if differentiable else None
@@ -289,66 +288,104 @@ def run_network(
             # (time, batch, n_post)
             jumps = delay_in_time(torch.matmul(previous.transpose(0, 1), w_ff), delay, axis=0)
             ref_steps = refractory_steps(params.refractory, dt) if params.refractory > 0 else 0
-            v = torch.full((batch, n_post), params.v_rest, dtype=dtype)
-            current = torch.zeros((batch, n_post), dtype=dtype)
-            since_spike = torch.full((batch, n_post), 10**9, dtype=torch.int64) if ref_steps else None
-            spikes = torch.empty((n_steps, batch, n_post), dtype=dtype)
-            voltage = torch.empty((n_steps, batch, n_post), dtype=dtype) if record_voltage else None
-            membrane = [] if (record_membrane and differentiable) else None
-            keep_membrane = record_membrane and not differentiable
-            membrane_buf = torch.empty((n_steps, batch, n_post), dtype=dtype) if keep_membrane else None
-            spike_list = [] if differentiable else None
-            a_vv, a_vi, a_ii, b_v = prop.a_vv, prop.a_vi, prop.a_ii, prop.b_v
-            threshold, reset = params.threshold, params.reset
-            for n in range(n_steps):
-                if voltage is not None:
-                    voltage[n] = v.detach() if differentiable else v
-                v_new = v * a_vv + current * a_vi + b_v
-                current = current * a_ii
-                if ref_steps:
-                    # steps since the last spike, as Brian2's timestep(t - lastspike, dt)
-                    since_spike = since_spike + 1
-                    not_refractory = since_spike >= ref_steps
-                    v = torch.where(not_refractory, v_new, v)
-                else:
-                    v = v_new
-                if membrane is not None:
-                    membrane.append(v)
-                elif membrane_buf is not None:
-                    membrane_buf[n] = v
-                if differentiable:
-                    s = spike_fn.apply(v - threshold, surrogate_beta)
-                    if ref_steps:
-                        s = s * not_refractory.to(dtype)
-                    spike_list.append(s)
-                    current = current + jumps[n]
-                    if w_rec is not None and n >= delay:
-                        current = current + spike_list[n - delay] @ w_rec
-                    v = v - (s * (v - reset)).detach()
-                    fired = s.detach() > 0
-                else:
-                    fired = v > threshold
-                    if ref_steps:
-                        fired &= not_refractory
-                    spikes[n] = fired
-                    current = current + jumps[n]
-                    if w_rec is not None and n >= delay:
-                        current = current + spikes[n - delay] @ w_rec
-                    v = torch.where(fired, reset, v)
-                if ref_steps:
-                    since_spike = torch.where(fired, 0, since_spike)
-            if differentiable:
-                spikes = torch.stack(spike_list, dim=0)
+            spikes, voltage, membrane = _integrate_layer(
+                params,
+                prop,
+                jumps,
+                w_rec,
+                n_post,
+                ref_steps,
+                delay,
+                dtype,
+                spike_fn,
+                surrogate_beta,
+                record_voltage,
+                record_membrane,
+            )
             layer_spikes = spikes.transpose(0, 1)
             out_spikes.append(layer_spikes)
             if voltage is not None:
                 out_voltage.append(voltage.transpose(0, 1))
             if membrane is not None:
-                out_membrane.append(torch.stack(membrane, 0).transpose(0, 1))
-            elif membrane_buf is not None:
-                out_membrane.append(membrane_buf.transpose(0, 1))
+                out_membrane.append(membrane.transpose(0, 1))
             previous = layer_spikes
     return NetworkRun(out_spikes, out_voltage if record_voltage else None, out_membrane if record_membrane else None)
+
+
+def _integrate_layer(
+    params: LIFParameters,
+    prop: Any,
+    jumps: Any,
+    w_rec: Any,
+    n_post: int,
+    ref_steps: int,
+    delay: int,
+    dtype: Any,
+    spike_fn: Any,
+    surrogate_beta: float | None,
+    record_voltage: bool,
+    record_membrane: bool,
+) -> tuple[Any, Any, Any]:
+    """Step one layer through time from rest: ``(spikes, voltage, membrane)`` as ``(time, batch, n_post)`` tensors
+    (``voltage``/``membrane`` ``None`` unless recorded). ``jumps``: the feed-forward synaptic increments
+    ``(time, batch, n_post)``; ``w_rec``: recurrent weights (or ``None``), their spikes arriving ``delay`` steps
+    later. With ``surrogate_beta`` (``spike_fn`` SuperSpike's surrogate) the spikes keep their graph."""
+    torch = _torch()
+    n_steps, batch = jumps.shape[0], jumps.shape[1]
+    differentiable = surrogate_beta is not None
+    v = torch.full((batch, n_post), params.v_rest, dtype=dtype)
+    current = torch.zeros((batch, n_post), dtype=dtype)
+    since_spike = torch.full((batch, n_post), 10**9, dtype=torch.int64) if ref_steps else None
+    spikes = torch.empty((n_steps, batch, n_post), dtype=dtype)
+    voltage = torch.empty((n_steps, batch, n_post), dtype=dtype) if record_voltage else None
+    membrane = [] if (record_membrane and differentiable) else None
+    keep_membrane = record_membrane and not differentiable
+    membrane_buf = torch.empty((n_steps, batch, n_post), dtype=dtype) if keep_membrane else None
+    spike_list = [] if differentiable else None
+    a_vv, a_vi, a_ii, b_v = prop.a_vv, prop.a_vi, prop.a_ii, prop.b_v
+    threshold, reset = params.threshold, params.reset
+    for n in range(n_steps):
+        if voltage is not None:
+            voltage[n] = v.detach() if differentiable else v
+        v_new = v * a_vv + current * a_vi + b_v
+        current = current * a_ii
+        if ref_steps:
+            # steps since the last spike, as Brian2's timestep(t - lastspike, dt)
+            since_spike = since_spike + 1
+            not_refractory = since_spike >= ref_steps
+            v = torch.where(not_refractory, v_new, v)
+        else:
+            v = v_new
+        if membrane is not None:
+            membrane.append(v)
+        elif membrane_buf is not None:
+            membrane_buf[n] = v
+        if differentiable:
+            s = spike_fn.apply(v - threshold, surrogate_beta)
+            if ref_steps:
+                s = s * not_refractory.to(dtype)
+            spike_list.append(s)
+            current = current + jumps[n]
+            if w_rec is not None and n >= delay:
+                current = current + spike_list[n - delay] @ w_rec
+            v = v - (s * (v - reset)).detach()
+            fired = s.detach() > 0
+        else:
+            fired = v > threshold
+            if ref_steps:
+                fired &= not_refractory
+            spikes[n] = fired
+            current = current + jumps[n]
+            if w_rec is not None and n >= delay:
+                current = current + spikes[n - delay] @ w_rec
+            v = torch.where(fired, reset, v)
+        if ref_steps:
+            since_spike = torch.where(fired, 0, since_spike)
+    if differentiable:
+        spikes = torch.stack(spike_list, dim=0)
+    if membrane is not None:
+        membrane_buf = torch.stack(membrane, 0)
+    return spikes, voltage, membrane_buf
 
 
 def _nonzero_positions(raster: np.ndarray) -> np.ndarray:
