@@ -9,7 +9,7 @@ OUT ?= reports
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: all install demo test lint docs reproduce bench clean
+.PHONY: all install demo test lint docs reproduce bench clean peers
 
 all: test
 
@@ -49,6 +49,13 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+# The peers' environment .venv-peers (torch 2.14.1 + torchvision, avalanche-lib, torchattacks; about 7 GB, 4 min):
+# the peer checks of docs/continual.md and docs/robustness.md run with .venv-peers/bin/python.
+peers: .venv-peers/.installed
+
+.venv-peers/.installed: benchmarks/peers/setup.sh benchmarks/peers/constraints.txt pyproject.toml
+	bash benchmarks/peers/setup.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(OUT) docs/gallery docs/api/neuromodels*.rst

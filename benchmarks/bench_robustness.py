@@ -5,11 +5,17 @@ same trained MLP and inputs, in the same process, each timed best of ``--repeats
 compared too (max abs difference; the issue asks <= 1e-6). L-BFGS (Szegedy et al.; none of the peers ships it)
 is timed per image on ``--lbfgs-images`` images beside it.
 
-torchattacks is not a dependency: its wheel requires torchvision and ``requests~=2.25.1``, which would pull
-another torch and downgrade requests, so install it apart, without its dependencies (it imports neither):
+The pixels of either result outside the eps-ball are counted as well, exactly (in float64): torchattacks'
+``clamp(x + clamp(adv - x, -eps, eps), 0, 1)`` rounds ``x + delta`` to float32 and lands up to half an ulp
+outside; ours clamps to bounds rounded inwards (docs/robustness.md, "Checked").
 
-    pip install --no-deps --target /tmp/ta_site torchattacks==3.5.1
-    PYTHONPATH=/tmp/ta_site OMP_NUM_THREADS=1 python benchmarks/bench_robustness.py
+torchattacks is not a dependency: its wheel requires torchvision and ``requests~=2.25.1``. Run it in the peers'
+environment (``make peers``: torch 2.14.1 + torchvision 0.29.1, torchattacks 3.5.1, benchmarks/peers/):
+
+    OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_robustness.py
+
+(or, beside the main torch, without its dependencies, which it does not import:
+``pip install --no-deps --target /tmp/ta_site torchattacks==3.5.1`` then ``PYTHONPATH=/tmp/ta_site``).
 
 Target (issue 15): ours at least as fast as torchattacks (ratio peer / ours >= 1).
 """
@@ -86,8 +92,16 @@ def main() -> None:
         print(f"  ratio torchattacks / ours: {peer_s / ours_s:.2f} (>= 1: ours at least as fast)")
         print(
             f"  max |ours - torchattacks|: {float((ours - theirs).abs().max()):.2e} "
-            f"({int(differing.sum())} of {len(x)} images differ by more than 1e-6)"
+            f"({int(differing.sum())} of {len(x)} images differ by more than 1e-6, "
+            f"{int((ours != theirs).flatten(1).any(1).sum())} not bit-equal)"
         )
+        for name, adv in (("ours", ours), ("torchattacks", theirs)):
+            # the budget, checked exactly (float64, where the difference of two float32 numbers is exact)
+            excess = (adv.double() - x.double()).abs() - args.eps
+            print(
+                f"  {name}: {int((excess > 0).sum())} pixels in {int((excess > 0).flatten(1).any(1).sum())} images "
+                f"outside the eps-ball (largest excess {max(float(excess.max()), 0.0):.1e})"
+            )
     n = args.lbfgs_images
     started = time.perf_counter()
     _, success = lbfgs(model, x[:n], y[:n], search_steps=6)
