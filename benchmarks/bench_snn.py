@@ -4,7 +4,8 @@ Network (issue 6): 1,000 Poisson inputs (10 Hz) -> 200 current-based LIF neurons
 threshold 1, reset 0, exact propagator), 1 s at dt = 1 ms and 0.1 ms, batch 1 and 64 trials, float32, one CPU
 thread.  Rows:
 
-* forward: ours = :func:`neuromodels.spiking.simulate`'s engine (``run_network_numpy``); the plain torch loop
+* forward: ours = :func:`neuromodels.spiking.simulate` with ``engine="auto"`` (:func:`~neuromodels.spiking.network.
+  choose_engine`: here the compiled event-driven kernel of ``run_network_numpy``, issue 19); the plain torch loop
   (``run_network``, no autograd) for reference; snnTorch ``Synaptic`` (reset to zero) and Norse ``LIF`` driven by
   a bias-free ``Linear`` layer, step by step; Brian2's numpy runtime (the network run only, objects built
   beforehand; batch 64 as 64 separate runs, extrapolated from the first few and marked so).  Brian2
@@ -15,10 +16,19 @@ thread.  Rows:
   loss + Adam.  BPTT steps at batch 64 or dt = 0.1 ms take minutes each and run only with ``--full``; at
   dt = 0.1 ms and batch 64 they are never run (the graphs need > 10 GB).
 
+Work and bandwidth (issue 19): each forward row prints the synaptic events per second (input spikes x 200
+targets, the same work for every implementation), and the best row's fraction of this machine's memory bandwidth,
+measured in the same run by copying a 256 MB array (read + write bytes per second). The bytes charged to a
+forward run are a lower bound on its traffic: the input raster read once (1 byte per entry), the output raster
+written once, and one 4-byte weight read per synaptic event.
+
 Targets: ours at least as fast as the fastest peer at batch 1 (forward); >= 5x faster than Brian2's runtime mode
-at batch 64.  Peers are timed only where importable (a message says which are missing); install them in the
-benchmark's own environment (``pip install snntorch norse``), not as dependencies.
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_snn.py [--quick] [--standalone]``.
+at batch 64; (issue 19) forward at batch 64 >= 2x faster than the fastest of snnTorch and Norse, and the BPTT step
+at batch 64, dt 1 ms (``--bptt-64``) no slower than the fastest peer.  Peers are timed only where importable (a
+message says which are missing); install them in the benchmark's own environment, not as dependencies, e.g. into
+a folder on ``PYTHONPATH`` beside the peers' torch (``.venv-peers``, benchmarks/peers/setup.sh):
+``.venv-peers/bin/python -m pip install --no-deps --target DIR snntorch==1.0.0 norse==1.1.0 nir nirtorch``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_snn.py [--quick] [--standalone] [--bptt-64]``.
 
 Circuit row (issue 20; ``--circuit`` runs only this row): Brunel's (2000) E-I network at reduced size (the
 ``brunel`` example: N_E 2,000, N_I 500, epsilon 0.1, J 0.1 mV, g 5, D 1.5 ms, nu_ext = 2 nu_thr, delta synapses,
@@ -56,6 +66,22 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second of a large NumPy copy (each byte read once and written once), best of ``repeats``."""
+    src = np.ones(megabytes * 2**20 // 8)
+    dst = np.empty_like(src)
+    seconds = best_of(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / seconds
+
+
+def forward_work(x: np.ndarray) -> tuple[int, int]:
+    """``(synaptic events, bytes)`` of a forward run on raster ``x`` (trials, steps, inputs): every input spike
+    reaches all N_OUT neurons; bytes: the raster read once, an output raster of the same steps written once, one
+    float32 weight per synaptic event (see the module docstring: a lower bound on the traffic)."""
+    events = int(np.count_nonzero(x)) * N_OUT
+    return events, x.size + x.shape[0] * x.shape[1] * N_OUT + 4 * events
 
 
 def make_network(dt: float):
@@ -402,6 +428,9 @@ def main() -> int:
         action="store_true",
         help="also time BPTT training steps at batch 64 and at dt = 0.1 ms (minutes each)",
     )
+    parser.add_argument(
+        "--bptt-64", action="store_true", help="also time BPTT training steps at batch 64, dt = 1 ms (issue 19)"
+    )
     parser.add_argument("--brian2-trials", type=int, default=3, help="Brian2 trials timed at batch 64 (extrapolated)")
     parser.add_argument("--circuit", action="store_true", help="only the circuit row (Brunel's E-I network)")
     parser.add_argument("--nest-path", default=None, help="folder holding the nest package (pip install --target)")
@@ -418,6 +447,9 @@ def main() -> int:
             print(f"[skip] {name} is not installed: not timed (pip install {name} in the benchmark's environment)")
     dts = [1e-3] if args.quick else [1e-3, 1e-4]
     verdicts = []
+    bandwidth = memory_bandwidth()
+    print(f"memory bandwidth (NumPy copy of 256 MB, read + write): {bandwidth / 1e9:.2f} GB/s")
+    best_fraction = (0.0, "")
     for dt in dts:
         for batch in (1, 64):
             net = make_network(dt)
@@ -443,10 +475,26 @@ def main() -> int:
                     print(f"[skip] Brian2 cpp_standalone did not build/run at {label}")
                 else:
                     rows["Brian2 cpp_standalone (run only)"] = standalone
-            print(f"\nforward, {label}")
+            events, nbytes = forward_work(x)
+            fraction = nbytes / ours / bandwidth
+            best_fraction = max(best_fraction, (fraction, label))
+            print(f"\nforward, {label} ({events:,} synaptic events)")
             for name, seconds in rows.items():
-                print(f"  {name:38s} {seconds:8.3f} s   ratio peer/ours {seconds / ours:7.2f}")
+                print(
+                    f"  {name:38s} {seconds:8.3f} s   ratio peer/ours {seconds / ours:7.2f}   "
+                    f"{events / seconds / 1e6:9.1f} M synaptic events/s"
+                )
+            print(f"  ours: {nbytes / ours / 1e9:.2f} GB/s of minimal traffic = {fraction:.1%} of the copy bandwidth")
             peer_times = {k: v for k, v in rows.items() if not k.startswith("ours")}
+            torch_peers = {k: v for k, v in peer_times.items() if k in ("snnTorch", "Norse")}
+            if batch == 64 and torch_peers:
+                fastest = min(torch_peers, key=torch_peers.get)
+                ok = torch_peers[fastest] / ours >= 2
+                verdicts.append(ok)
+                print(
+                    f"  target: >= 2x faster than the fastest of snnTorch and Norse ({fastest}, "
+                    f"{torch_peers[fastest]:.3f} s): {'PASS' if ok else 'FAIL'} ({torch_peers[fastest] / ours:.2f}x)"
+                )
             if batch == 1 and peer_times:
                 fastest = min(peer_times, key=peer_times.get)
                 ok = ours <= peer_times[fastest]
@@ -465,7 +513,7 @@ def main() -> int:
             train_rows = {}
             if not (dt < 1e-3 and batch > 1):
                 train_rows["ours SuperSpike block"] = best_of(ours_superspike_step(net, x, dt), 1)
-                if (batch == 1 and dt >= 1e-3) or args.full:
+                if (batch == 1 and dt >= 1e-3) or args.full or (args.bptt_64 and batch == 64):
                     train_rows["ours BPTT step (Adam)"] = best_of(ours_bptt_step(make_network(dt), x, dt), 1)
                     if peers["snntorch"]:
                         train_rows["snnTorch BPTT step"] = best_of(snntorch_step(net, x, dt, train=True), 1)
@@ -477,8 +525,19 @@ def main() -> int:
                 base = train_rows["ours SuperSpike block"]
                 for name, seconds in train_rows.items():
                     print(f"  {name:38s} {seconds:8.3f} s   ratio vs ours SuperSpike {seconds / base:7.2f}")
+                peer_bptt = {k: v for k, v in train_rows.items() if k in ("snnTorch BPTT step", "Norse BPTT step")}
+                if batch == 64 and peer_bptt and "ours BPTT step (Adam)" in train_rows:
+                    fastest = min(peer_bptt, key=peer_bptt.get)
+                    ours_bptt = train_rows["ours BPTT step (Adam)"]
+                    ok = ours_bptt <= peer_bptt[fastest]
+                    verdicts.append(ok)
+                    print(
+                        f"  target: BPTT step no slower than the fastest peer ({fastest}): "
+                        f"{'PASS' if ok else 'FAIL'} ({peer_bptt[fastest] / ours_bptt:.2f}x)"
+                    )
             else:
                 print(f"training step, {label}: skipped (BPTT graph of 10,000 steps x 64 trials needs > 10 GB)")
+    print(f"\nbest fraction of the copy bandwidth: {best_fraction[0]:.1%} ({best_fraction[1]}, ours forward)")
     verdicts.append(circuit_rows(args.standalone, args.nest_path))
     print(f"\noverall: {'PASS' if all(verdicts) else 'FAIL'} ({sum(verdicts)}/{len(verdicts)} targets met)")
     return 0

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 _SOURCE = Path(__file__).with_name("_lif_kernel.c")
-_CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")  # no fused multiply-add: bit-identical to NumPy
+_CFLAGS = ("-O3", "-shared", "-fPIC", "-ffp-contract=off")  # no fused multiply-add: bit-identical to NumPy
 
 
 def library_name() -> str:
@@ -114,7 +114,8 @@ def _load_library() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def lif_kernel() -> Any:
-    """The loaded library (functions ``lif_layer_f64``, ``lif_layer_f32``), or ``None`` when unavailable."""
+    """The loaded library (functions ``lif_layer_f64/f32``, ``lif_events_f64/f32``, ``lif_circuit_f64``), or
+    ``None`` when unavailable."""
     if os.environ.get("NEUROMODELS_NO_COMPILE"):
         return None
     try:
@@ -143,6 +144,13 @@ def lif_kernel() -> Any:
             ptr,
         ]
         getattr(lib, name).restype = None
+    for name, real in (("lif_events_f64", ctypes.c_double), ("lif_events_f32", ctypes.c_float)):
+        ptr = ctypes.POINTER(real)
+        getattr(lib, name).argtypes = [i64, i64, i64, i64p, i64p, i64, i64, i64, ptr, ptr, ptr, ptr]
+        getattr(lib, name).argtypes += [real] * 6 + [i64, i64p, u8p, ptr, ptr, i64]
+        getattr(lib, name).restype = None
+    lib.spike_events_u8.argtypes = [i64, i64, u8p, i64, i64p, i64p]
+    lib.spike_events_u8.restype = i64
     f64p = ctypes.POINTER(ctypes.c_double)
     lib.lif_circuit_f64.argtypes = [
         i64,
@@ -221,6 +229,86 @@ def run_layer(
         p(voltage),
         p(membrane),
     )
+
+
+def run_layer_events(
+    lib: Any,
+    events: Any,
+    delay: int,
+    weights: np.ndarray,
+    v: np.ndarray,
+    current: np.ndarray,
+    coefficients: tuple[Any, ...],
+    threshold: Any,
+    reset: Any,
+    ref_steps: int,
+    since_spike: np.ndarray,
+    spikes: np.ndarray,
+    voltage: np.ndarray | None,
+    membrane: np.ndarray | None,
+    out_trial_major: bool = False,
+) -> None:
+    """:func:`run_layer` driven by input spike events (``lif_events_*``): ``events`` a
+    :class:`neuromodels.spiking.network.SpikeEvents` (``ptr``, ``idx`` int64, ``row_step``, ``row_trial``), arriving
+    ``delay`` steps later; ``weights`` ``(n_pre, n_post)`` C-contiguous of ``v``'s dtype; ``v``/``current``/
+    ``since_spike`` ``(batch, n_post)``; ``spikes``/``voltage``/``membrane`` ``(time, batch, n_post)``, or
+    ``(batch, time, n_post)`` with ``out_trial_major``."""
+    real = ctypes.c_double if v.dtype == np.float64 else ctypes.c_float
+    function = lib.lif_events_f64 if v.dtype == np.float64 else lib.lif_events_f32
+    ptr, i64p = ctypes.POINTER(real), ctypes.POINTER(ctypes.c_int64)
+    if weights.dtype != v.dtype or not weights.flags.c_contiguous or weights.shape[1] != v.shape[1]:
+        raise ValueError("weights must be C-contiguous (n_pre, n_post) of the state's dtype")
+
+    def p(array: np.ndarray | None, kind: Any = ptr) -> Any:
+        return None if array is None else array.ctypes.data_as(kind)
+
+    batch, n_post = v.shape
+    jump = np.zeros(n_post, dtype=v.dtype)
+    a_vv, a_vi, a_ii, b_v = coefficients
+    function(
+        spikes.shape[1] if out_trial_major else spikes.shape[0],
+        batch,
+        n_post,
+        p(events.ptr, i64p),
+        p(events.idx, i64p),
+        events.row_step,
+        events.row_trial,
+        int(delay),
+        p(weights),
+        p(jump),
+        p(v),
+        p(current),
+        a_vv,
+        a_vi,
+        a_ii,
+        b_v,
+        threshold,
+        reset,
+        int(ref_steps),
+        p(since_spike, i64p),
+        p(spikes, ctypes.POINTER(ctypes.c_uint8)),
+        p(voltage),
+        p(membrane),
+        int(bool(out_trial_major)),
+    )
+
+
+def spike_events(lib: Any, raster: np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ptr, idx)``: the nonzero columns of each row of a C-contiguous one-byte raster ``(rows, cols)`` (CSR,
+    ascending); ``None`` when it holds more than ``capacity`` ones."""
+    n_rows, n_cols = raster.shape
+    ptr = np.empty(n_rows + 1, dtype=np.int64)
+    idx = np.empty(max(int(capacity), 0), dtype=np.int64)
+    i64p = ctypes.POINTER(ctypes.c_int64)
+    count = lib.spike_events_u8(
+        n_rows,
+        n_cols,
+        raster.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+        idx.size,
+        ptr.ctypes.data_as(i64p),
+        idx.ctypes.data_as(i64p),
+    )
+    return None if count < 0 else (ptr, idx[:count].copy())  # (untouched pages of the large `idx` are never resident)
 
 
 def run_circuit(
