@@ -37,15 +37,18 @@ def saturation_fraction(
     *,
     tol: float = 1e-3,
     batch_size: int = 1000,
+    per_input: bool = False,
 ) -> xr.DataArray:
     """``xr.DataArray(layer)``: per hooked nonlinearity module (named as in ``model.named_modules()``), the
     fraction of (input, unit) pairs whose pre-activation is saturated (``psi_c == 0``; sigmoid/tanh: derivative
-    below ``tol`` of its peak)."""
+    below ``tol`` of its peak). ``per_input``: ``xr.DataArray(input, layer)``, the fraction of each input's units
+    (1 where every unit of the layer is saturated, e.g. all ReLUs off)."""
     spec = get_saturating(nonlinearity)
     layers = [(name, m) for name, m in model.named_modules() if spec.modules and isinstance(m, spec.modules)]
     if not layers:
         raise ConfigError(f"the model has no {spec.name} modules")
     counts = {name: [0, 0] for name, _ in layers}
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
     handles = []
     for name, module in layers:
 
@@ -53,6 +56,8 @@ def saturation_fraction(
             mask = spec.saturated(inputs[0].detach(), tol)
             counts[name][0] += int(mask.sum())
             counts[name][1] += mask.numel()
+            if per_input:
+                rows[name].append(mask.flatten(1).double().mean(1))
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -63,6 +68,14 @@ def saturation_fraction(
         for handle in handles:
             handle.remove()
     names = [name for name, _ in layers]
+    if per_input:
+        return xr.DataArray(
+            torch.stack([torch.cat(rows[n]) for n in names], 1).numpy(),
+            dims=("input", "layer"),
+            coords={"layer": names},
+            name="saturated_fraction",
+            attrs={"method": "saturation_fraction", "nonlinearity": spec.name, "tol": tol},
+        )
     return xr.DataArray(
         [counts[n][0] / max(counts[n][1], 1) for n in names],
         dims="layer",

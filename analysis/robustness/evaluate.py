@@ -11,6 +11,10 @@ security", sec. 3.1) to such a table and to the input gradients themselves:
 4. a gradient-free attack (SPSA) must not beat the white-box attacks;
 5. the input gradients of the attack objective must be non-zero, normal (not subnormal) and finite.
 
+When check 2 fails, the report also says for what fraction of the surviving inputs PGD ended where the logits
+are flat (the logit margin's input gradient exactly zero: a dead region such as every unit of a layer off, as
+opposed to a saturated softmax, whose logits still move).
+
 Each failed check adds a reason; ``gradient_masking_suspected`` is True when there is any.
 """
 
@@ -306,12 +310,30 @@ def masking_diagnostics(
     # from the clean input (no random start: a random point of the whole box is a noise image, which a model
     # may misclassify whatever its gradients)
     adversarial = pgd(model, x, y, unbounded, steps=steps, loss=loss, dtype=dtype, box=box, random_start=False)
-    remaining = float((clean & accuracy_mask(model, adversarial, y)).double().mean())
+    survivors = clean & accuracy_mask(model, adversarial, y)
+    remaining = float(survivors.double().mean())
     checks["unbounded_pgd_accuracy"] = remaining
+    # where the survivors' PGD ended: an exactly zero input gradient of the logit margin means the logits
+    # themselves are flat there (a dead region, e.g. every unit of a layer off), not a saturated softmax
+    flat = (
+        gradient_statistics(model, adversarial[survivors], y[survivors], loss="margin", dtype=dtype, box=box)[
+            "zero_gradient_fraction"
+        ]
+        if bool(survivors.any())
+        else 0.0
+    )
+    checks["unbounded_pgd_flat_logits_fraction"] = flat
     if remaining > unbounded_accuracy:
         reasons.append(
             f"PGD with an unbounded budget (eps = {unbounded:g}, the whole box) leaves accuracy "
             f"{remaining:.3f} > {unbounded_accuracy}: the attack's gradient does not lead anywhere"
+            + (
+                f"; for {flat:.0%} of the surviving inputs it stalled where the logits are flat (exactly zero "
+                "input gradient of the logit margin: a dead region of the network, e.g. every unit of a layer "
+                "off), where a gradient attack has no direction to follow, so their robustness is not established"
+                if flat > 0.5
+                else ""
+            )
         )
     stats = (
         gradient_statistics(model, x[clean], y[clean], loss=loss, dtype=dtype, box=box)

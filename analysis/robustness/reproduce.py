@@ -8,11 +8,16 @@ and plotted in ``docs/robustness.md``: on ``../shared/data/mnist-t10k`` (the MNI
 to train, 2,000 to test; a reduced scale, stated as such), baseline and saturating networks are attacked
 
 1. as in Nayebi & Ganguli (2017): FGSM / BIM / least-likely with cross-entropy gradients in float32;
-2. as in Brendel & Bethge (2017): the same attacks on the logit margin, in float64, and a gradient-free attack.
+2. as in Brendel & Bethge (2017): the same attacks on the logit margin, in float64, and a gradient-free attack;
+3. with Szegedy et al.'s L-BFGS, minimal perturbations in float32 and float64 (:func:`lbfgs_table`).
+
+:func:`residue_analysis` describes the inputs that no attack moves (on the saturating MLP: a dead region of the
+box, every first-layer unit off, that the attacks throw every input into).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +38,9 @@ __all__ = [
     "plot_examples",
     "linear_kurtosis_demo",
     "hard_softmax_demo",
+    "lbfgs_table",
+    "residue_analysis",
+    "interpolation_bound",
 ]
 
 
@@ -284,13 +292,19 @@ def reproduce_saturating_networks(
     eps: Sequence[float] = (0.05, 0.1, 0.2, 0.3),
     epochs: int = 8,
     steps: int = 10,
+    n_lbfgs: int = 50,
+    nonlinearity: str = "relu",
     seed: int = 0,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Train baseline (``lambda = 0``) and saturating networks of each kind, evaluate them (first ``n_attack``
-    test images for the attacks, all ``n_test`` for clean accuracy), run the linear-model demonstration, and
+    test images for the attacks, all ``n_test`` for clean accuracy), run L-BFGS on the first ``n_lbfgs`` test
+    images of every model (:func:`lbfgs_table`, float32 and float64; 0 skips it), describe the inputs that survive
+    an unbounded PGD (:func:`residue_analysis`), run the linear-model demonstration, and
     (with ``out_dir``) write ``robustness_<kind>_lambda<lambda>.png``, ``robustness_linear_kurtosis.png`` and
-    ``robustness_sensitivity.png``.
+    ``robustness_sensitivity.png``. ``nonlinearity``: the hidden units' (``relu``, ``sigmoid``, ``tanh``,
+    ``hard_tanh``), penalised with its own ``psi_c``; other than ``relu``, it is appended to the model keys
+    (``mlp-lambda0.01-sigmoid``) and figure names.
     Returns the numbers (JSON-ready)."""
     from neuromodels.analysis.robustness.evaluate import accuracy
 
@@ -301,18 +315,40 @@ def reproduce_saturating_networks(
         "models": {},
     }
     spectra = {}
+    trained: dict[str, torch.nn.Module] = {}
     for kind in kinds:
         for strength in strengths:
             model, history = train_saturating_classifier(
-                kind, x_train, y_train, saturation=strength, epochs=epochs, seed=seed, progress=progress
+                kind,
+                x_train,
+                y_train,
+                saturation=strength,
+                nonlinearity=nonlinearity,
+                epochs=epochs,
+                seed=seed,
+                progress=progress,
             )
-            report = evaluate_model(model, x_attack, y_attack, eps=eps, steps=steps, seed=seed, progress=progress)
+            report = evaluate_model(
+                model,
+                x_attack,
+                y_attack,
+                eps=eps,
+                steps=steps,
+                nonlinearity=nonlinearity,
+                seed=seed,
+                progress=progress,
+            )
             curves = report.pop("curves")
-            key = f"{kind}-lambda{strength:g}"
+            suffix = "" if nonlinearity == "relu" else f"-{nonlinearity}"
+            key = f"{kind}-lambda{strength:g}{suffix}"
             report["clean_accuracy"] = accuracy(model, x_test, y_test)
             report["accuracy"] = {setup: curve.as_dict() for setup, curve in curves.items()}
             report["epochs"] = len(history)
+            report["residue"] = residue_analysis(
+                model, x_attack, y_attack, nonlinearity=nonlinearity, steps=steps, seed=seed
+            )
             results["models"][key] = report
+            trained[key] = model
             spectra[key] = report["spectrum"]
             if kind == "mlp" and strength == max(strengths):
                 results["hard_softmax"] = hard_softmax_demo(
@@ -320,14 +356,218 @@ def reproduce_saturating_networks(
                 )
             if out_dir is not None:
                 save_figure(
-                    plot_robustness_curves(curves, f"{kind}, lambda = {strength:g}"),
-                    Path(out_dir) / f"robustness_{kind}_lambda{strength:g}.png",
+                    plot_robustness_curves(curves, f"{kind}, lambda = {strength:g}{suffix}"),
+                    Path(out_dir) / f"robustness_{kind}_lambda{strength:g}{suffix}.png",
                 )
+    if n_lbfgs > 0:
+        results["lbfgs"] = lbfgs_table(trained, x_test[:n_lbfgs], y_test[:n_lbfgs], progress=progress)
     results["linear"] = linear_kurtosis_demo(x_train, y_train, x_test, y_test, seed=seed, progress=progress)
     if out_dir is not None:
         save_figure(_plot_spectra(spectra), Path(out_dir) / "robustness_sensitivity.png")
         save_figure(_plot_linear(results["linear"]), Path(out_dir) / "robustness_linear_kurtosis.png")
     return results
+
+
+def lbfgs_table(
+    models: dict[str, torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    dtypes: Sequence[torch.dtype | None] = (None, torch.float64),
+    loss: str = "ce",
+    target: str = "runner_up",
+    search_steps: int = 6,
+    max_iter: int = 100,
+    progress: bool | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Szegedy et al.'s L-BFGS attack (:func:`~neuromodels.analysis.robustness.attacks.lbfgs`) on already
+    trained ``models`` (``{name: model}``), each in every dtype of ``dtypes`` (``None``: the model's own,
+    float32; ``torch.float64``: a float64 copy), on the inputs of ``(x, y)`` that the model classifies
+    correctly. Returns ``{name: {dtype: row}}``, each row with ``n`` (inputs attacked), ``success_rate``
+    (target reached), the ``median_l2`` / ``mean_l2`` / ``median_linf`` of the successful perturbations (None
+    when none succeeded) and ``l2`` (each input's L2 norm, None where it failed), JSON-ready."""
+    from neuromodels.analysis.robustness.attacks import lbfgs
+    from neuromodels.analysis.robustness.evaluate import accuracy_mask
+
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, model in models.items():
+        correct = accuracy_mask(model, x, y)
+        xs, ys = x[correct], y[correct]
+        table[name] = {}
+        for dtype in dtypes:
+            label = str(dtype or x.dtype).replace("torch.", "")
+            if len(xs) == 0:
+                table[name][label] = {
+                    "n": 0,
+                    "success_rate": None,
+                    "median_l2": None,
+                    "mean_l2": None,
+                    "median_linf": None,
+                    "l2": [],
+                }
+                continue
+            adversarial, success = lbfgs(
+                model,
+                xs,
+                ys,
+                target=target,
+                loss=loss,
+                search_steps=search_steps,
+                max_iter=max_iter,
+                dtype=dtype,
+                progress=progress,
+            )
+            delta = (adversarial.double() - xs.double()).flatten(1)
+            l2, linf = delta.norm(dim=1)[success].numpy(), delta.abs().amax(1)[success].numpy()
+            table[name][label] = {
+                "n": len(xs),
+                "success_rate": float(success.double().mean()),
+                "median_l2": float(np.median(l2)) if len(l2) else None,
+                "mean_l2": float(np.mean(l2)) if len(l2) else None,
+                "median_linf": float(np.median(linf)) if len(linf) else None,
+                "l2": [float(v) if ok else None for v, ok in zip(delta.norm(dim=1).numpy(), success.tolist())],
+            }
+    return table
+
+
+def interpolation_bound(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    partners: torch.Tensor,
+    partner_labels: torch.Tensor,
+    *,
+    grid: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A gradient-free upper bound on each input's minimal perturbation: move ``x_i`` in a straight line towards
+    every partner of another class, ``x_i + t (p - x_i)`` for ``t`` on a grid of ``grid`` steps in (0, 1], and
+    keep, per line, the first point that changes the prediction away from ``y_i``. Returns ``(linf, l2)``, the
+    smallest L-inf and the smallest L2 norm over the lines (``inf`` where no point on any line changes it). The points stay in the
+    box and near real images, so a flat region elsewhere in the box cannot hide them."""
+    from neuromodels.analysis.robustness.attacks import _EvalMode
+
+    if grid < 1:
+        raise ConfigError("interpolation_bound needs grid >= 1")
+    linf, l2 = np.full(len(x), np.inf), np.full(len(x), np.inf)
+    with _EvalMode(model), torch.no_grad():
+        for i in range(len(x)):
+            others = partners[partner_labels != y[i]]
+            first = torch.full((len(others),), math.inf, dtype=torch.float64)  # first t that moves, per line
+            for t in torch.arange(1, grid + 1, dtype=torch.float64) / grid:
+                moved = model((x[i] + t * (others - x[i])).to(x.dtype)).argmax(1) != y[i]
+                first = torch.where(moved & torch.isinf(first), t, first)
+            hit = torch.isfinite(first)
+            if bool(hit.any()):
+                # along each line the norms grow with t: its first moving point is its smallest perturbation
+                delta = (first[hit].view(-1, *[1] * (x.dim() - 1)) * (others[hit].double() - x[i].double())).flatten(1)
+                candidates = (x[i].double() + delta.view(-1, *x.shape[1:])).to(x.dtype)
+                delta = (candidates.double() - x[i].double()).flatten(1)
+                linf[i] = float(delta.abs().amax(1).min())
+                l2[i] = float(delta.norm(dim=1).min())
+    return linf, l2
+
+
+def residue_analysis(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    nonlinearity: str = "relu",
+    steps: int = 10,
+    radii: Sequence[float] = (1e-3, 1e-2, 0.1),
+    samples: int = 20,
+    n_random: int = 2000,
+    n_others: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the inputs that survive PGD with an unbounded budget (the masking diagnostic's check 2: eps = 1,
+    ``steps`` sign steps of 0.25 from the clean input, cross-entropy) have in common, against the other
+    correctly classified inputs ("others"): their labels; the fraction of saturated units per layer and of
+    inputs with a layer *entirely* saturated (every ReLU off), at the clean inputs and where PGD ended; the
+    fraction whose logits are flat where PGD ended (zero input gradient of the logit margin); how much the
+    logits move under ``samples`` random sign perturbations of each L-inf radius in ``radii`` at the clean
+    inputs; what the network does on ``n_random`` uniform random images of the box (fraction with a layer
+    entirely saturated, most common prediction); and :func:`interpolation_bound` towards the correctly
+    classified inputs of other classes (for the survivors and the first ``n_others`` others). JSON-ready."""
+    from neuromodels.analysis.robustness.analyses import saturation_fraction
+    from neuromodels.analysis.robustness.attacks import _EvalMode, pgd
+    from neuromodels.analysis.robustness.evaluate import accuracy_mask, gradient_statistics
+
+    clean = accuracy_mask(model, x, y)
+    adversarial = pgd(model, x, y, 1.0, steps=steps, loss="ce", random_start=False)
+    residue = clean & accuracy_mask(model, adversarial, y)
+    others = clean & ~residue
+    groups = {"residue": residue, "others": others}
+
+    def layer_summary(inputs: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        if not bool(mask.any()):
+            return {"saturated_fraction": {}, "layer_all_saturated_fraction": {}}
+        table = saturation_fraction(model, inputs[mask], nonlinearity, per_input=True)
+        return {
+            "saturated_fraction": {str(k): float(v) for k, v in zip(table["layer"].values, table.mean("input").values)},
+            "layer_all_saturated_fraction": {
+                str(k): float(v) for k, v in zip(table["layer"].values, (table == 1).mean("input").values)
+            },
+        }
+
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, Any] = {
+        "n": len(x),
+        "n_correct": int(clean.sum()),
+        "n_residue": int(residue.sum()),
+        "residue_labels": np.bincount(y[residue].numpy(), minlength=0).tolist(),
+        "others_labels": np.bincount(y[others].numpy(), minlength=0).tolist(),
+        "settings": {"eps": 1.0, "steps": steps, "loss": "ce", "radii": list(radii), "samples": samples, "seed": seed},
+    }
+    with _EvalMode(model), torch.no_grad():
+        end_predictions = model(adversarial[residue]).argmax(1) if bool(residue.any()) else torch.zeros(0)
+    out["residue_end_predictions"] = np.bincount(end_predictions.long().numpy(), minlength=0).tolist()
+    for name, mask in groups.items():
+        row: dict[str, Any] = {"clean": layer_summary(x, mask), "pgd_end": layer_summary(adversarial, mask)}
+        row["pgd_end_flat_logits_fraction"] = (
+            gradient_statistics(model, adversarial[mask], y[mask], loss="margin")["zero_gradient_fraction"]
+            if bool(mask.any())
+            else None
+        )
+        moves = {}
+        with _EvalMode(model), torch.no_grad():
+            base = model(x[mask])
+            for radius in radii:
+                changes, flipped = [], torch.zeros(int(mask.sum()), dtype=torch.bool)
+                for _ in range(samples):
+                    signs = torch.randint(0, 2, x[mask].shape, generator=generator).to(x.dtype) * 2 - 1
+                    logits = model((x[mask] + radius * signs).clamp(0, 1))
+                    changes.append((logits - base).abs().amax(1))
+                    flipped |= logits.argmax(1) != y[mask]
+                changes_all = torch.stack(changes)
+                moves[f"{radius:g}"] = {
+                    "median_max_logit_change": float(changes_all.median()) if changes_all.numel() else None,
+                    "zero_change_fraction": float((changes_all == 0).double().mean()) if changes_all.numel() else None,
+                    "flipped_fraction": float(flipped.double().mean()) if len(flipped) else None,
+                }
+        row["random_sign_perturbations"] = moves
+        chosen = mask.nonzero().flatten()
+        if name == "others":
+            chosen = chosen[:n_others]
+        linf, l2 = interpolation_bound(model, x[chosen], y[chosen], x[clean], y[clean])
+        row["interpolation_linf"] = [float(v) for v in linf]
+        row["interpolation_l2"] = [float(v) for v in l2]
+        row["interpolation_median_linf"] = float(np.median(linf)) if len(linf) else None
+        row["interpolation_median_l2"] = float(np.median(l2)) if len(l2) else None
+        out[name] = row
+    noise = torch.rand((n_random, *x.shape[1:]), generator=generator).to(x.dtype)
+    table = saturation_fraction(model, noise, nonlinearity, per_input=True)
+    with _EvalMode(model), torch.no_grad():
+        counts = np.bincount(model(noise).argmax(1).numpy(), minlength=0)
+    out["random_images"] = {
+        "n": n_random,
+        "layer_all_saturated_fraction": {
+            str(k): float(v) for k, v in zip(table["layer"].values, (table == 1).mean("input").values)
+        },
+        "most_common_prediction": int(counts.argmax()),
+        "most_common_prediction_fraction": float(counts.max() / n_random),
+    }
+    return out
 
 
 def hard_softmax_demo(
