@@ -15,7 +15,7 @@ intercept by centring ``X`` and ``Y`` on the training means, as scikit-learn doe
   updated by the exact rank-one identity ``X_{k+1}^T Y_{k+1} = X_k^T Y_k - (t^T t) p q^T`` and ``X_k`` is never
   formed (``t = X_0 w - T (P^T w)``).
 * :func:`ridge_path` gives ridge predictions for many penalties and all targets from one eigen-decomposition
-  of ``X^T X``; :func:`ridge_gcv` selects the penalty by generalised cross-validation (GCV; Golub, Heath &
+  of ``X^T X`` (or, with more features than samples, of ``X X^T``); :func:`ridge_gcv` selects the penalty by generalised cross-validation (GCV; Golub, Heath &
   Wahba 1979), shared by all targets (the default, like Brain-Score's ``RidgeCV``) or per target.
 * :func:`least_squares_fit_predict`: ordinary least squares (minimum-norm solution when rank-deficient).
 
@@ -45,6 +45,7 @@ __all__ = [
     "least_squares_fit_predict",
     "default_ridge_alphas",
     "RELATIVE_RIDGE_ALPHAS",
+    "RIDGE_SOLVERS",
 ]
 
 # Penalties of the default ridge grid, in units of the mean eigenvalue of the centred training Gram matrix
@@ -670,17 +671,59 @@ def _check_alphas(alphas: Sequence[float] | np.ndarray) -> np.ndarray:
     return alphas
 
 
+# ridge_gcv / ridge_path solvers: "primal" eigen-decomposes the p x p matrix X_c^T X_c, "dual" the n x n matrix
+# X_c X_c^T; "auto" takes the dual when there are more features than training samples.
+RIDGE_SOLVERS = ("auto", "primal", "dual")
+
+
 @dataclass
 class _RidgeBasis:
-    """Eigen-decomposition of the centred training Gram matrix and the rotated cross-product."""
+    """Eigen-decomposition of the centred training Gram matrix (primal ``X_c^T X_c`` or dual ``X_c X_c^T``).
 
-    eigenvalues: np.ndarray  # (p,), ascending, clipped at 0
-    eigenvectors: np.ndarray  # (p, p)
-    rotated_cross: np.ndarray  # V^T X_c^T Y_c, (p, q)
+    Both share the nonzero eigenvalues ``lambda_k`` of ``X_c = U diag(sqrt(lambda)) V^T``. ``rotated_cross`` is
+    ``Z = V^T X_c^T Y_c`` in both (dual: ``sqrt(lambda) U^T Y_c``), which is all the GCV needs. Coefficients for a
+    penalty are ``directions @ (weights / (lambda + alpha))``: primal ``directions = V``, ``weights = Z``; dual
+    ``directions = X_c^T U`` (never formed: applied as ``X_c^T (U M)``), ``weights = U^T Y_c``.
+    """
+
+    eigenvalues: np.ndarray  # (k,), ascending, clipped at 0; k = p (primal) or n (dual)
+    eigenvectors: np.ndarray  # V (p, p) primal, U (n, n) dual
+    rotated_cross: np.ndarray  # Z = V^T X_c^T Y_c, (k, q)
     target_sq: np.ndarray  # ||y_c||^2 per target, (q,)
     n_samples: int
     x_mean: np.ndarray
     y_mean: np.ndarray
+    solver: str = "primal"
+    weights: np.ndarray | None = None  # dual only: U^T Y_c, (n, q)
+    x_centred: np.ndarray | None = None  # dual only: X_c, (n, p)
+
+    @property
+    def n_features(self) -> int:
+        return self.x_mean.shape[0]
+
+    def coefficients(self, rotated: np.ndarray) -> np.ndarray:
+        """Feature-space coefficients ``(p, m)`` of per-direction weights ``rotated`` ``(k, m)``."""
+        if self.solver == "dual":
+            return self.x_centred.T @ (self.eigenvectors @ rotated)
+        return self.eigenvectors @ rotated
+
+    def project(self, x_test: np.ndarray) -> np.ndarray:
+        """Centred test features on the directions: ``(n_test, k)``."""
+        if self.solver == "dual":
+            return ((x_test - self.x_mean) @ self.x_centred.T) @ self.eigenvectors
+        return (x_test - self.x_mean) @ self.eigenvectors
+
+    @property
+    def coef_weights(self) -> np.ndarray:
+        return self.weights if self.solver == "dual" else self.rotated_cross
+
+
+def _check_solver(solver: str, n_samples: int, n_features: int) -> str:
+    if solver not in RIDGE_SOLVERS:
+        raise ConfigError(f"solver must be one of {RIDGE_SOLVERS}, got {solver!r}")
+    if solver == "auto":
+        return "dual" if n_features > n_samples else "primal"
+    return solver
 
 
 def _ridge_basis(
@@ -689,14 +732,36 @@ def _ridge_basis(
     gram: np.ndarray | None = None,
     cross: np.ndarray | None = None,
     x_mean: np.ndarray | None = None,
+    solver: str = "primal",
 ) -> _RidgeBasis:
-    """One ``eigh`` of ``X_c^T X_c``; ``gram``/``cross`` may be passed precomputed (centred on ``x_mean``)."""
+    """One ``eigh`` of ``X_c^T X_c`` (primal; ``gram``/``cross`` may be passed precomputed, centred on ``x_mean``)
+    or of ``X_c X_c^T`` (dual; ``gram``/``cross`` are not used)."""
     from scipy.linalg import eigh
 
     if x_mean is None:
         x_mean = x_train.mean(axis=0)
     y_mean = y_train.mean(axis=0)
     yc = y_train - y_mean
+    target_sq = np.einsum("ij,ij->j", yc, yc)
+    if solver == "dual":
+        xc = x_train - x_mean
+        kernel = xc @ xc.T
+        with _single_threaded_blas():
+            eigenvalues, eigenvectors = eigh(kernel, check_finite=False, driver="evd")
+        eigenvalues = np.clip(eigenvalues, 0.0, None)
+        weights = eigenvectors.T @ yc
+        return _RidgeBasis(
+            eigenvalues=eigenvalues,
+            eigenvectors=eigenvectors,
+            rotated_cross=np.sqrt(eigenvalues)[:, None] * weights,
+            target_sq=target_sq,
+            n_samples=x_train.shape[0],
+            x_mean=x_mean,
+            y_mean=y_mean,
+            solver="dual",
+            weights=weights,
+            x_centred=xc,
+        )
     if gram is None or cross is None:
         xc = x_train - x_mean
         gram = xc.T @ xc if gram is None else gram
@@ -708,7 +773,7 @@ def _ridge_basis(
         eigenvalues=eigenvalues,
         eigenvectors=eigenvectors,
         rotated_cross=eigenvectors.T @ cross,
-        target_sq=np.einsum("ij,ij->j", yc, yc),
+        target_sq=target_sq,
         n_samples=x_train.shape[0],
         x_mean=x_mean,
         y_mean=y_mean,
@@ -721,14 +786,22 @@ def _gcv_table(basis: _RidgeBasis, alphas: np.ndarray) -> np.ndarray:
     With ``X_c = U diag(sqrt(lambda)) V^T`` and ``Z = V^T X_c^T y_c`` the residual sum of squares is
     ``RSS(alpha) = |y_c|^2 - sum_k Z_k^2 (lambda_k + 2 alpha) / (lambda_k + alpha)^2`` and the hat matrix (with the
     unpenalised intercept) has trace ``1 + sum_k lambda_k / (lambda_k + alpha)``;
-    ``GCV = n RSS / (n - tr H)^2``.
+    ``GCV = n RSS / (n - tr H)^2``. The dual path has the whole basis ``U`` of the sample space, so it sums the
+    same RSS without the cancellation of ``|y_c|^2 - ...``:
+    ``RSS(alpha) = sum_k (alpha / (lambda_k + alpha))^2 (u_k^T y_c)^2`` (``lambda_k = 0`` off the kept directions);
+    the two agree to the primal's rounding, which matters only where the fit nearly interpolates (tiny alpha, p > n).
     """
     lam = basis.eigenvalues[:, None]
-    # Directions with numerically zero variance carry only rounding noise in Z: leave them out.
-    keep = basis.eigenvalues > basis.eigenvalues.max(initial=0.0) * basis.eigenvalues.size * np.finfo(float).eps
-    factors = np.where(keep[:, None], (lam + 2 * alphas) / (lam + alphas) ** 2, 0.0)  # (p, A)
-    explained = (basis.rotated_cross**2).T @ factors  # (q, A)
-    rss = np.clip(basis.target_sq[:, None] - explained, 0.0, None)
+    # Directions with numerically zero variance carry only rounding noise in Z: leave them out. The threshold scales
+    # with the number of features on both paths, so primal and dual keep the same directions.
+    keep = basis.eigenvalues > basis.eigenvalues.max(initial=0.0) * basis.n_features * np.finfo(float).eps
+    if basis.solver == "dual":
+        shrink = np.where(keep[:, None], alphas / (lam + alphas), 1.0) ** 2  # (n, A)
+        rss = (basis.weights**2).T @ shrink  # (q, A)
+    else:
+        factors = np.where(keep[:, None], (lam + 2 * alphas) / (lam + alphas) ** 2, 0.0)  # (p, A)
+        explained = (basis.rotated_cross**2).T @ factors  # (q, A)
+        rss = np.clip(basis.target_sq[:, None] - explained, 0.0, None)
     dof = np.where(keep[:, None], lam / (lam + alphas), 0.0).sum(axis=0)  # (A,)
     n = basis.n_samples
     denominator = (n - 1.0 - dof) ** 2
@@ -739,31 +812,40 @@ def _gcv_table(basis: _RidgeBasis, alphas: np.ndarray) -> np.ndarray:
 
 def _ridge_coefficients(basis: _RidgeBasis, alpha_per_target: np.ndarray) -> np.ndarray:
     """``(X_c^T X_c + alpha_j I)^{-1} X_c^T y_j`` for every target j, grouped by its alpha: (p, q)."""
-    coef = np.empty_like(basis.rotated_cross)
+    weights = basis.coef_weights
+    coef = np.empty((basis.n_features, weights.shape[1]))
     for alpha in np.unique(alpha_per_target):
         columns = np.flatnonzero(alpha_per_target == alpha)
-        scaled = basis.rotated_cross[:, columns] / (basis.eigenvalues + alpha)[:, None]
-        coef[:, columns] = basis.eigenvectors @ scaled
+        scaled = weights[:, columns] / (basis.eigenvalues + alpha)[:, None]
+        coef[:, columns] = basis.coefficients(scaled)
     return coef
 
 
 def ridge_path(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alphas: Sequence[float] | np.ndarray
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
+    *,
+    solver: str = "auto",
 ) -> np.ndarray:
     """Ridge predictions for every alpha and every target from one eigen-decomposition: ``(n_alphas, n_test, q)``.
 
     Equal to ``sklearn.linear_model.Ridge(alpha).fit(x_train, y_train).predict(x_test)`` for each alpha (an
-    unpenalised intercept; the penalty ``alpha |beta|^2`` on the sum of squared errors).
+    unpenalised intercept; the penalty ``alpha |beta|^2`` on the sum of squared errors). ``solver`` as
+    :func:`ridge_gcv`.
     """
     x_train = _as_2d_float("x_train", x_train)
     y_train = _as_2d_float("y_train", y_train)
     x_test = _as_2d_float("x_test", x_test)
     alphas = _check_alphas(alphas)
-    basis = _ridge_basis(x_train, y_train)
-    projected = (x_test - basis.x_mean) @ basis.eigenvectors  # (n_test, p)
+    solver = _check_solver(solver, *x_train.shape)
+    basis = _ridge_basis(x_train, y_train, solver=solver)
+    projected = basis.project(x_test)  # (n_test, k)
+    weights = basis.coef_weights
     out = np.empty((alphas.size, x_test.shape[0], y_train.shape[1]))
     for i, alpha in enumerate(alphas):
-        out[i] = projected @ (basis.rotated_cross / (basis.eigenvalues + alpha)[:, None]) + basis.y_mean
+        out[i] = projected @ (weights / (basis.eigenvalues + alpha)[:, None]) + basis.y_mean
     return out
 
 
@@ -777,6 +859,7 @@ class RidgeGCVResult:
     gcv: np.ndarray
     coef: np.ndarray
     intercept: np.ndarray
+    solver: str = "primal"  # the path that ran: "primal" (p x p eigen-decomposition) or "dual" (n x n)
 
 
 def ridge_gcv(
@@ -787,6 +870,7 @@ def ridge_gcv(
     *,
     alpha_per_target: bool = False,
     target_groups: np.ndarray | None = None,
+    solver: str = "auto",
     _gram: np.ndarray | None = None,
     _cross: np.ndarray | None = None,
     _x_mean: np.ndarray | None = None,
@@ -804,6 +888,13 @@ def ridge_gcv(
     target_groups:
         Integer label per target: one shared penalty per group (e.g. per time bin). Ignored when
         ``alpha_per_target``.
+    solver:
+        ``"primal"``: eigen-decompose the ``p x p`` matrix ``X_c^T X_c``; ``"dual"``: the ``n x n`` matrix
+        ``X_c X_c^T`` (same nonzero eigenvalues; ``O(n^2 p + n^3)`` instead of ``O(n p^2 + p^3)`` time and
+        ``n p`` instead of ``p^2`` memory); ``"auto"`` (default): dual when ``n_features > n_samples`` (training
+        rows), else primal. Same GCV table, chosen penalty and predictions up to rounding; the result's
+        ``solver`` names the path that ran. The private precomputed ``_gram``/``_cross`` serve the primal path
+        only.
 
     Notes
     -----
@@ -816,7 +907,8 @@ def ridge_gcv(
     x_train = _as_2d_float("x_train", x_train)
     y_train = _as_2d_float("y_train", y_train)
     x_test = _as_2d_float("x_test", x_test)
-    basis = _ridge_basis(x_train, y_train, gram=_gram, cross=_cross, x_mean=_x_mean)
+    solver = _check_solver(solver, *x_train.shape)
+    basis = _ridge_basis(x_train, y_train, gram=_gram, cross=_cross, x_mean=_x_mean, solver=solver)
     if alphas is None:
         alphas = default_ridge_alphas(float(basis.eigenvalues.sum()), x_train.shape[1])
     alphas = _check_alphas(alphas)
@@ -840,6 +932,7 @@ def ridge_gcv(
         gcv=table,
         coef=coef,
         intercept=basis.y_mean - basis.x_mean @ coef,
+        solver=basis.solver,
     )
 
 

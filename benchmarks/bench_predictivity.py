@@ -35,6 +35,12 @@ Targets (issue 4): >= 10x faster for the PLS score, >= 20x for the ceiling, ridg
 the PLS time (checked against our PLS time and against the peer's; the first is not reachable with an exact
 per-split decomposition, see docs/predictivity.md). Issue 12: ``pls="brainscore"`` equals the peer to 1e-6.
 Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_predictivity.py [--quick] [--repeats N] [--brainscore-python PATH]``.
+
+Wide ridge row (more features than stimuli, CNN-map scale): ``ridge_gcv`` on 640 training stimuli x 25,000 features
+x 168 targets (``numpy.random.default_rng(3)``; 64 test stimuli), 30 alphas, which takes the dual (640 x 640) path,
+against scikit-learn's ``RidgeCV(alphas=the same grid, gcv_mode="auto")`` (which also switches to the Gram matrix
+``X X^T`` when features outnumber samples, with exact leave-one-out errors) in the same run; warm times and their
+ratio are printed. ``--wide-ridge-only`` runs just this row (process max RSS 0.6 GB measured).
 """
 
 from __future__ import annotations
@@ -229,6 +235,51 @@ def _single_split_predictions(features: xr.DataArray, neural: xr.DataArray, ridg
     }
 
 
+def wide_ridge(repeats: int, n: int = 640, p: int = 25_000, q: int = 168) -> dict:
+    """Ours (``ridge_gcv``, auto -> dual) against scikit-learn's ``RidgeCV(gcv_mode="auto")`` on ``n x p``."""
+    from sklearn.linear_model import RidgeCV
+
+    from neuromodels.analysis.regression import ridge_gcv
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n + 64, p))
+    y = x @ (rng.standard_normal((p, q)) / np.sqrt(p)) + rng.standard_normal((n + 64, q))
+    x_train, y_train, x_test = x[:n], y[:n], x[n:]
+    ours, t_first, t_ours = repeated(ridge_gcv, x_train, y_train, x_test, repeats=repeats)
+
+    def peer():
+        model = RidgeCV(alphas=ours.alphas, gcv_mode="auto").fit(x_train, y_train)
+        return model.alpha_, model.predict(x_test)
+
+    (peer_alpha, peer_prediction), t_peer_first, t_peer = repeated(peer, repeats=repeats)
+    at_peer_alpha = ridge_gcv(x_train, y_train, x_test, [peer_alpha]).prediction
+    return {
+        "shape": (n, p, q),
+        "solver": ours.solver,
+        "times": (t_first, t_ours, t_peer_first, t_peer),
+        "alpha": float(ours.alpha[0]),
+        "alpha_position": int(np.argmin(np.abs(np.log(ours.alphas / ours.alpha[0])))),
+        "peer_alpha": float(peer_alpha),
+        "peer_alpha_position": int(np.argmin(np.abs(np.log(ours.alphas / peer_alpha)))),
+        "prediction_diff": float(np.abs(at_peer_alpha - peer_prediction).max() / np.abs(peer_prediction).max()),
+    }
+
+
+def print_wide_ridge(row: dict, repeats: int) -> None:
+    t_first, t_ours, t_peer_first, t_peer = row["times"]
+    n, p, q = row["shape"]
+    print(
+        f"Ridge wide  {n} x {p:,} features x {q} targets, 30 alphas: ours ({row['solver']} path) {t_first:.2f} / "
+        f"{t_ours:.2f} s, scikit-learn RidgeCV(gcv_mode='auto') {t_peer_first:.2f} / {t_peer:.2f} s (first / best "
+        f"of {repeats}); ratio {t_peer / t_ours:.1f}x"
+    )
+    print(
+        f"  chosen alpha: ours (GCV) {row['alpha']:.4g} (grid #{row['alpha_position']}), scikit-learn (exact LOO) "
+        f"{row['peer_alpha']:.4g} (grid #{row['peer_alpha_position']}); predictions at scikit-learn's alpha / max "
+        f"|prediction|: {row['prediction_diff']:.1e}"
+    )
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -246,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Python of an environment with Brain-Score installed (default $BRAINSCORE_PYTHON); "
         "without it the re-implemented procedure is the peer",
     )
+    parser.add_argument("--wide-ridge-only", action="store_true", help="only the 640 x 25,000 ridge row")
     args = parser.parse_args(argv)
+    if args.wide_ridge_only:
+        print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+        print_wide_ridge(wide_ridge(args.repeats), args.repeats)
+        return 0
     neural, features = synthetic_scoring_data(images_per_object=10 if args.quick else 40)
     print(
         f"data: {neural.sizes['presentation']} presentations = {features.sizes['presentation']} stimuli x "
@@ -330,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Peak traced memory: PLS ours {mem_ours:.0f} MiB (converged {mem_conv:.0f} MiB), ridge {mem_ridge:.0f} MiB, "
         f"ceiling {mem_ceil_ours:.0f} MiB; process max RSS {max_rss:.0f} MiB"
     )
+    if not args.quick:  # after the memory line: its ~0.6 GB would dominate the max RSS
+        print_wide_ridge(wide_ridge(args.repeats), args.repeats)
 
     if args.quick:
         print("quick run: no PASS/FAIL")

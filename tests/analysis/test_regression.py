@@ -250,3 +250,91 @@ def test_least_squares_equals_sklearn_linear_regression():
     x, y, x_test = _problem(100, 20, 6, seed=19)
     expected = LinearRegression().fit(x, y).predict(x_test)
     np.testing.assert_allclose(least_squares_fit_predict(x, y, x_test), expected, atol=1e-9)
+
+
+# ------------------------------------------------------------------ ridge: dual (n x n) path when p > n
+# Primal and dual are different arithmetic (eigh of X_c^T X_c vs of X_c X_c^T), so they are compared by meaning:
+# predictions and coefficients to 1e-12 of their largest value (measured <= 2e-14), the GCV table to 1e-6 relative
+# on these near-switch shapes (measured <= 2e-8; the primal's RSS = |y|^2 - explained loses digits by cancellation
+# at the smallest alphas when p > n, the dual sums the residual directly), and the chosen grid position exactly
+# (the best summed GCV beats the next by > 1e-3 relative, asserted; far beyond either error).
+
+
+def _grid_position(fit):
+    """Index of each chosen penalty in the fit's own grid."""
+    return np.argmin(np.abs(np.log(fit.alphas[:, None] / fit.alpha)), axis=0)
+
+
+@pytest.mark.parametrize("shape", [(80, 60), (80, 79), (80, 80), (80, 81), (80, 100)])
+def test_ridge_gcv_primal_and_dual_agree_near_the_switch(shape):
+    n, p = shape
+    x, y, x_test = _problem(n, p, 5, seed=23)
+    primal = ridge_gcv(x, y, x_test, solver="primal")
+    dual = ridge_gcv(x, y, x_test, solver="dual")
+    auto = ridge_gcv(x, y, x_test)
+    assert (primal.solver, dual.solver) == ("primal", "dual")
+    assert auto.solver == ("dual" if p > n else "primal")  # documented rule: dual iff n_features > n_samples
+    summed = np.sort(primal.gcv.sum(axis=1))
+    assert summed[1] - summed[0] > 1e-3 * summed[0]
+    np.testing.assert_allclose(dual.alphas, primal.alphas, rtol=1e-12)  # grid from tr(X_c^T X_c) = tr(X_c X_c^T)
+    assert np.array_equal(_grid_position(dual), _grid_position(primal))
+    np.testing.assert_allclose(dual.gcv, primal.gcv, rtol=1e-6)
+    scale = np.abs(primal.prediction).max()
+    np.testing.assert_allclose(dual.prediction, primal.prediction, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(dual.coef, primal.coef, rtol=0, atol=1e-12 * np.abs(primal.coef).max())
+    np.testing.assert_allclose(dual.intercept, primal.intercept, rtol=0, atol=1e-12 * np.abs(primal.intercept).max())
+    # against scikit-learn at the chosen penalty
+    expected = Ridge(alpha=primal.alpha[0]).fit(x, y).predict(x_test)
+    np.testing.assert_allclose(dual.prediction, expected, rtol=0, atol=1e-8 * scale)
+
+
+def test_ridge_gcv_dual_per_target_and_groups_equal_primal():
+    x, y, x_test = _problem(50, 120, 6, seed=29)
+    alphas = np.logspace(-1, 5, 13)  # explicit grid: the chosen values are grid entries, compared exactly
+    for kwargs in ({"alpha_per_target": True}, {"target_groups": np.array([0, 0, 1, 1, 2, 2])}):
+        primal = ridge_gcv(x, y, x_test, alphas, solver="primal", **kwargs)
+        dual = ridge_gcv(x, y, x_test, alphas, solver="dual", **kwargs)
+        np.testing.assert_array_equal(dual.alpha, primal.alpha)
+        assert np.unique(dual.alpha).size > 1  # the penalties really differ between targets/groups
+        np.testing.assert_allclose(dual.prediction, primal.prediction, atol=1e-12 * np.abs(primal.prediction).max())
+
+
+def test_ridge_gcv_dual_table_equals_the_explicit_hat_matrix():
+    x, y, x_test = _problem(40, 150, 3, seed=31)
+    alphas = np.logspace(-2, 4, 13)
+    fit = ridge_gcv(x, y, x_test, alphas)
+    assert fit.solver == "dual"
+    expected = np.stack([_brute_force_gcv(x, y, a) for a in alphas])
+    np.testing.assert_allclose(fit.gcv, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_ridge_path_both_solvers_equal_sklearn_ridge(solver):
+    x, y, x_test = _problem(60, 90, 4, seed=37)
+    alphas = np.logspace(-2, 4, 7)
+    path = ridge_path(x, y, x_test, alphas, solver=solver)
+    for i, alpha in enumerate(alphas):
+        expected = Ridge(alpha=alpha).fit(x, y).predict(x_test)
+        np.testing.assert_allclose(path[i], expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+def test_ridge_gcv_large_feature_count_runs_the_dual_path():
+    """640 stimuli x 20,000 features (CNN-map scale): the primal p x p matrix alone would be 3.2 GB."""
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((640, 20_000))
+    x_test = rng.standard_normal((20, 20_000))
+    w = rng.standard_normal((20_000, 3)) / np.sqrt(20_000)
+    y = x @ w + 0.5 * rng.standard_normal((640, 3))
+    fit = ridge_gcv(x, y, x_test)
+    assert fit.solver == "dual" and fit.coef.shape == (20_000, 3)
+    assert fit.alphas[0] < fit.alpha[0] < fit.alphas[-1]  # an interior GCV minimum
+    expected = Ridge(alpha=fit.alpha[0]).fit(x, y).predict(x_test)
+    np.testing.assert_allclose(fit.prediction, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+
+
+def test_ridge_solver_is_checked():
+    x, y, x_test = _problem(30, 10, 2)
+    with pytest.raises(ConfigError, match="solver"):
+        ridge_gcv(x, y, x_test, solver="svd")
+    with pytest.raises(ConfigError, match="solver"):
+        ridge_path(x, y, x_test, [1.0], solver="eigen")
