@@ -203,7 +203,12 @@ def isi_cv(data: Any, *, min_spikes: int = 5) -> xr.Dataset:
 
 def fano_factor(data: Any, *, window: float) -> xr.Dataset:
     """Fano factor of spike counts in consecutive windows of ``window`` seconds (a multiple of ``dt``):
-    ``fano(neuron)`` (NaN for silent neurons) and ``population_fano(population)``."""
+    ``fano(neuron)`` (NaN for silent neurons) and ``population_fano(population)``.
+
+    This is the Fano factor *along one spike train*: the count variance over the time windows of one run (of
+    a simulated or recorded raster), a measure of irregularity over time. The Fano factor *across repeats of
+    one stimulus* (trial-to-trial variability, one value per stimulus and neuroid) is
+    :func:`neuromodels.analysis.spike_timing.repeat_statistics` ``["fano_factor"]``."""
     raster = _raster(data)
     counts = _binned(raster, window, "window")
     mean = counts.mean(axis=0)

@@ -125,6 +125,10 @@ def repeat_statistics(values: xr.DataArray | np.ndarray) -> xr.Dataset:
     repeats). For latencies ``std`` is the jitter of Gollisch & Meister (2008); for spike counts ``fano_factor``
     is 1 for a Poisson process and below 1 for the more regular responses of retinal ganglion cells
     (Berry, Warland & Meister 1997, PNAS 94:5411).
+
+    This ``fano_factor`` is the Fano factor *across repeats of one stimulus* (trial-to-trial variability). The
+    Fano factor *along one spike train* (count variance over consecutive time windows of one run) is
+    :func:`neuromodels.analysis.spike_statistics.fano_factor`.
     """
     cube = repetition_cube(values)
     flat = cube.flat()  # (repeat, stimulus, unit)

@@ -20,6 +20,7 @@ _LAZY = {
     "RetinaEstimator": "estimator",
     **dict.fromkeys(["RetinaDataset", "from_recording", "train_valid_split"], "retina_data"),
     **dict.fromkeys(["run_search", "load_space", "DEFAULT_SPACE"], "search"),
+    **dict.fromkeys(["train_classifier", "image_task", "accuracy"], "classification"),
     **dict.fromkeys(["SuperSpike", "van_rossum_loss", "train_bptt", "run_task"], "superspike"),
     **dict.fromkeys(
         ["train_walkback", "walkback_update", "train_diffusion", "save_walkback_model", "load_walkback_model"],

@@ -91,16 +91,24 @@ def image_task(
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 512) -> float:
-    """Fraction of ``data`` whose arg-max logit is the label (eval mode; mode restored).
+    """Fraction of ``data`` whose arg-max logit is the label (eval mode, no gradients; mode restored).
 
     ``data``: ``(X, y)`` tensors, or a map-style dataset of ``(image, label)`` items (e.g.
     :class:`neuromodels.datasets.images.ImageDataset` over :func:`~neuromodels.datasets.images.load_image_folder`).
-    Batches go to the device of the model's parameters.
+    Batches go to the device of the model's parameters, and floating-point inputs to the dtype of its first
+    floating-point parameter (a float64 model scores float32 inputs). The framework's one classification
+    accuracy: :func:`neuromodels.analysis.robustness.accuracy` is this function.
     """
     was_training = model.training
     model.eval()
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
+
+    def _inputs(xb: torch.Tensor) -> torch.Tensor:
+        xb = torch.as_tensor(xb).to(device)
+        return xb.to(dtype) if dtype is not None and xb.is_floating_point() else xb
+
     try:
         if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
             x, y = data
@@ -113,7 +121,7 @@ def accuracy(model: torch.nn.Module, data: Any, *, batch_size: int = 512) -> flo
                 for i in range(0, n, batch_size)
             )
         correct = sum(
-            int((model(xb.to(device)).argmax(-1) == torch.as_tensor(yb).to(device)).sum()) for xb, yb in batches
+            int((model(_inputs(xb)).argmax(-1) == torch.as_tensor(yb).to(device)).sum()) for xb, yb in batches
         )
     finally:
         model.train(was_training)

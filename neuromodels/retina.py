@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuromodels._parameters import count_parameters
 from neuromodels.errors import ConfigError
 
 __all__ = [
@@ -970,8 +971,3 @@ def build_model(kind: str, n_cells: int, **params: Any) -> nn.Module:
 
         accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "n_cells")]
         raise ConfigError(f"{err}; {cls.__name__} accepts {accepted}") from None
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable and frozen parameters (elements) of ``model``."""
-    return sum(math.prod(p.shape) for p in model.parameters())

@@ -43,6 +43,7 @@ from neuromodels.analysis.robustness.attacks import (
     lbfgs,
 )
 from neuromodels.errors import ConfigError
+from neuromodels.fitting.classification import accuracy  # re-exported: the one accuracy, ``accuracy(model, (x, y))``
 
 __all__ = [
     "robustness_curve",
@@ -64,11 +65,6 @@ def accuracy_mask(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
             [model(x[i : i + batch_size].to(dtype)).argmax(1) for i in range(0, len(x), batch_size)]
         )
     return predictions == y
-
-
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of inputs classified as their label."""
-    return float(accuracy_mask(model, x, y, batch_size).double().mean())
 
 
 @dataclass

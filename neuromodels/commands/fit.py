@@ -354,7 +354,7 @@ def _fit_model(
     report["models"][kind] = {
         "parameters": jsonable(estimator.get_params()),
         "model_config": jsonable(model.config()),
-        "n_parameters": count_parameters(model),
+        "n_parameters": count_parameters(model, trainable_only=False),
         "fit_seconds": fit_seconds,
         "epochs_run": len(estimator.history_),
         "metrics": _metrics_json(metrics),

@@ -276,7 +276,7 @@ def _robustness_report(
             "steps": args.steps,
             "seed": args.seed,
         },
-        "clean_accuracy": accuracy(model, x_test, y_test),
+        "clean_accuracy": accuracy(model, (x_test, y_test), batch_size=1000),
         **curve.as_dict(),
         "gradient_masking_suspected": verdict.gradient_masking_suspected,
         "masking_reasons": verdict.reasons,

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuromodels._parameters import count_parameters
 from neuromodels.convrnn.cells import CELLS, ConvCell, activation_function, make_cell
 from neuromodels.errors import ConfigError
 
@@ -104,17 +105,6 @@ class ConvRNNOutput:
 
     layers: list[torch.Tensor]
     logits: torch.Tensor | None
-
-
-def count_parameters(module: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``module``, counting shared tensors once."""
-    seen, total = set(), 0
-    for p in module.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
 
 
 class ConvRNN(nn.Module):

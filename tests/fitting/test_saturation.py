@@ -115,9 +115,9 @@ def test_lambda_is_annealed_by_the_schedule_and_resumes():
 
 def test_training_with_the_penalty_through_fit_saturates_units_and_keeps_accuracy():
     from neuromodels.analysis.robustness import saturation_fraction
-    from neuromodels.analysis.robustness.evaluate import accuracy
     from neuromodels.datasets.images import load_digits
     from neuromodels.fitting import fit
+    from neuromodels.fitting.classification import accuracy
 
     images = load_digits()
     x = torch.from_numpy(images.values).float()[:, None]
@@ -140,7 +140,7 @@ def test_training_with_the_penalty_through_fit_saturates_units_and_keeps_accurac
             seed=0,
         )
         results[strength] = (
-            accuracy(model, x[1200:], y[1200:]),
+            accuracy(model, (x[1200:], y[1200:])),
             float(saturation_fraction(model, x[1200:]).mean()),
             history,
         )
