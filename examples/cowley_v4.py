@@ -27,7 +27,9 @@ repeat slots)``, NaN where an image had fewer repeats. The script, with the pack
    (:func:`neuromodels.analysis.ridge_gcv`).
 
 Every feature set has at most 1,536 features (images downsampled, Gabor and CNN maps average-pooled to coarse
-grids): the package's ridge eigendecomposes the ``features x features`` Gram matrix, and Brain-Score's
+grids): when this example was written the package's ridge eigendecomposed the ``features x features`` Gram
+matrix (``ridge_gcv`` now switches to the ``images x images`` one when features outnumber images, so full maps
+would fit; the pooling is kept so that the numbers in docs stay those of this script), and Brain-Score's
 alternative (PCA fitted on 1,000 separate ImageNet images) needs images this data set does not have.
 
 Data and licence.
