@@ -572,8 +572,13 @@ def _held_out_correlations(
     else:  # one feature matrix for every bin
         groups = [(list(range(n_t)), x_all)]
     full_products: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(groups)
+    # (only for the primal path: with more features than training stimuli ridge_gcv works on the stimuli x
+    # stimuli matrix and would not use the features x features products, which can be gigabytes)
+    fewest_train = min(len(train) for train, _ in splits) if len(splits) else 0
     if regression == "ridge":
         for g, (bins, x) in enumerate(groups):
+            if x.shape[1] > fewest_train:
+                continue
             stacked = np.concatenate([y_blocks[t] for t in bins], axis=1)
             full_products[g] = (x.T @ x, x.T @ stacked)
     pls_predictions: list[list[list[np.ndarray]]] = []
@@ -609,23 +614,26 @@ def _ridge_split(
     ys: list[np.ndarray],
     train: np.ndarray,
     test: np.ndarray,
-    full_products: tuple[np.ndarray, np.ndarray],
+    full_products: tuple[np.ndarray, np.ndarray] | None,
     alphas: Any,
     n_neuroids: int,
 ) -> tuple[list[np.ndarray], list[float]]:
     """One split's GCV ridge of the (centred) targets ``ys`` (one per bin) on ``x``: held-out predictions per bin
     and the penalty chosen for each bin. The training Gram matrix and cross-product come from the full ones
-    (``full_products``) minus the held-out rows."""
+    (``full_products``) minus the held-out rows; without them (more features than training stimuli: the dual
+    path) ``ridge_gcv`` decomposes the training stimuli's own matrix."""
     x_train, x_test = x[train], x[test]
     stacked = np.concatenate([y[train] for y in ys], axis=1)
     stacked_test = np.concatenate([y[test] for y in ys], axis=1)
-    gram_all, cross_all = full_products
     n_train = len(train)
     # Sums over all stimuli are zero, so the training means are minus the held-out sums / n_train.
     x_mean = -x_test.sum(axis=0) / n_train
     y_mean = -stacked_test.sum(axis=0) / n_train
-    gram = gram_all - x_test.T @ x_test - n_train * np.outer(x_mean, x_mean)
-    cross = cross_all - x_test.T @ stacked_test - n_train * np.outer(x_mean, y_mean)
+    gram = cross = None
+    if full_products is not None:
+        gram_all, cross_all = full_products
+        gram = gram_all - x_test.T @ x_test - n_train * np.outer(x_mean, x_mean)
+        cross = cross_all - x_test.T @ stacked_test - n_train * np.outer(x_mean, y_mean)
     group_labels = np.repeat(np.arange(len(ys)), n_neuroids)
     fit = ridge_gcv(
         x_train, stacked, x_test, alphas, target_groups=group_labels, _gram=gram, _cross=cross, _x_mean=x_mean

@@ -291,6 +291,30 @@ def test_ridge_equals_sklearn_ridge_at_the_chosen_alpha():
     assert set(np.unique(explicit["alpha"].values)) <= {1.0, 10.0, 100.0}
 
 
+def test_ridge_with_more_features_than_stimuli_takes_the_dual_path_without_feature_products(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("neuromodels.analysis.predictivity")  # the package exports a function of that name
+    neural, features, _, _ = _dataset(seed=6, n_extra=300)  # 340 features, 216 training stimuli per split
+    seen = []
+    real = module.ridge_gcv
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.append((kwargs.get("_gram") is None, result.solver))
+        return result
+
+    monkeypatch.setattr(module, "ridge_gcv", recording)
+    result = predictivity(features, neural, regression="ridge")
+    assert seen == [(True, "dual")] * 10  # no 340 x 340 products formed for a path that would not use them
+    chosen = result["alpha"].values
+    r, _, _ = _brain_score_peer(features, neural, regression=lambda s: Ridge(alpha=float(chosen[s])))
+    np.testing.assert_allclose(result["r"].values, r, atol=1e-8)
+    seen.clear()
+    predictivity(features[:, :100], neural, regression="ridge")
+    assert seen == [(False, "primal")] * 10  # narrow features keep the precomputed products
+
+
 def test_linear_regression_equals_least_squares_peer():
     neural, features, latent, _ = _dataset(seed=6)
     from sklearn.linear_model import LinearRegression
