@@ -82,6 +82,7 @@ RANK_SCRIPT = COMMON + textwrap.dedent("""
     torch.save({"world": dist.get_world_size(), "mlp": model.state_dict(), "history": history.as_dict(),
                 "convrnn": net.state_dict(), "convrnn_history": net_history.as_dict()},
                os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # both ranks finish writing before either leaves (a rank leaving early aborted its peer once)
     dist.destroy_process_group()
 """)
 
@@ -221,6 +222,7 @@ DROPOUT_SCRIPT = textwrap.dedent("""
     fit(resumed, (x, y), epochs=2, checkpoint_dir=os.path.join(out, "ckpt"), **options)
     torch.save({"masks": torch.stack(masks), "straight": straight.state_dict(), "resumed": resumed.state_dict()},
                os.path.join(out, f"dropout{dist.get_rank()}.pt"))
+    dist.barrier()  # both ranks finish writing before either leaves (a rank leaving early aborted its peer once)
     dist.destroy_process_group()
 """)
 
