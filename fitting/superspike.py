@@ -135,11 +135,13 @@ class VanRossumKernel:
 
     def _filter(self, x: torch.Tensor, dim: int, reverse: bool) -> torch.Tensor:
         d_decay, d_rise = self.decays
-        x = x.movedim(dim, 0)
+        # unbind, not x[n]: indexing a tensor with a graph gives each step's backward a zero gradient of the whole
+        # tensor (O(T^2) in the backward pass); unbind's backward stacks the slices' gradients once
+        x = x.movedim(dim, 0).unbind(0)
         slow = torch.zeros_like(x[0])
         fast = torch.zeros_like(x[0])
         out = []
-        steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+        steps = range(len(x) - 1, -1, -1) if reverse else range(len(x))
         for n in steps:
             slow = slow * d_decay + x[n]
             fast = fast * d_rise + x[n]

@@ -344,6 +344,9 @@ def _integrate_layer(
     keep_membrane = record_membrane and not differentiable
     membrane_buf = torch.empty((n_steps, batch, n_post), dtype=dtype) if keep_membrane else None
     spike_list = [] if differentiable else None
+    # With a graph, each step takes its slice by unbind: indexing `jumps[n]` would give every step's backward a
+    # zero gradient of the whole (time, batch, n_post) tensor, O(T^2) work in the backward pass.
+    jump_steps = jumps.unbind(0) if differentiable else jumps
     a_vv, a_vi, a_ii, b_v = prop.a_vv, prop.a_vi, prop.a_ii, prop.b_v
     threshold, reset = params.threshold, params.reset
     for n in range(n_steps):
@@ -367,7 +370,7 @@ def _integrate_layer(
             if ref_steps:
                 s = s * not_refractory.to(dtype)
             spike_list.append(s)
-            current = current + jumps[n]
+            current = current + jump_steps[n]
             if w_rec is not None and n >= delay:
                 current = current + spike_list[n - delay] @ w_rec
             v = v - (s * (v - reset)).detach()
