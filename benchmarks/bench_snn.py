@@ -27,11 +27,12 @@ at batch 64; (issue 19) forward at batch 64 >= 2x faster than the fastest of snn
 at batch 64, dt 1 ms (``--bptt-64``) no slower than the fastest peer.  Peers are timed only where importable (a
 message says which are missing); install them in the benchmark's own environment, not as dependencies, e.g. into
 a folder on ``PYTHONPATH`` beside the peers' torch (``.venv-peers``, benchmarks/peers/setup.sh):
-``.venv-peers/bin/python -m pip install --no-deps --target DIR snntorch==1.0.0 norse==1.1.0 nir nirtorch``.
+``.venv-peers/bin/python -m pip install --no-deps --target DIR snntorch==1.0.0 norse==1.1.0 nir nirtorch
+brian2==2.9.0`` (brian2 for its rows), then ``PYTHONPATH=DIR .venv-peers/bin/python benchmarks/bench_snn.py ...``.
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_snn.py [--quick] [--standalone] [--bptt-64]``.
 
-Circuit row (issue 20; ``--circuit`` runs only this row): Brunel's (2000) E-I network at reduced size (the
-``brunel`` example: N_E 2,000, N_I 500, epsilon 0.1, J 0.1 mV, g 5, D 1.5 ms, nu_ext = 2 nu_thr, delta synapses,
+Circuit row (issue 20; ``--circuit`` runs only this row): Brunel's (2000) E-I network at reduced size
+(``config.BENCHMARK_BRUNEL``, scaled down with epsilon = 0.1: N_E 2,000, N_I 500, epsilon 0.1, J 0.1 mV, g 5, D 1.5 ms, nu_ext = 2 nu_thr, delta synapses,
 refractory 2 ms), 1 s of biological time at dt = 0.1 ms, float64, exact integration, one CPU thread: ours
 (:func:`~neuromodels.spiking.simulate_circuit`, compiled and NumPy loops) vs Brian2 numpy and cython runtimes and
 cpp_standalone (run only; objects built / compiled beforehand), all on the same connectivity and external spikes
