@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from neuromodels import check_out_folder, write_report
 from neuromodels.analysis.brunel import (
     FIG8_REGIMES,
     BrunelParameters,
@@ -115,20 +115,8 @@ def _write(
     figures["brunel_regimes.png"] = plot_population_activity(
         combined, bin_size=1e-4, neurons=RASTER_NEURONS, window=window
     )
-    for folder in [out_dir] + ([figures_dir] if figures_dir is not None else []):
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, fig in figures.items():
-            fig.savefig(folder / name, dpi=110)
-    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN (a statistic with too few spikes to define it) as ``null``: strict JSON."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    # checked, staged and moved into place on success; files of yours in --out are never touched
+    write_report(out_dir, NAME, report, figures, also=figures_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
+        check_out_folder(args.out)  # before any work: a file, a read-only or a foreign folder is refused
         run(
             args.out,
             figures_dir=args.figures,

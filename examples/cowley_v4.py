@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuromodels import analysis
+from neuromodels import analysis, check_out_folder, write_report
 from neuromodels import datasets as nd
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -548,11 +548,8 @@ def run(data_dir: Path, out_dir: Path, *, figures_dir: Path | None = None, quick
         "best_layer": best_layers(scores),
     }
     made = figures(numbers)
-    for folder in [out_dir] + ([figures_dir] if figures_dir is not None else []):
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_name, fig in made.items():
-            fig.savefig(folder / file_name, dpi=110)
-    (out_dir / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    # checked, staged and moved into place on success; files of yours in --out are never touched
+    write_report(out_dir, NAME, numbers, made, also=figures_dir)
     return numbers
 
 
@@ -564,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 splits and 1 ConvRNN epoch (the slow test)")
     args = parser.parse_args(argv)
     try:
+        check_out_folder(args.out)  # before any work: a file, a read-only or a foreign folder is refused
         numbers = run(args.data, args.out, figures_dir=args.figures, quick=args.quick)
     except (FileNotFoundError, DataFormatError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

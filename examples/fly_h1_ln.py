@@ -40,13 +40,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuromodels import check_out_folder, write_report
 from neuromodels.datasets import recording_from_counts
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -257,11 +257,8 @@ def run(data_dir: Path, out_dir: Path, *, figures_dir: Path | None = None, seed:
     numbers, arrays = analyse(stim, rho, seed=seed, epochs=epochs)
     numbers["source"] = str(path)
     made = figures(arrays, numbers)
-    for folder in [out_dir] + ([figures_dir] if figures_dir is not None else []):
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, fig in made.items():
-            fig.savefig(folder / name, dpi=110)
-    (out_dir / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    # checked, staged and moved into place on success; files of yours in --out are never touched
+    write_report(out_dir, NAME, numbers, made, also=figures_dir)
     return numbers
 
 
@@ -274,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args(argv)
     try:
+        check_out_folder(args.out)  # before any work: a file, a read-only or a foreign folder is refused
         numbers = run(args.data, args.out, figures_dir=args.figures, seed=args.seed, epochs=args.epochs)
     except (FileNotFoundError, DataFormatError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

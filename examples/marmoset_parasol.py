@@ -55,7 +55,6 @@ seeded. Public API only: ``neuromodels.datasets``, ``neuromodels.fitting``, ``ne
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -64,7 +63,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuromodels import analysis
+from neuromodels import analysis, check_out_folder, write_report
 from neuromodels import datasets as nd
 from neuromodels.analysis import harmonic_amplitudes, nonlinearity_index
 from neuromodels.errors import ConfigError, DataFormatError
@@ -776,11 +775,8 @@ def run(
         "seed": seed,
     }
     made = figures(data, numbers, {"cycle": cycle, "bin_s": bin_s})
-    for folder in [out_dir] + ([figures_dir] if figures_dir is not None else []):
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_name, fig in made.items():
-            fig.savefig(folder / file_name, dpi=110)
-    (out_dir / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    # checked, staged and moved into place on success; files of yours in --out are never touched
+    write_report(out_dir, NAME, numbers, made, also=figures_dir)
     return numbers
 
 
@@ -793,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     try:
+        check_out_folder(args.out)  # before any work: a file, a read-only or a foreign folder is refused
         n = run(args.data, args.out, figures_dir=args.figures, quick=args.quick, seed=args.seed)
     except (FileNotFoundError, DataFormatError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

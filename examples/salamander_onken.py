@@ -48,7 +48,6 @@ Public API only: ``neuromodels.datasets``, ``neuromodels.analysis``, ``neuromode
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -57,7 +56,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neuromodels import analysis
+from neuromodels import analysis, check_out_folder, write_report
 from neuromodels import datasets as nd
 from neuromodels.errors import ConfigError, DataFormatError
 
@@ -288,11 +287,8 @@ def run(data_dir: Path, out_dir: Path, *, figures_dir: Path | None = None) -> di
     for name in MOVIES:
         numbers["movies"][name] = movie_ceilings(paths[name])
     made = figures(flashed_arrays, numbers)
-    for folder in [out_dir] + ([figures_dir] if figures_dir is not None else []):
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_name, fig in made.items():
-            fig.savefig(folder / file_name, dpi=110)
-    (out_dir / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    # checked, staged and moved into place on success; files of yours in --out are never touched
+    write_report(out_dir, NAME, numbers, made, also=figures_dir)
     return numbers
 
 
@@ -303,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=None, help="also write the PNGs here")
     args = parser.parse_args(argv)
     try:
+        check_out_folder(args.out)  # before any work: a file, a read-only or a foreign folder is refused
         numbers = run(args.data, args.out, figures_dir=args.figures)
     except (FileNotFoundError, DataFormatError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)

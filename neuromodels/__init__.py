@@ -30,6 +30,8 @@ _LAZY = {
     **dict.fromkeys(["ConvRNN", "LayerSpec"], "neuromodels.convrnn"),
     **dict.fromkeys(["SpikingNetwork", "simulate"], "neuromodels.spiking"),
     "TransitionOperator": "neuromodels.walkback",
+    # report folders (checked before work, written atomically, never touching your files): the examples use them
+    **dict.fromkeys(["check_out_folder", "write_report"], "neuromodels._outputs"),
 }
 
 __all__ = ["__version__", "NeuromodelsError", "DataFormatError", "ConfigError", *_LAZY]

@@ -31,7 +31,15 @@ from typing import Any
 
 from neuromodels.errors import ConfigError
 
-__all__ = ["MANIFEST", "LOCK", "check_out_folder", "check_out_file", "is_report_folder", "ReportFolder"]
+__all__ = [
+    "MANIFEST",
+    "LOCK",
+    "check_out_folder",
+    "check_out_file",
+    "is_report_folder",
+    "ReportFolder",
+    "write_report",
+]
 
 MANIFEST = ".neuromodels-report.json"
 LOCK = ".neuromodels.lock"
@@ -348,3 +356,42 @@ class ReportFolder:
                 folder.rmdir()
             except OSError:
                 break
+
+
+def write_report(
+    out: str | os.PathLike[str],
+    command: str,
+    report: Any,
+    figures: dict[str, Any],
+    *,
+    dpi: int = 110,
+    also: str | os.PathLike[str] | None = None,
+    option: str = "--out",
+    also_option: str = "--figures",
+) -> Path:
+    """Write ``report`` as ``report.json`` and each matplotlib figure of ``figures`` (file name -> figure) as PNG
+    into the report folder ``out`` by the rules of this module (checked, staged, moved into place on success,
+    recorded in the manifest; files of yours are never touched); returns ``Path(out)``.
+
+    The one writer of the worked examples (``examples/*.py``). With ``also``, the PNGs are written there too
+    (each atomically, replacing files of the same names: the docs keep the examples' figures that way); a folder
+    that cannot be written is a :class:`ConfigError` naming ``also_option``.
+    """
+    from neuromodels._reports import write_json
+    from neuromodels.datasets._io import atomic_path
+
+    check_out_folder(out, option=option)
+    if also is not None:  # first, so that a folder it cannot write leaves --out as it was
+        also = Path(also)
+        try:
+            also.mkdir(parents=True, exist_ok=True)
+            for name, fig in figures.items():
+                with atomic_path(also / name, suffix=".png") as tmp:
+                    fig.savefig(tmp, dpi=dpi, format="png")
+        except OSError as err:
+            raise ConfigError(f"{also_option} {also}: cannot write the figures ({err.strerror or err})") from None
+    with ReportFolder(out, command, option=option) as folder:
+        for name, fig in figures.items():
+            fig.savefig(folder.path(name), dpi=dpi, format="png")
+        write_json(folder.path("report.json"), report)
+    return Path(out)
