@@ -73,7 +73,7 @@ __all__ = [
 SAMPLE_PREFIX = "sample:"
 
 # Bump when a generator's output changes for the same seed and parameters: old cache files then stop matching.
-_GENERATOR_VERSION = {"retina": 1, "ventral": 1, "ventral-features": 1}
+_GENERATOR_VERSION = {"retina": 2, "ventral": 1, "ventral-features": 1}  # retina 2: model attr names the logistic
 
 RETINA_DEFAULTS: dict[str, Any] = {
     # stimulus: 50 x 50 pixels at 100 frames/s, contrast units (0 = mean luminance)
@@ -837,7 +837,7 @@ def _retina_attrs(
         response_on_test="repeat 0 of trials",
         model=(
             "stimulus -> ON/OFF bipolar-like subunits (DoG space x biphasic time, thresholded quadratic "
-            "N(u)=max(u-theta,0)^2) -> Gaussian pooling by ganglion cells -> softplus output nonlinearity -> "
+            "N(u)=max(u-theta,0)^2) -> Gaussian pooling by ganglion cells -> logistic output nonlinearity -> "
             "Bernoulli spikes on a 1 ms grid with absolute and relative refractoriness; see "
             "neuromodels.datasets.samples.retina and docs/sample-data.md"
         ),
