@@ -202,6 +202,19 @@ def test_conventions_agree_with_mean_field_nonlinearities():
     assert spectra.jacobian_singular_values(model, torch.zeros(1, 5, dtype=torch.float64)).shape == (1, 5)
 
 
+@pytest.mark.parametrize("q", [0.25, 1.0, 1 / 64])
+def test_resolved_bias_variance_puts_hard_tanh_at_its_fixed_point(q):
+    """sigma_b2 = q* - sigma_w2 E[clip(h, -1, 1)^2], the expectation by scipy's adaptive quadrature split at the
+    kinks (a 201-node Gauss-Hermite rule over the kinks gave 0.00850 at q* = 1/4 instead of 0.00890)."""
+    from scipy import integrate, stats
+
+    resolved = spectra.resolve_parameters("hard_tanh", q_star=q)
+    density = stats.norm(scale=np.sqrt(q)).pdf
+    inner = integrate.quad(lambda h: h * h * density(h), -1.0, 1.0, epsabs=1e-14)[0]
+    second = inner + 2.0 * stats.norm.sf(1.0 / np.sqrt(q))
+    assert resolved["sigma_b2"] == pytest.approx(q - resolved["sigma_w2"] * second, rel=1e-9, abs=1e-15)
+
+
 def test_bad_parameters_raise_config_error():
     with pytest.raises(ConfigError, match="weights"):
         freeprob.jjt_density(np.array([1.0]), "tanh", 4, 1.0, 0.1, "uniform")
