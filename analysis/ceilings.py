@@ -49,6 +49,7 @@ __all__ = [
     "cc_norm",
     "fev",
     "feve",
+    "r2_er",
     "oracle_correlation",
     "noise_ceiling",
     "repetition_cube",
@@ -64,6 +65,8 @@ REFERENCES = {
     "cc_max": "Schoppe, Harper, Willmore, King & Schnupp 2016, Front. Comput. Neurosci. 10:10; "
     "signal power: Sahani & Linden 2003, NIPS 15",
     "fev": "Cadena et al. 2019, PLoS Comput. Biol. 15:e1006897",
+    "r2_er": "Pospisil & Bair 2021, PLoS Comput. Biol. 17:e1009212 (deanpospisil/er_est r2_er_n2m); as used by "
+    "Cowley et al. 2023 (cowleygroup/V4_compact_models, compute_r2_ER)",
     "oracle": "Sinz lab neuralpredictors (measures/np_functions.py: oracle_corr_jackknife, "
     "oracle_corr_conservative); Cadena et al. 2019; Lurz et al. 2021 ICLR",
 }
@@ -657,6 +660,47 @@ def feve(prediction: xr.DataArray | np.ndarray, neural: xr.DataArray | np.ndarra
         value = np.where(explainable > 0, 1.0 - (mse - noise) / explainable, np.nan)
     _warn_nan(value, "feve", "no explainable variance")
     return cube.unflatten(value, "feve", attrs={"method": "feve", "reference": REFERENCES["fev"]})
+
+
+def r2_er(prediction: xr.DataArray | np.ndarray, neural: xr.DataArray | np.ndarray) -> xr.DataArray:
+    """Noise-corrected R^2 (``r2_ER``, Pospisil & Bair 2021), the ceiling-free score Cowley et al. 2023 report.
+
+    With ``x`` the prediction and ``y`` the repeat mean, both centred over the ``m`` stimuli, ``n`` the median
+    over stimuli of the number of finite repeats and ``s2`` the trial-to-trial variance (ddof=1 over repeats,
+    averaged over the stimuli that have two or more)::
+
+        r2_ER = ((x . y)^2 - s2 / n |x|^2) / (|x|^2 |y|^2 - s2 / n (m - 1) |x|^2)
+
+    the squared correlation with the noise's expected share removed from numerator and denominator: an
+    estimate of r^2 between the prediction and the noise-free response (about 1 for a perfect model, whatever the
+    noise; not bounded to [0, 1] for small samples). Per neuroid, so ``n`` and ``s2`` are the neuroid's own
+    (Cowley et al.'s ``compute_r2_ER`` in ``classes/class_linear_mapping_ridgereg.py`` takes ``n`` from the
+    first neuron; identical when all neurons share their repeats, as in their data). Arguments as in
+    :func:`cc_norm`; every stimulus needs at least one finite repeat.
+    """
+    cube = repetition_cube(neural)
+    pred = _prediction_per_stimulus(prediction, cube, not isinstance(neural, xr.DataArray))
+    flat = cube.flat()
+    finite = np.isfinite(flat)
+    if not finite.any(axis=0).all():
+        raise DataFormatError(
+            file=cube.source, field="responses", expected="a finite repeat of every stimulus", found="none for some"
+        )
+    n_repeats = np.median(finite.sum(axis=0), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(flat, axis=0)
+        noise = np.nanmean(np.nanvar(flat, axis=0, ddof=1), axis=0)
+    x = pred - pred.mean(axis=0)
+    y = mean - mean.mean(axis=0)
+    ss_x = np.einsum("ij,ij->j", x, x)
+    shrink = noise / n_repeats * ss_x
+    numerator = np.einsum("ij,ij->j", x, y) ** 2 - shrink
+    denominator = ss_x * np.einsum("ij,ij->j", y, y) - shrink * (flat.shape[1] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(denominator != 0, numerator / denominator, np.nan)
+    _warn_nan(value, "r2_er", "constant prediction, or no noise estimate (one repeat per stimulus)")
+    return cube.unflatten(value, "r2_er", attrs={"method": "r2_er", "reference": REFERENCES["r2_er"]})
 
 
 def oracle_correlation(neural: xr.DataArray | np.ndarray, method: str = "jackknife") -> xr.DataArray:

@@ -29,6 +29,7 @@ import contextlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,7 @@ __all__ = [
     "pls_cross_validated",
     "ridge_path",
     "ridge_gcv",
+    "ridge_cross_validated",
     "RidgeGCVResult",
     "least_squares_fit_predict",
     "default_ridge_alphas",
@@ -951,3 +953,32 @@ def least_squares_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: 
     y_mean = y_train.mean(axis=0)
     coef, *_ = lstsq(x_train - x_mean, y_train - y_mean, check_finite=False)
     return (x_test - x_mean) @ coef + y_mean
+
+
+def ridge_cross_validated(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    alphas: Sequence[float] | np.ndarray | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Held-out predictions of :func:`ridge_gcv` over ``splits``, the ridge counterpart of :func:`pls_cross_validated`.
+
+    ``x`` (n, p) and ``y`` (n, q) hold all stimuli; ``splits`` are (train, test) row indices (e.g.
+    ``sklearn.model_selection.KFold(8, shuffle=True, random_state=seed).split(x)``). Each split's penalty is chosen
+    by GCV on its own training rows (``alphas`` and ``options`` as in :func:`ridge_gcv`). Returns ``(n, q)``: each
+    row predicted by the fit that held it out; NaN for rows no split holds out. A row held out twice is an error.
+    """
+    x = _as_2d_float("x", x)
+    y = _as_2d_float("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise ConfigError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    prediction = np.full(y.shape, np.nan)
+    seen = np.zeros(x.shape[0], dtype=bool)
+    for train, test in splits:
+        train, test = np.asarray(train), np.asarray(test)
+        if seen[test].any():
+            raise ConfigError("splits hold some rows out more than once; give disjoint test sets")
+        seen[test] = True
+        prediction[test] = ridge_gcv(x[train], y[train], x[test], alphas, **options).prediction
+    return prediction

@@ -13,8 +13,8 @@ repeat slots)``, NaN where an image had fewer repeats. The script, with the pack
    column ``i`` of the responses, readme of the data);
 2. computes two ceilings: Brain-Score's split-half reliability with the Spearman-Brown correction
    (:func:`neuromodels.analysis.ceiling_split_half`, 10 splits), and the noise-corrected R^2 that Cowley et al.
-   score their models with, ``r2_ER`` of Pospisil & Bair (2021, PLoS Comput. Biol. 17:e1009212), which
-   :func:`r2_er` writes out (the ceiling of that metric is 1 by construction: it estimates the r^2 between the
+   score their models with, ``r2_ER`` of Pospisil & Bair (2021, PLoS Comput. Biol. 17:e1009212),
+   :func:`neuromodels.analysis.r2_er` (the ceiling of that metric is 1 by construction: it estimates the r^2 between the
    prediction and the neuron's expected response);
 3. scores, per layer (and per time step of the ConvRNN), four models a user can run on a laptop:
    ``pixels`` (RGB at 16 x 16), a V1-like Gabor bank (:func:`gabor_features`: simple and complex units), a
@@ -24,7 +24,7 @@ repeat slots)``, NaN where an image had fewer repeats. The script, with the pack
    is scored three ways: Brain-Score's procedure (:func:`neuromodels.analysis.predictivity`, PLS with 25
    components as Brain-Score runs it, 10 shuffle splits of 90 % / 10 %, ceiled ``r^2 / ceiling``), the same with
    GCV ridge, and Cowley et al.'s ``r2_ER`` of 8-fold cross-validated GCV-ridge predictions
-   (:func:`neuromodels.analysis.ridge_gcv`).
+   (:func:`neuromodels.analysis.ridge_cross_validated`).
 
 Every feature set has at most 1,536 features (images downsampled, Gabor and CNN maps average-pooled to coarse
 grids): when this example was written the package's ridge eigendecomposed the ``features x features`` Gram
@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from sklearn.model_selection import KFold
 
 from neuromodels import analysis, check_out_folder, write_report
 from neuromodels import datasets as nd
@@ -131,41 +132,10 @@ def repeats_cube(assembly: xr.DataArray) -> np.ndarray:
 # ------------------------------------------------------------------------------------- Cowley et al.'s R^2
 
 
-def r2_er(responses: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """Noise-corrected R^2 (``r2_ER``, Pospisil & Bair 2021) per neuron, as Cowley et al. compute it.
-
-    ``responses``: ``(neuron, image, repeat)`` NaN-padded; ``prediction``: ``(neuron, image)``. With ``x`` the
-    centred prediction, ``y`` the centred repeat mean, ``m`` images, ``n`` the median repeat count and
-    ``s2`` the trial-to-trial variance (sample variance over repeats, averaged over images)::
-
-        r2_ER = ((x . y)^2 - s2 / n * |x|^2) / (|x|^2 |y|^2 - s2 / n * (m - 1) |x|^2)
-
-    i.e. the squared correlation with the noise's expected contribution removed from its numerator and
-    denominator: an estimate of r^2 between the prediction and the expected (noise-free) response, 1 for a
-    perfect model whatever the noise. Source: ``compute_r2_ER`` in ``classes/class_linear_mapping_ridgereg.py``
-    of cowleygroup/V4_compact_models (adapted there from deanpospisil/er_est ``r2_er_n2m``); ``n`` is the median
-    over images of the number of finite repeats (of the first neuron there; all neurons share the repeats here).
-    """
-    responses = np.asarray(responses, dtype=np.float64)
-    prediction = np.asarray(prediction, dtype=np.float64)
-    n_images = responses.shape[1]
-    n_repeats = float(np.median(np.isfinite(responses[0]).sum(axis=1)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(responses, axis=2)
-        noise_variance = np.nanmean(np.nanvar(responses, axis=2, ddof=1), axis=1)
-    x = prediction - prediction.mean(axis=1, keepdims=True)
-    y = mean - mean.mean(axis=1, keepdims=True)
-    ss_x = np.sum(x * x, axis=1)
-    numerator = np.sum(x * y, axis=1) ** 2 - noise_variance / n_repeats * ss_x
-    denominator = ss_x * np.sum(y * y, axis=1) - noise_variance / n_repeats * (n_images - 1) * ss_x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return numerator / denominator
-
-
 def explainable_fraction(responses: np.ndarray) -> np.ndarray:
     """Per neuron, the fraction of the repeat means' variance across images that is not noise,
-    ``1 - (s2 / n) / var(y)`` with ``s2``, ``n`` and ``y`` as in :func:`r2_er` (``var`` with ``m - 1``).
+    ``1 - (s2 / n) / var(y)`` with ``s2``, ``n`` and ``y`` as in :func:`neuromodels.analysis.r2_er` (``var``
+    with ``m - 1``).
 
     This is the correction term of ``r2_ER``'s denominator: the raw r^2 of a perfect model against the repeat
     means is this fraction on average, which ``r2_ER`` divides out.
@@ -177,17 +147,6 @@ def explainable_fraction(responses: np.ndarray) -> np.ndarray:
         mean = np.nanmean(responses, axis=2)
         noise_variance = np.nanmean(np.nanvar(responses, axis=2, ddof=1), axis=1)
     return 1.0 - noise_variance / n_repeats / mean.var(axis=1, ddof=1)
-
-
-def cross_validated_ridge(features: np.ndarray, targets: np.ndarray, *, n_folds: int, seed: int) -> np.ndarray:
-    """Held-out predictions ``(stimulus, neuroid)`` of GCV ridge in ``n_folds`` seeded folds over stimuli."""
-    from sklearn.model_selection import KFold
-
-    prediction = np.empty_like(targets)
-    for train, test in KFold(n_folds, shuffle=True, random_state=seed).split(features):
-        fit = analysis.ridge_gcv(features[train], targets[train], features[test])
-        prediction[test] = fit.prediction
-    return prediction
 
 
 # ------------------------------------------------------------------------------------------- Gabor units
@@ -388,8 +347,9 @@ def score_feature_set(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         targets = np.nanmean(cube, axis=2).T  # (stimulus, neuroid)
-    prediction = cross_validated_ridge(x, targets, n_folds=N_FOLDS_R2ER, seed=SEED)
-    per_neuron = r2_er(cube, prediction.T)
+    folds = KFold(N_FOLDS_R2ER, shuffle=True, random_state=SEED).split(x)
+    prediction = analysis.ridge_cross_validated(x, targets, folds)
+    per_neuron = analysis.r2_er(prediction, np.transpose(cube, (2, 1, 0))).values  # cube as (repeat, image, neuron)
     median, error = _median_and_error(per_neuron)
     out["r2_er"] = {"median": median, "error": error, "per_neuroid": per_neuron.tolist()}
     return out

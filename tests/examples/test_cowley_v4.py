@@ -77,40 +77,6 @@ def test_real_array_nan_padding_dropped_and_repeats_counted_per_image(v4, shared
     assert images["stimulus_id"].values.tolist() == ids and images.shape == (640, 16, 16, 3)
 
 
-def _noisy_repeats(rng, n_neurons=400, n_images=300, n_repeats=8, noise_sd=2.0):
-    signal = rng.normal(size=(n_neurons, n_images))
-    responses = signal[:, :, None] + noise_sd * rng.normal(size=(n_neurons, n_images, n_repeats))
-    return signal, responses
-
-
-def test_r2_er_is_one_for_the_expected_response_where_raw_r2_is_not():
-    v4 = example("cowley_v4")
-    rng = np.random.default_rng(0)
-    signal, responses = _noisy_repeats(rng)
-    r2 = v4.r2_er(responses, signal)
-    raw = np.array([np.corrcoef(s, m)[0, 1] ** 2 for s, m in zip(signal, responses.mean(axis=2))])
-    # noise variance of a repeat mean 4 / 8 = 0.5 against signal variance 1: raw r^2 ~ 1 / 1.5
-    assert np.median(raw) == pytest.approx(2 / 3, abs=0.03)
-    assert np.mean(r2) == pytest.approx(1.0, abs=0.02)
-    # the explainable fraction r2_ER divides out: signal variance 1 over total 1.5
-    assert np.mean(v4.explainable_fraction(responses)) == pytest.approx(2 / 3, abs=0.02)
-    # a prediction that shares half the expected response's variance: r2_ER ~ 0.5, raw r^2 ~ 1/3
-    prediction = signal + rng.normal(size=signal.shape)
-    r2 = v4.r2_er(responses, prediction)
-    assert np.mean(r2) == pytest.approx(0.5, abs=0.02)
-    raw = np.array([np.corrcoef(p, m)[0, 1] ** 2 for p, m in zip(prediction, responses.mean(axis=2))])
-    assert np.mean(raw) == pytest.approx(1 / 3, abs=0.02)
-
-
-def test_r2_er_ignores_nan_padded_repeat_slots():
-    v4 = example("cowley_v4")
-    rng = np.random.default_rng(1)
-    signal, responses = _noisy_repeats(rng, n_neurons=20, n_images=50)
-    padded = np.concatenate([responses, np.full(responses.shape[:2] + (3,), np.nan)], axis=2)
-    prediction = signal + rng.normal(size=signal.shape)
-    np.testing.assert_allclose(v4.r2_er(padded, prediction), v4.r2_er(responses, prediction), rtol=1e-10)
-
-
 def _grating(size, wavelength, theta, phase):
     yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     return np.cos(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / wavelength + phase)
