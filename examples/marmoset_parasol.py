@@ -33,8 +33,10 @@ fitted to the Ricker flashes from these data. The script
 
 Assumptions (the data hold no screen geometry; docs/examples/marmoset_parasol.md lists them): bars vary along one
 screen axis of 800 px (the full-field grating is 800 px wide), the spatial phases of a width ``w`` with ``n``
-phases are shifts ``k w / n``, the Ricker stripe's half width and surround factor are the paper's simulation
-optimum (2.5 px of a 40 px area, s = 2.5) scaled to a stimulus area of ``RICKER_AREA_PX`` px.
+phases are shifts ``k w / n``, the Ricker stripes follow the geometry of the analysis script written for these files
+(800 x 600 px screen, parallel stripes every 50 px, positions fractions of that spacing, "black bars": dark centre
+lines), and their half width and surround factor are the paper's simulation optimum (2.5 px of a 40 px field,
+s = 2.5) scaled to the 50 px spacing.
 
 Data and licence.
 The GIN repository has no licence: tests only; the script never copies the data. Point ``--data`` at a folder holding
@@ -92,8 +94,10 @@ WINDOW_BINS = 49  # bins per half-period after each reversal: 49 x ~10.08 ms, so
 
 # ---- Ricker stripes (Krüppel et al. 2024, Fig. 1F, Fig. 3D; authors' STR.py ``Ricker_wavelet``)
 RICKER_SURROUND = 2.5  # the paper's optimum surround factor s
-RICKER_AREA_PX = 150  # assumed side of the stimulated area (positions are in units of it, -0.5 ... 0.49)
-RICKER_HALF_WIDTH_PX = 2.5 / 40 * RICKER_AREA_PX  # the paper's optimum half width, 2.5 px of a 40 px area
+SCREEN_HEIGHT_PX = 600  # the analysis script written for these files: an 800 x 600 px screen
+RICKER_SPACING_PX = 50  # that script's BAR_DISTANCE: parallel stripes every 50 px; positions are fractions of it
+RICKER_HALF_WIDTH_PX = 2.5 / 40 * RICKER_SPACING_PX  # assumed: the paper's optimum, 2.5 px of its 40 px field
+RICKER_POLARITY = -1.0  # assumed dark centre lines: that script calls the flashed stripes "black bars"
 
 # ---- models
 N_FOLDS = 4
@@ -120,22 +124,26 @@ def ricker_frame(
     position: float,
     angle: float,
     *,
-    size_px: int = RICKER_AREA_PX,
-    area_px: float = RICKER_AREA_PX,
+    width_px: int = SCREEN_PX,
+    height_px: int = SCREEN_HEIGHT_PX,
+    spacing_px: float = RICKER_SPACING_PX,
     half_width_px: float = RICKER_HALF_WIDTH_PX,
     surround_factor: float = RICKER_SURROUND,
+    polarity: float = RICKER_POLARITY,
 ) -> np.ndarray:
-    """One Ricker-stripe flash as a ``(y, x)`` contrast frame (rows top to bottom, columns left to right).
+    """One Ricker-stripe flash as a ``(y, x)`` contrast frame of the screen (rows top to bottom).
 
-    ``position``: signed distance of the stripe's centre line from the frame centre, in units of the stimulated
-    area's side (``area_px``); ``angle`` (radians): 0 is a vertical stripe (``position > 0`` to the right), pi/2 a
-    horizontal one (``position > 0`` below the centre); the stripe's normal is ``(cos a, sin a)`` in (x, y) pixel
-    coordinates, so the sinogram's angle runs over [0, pi).
+    The geometry of the analysis script written for these files (``Correct_sinogram``): parallel stripes every
+    ``spacing_px``; a pixel at ``(x, y)`` has the signed distance ``d = cos(a) (x - cx) - sin(a) (y - cy)`` across
+    the stripes from the screen centre ``(cx, cy)``, and the stripe of ``position`` ``p`` (in ``[-0.5, 0.5)``, a
+    fraction of the spacing) lies on it when ``frac(d / spacing) = 0.5 - p``. Each pixel takes the Ricker profile
+    of its distance to the nearest centre line, times ``polarity``.
     """
-    centre = (size_px - 1) / 2.0
-    rows, cols = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
-    distance = np.cos(angle) * (cols - centre) + np.sin(angle) * (rows - centre) - position * area_px
-    return ricker_profile(distance, half_width_px, surround_factor).astype(np.float32)
+    cx, cy = (width_px - 1) / 2.0, (height_px - 1) / 2.0
+    rows, cols = np.mgrid[0:height_px, 0:width_px].astype(np.float64)
+    across = (np.cos(angle) * (cols - cx) - np.sin(angle) * (rows - cy)) / spacing_px - (0.5 - position)
+    distance = (across - np.round(across)) * spacing_px
+    return (polarity * ricker_profile(distance, half_width_px, surround_factor)).astype(np.float32)
 
 
 def grating_conditions() -> list[tuple[int, int]]:
@@ -586,10 +594,11 @@ def figures(data: dict[str, Any], numbers: dict[str, Any], arrays: dict[str, Any
     fig = Figure(figsize=(10.0, 3.6), layout="constrained")
     axes = fig.subplots(1, 4)
     d = np.linspace(-4 * RICKER_HALF_WIDTH_PX, 4 * RICKER_HALF_WIDTH_PX, 400)
-    axes[0].plot(d, ricker_profile(d, RICKER_HALF_WIDTH_PX), color="k")
-    axes[0].plot(d, ricker_profile(d, RICKER_HALF_WIDTH_PX, 1.0), color="0.6", ls="--", label="s = 1")
+    axes[0].plot(d, RICKER_POLARITY * ricker_profile(d, RICKER_HALF_WIDTH_PX), color="k")
+    axes[0].plot(d, RICKER_POLARITY * ricker_profile(d, RICKER_HALF_WIDTH_PX, 1.0), color="0.6", ls="--", label="s = 1")
     axes[0].set_xlabel("distance from stripe centre (px)")
-    axes[0].set_title(f"Ricker profile, s = {RICKER_SURROUND}", fontsize=9)
+    axes[0].set_ylabel("contrast")
+    axes[0].set_title(f"Ricker stripe (dark centre), s = {RICKER_SURROUND}", fontsize=9)
     axes[0].legend(fontsize=7, frameon=False)
     for ax, i in zip(axes[1:3], (0, 1)):
         ax.imshow(ricker_frame(data["positions"][i], data["angles"][i]), cmap="gray", vmin=-1, vmax=1)

@@ -48,30 +48,52 @@ def test_ricker_profile_closed_form_centre_zero_crossing_and_clipped_side_bands(
     np.testing.assert_array_equal(mp.ricker_profile(d, h), mp.ricker_profile(-d, h))  # symmetric
 
 
+def _script_position(x, y, angle, width=800, height=600, spacing=50):
+    """The stripe position over pixel (x, y), by the rule of ``Correct_sinogram`` in the analysis script written
+    for these files (transcribed: rotate the pixel about the screen centre, ``0.5 - frac(d / spacing)``)."""
+    dx, dy = x - (width - 1) / 2, y - (height - 1) / 2
+    d = np.cos(angle) * dx - np.sin(angle) * dy
+    return 0.5 - ((d / spacing) % 1)
+
+
 @pytest.mark.parametrize(
-    ("position", "angle", "pixels"),
-    [
-        (0.0, 0.0, [(r, 20) for r in range(41)]),  # vertical stripe through the centre column
-        (0.25, 0.0, [(r, 30) for r in range(41)]),  # +0.25 of a 40 px area: 10 px to the right
-        (-0.25, 0.0, [(r, 10) for r in range(41)]),
-        (0.25, np.pi / 2, [(30, c) for c in range(41)]),  # horizontal stripe 10 px below the centre
-        (0.0, np.pi / 4, [(r, 40 - r) for r in range(41)]),  # 45 deg: the anti-diagonal through the centre
-    ],
+    ("x", "y", "angle"), [(399.5, 299.5, 0.0), (430, 100, 0.0), (12, 590, np.pi / 2), (700, 41, 1.0)]
 )
-def test_ricker_frame_puts_the_stripe_centre_on_the_right_pixels(position, angle, pixels):
+def test_ricker_frame_puts_a_centre_line_where_the_authors_script_expects_the_stripe(x, y, angle):
     mp = example()
-    frame = mp.ricker_frame(position, angle, size_px=41, area_px=40, half_width_px=2.0)
-    assert frame.shape == (41, 41) and frame.dtype == np.float32
-    rows, cols = zip(*pixels)
-    np.testing.assert_allclose(frame[list(rows), list(cols)], 1.0, atol=1e-6)
-    assert np.isclose(frame, 1.0, atol=1e-6).sum() == 41  # and nowhere else
-    assert frame.min() == -1.0  # the clipped side bands
+    position = _script_position(x, y, angle)
+    frame = mp.ricker_frame(position, angle, width_px=800, height_px=600, half_width_px=2.0)
+    assert frame.shape == (600, 800) and frame.dtype == np.float32
+    if float(x).is_integer() and float(y).is_integer():
+        assert frame[int(y), int(x)] == pytest.approx(mp.RICKER_POLARITY, abs=1e-6)  # the centre line's value
+    # stripes repeat every 50 px across, and are constant along their length
+    across = np.array([np.cos(angle), -np.sin(angle)])
+    along = np.array([np.sin(angle), np.cos(angle)])
+    for k in (-2, -1, 1, 2):
+        for t in (-30.0, 0.0, 30.0):
+            px, py = np.array([x, y]) + 50 * k * across + t * along
+            if 0 <= px < 800 and 0 <= py < 600 and float(px).is_integer() and float(py).is_integer():
+                assert frame[int(py), int(px)] == pytest.approx(mp.RICKER_POLARITY, abs=1e-5)
 
 
-def test_ricker_angle_and_angle_plus_pi_with_opposite_position_are_the_same_stripe():
+def test_ricker_frame_vertical_stripes_fall_on_the_predicted_columns():
     mp = example()
-    a = mp.ricker_frame(0.1, 0.3, size_px=41, area_px=40, half_width_px=2.0)
-    b = mp.ricker_frame(-0.1, 0.3 + np.pi, size_px=41, area_px=40, half_width_px=2.0)
+    # angle 0: d = x - cx; position p puts centre lines where frac((x - cx) / 50) = 0.5 - p
+    frame = mp.ricker_frame(-0.5, 0.0, width_px=101, height_px=11, spacing_px=50, half_width_px=2.0, polarity=1.0)
+    lines = np.flatnonzero(np.isclose(frame[5], 1.0, atol=1e-6))
+    assert lines.tolist() == [0, 50, 100]  # cx = 50: d = -50, 0, 50
+    assert np.all(frame == frame[:1])  # constant along the stripe
+    assert frame.min() == -1.0  # the clipped side bands (s = 2.5)
+    shifted = mp.ricker_frame(
+        -0.5 + 0.2, 0.0, width_px=101, height_px=11, spacing_px=50, half_width_px=2.0, polarity=1.0
+    )
+    assert np.flatnonzero(np.isclose(shifted[5], 1.0, atol=1e-6)).tolist() == [40, 90]  # 0.2 x 50 px to lower x
+
+
+def test_ricker_angle_and_angle_plus_pi_with_opposite_position_are_the_same_stripes():
+    mp = example()
+    a = mp.ricker_frame(0.1, 0.3, width_px=81, height_px=61)
+    b = mp.ricker_frame(-0.1, 0.3 + np.pi, width_px=81, height_px=61)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -180,6 +202,26 @@ def test_constructors_on_the_real_arrays_count_every_reversal(shared_data):
         for train in data["trains"][:3]
     )
     assert float(count.isel(neuroid=slice(0, 3)).sum()) == pytest.approx(direct, abs=3)  # float edge rounding only
+
+
+def test_the_spikes_are_the_grating_recording_not_the_ricker_flashes(shared_data):
+    """The facts behind the docs' "the Ricker-stripe responses are not in these data" (measured on the team's copy)."""
+    mp = example()
+    paths = mp.find_files(shared_data)
+    data = mp.load(paths)
+    grating_changes = np.load(paths["stimchanges.npy"])
+    ricker = data["ricker_changes"]
+    last_spike = max(float(t.max()) for t in data["trains"] if t.size)
+    assert 860 < last_spike < 870  # 864.8 s
+    assert ricker[-1] > 5270 and ricker[-1] > 6 * last_spike  # the flashes run 5,274 s
+    assert grating_changes[-1] < last_spike  # the grating schedule (to 615.5 s) lies inside the spike file
+    # both stimulus clocks start at about 1.2 s: one clock per stimulus recording, each from its own zero
+    assert grating_changes[0] == pytest.approx(ricker[0], abs=0.01) and ricker[0] == pytest.approx(1.2, abs=0.01)
+    # (n - 1) / 2 flashes; intervals alternate 38 frames (gray, even index) and 13 frames (flash, odd) at 85 Hz
+    assert (ricker.size - 1) // 2 == data["positions"].size == 8787
+    steps = np.diff(ricker)
+    assert np.median(steps[0::2]) == pytest.approx(38 / 85, abs=2e-3)
+    assert np.median(steps[1::2]) == pytest.approx(13 / 85, abs=2e-3)
 
 
 # --------------------------------------------------------------------------------------------------------------
