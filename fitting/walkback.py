@@ -1,6 +1,11 @@
 """Training a Variational Walkback operator: the paper's Algorithm 1, with the framework's seeds and checkpoints.
 
-Algorithm 1 of Goyal et al. (2017, arXiv:1711.02282), as :func:`walkback_update` runs it on a minibatch::
+Algorithm 1 ("Variational Walkback(theta)") of Goyal et al. (2017, arXiv:1711.02282), as
+:func:`walkback_update` runs it on a minibatch. The algorithm's lines could not be read here (only its title and
+that it monitors the bound ``L`` on a validation set, which :func:`train_walkback` does every epoch); the steps
+follow issue 16's description and the authors' code (``train_spiral_online.py`` docstring, lines 1-7: "iterate
+over temperatures ... sample s(t+1) from P(next s | previous s = s(t)) ... update parameters to maximize
+P(next s = s(t) | previous s = s(t+1))")::
 
     s_0 <- x (a data batch)
     for t = 1..K on the schedule T_t (steps_at_one steps at T = 1, then T <- factor * T, capped at T_max):

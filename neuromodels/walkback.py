@@ -2,7 +2,7 @@
 
 The model is a stochastic transition operator, not an energy: at temperature ``T``
 
-    p_T(s' | s) = N(s'; alpha * s + (1 - alpha) * mu_theta(s), sigma_theta(s)^2 * T)          (paper, Sec. 2-3)
+    p_T(s' | s) = N(s'; alpha * s + (1 - alpha) * mu_theta(s), sigma_theta(s)^2 * T)
 
 with ``sigma_theta(s) = sigma * softplus(head(s))`` (learned) or ``sigma`` (fixed); the standard deviation grows
 with ``sqrt(T)`` as in the authors' code (``train_spiral_online.py`` lines 293-298: ``sigma = args.sigma *
@@ -11,7 +11,11 @@ softplus(sigma) * sqrt(temperature)``, mean ``alpha * x + (1 - alpha) * mu``). T
 :func:`temperature_schedule` and teaches the same operator to walk each step back; generation starts from
 ``p_0`` (a Gaussian fitted to the heated states) and cools to ``T = 1``.
 
-The variational lower bound on ``log p(x)`` (the paper's bound, Sec. 2: the generative path
+Sources: only the paper's abstract and a few quoted sentences of its body could be read here (docs/walkback.md,
+"What we could not check"); the operator's form is the issue's and the authors' code's, and no equation number
+is cited because none could be checked.
+
+The variational lower bound on ``log p(x)`` (the paper's bound ``L``; the generative path
 ``p(s_0..s_K) = p_0(s_K) prod_t p_{T_t}(s_{t-1} | s_t)`` against the heating path
 ``q(s_1..s_K | s_0) = prod_t p_{T_t}(s_t | s_{t-1})``)::
 
@@ -61,9 +65,10 @@ def temperature_schedule(
     n_steps: int, *, steps_at_one: int = 1, factor: float = 1.1, max_temperature: float | None = None
 ) -> list[float]:
     """Temperatures ``T_1..T_K`` of the heating walk: ``steps_at_one`` steps at ``T = 1``, then each step
-    multiplies ``T`` by ``factor``, capped at ``max_temperature`` (the paper's Algorithm 1; with
-    ``steps_at_one=1`` and no cap this is the released code's ``temperature *= temperature_factor`` after
-    the first step, ``train_spiral_online.py`` lines 314-321)."""
+    multiplies ``T`` by ``factor``, capped at ``max_temperature``. This is the schedule as issue 16 words the
+    paper's Algorithm 1 ("N1 steps at T = 1, then multiply by the factor up to T_max"); the algorithm's own lines
+    could not be read here. With ``steps_at_one=1`` and no cap it is the released code's
+    ``temperature *= temperature_factor`` after the first step (``train_spiral_online.py`` lines 314-321)."""
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(f"n_steps must be an integer >= 1 (the number of heating steps), got {n_steps!r}")
     if isinstance(steps_at_one, bool) or not isinstance(steps_at_one, int) or steps_at_one < 0:
@@ -237,7 +242,13 @@ class TransitionOperator(nn.Module):
 
     @torch.no_grad()
     def fit_p0(self, heated: torch.Tensor) -> None:
-        """Fit ``p_0`` (a diagonal Gaussian) to heated states ``s_K`` ``(n, dim)``."""
+        """Fit ``p_0`` (a diagonal Gaussian) to heated states ``s_K`` ``(n, dim)``.
+
+        The paper's ``p*(s_K)`` is "a broad Gaussian ... whose variance is initially equal to the total data
+        variance sigma^2_max (but can be later adapted to match the final samples from the inference
+        trajectories)" (as quoted by a reproducibility summary; docs/walkback.md); this is the adapted form, as
+        in the authors' code (``train_spiral_online.py`` lines 581-582 and 607).
+        """
         self.p0_mean.copy_(heated.mean(0))
         self.p0_std.copy_(heated.std(0).clamp_min(1e-6))
 

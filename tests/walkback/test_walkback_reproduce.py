@@ -36,18 +36,26 @@ def test_spiral_bound_rises_and_cooled_samples_stay_on_the_data(spiral):
     assert np.mean(bounds[-3:]) > bounds[0] + 0.3  # the held-out bound rises during training
     ratio = spiral["mmd_ratio"]  # MMD to held-out data / MMD between held-out halves
     # far closer to the data than the Gaussian fitted to it, and a chain 3x longer than training stays there
-    assert ratio["walkback"] < ratio["gaussian"] / 2
+    assert ratio["walkback"] < ratio["gaussian"] / 4
     assert ratio["walkback_3x"] < 2 * ratio["walkback"]
-    assert ratio["walkback_3x"] < ratio["gaussian"]
+    assert ratio["walkback_3x"] < ratio["gaussian"] / 4
+
+
+def test_spiral_long_chains_stay_within_twice_the_held_out_floor(spiral):
+    # issue 16: chains 3x longer than training stay within 2x of the held-out floor (mean over sampling seeds;
+    # measured 1.62 over ten seeds), and cooled samples come close to it (measured 2.38)
+    seeds = spiral["mmd_ratio_seeds"]
+    assert seeds["walkback_3x_mean"] < 2
+    assert seeds["walkback_mean"] < 3
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="issue 16's band (MMD within 2x of the held-out halves') is not reached at "
-    "our CPU scale (10 epochs vs the authors' 4,000); see docs/walkback.md",
+    strict=False,
+    reason="issue 16's band for cooled samples (MMD within 2x of the held-out halves') sits at its edge: "
+    "2.38 averaged over ten sampling seeds (1.05 to 3.59); see docs/walkback.md",
 )
-def test_spiral_samples_within_twice_the_held_out_floor(spiral):
-    assert spiral["mmd_ratio"]["walkback"] < 2 and spiral["mmd_ratio"]["walkback_3x"] < 2
+def test_spiral_cooled_samples_within_twice_the_held_out_floor(spiral):
+    assert spiral["mmd_ratio_seeds"]["walkback_mean"] < 2
 
 
 def test_paper_vs_released_objective():
@@ -70,3 +78,17 @@ def test_digits_samples_beat_the_gaussian_and_are_not_copies():
     assert rows["walkback"]["parzen_log_likelihood"] > rows["gaussian"]["parzen_log_likelihood"]
     # samples are farther from their nearest training image than held-out images are: not copies
     assert rows["walkback"]["nn_distance"] > 0.8 * rows["held_out"]["nn_distance"]
+
+
+def test_mnist_samples_beat_the_gaussian_and_are_not_copies(shared_data):
+    from neuromodels.analysis.walkback_reproduce import reproduce_mnist
+
+    result = reproduce_mnist(_reports())
+    (_reports() / "walkback_mnist.json").write_text(json.dumps(result, indent=2, default=float))
+    rows = result["comparison"]
+    bounds = result["history"]["valid_bound"]
+    assert np.mean(bounds[-3:]) > bounds[0] + 100  # nats per image; measured -253 at epoch 1, 546 at the end
+    # measured 30.4 vs -45.3 nats per held-out image
+    assert rows["walkback"]["parzen_log_likelihood"] > rows["gaussian"]["parzen_log_likelihood"] + 30
+    assert rows["walkback_3x"]["parzen_log_likelihood"] > rows["gaussian"]["parzen_log_likelihood"] + 30
+    assert rows["walkback"]["nn_distance"] > 0.8 * rows["held_out"]["nn_distance"]  # not copies
