@@ -27,12 +27,28 @@ Switches reproduce the conventions of the popular PyTorch versions (``preset``):
 
 The accumulator ``A`` is updated as ``A <- A + omega / (dtheta**2 + xi)``, floored at 0 when ``floor``
 (pathint stores the floored value, ``relu(prev + new)``), and ``Omega = min(A, clamp)`` when ``clamp`` is set.
+
+Cost. The bookkeeping touches all the weights at every step, so its time is memory traffic (docs/continual.md,
+Performance). It is done in two fused passes per parameter tensor by a small C kernel (``_si_kernel.c``, built and
+cached by ``neuromodels/_ckernels.py`` on first use): after the data loss's backward, ``g = grad`` and
+``grad += 2 c Omega (theta - theta~)`` (the penalty's gradient, added here instead of by autograd); after the
+optimiser's step, ``omega += g * (theta_prev - theta)`` and ``theta_prev = theta`` (``theta_prev``, the weights
+after the previous step, is the weights before this one, so no copy is made before the step), summing in the
+same pass the penalty's value at the new weights, which the next step reports. Each line of the
+kernel is the IEEE operation of the torch code that runs without a C compiler (or with
+``NEUROMODELS_NO_COMPILE=1``, or for a tensor that is not a contiguous float32/float64 CPU tensor): the two give
+identical weights, ``omega`` and ``Omega``; only the logged penalty value is summed in another order.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -140,10 +156,16 @@ class SynapticIntelligence:
             self.anchor_ = [p.detach().clone() for _, p in params]
             self.start_ = [p.detach().clone() for _, p in params]
         self.tasks_ = 0
-        self._grad = [torch.zeros_like(p) for _, p in params]
-        self._before = [torch.zeros_like(p) for _, p in params]
+        self._grad = [torch.zeros_like(p, memory_format=torch.contiguous_format) for _, p in params]
+        # theta_prev: the weights after the last step, i.e. before the next one; (data_ptr, version) of each
+        # parameter when it was taken, so that a change of the weights between steps is seen and theta_prev retaken
+        self._prev = [torch.zeros_like(p, memory_format=torch.contiguous_format) for _, p in params]
+        self._prev_seen: list[tuple[int, int]] | None = None
         self._diff: list[torch.Tensor] = []  # the penalty's work buffers, reused every step (see _WeightedSquare)
         self._weighted: list[torch.Tensor] = []
+        self._fold_scale: float | None = None  # set by penalty() with gradient="task": after_data_backward adds it
+        self._folded = False
+        self._next_value: float | None = None  # the penalty's value at the weights on_step left (gradient="task")
 
     # ------------------------------------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
@@ -176,14 +198,21 @@ class SynapticIntelligence:
     # ---------------------------------------------------------------------------------------- fit's hooks
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """``c * sum_k Omega_k (theta_k - theta~_k)**2`` (``c / 2`` with ``half``); zero before the first task
-        ends (no graph then, so ``gradient="task"`` costs nothing extra on the first task)."""
+        ends (no graph then, so ``gradient="task"`` costs nothing extra on the first task).
+
+        With ``gradient="task"`` the gradient is added by :meth:`after_data_backward` (which :func:`fit` calls
+        between the data loss's backward and the penalties'), and the backward of the returned value then adds
+        nothing; in a loop that does not call that hook the backward adds the gradient as usual."""
         params = self._params(model)
+        self._fold_scale, self._folded = None, False
         if self.tasks_ == 0 or self.c == 0.0:
             return params[0].new_zeros(())
         scale = self.c / 2 if self.half else self.c
-        if len(self._diff) != len(params):
-            self._diff = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
-            self._weighted = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
+        self._buffers(params)
+        if self.gradient == "task":
+            self._fold_scale = scale
+            value = self._next_value if self._prev_seen == [(p.data_ptr(), p._version) for p in params] else None
+            return _FoldedPenalty.apply(self, scale, value, *params)
         terms = [
             _WeightedSquare.apply(p, anchor, importance, scale, diff, weighted)
             for p, importance, anchor, diff, weighted in zip(
@@ -192,29 +221,97 @@ class SynapticIntelligence:
         ]
         return torch.stack(terms).sum()
 
+    def _buffers(self, params: list[torch.nn.Parameter]) -> None:
+        if len(self._diff) != len(params):
+            self._diff = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
+            self._weighted = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
+
+    @torch.no_grad()
+    def _penalty_value(self, params: list[torch.nn.Parameter], scale: float) -> float:
+        """``scale * sum Omega (theta - theta~)**2``; the torch route leaves ``Omega (theta - theta~)`` in the
+        work buffer ``_weighted`` for :meth:`after_data_backward`."""
+        lib, total = si_kernel(), 0.0
+        for k, (p, anchor, importance) in enumerate(zip(params, self.anchor_, self.importance_)):
+            if _compiled(lib, p, anchor, importance):
+                total += _function(lib, "si_penalty", p)(p.numel(), _ptr(p), _ptr(anchor), _ptr(importance))
+            else:
+                diff, weighted = self._diff[k], self._weighted[k]
+                torch.sub(p.detach(), anchor, out=diff)
+                torch.mul(importance, diff, out=weighted)
+                total += float(torch.dot(weighted.flatten(), diff.flatten()))
+        return scale * total
+
     @torch.no_grad()
     def after_data_backward(self, model: torch.nn.Module) -> None:
-        """The gradient of the unregularised loss (pathint's ``unreg_grads``), read before the penalties'."""
-        for g, p in zip(self._grad, self._params(model)):
+        """The gradient of the unregularised loss (pathint's ``unreg_grads``), read before the penalties'; with
+        the penalty active (``gradient="task"``), its gradient ``2 c Omega (theta - theta~)`` is added to
+        ``p.grad`` in the same pass."""
+        params = self._params(model)
+        scale, lib = self._fold_scale, si_kernel()
+        for k, (g, p) in enumerate(zip(self._grad, params)):
+            if scale is None:
+                if p.grad is None:
+                    g.zero_()
+                else:
+                    g.copy_(p.grad)
+                continue
+            # float(1 * (2 scale)) in p's dtype: the factor autograd's backward of the penalty uses
+            factor = torch.ones((), dtype=p.dtype).mul_(2 * scale)
+            anchor, importance = self.anchor_[k], self.importance_[k]
+            if p.grad is not None and _compiled(lib, p.grad, g, p, anchor, importance):
+                fold = _function(lib, "si_fold", p)
+                fold(p.numel(), _ptr(p.grad), _ptr(g), _ptr(p), _ptr(anchor), _ptr(importance), float(factor))
+                continue
+            weighted = self._weighted[k]
+            if _compiled(lib, p, anchor, importance):  # the value came from the kernel: the buffer is not filled
+                torch.mul(importance, p.detach() - anchor, out=weighted)
+            weighted.mul_(factor)
             if p.grad is None:
                 g.zero_()
+                p.grad = weighted.clone()
             else:
                 g.copy_(p.grad)
+                p.grad.add_(weighted)
+        self._folded = scale is not None
+        self._fold_scale = None
 
     @torch.no_grad()
     def before_step(self, model: torch.nn.Module) -> None:
         params = self._params(model)
         if self.gradient == "total":
             self.after_data_backward(model)  # p.grad now holds the gradient of loss + penalties
-        for before, p in zip(self._before, params):
-            before.copy_(p)
+        seen = [(p.data_ptr(), p._version) for p in params]
+        if seen != self._prev_seen:  # the first step, or the weights changed since the last one: take them now
+            for prev, p in zip(self._prev, params):
+                prev.copy_(p)
 
     @torch.no_grad()
     def on_step(self, model: torch.nn.Module) -> None:
-        """``omega += -g * (theta_after - theta_before)``, written as ``g * (theta_before - theta_after)``."""
-        for omega, g, before, p in zip(self.omega_, self._grad, self._before, self._params(model)):
-            before.sub_(p)
-            omega.addcmul_(g, before)
+        """``omega += -g * (theta_after - theta_before)``, written as ``omega + g * (theta_before - theta_after)``
+        (a product then a sum, no fused multiply-add); then ``theta_prev = theta_after``. With the penalty active
+        and ``gradient="task"``, the kernel also sums the penalty's value at the new weights in the same pass
+        (the next step's :meth:`penalty` uses it while the weights stay as they are)."""
+        params, lib = self._params(model), si_kernel()
+        value: float | None = 0.0 if self.gradient == "task" and self.tasks_ > 0 and self.c != 0.0 else None
+        for k, (omega, g, prev, p) in enumerate(zip(self.omega_, self._grad, self._prev, params)):
+            anchor, importance = self.anchor_[k], self.importance_[k]
+            if value is not None and _compiled(lib, omega, g, p, prev, anchor, importance):
+                pointers = (_ptr(omega), _ptr(g), _ptr(p), _ptr(prev), _ptr(anchor), _ptr(importance))
+                value += _function(lib, "si_path_penalty", p)(p.numel(), *pointers)
+                continue
+            value = None  # the next penalty() sums it (and fills its work buffers for the torch code)
+            if _compiled(lib, omega, g, p, prev):
+                _function(lib, "si_path", p)(p.numel(), _ptr(omega), _ptr(g), _ptr(p), _ptr(prev))
+            else:
+                prev.sub_(p).mul_(g)
+                omega.add_(prev)
+                prev.copy_(p)
+        self._next_value = None if value is None else (self.c / 2 if self.half else self.c) * value
+        self._prev_seen = [(p.data_ptr(), p._version) for p in params]
+
+    def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> None:
+        """Retake ``theta_prev`` at the next step (a write through ``p.data`` between steps is not versioned)."""
+        self._prev_seen = None
 
     @torch.no_grad()
     def end_task(self, model: torch.nn.Module) -> None:
@@ -231,12 +328,14 @@ class SynapticIntelligence:
             self.anchor_[k] = p.detach().clone()
             self.start_[k] = p.detach().clone()
         self.tasks_ += 1
+        self._prev_seen = None
 
     def begin_task(self, model: torch.nn.Module) -> None:
         """Start measuring a task's path from the current weights (``end_task`` does this already; call it
         when the weights were changed between tasks, e.g. a new head initialised)."""
         with torch.no_grad():
             self.start_ = [p.detach().clone() for p in self._params(model)]
+        self._prev_seen = None
 
     def importance(self) -> dict[str, torch.Tensor]:
         """``{parameter name: Omega}``."""
@@ -269,6 +368,35 @@ class SynapticIntelligence:
             ("start", "start_"),
         ):
             setattr(self, attr, [t.detach().clone() for t in state[key]])
+        self._prev_seen = None
+
+
+class _FoldedPenalty(torch.autograd.Function):
+    """The penalty's value, whose gradient :meth:`SynapticIntelligence.after_data_backward` has already added to
+    ``p.grad`` (then backward adds nothing); otherwise backward returns ``2 scale Omega (p - theta~)`` as
+    :class:`_WeightedSquare` does."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, si: SynapticIntelligence, scale: float, value: float | None, *params: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.si, ctx.scale = si, scale
+        ctx.save_for_backward(*params)
+        if value is None:  # not computed by on_step at these weights
+            value = si._penalty_value(list(params), scale)
+        return torch.tensor(value, dtype=params[0].dtype, device=params[0].device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        si = ctx.si
+        if si._folded:
+            return (None, None, None) + (None,) * len(ctx.saved_tensors)
+        factor = grad_output * (2 * ctx.scale)
+        grads = tuple(
+            torch.mul(importance, p.detach() - anchor).mul_(factor)
+            for p, anchor, importance in zip(ctx.saved_tensors, si.anchor_, si.importance_)
+        )
+        return (None, None, None, *grads)
 
 
 class _WeightedSquare(torch.autograd.Function):
@@ -301,6 +429,55 @@ class _WeightedSquare(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         weighted = ctx.weighted.mul_(grad_output * (2 * ctx.scale))
         return weighted, None, None, None, None, None
+
+
+_KERNEL_SOURCE = Path(__file__).with_name("_si_kernel.c")
+
+
+@functools.lru_cache(maxsize=1)
+def si_kernel() -> Any:
+    """The compiled bookkeeping (``_si_kernel.c``: ``si_penalty``, ``si_fold``, ``si_path``, ``si_path_penalty``
+    for ``_f32`` and ``_f64``), or ``None`` without a C compiler or with ``NEUROMODELS_NO_COMPILE=1`` (the torch code runs)."""
+    if os.environ.get("NEUROMODELS_NO_COMPILE"):
+        return None
+    from neuromodels._ckernels import load_library
+
+    try:
+        lib = load_library(_KERNEL_SOURCE, "si")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        getattr(lib, f"si_penalty_{suffix}").argtypes = [i64, ptr, ptr, ptr]
+        getattr(lib, f"si_penalty_{suffix}").restype = ctypes.c_double
+        getattr(lib, f"si_fold_{suffix}").argtypes = [i64, ptr, ptr, ptr, ptr, ptr, real]
+        getattr(lib, f"si_fold_{suffix}").restype = None
+        getattr(lib, f"si_path_{suffix}").argtypes = [i64, ptr, ptr, ptr, ptr]
+        getattr(lib, f"si_path_{suffix}").restype = None
+        getattr(lib, f"si_path_penalty_{suffix}").argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
+        getattr(lib, f"si_path_penalty_{suffix}").restype = ctypes.c_double
+    return lib
+
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _compiled(lib: Any, first: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether the kernel can run on these tensors: contiguous CPU tensors of one float32/float64 dtype and size."""
+    if lib is None or first.dtype not in _SUFFIX or first.device.type != "cpu" or not first.is_contiguous():
+        return False
+    return all(
+        t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() and t.numel() == first.numel()
+        for t in others
+    )
+
+
+def _function(lib: Any, name: str, like: torch.Tensor) -> Any:
+    return getattr(lib, f"{name}_{_SUFFIX[like.dtype]}")
+
+
+def _ptr(tensor: torch.Tensor) -> int:
+    return tensor.data_ptr()
 
 
 def _number(value: Any, name: str) -> float:

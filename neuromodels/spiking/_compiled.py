@@ -2,114 +2,37 @@
 
 At batch 1 the NumPy loop spends ~8 us per time step in Python and NumPy call overhead, about twice what Brian2's
 compiled (cpp_standalone) code needs for the whole step. The C file does the same arithmetic in the same order
-(``-ffp-contract=off``), so rasters stay bit-identical; it is compiled on first use (~0.2 s) into ``kernels/`` of
-the cache folder (``$NEUROMODELS_CACHE`` or the user cache dir) under a name keyed by the source and the compile
-flags, with its SHA-256 recorded beside it, and loaded with ctypes.
-Without a C compiler, or with ``NEUROMODELS_NO_COMPILE=1``, :func:`lif_kernel` returns ``None`` and the
-NumPy loop runs instead: same results, slower.
-
-Loading a library runs its code, so the cached file is trusted only as far as no one but this user could have
-written it (the checks are in :mod:`neuromodels.datasets._io`):
-
-* the ``kernels`` folder is created with mode 0700; an existing one owned by another user or writable by group
-  or others is refused with a warning (saying how to fix it), and the kernel is then compiled afresh into a
-  private temporary folder (``mkdtemp``, 0700) for this process only;
-* the library and its recorded digest are opened through a descriptor on that checked folder (no symlinks),
-  must be regular files owned by this user and writable by no one else, and the library's SHA-256 must equal
-  the recorded one; otherwise the library is compiled afresh and replaces the cached one;
-* on Linux the library is then loaded through the very descriptor that was hashed (``/proc/self/fd/N``), so the
-  file loaded is the file checked, and only this user (or root) could change its bytes in between; elsewhere it
-  is loaded by its path in the checked folder right after the check.
+(``-ffp-contract=off``), so rasters stay bit-identical; it is compiled on first use (~0.2 s) and cached by the
+shared builder ``neuromodels/_ckernels.py`` (``kernels/`` of the cache folder, a name keyed by the source and the
+compile flags, its SHA-256 recorded and checked before loading; the module docstring there lists the checks), and
+loaded with ctypes. Without a C compiler, or with ``NEUROMODELS_NO_COMPILE=1``, :func:`lif_kernel` returns
+``None`` and the NumPy loop runs instead: same results, slower.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
-import hashlib
 import os
-import shutil
 import subprocess
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuromodels import _ckernels
+
 _SOURCE = Path(__file__).with_name("_lif_kernel.c")
-_CFLAGS = ("-O3", "-shared", "-fPIC", "-ffp-contract=off")  # no fused multiply-add: bit-identical to NumPy
+_CFLAGS = _ckernels.CFLAGS  # -O3, no fused multiply-add: bit-identical to NumPy
 
 
 def library_name() -> str:
     """The cached library's file name, keyed by the C source and the compile flags."""
-    key = hashlib.sha256(_SOURCE.read_bytes() + "\0".join(_CFLAGS).encode()).hexdigest()[:16]
-    return f"lif_{key}.so"
-
-
-def _compile(output: Path) -> None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise OSError("no C compiler")
-    subprocess.run([compiler, *_CFLAGS, "-o", str(output), str(_SOURCE)], check=True, capture_output=True, timeout=120)
-
-
-def _open_cache(folder: Path) -> int | None:
-    """A descriptor on the checked cache folder; ``None`` when it is unsafe (with a warning) or unusable."""
-    from neuromodels._cache import UnsafeFolderError, open_private_folder
-
-    try:
-        return open_private_folder(folder)
-    except UnsafeFolderError as exc:
-        warnings.warn(
-            f"not using the compiled-kernel cache: {exc}. The kernel is compiled afresh for this process "
-            "(without a C compiler, the NumPy loop runs).",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-    except OSError:  # a read-only or missing home: compile for this process only
-        pass
-    return None
-
-
-def _load_cached(folder_fd: int, folder: Path, name: str) -> Any:
-    """The cached library if it passes the checks (module docstring), else ``None``."""
-    from neuromodels._cache import fd_path, open_verified_file
-
-    fd = open_verified_file(folder_fd, name)
-    if fd is None:
-        return None
-    try:
-        # dlopen of /proc/self/fd/N maps the file this descriptor holds, the one just hashed. (glibc reuses a library
-        # already loaded under the same name: within one process that is an earlier library that passed the checks.)
-        return ctypes.CDLL(fd_path(fd, folder / name))
-    finally:
-        os.close(fd)
+    return _ckernels.library_name(_SOURCE, "lif", _CFLAGS)
 
 
 def _load_library() -> Any:
-    from neuromodels._cache import cache_root, record_digest, write_private_file
-
-    name = library_name()
-    folder = cache_root() / "kernels"
-    folder_fd = _open_cache(folder)
-    try:
-        if folder_fd is not None and (lib := _load_cached(folder_fd, folder, name)) is not None:
-            return lib
-        with tempfile.TemporaryDirectory(prefix="neuromodels-kernel-") as private:  # mkdtemp: mode 0700
-            built = Path(private) / name
-            _compile(built)
-            if folder_fd is not None:
-                with contextlib.suppress(OSError):  # an unwritable cache folder: load the private copy below
-                    write_private_file(folder_fd, name, built.read_bytes(), mode=0o700)
-                    record_digest(folder_fd, name)
-                    if (lib := _load_cached(folder_fd, folder, name)) is not None:
-                        return lib
-            return ctypes.CDLL(str(built))
-    finally:
-        if folder_fd is not None:
-            os.close(folder_fd)
+    return _ckernels.load_library(_SOURCE, "lif", _CFLAGS)
 
 
 @functools.lru_cache(maxsize=1)

@@ -47,11 +47,12 @@ def test_split_mnist_class_incremental_si_is_near_finetuning(shared_data):
 def test_permuted_mnist_ordering_of_c(shared_data):
     from neuromodels.analysis.continual_reproduce import reproduce_permuted_mnist
 
-    torch.set_num_threads(1)  # the thread count of the run in docs/continual.md (same arithmetic, same numbers)
-    result = reproduce_permuted_mnist(_out(), seeds=(0,))
+    torch.set_num_threads(1)  # the thread count of the runs in docs/continual.md (same arithmetic, same numbers)
+    result = reproduce_permuted_mnist(_out(), seeds=(0, 1, 2))  # 4-10 minutes per seed on one shared core
     print(json.dumps(result["table"]))
-    ours = {float(c): row["ours"] for c, row in result["table"].items()}
-    # the paper's ordering c = 0.1 > 0.02 > 0.01 > 0 (96.9 / 93.9 / 92.0 / 57.4 % on full MNIST)
+    ours = {float(c): row["ours"] for c, row in result["table"].items()}  # the mean over the three seeds
+    # the paper's ordering c = 0.1 > 0.02 > 0.01 > 0 (96.9 / 93.9 / 92.0 / 57.4 % on full MNIST), on the seed
+    # mean (measured 70.5 > 65.7 > 63.5 > 58.1 %); it held on each seed too, the 0.02 / 0.01 pair by 0.5-4.3 points
     assert ours[0.1] > ours[0.02] > ours[0.01] > ours[0.0], ours
 
 

@@ -390,3 +390,183 @@ def test_avalanche_plugin_on_the_cpu_measures_no_importance():
     Omega stays exactly 0: its SI is then plain fine-tuning. Fails (and should be revisited) once fixed."""
     importance = _reference_importance(_AvalanchePlugin)
     assert all(float(v.abs().max()) == 0.0 for v in importance.values())
+
+
+# ------------------------------------------------------------- the compiled bookkeeping (fitting/continual/_si_kernel.c)
+def _kernel():
+    from neuromodels.fitting.continual import si as si_module
+
+    lib = si_module.si_kernel()
+    if lib is None:
+        pytest.skip("no C compiler (or NEUROMODELS_NO_COMPILE): only the torch code runs")
+    return si_module, lib
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 17, 1025, 5003])
+def test_kernel_passes_are_the_torch_operations(dtype, n):
+    si_module, lib = _kernel()
+    generator = torch.Generator().manual_seed(n)
+    grad, theta, anchor, omega, prev = (torch.randn(n, generator=generator, dtype=dtype) for _ in range(5))
+    weight = torch.rand(n, generator=generator, dtype=dtype)
+    factor = float(torch.ones((), dtype=dtype).mul_(2 * 0.37))
+    g, new_grad = torch.empty_like(grad), grad.clone()
+    si_module._function(lib, "si_fold", theta)(n, *(t.data_ptr() for t in (new_grad, g, theta, anchor, weight)), factor)
+    # exact: the C lines are these IEEE operations in this order (-ffp-contract=off: no fused multiply-add)
+    assert torch.equal(g, grad)
+    assert torch.equal(new_grad, grad + (weight * (theta - anchor)) * factor)
+    new_omega, new_prev = omega.clone(), prev.clone()
+    si_module._function(lib, "si_path", theta)(n, *(t.data_ptr() for t in (new_omega, grad, theta, new_prev)))
+    assert torch.equal(new_omega, omega + grad * (prev - theta))  # exact, as above
+    assert torch.equal(new_prev, theta)
+    value = si_module._function(lib, "si_penalty", theta)(n, theta.data_ptr(), anchor.data_ptr(), weight.data_ptr())
+    # another summation order than torch.dot's (blocks of partial sums): equal to rounding
+    reference = float((weight.double() * (theta.double() - anchor.double()).square()).sum())
+    assert value == pytest.approx(reference, rel=1e-6 if dtype == torch.float32 else 1e-13)
+    # the path pass that also sums the value at the new weights: the same omega and prev, the same value
+    both_omega, both_prev = omega.clone(), prev.clone()
+    pointers = (t.data_ptr() for t in (both_omega, grad, theta, both_prev, anchor, weight))
+    both = si_module._function(lib, "si_path_penalty", theta)(n, *pointers)
+    assert torch.equal(both_omega, new_omega) and torch.equal(both_prev, theta)
+    assert both == pytest.approx(reference, rel=1e-6 if dtype == torch.float32 else 1e-13)
+
+
+def _train_two_tasks(dtype, **si_options):
+    """Two tasks through fit (the penalty active in the second), a BatchNorm layer for exclude_norm."""
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    ).to(dtype)
+    si = SynapticIntelligence(model, c=0.5, xi=1e-2, **si_options)
+    generator = torch.Generator().manual_seed(2)
+    logs = []
+    for task in range(2):
+        x = torch.randn(64, 6, generator=generator, dtype=dtype)
+        y = (x[:, task] > 0).long() + (x[:, 5] > 1).long()
+        history = fit(
+            model,
+            (x, y),
+            loss=torch.nn.functional.cross_entropy,
+            epochs=3,
+            batch_size=16,
+            lr=1e-2,
+            regularisers=[si],
+            lr_patience=10**9,
+            patience=None,
+            restore_best=False,
+            progress=False,
+            seed=task,
+        )
+        logs.append(history)
+        si.end_task(model)
+    return model, si, logs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"preset": "avalanche"}, {"preset": "van-de-ven"}, {"half": True, "clamp": 0.05, "exclude_norm": True}],
+)
+def test_compiled_bookkeeping_equals_the_torch_code(dtype, options, monkeypatch):
+    si_module, _ = _kernel()
+    model, si, logs = _train_two_tasks(dtype, **options)
+    monkeypatch.setattr(si_module, "si_kernel", lambda: None)  # the code that runs without a C compiler
+    model_torch, si_torch, logs_torch = _train_two_tasks(dtype, **options)
+    # exact: the kernel's passes are the torch code's operations (test above); only the summed value differs
+    for p, q in zip(model.state_dict().values(), model_torch.state_dict().values()):
+        assert torch.equal(p, q)
+    for name in ("omega_", "accumulator_", "importance_", "anchor_"):
+        for a, b in zip(getattr(si, name), getattr(si_torch, name)):
+            assert torch.equal(a, b), name
+    penalty = logs[1]["train_penalty"]
+    penalty_torch = logs_torch[1]["train_penalty"]
+    assert min(penalty) > 0
+    assert penalty == pytest.approx(penalty_torch, rel=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def _consolidated(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    si = SynapticIntelligence(model, c=0.7, xi=1e-3)
+    for omega in si.omega_:
+        omega.uniform_(0, 1e-2)
+    si.end_task(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # away from the anchor
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    return model, si, x, y
+
+
+def test_folded_penalty_gradient_equals_the_autograd_penalty():
+    model, si, x, y = _consolidated()
+    params = list(model.parameters())
+    # as fit does it: the value, the data loss's backward, the hook (adds the penalty's gradient), the penalty's
+    penalty = si.penalty(model)
+    data_loss = torch.nn.functional.cross_entropy(model(x), y)
+    data_loss.backward(retain_graph=True)
+    data_grad = [p.grad.clone() for p in params]
+    si.after_data_backward(model)
+    penalty.backward()
+    folded = [p.grad.clone() for p in params]
+    for g, d in zip(si._grad, data_grad):
+        assert torch.equal(g, d)  # omega reads the data loss's gradient
+    factor = torch.ones(()).mul_(2 * si.c)  # autograd's backward of the penalty: grad_output (1) * 2c
+    for f, d, p, a, w in zip(folded, data_grad, params, si.anchor_, si.importance_):
+        # exact: the previous autograd route's operations (w * (p - a), times 2c, added to the data gradient)
+        assert torch.equal(f, d + (w * (p.detach() - a)) * factor)
+    # a loop that does not call the hook: the penalty's backward adds the same gradient
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y) + si.penalty(model)
+    loss.backward()
+    for f, p in zip(folded, params):
+        assert torch.equal(p.grad, f)
+    # and both equal the formula differentiated by autograd, to rounding (another order of operations)
+    model.zero_grad()
+    formula = si.c * sum((w * (p - a).square()).sum() for p, a, w in zip(params, si.anchor_, si.importance_))
+    (torch.nn.functional.cross_entropy(model(x), y) + formula).backward()
+    for f, p in zip(folded, params):
+        torch.testing.assert_close(f, p.grad, rtol=1e-5, atol=1e-7)
+    assert float(penalty.detach()) == pytest.approx(float(formula.detach()), rel=1e-6)
+
+
+def test_weights_changed_between_steps_are_taken_as_the_start_of_the_next():
+    # theta_prev is the weights after the last step; a change of the weights outside a step (here in place,
+    # after the step) must not be credited to the next step's path integral
+    model, si, x, y = _consolidated(1)
+    params = list(model.parameters())
+    expected = [torch.zeros_like(p) for p in params]
+    for _ in range(3):
+        model.zero_grad()
+        penalty = si.penalty(model)
+        torch.nn.functional.cross_entropy(model(x), y).backward(retain_graph=True)
+        si.after_data_backward(model)
+        penalty.backward()
+        si.before_step(model)
+        before = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p in params:
+                p.sub_(0.05 * p.grad)
+        si.on_step(model)
+        for e, g, b, p in zip(expected, si._grad, before, params):
+            e.add_(g * (b - p.detach()))
+        with torch.no_grad():
+            params[0].add_(0.5)  # between steps: not part of any step's update
+    for omega, e in zip(si.omega_, expected):
+        assert torch.equal(omega, e)  # exact: the same operations, per element
+
+
+def test_without_a_compiler_the_torch_code_runs(monkeypatch, tmp_path):
+    from neuromodels.fitting.continual import si as si_module
+
+    monkeypatch.setenv("NEUROMODELS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    si_module.si_kernel.cache_clear()
+    try:
+        assert si_module.si_kernel() is None
+        model, si, logs = _train_two_tasks(torch.float32)  # the torch code: trains, measures, penalises
+        assert min(logs[1]["train_penalty"]) > 0
+        assert float(sum(o.abs().sum() for o in si.importance_)) > 0
+    finally:
+        si_module.si_kernel.cache_clear()
