@@ -1,7 +1,7 @@
 """The saturation penalty of Nayebi & Ganguli (2017): train networks whose units sit where their nonlinearity is flat.
 
 Nayebi & Ganguli, "Biologically inspired protection of deep networks from adversarial attacks"
-(arXiv:1703.09202, section 2) add to the task loss
+(arXiv:1703.09202; as summarised by D. Stutz, shortscience.org) add to the task loss
 
     lambda * sum_l sum_i psi_c(h_i^l)
 
@@ -14,8 +14,10 @@ infinity, where the distance is infinite; for them the paper uses the derivative
 decreases away from the centre and vanishes at the flat ends.
 
 ``lambda`` is annealed: :class:`SaturationPenalty` multiplies it by ``schedule(epoch)``, by default a linear ramp
-from 0 to 1 over ``warmup_epochs`` epochs. The paper says that lambda is annealed during training; its exact
-schedule could not be checked against the paper's text here, so the ramp is our choice (docs/robustness.md).
+from 0 to 1 over ``warmup_epochs`` epochs. The paper anneals lambda during training, but only its abstract and
+introduction could be read here (not its methods), so the exact schedule is unchecked and the ramp is our choice;
+the psi_c definition and the ReLU and sigmoid complements are checked against D. Stutz's summary and Brendel &
+Bethge's description, not the paper's equations (docs/robustness.md, "The penalty").
 
 The penalty plugs into :func:`neuromodels.fitting.fit` as a :class:`~neuromodels.fitting.losses.Regulariser`:
 forward hooks on the model's nonlinearity modules record their inputs during training forwards, and

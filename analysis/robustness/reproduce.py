@@ -304,7 +304,8 @@ def reproduce_saturating_networks(
     (with ``out_dir``) write ``robustness_<kind>_lambda<lambda>.png``, ``robustness_linear_kurtosis.png`` and
     ``robustness_sensitivity.png``. ``nonlinearity``: the hidden units' (``relu``, ``sigmoid``, ``tanh``,
     ``hard_tanh``), penalised with its own ``psi_c``; other than ``relu``, it is appended to the model keys
-    (``mlp-lambda0.01-sigmoid``) and figure names.
+    (``mlp-lambda0.01-sigmoid``) and to every figure name (``robustness_sensitivity-sigmoid.png``), so runs with
+    different nonlinearities can share ``out_dir``.
     Returns the numbers (JSON-ready)."""
     from neuromodels.analysis.robustness.evaluate import accuracy
 
@@ -316,6 +317,7 @@ def reproduce_saturating_networks(
     }
     spectra = {}
     trained: dict[str, torch.nn.Module] = {}
+    suffix = "" if nonlinearity == "relu" else f"-{nonlinearity}"
     for kind in kinds:
         for strength in strengths:
             model, history = train_saturating_classifier(
@@ -339,9 +341,8 @@ def reproduce_saturating_networks(
                 progress=progress,
             )
             curves = report.pop("curves")
-            suffix = "" if nonlinearity == "relu" else f"-{nonlinearity}"
             key = f"{kind}-lambda{strength:g}{suffix}"
-            report["clean_accuracy"] = accuracy(model, x_test, y_test)
+            report["clean_accuracy"] = accuracy(model, (x_test, y_test))
             report["accuracy"] = {setup: curve.as_dict() for setup, curve in curves.items()}
             report["epochs"] = len(history)
             report["residue"] = residue_analysis(
@@ -363,8 +364,9 @@ def reproduce_saturating_networks(
         results["lbfgs"] = lbfgs_table(trained, x_test[:n_lbfgs], y_test[:n_lbfgs], progress=progress)
     results["linear"] = linear_kurtosis_demo(x_train, y_train, x_test, y_test, seed=seed, progress=progress)
     if out_dir is not None:
-        save_figure(_plot_spectra(spectra), Path(out_dir) / "robustness_sensitivity.png")
-        save_figure(_plot_linear(results["linear"]), Path(out_dir) / "robustness_linear_kurtosis.png")
+        # one name per nonlinearity, so that a tanh run beside the ReLU one overwrites none of its figures
+        save_figure(_plot_spectra(spectra), Path(out_dir) / f"robustness_sensitivity{suffix}.png")
+        save_figure(_plot_linear(results["linear"]), Path(out_dir) / f"robustness_linear_kurtosis{suffix}.png")
     return results
 
 
