@@ -31,9 +31,15 @@ is :func:`variational_bound`. Two per-step objectives (:func:`step_log_likelihoo
   deviation (line 297). Provided as an ablation; it is not a bound on anything.
 
 States are flattened vectors ``(batch, dim)``; image operators (``architecture="conv"``) reshape them to
-``image_shape`` inside. Per-step normalisation (``per_step_norm=True``) normalises every hidden layer over its
-features (the code's ``ln``, line 275-276) with a gain and bias per heating step (the README: "different
-batchnorm parameters for different steps ... improves the result considerably").
+``image_shape`` inside. Per-step normalisation (``per_step_norm=True`` or ``"batch"``) normalises every hidden
+layer over the batch, with that batch's statistics, then applies a gain and bias chosen by the heating step, as
+the authors' ``train_mog_different_batchnorm.py`` (lines 141-146, 157-161) and
+``train_cifar_online_diff_bnorm.py`` (line 154) do (their README: "different batchnorm parameters for different
+steps ... improves the result considerably"). Each draw then depends on the other states of its batch, in
+training and in generation alike, so generate batches of hundreds of states, not single ones.
+``per_step_norm="features"`` normalises each example over its features instead (the code's ``ln``,
+``train_spiral_online.py`` lines 275-276, defined but unused there); it loses the scale of a low-dimensional
+input and diverges on the spiral (docs/walkback.md).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ __all__ = [
     "step_log_likelihood",
     "variational_bound",
     "OBJECTIVES",
+    "PER_STEP_NORMS",
 ]
 
 OBJECTIVES = ("paper", "released")
@@ -93,18 +100,33 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
     return -0.5 * (z.square() + 2 * torch.log(std) + _LOG_2PI).sum(-1)
 
 
-class _StepNorm(nn.Module):
-    """Normalise over features (the code's ``ln``), then a gain and bias chosen by the heating step."""
+PER_STEP_NORMS = ("batch", "features")
 
-    def __init__(self, width: int, n_steps: int, channels: bool) -> None:
+
+class _StepNorm(nn.Module):
+    """Normalise, then a gain and bias chosen by the heating step.
+
+    ``"batch"`` (the authors' per-step normalisation, ``train_mog_different_batchnorm.py`` lines 141-146 and
+    ``train_cifar_online_diff_bnorm.py`` line 154): each unit over the batch (and, for images, the spatial)
+    axes with that batch's own statistics, ``(h - mean) / (1e-4 + std)``, in training and in generation alike
+    (the code keeps no running averages). ``"features"``: each example over its features, the code's ``ln``
+    (``train_spiral_online.py`` lines 275-276, defined there but not used); it discards the scale of the layer's
+    input, so on low-dimensional states (the 2-D spiral) the first layer cannot tell ``s`` from ``2 s``.
+    """
+
+    def __init__(self, width: int, n_steps: int, channels: bool, mode: str = "batch") -> None:
         super().__init__()
-        self.channels = channels
+        self.channels, self.mode = channels, mode
         self.gain = nn.Parameter(torch.ones(n_steps, width))
         self.bias = nn.Parameter(torch.zeros(n_steps, width))
 
     def forward(self, h: torch.Tensor, step: int) -> torch.Tensor:
-        dims = tuple(range(1, h.dim()))
-        h = (h - h.mean(dims, keepdim=True)) / (0.001 + h.std(dims, keepdim=True))
+        if self.mode == "batch":
+            dims = (0, 2, 3) if self.channels else (0,)
+            h = (h - h.mean(dims, keepdim=True)) / (1e-4 + h.std(dims, keepdim=True, unbiased=False))
+        else:
+            dims = tuple(range(1, h.dim()))
+            h = (h - h.mean(dims, keepdim=True)) / (0.001 + h.std(dims, keepdim=True))
         index = min(int(step), self.gain.shape[0] - 1)
         shape = (1, -1) + (1,) * (h.dim() - 2) if self.channels else (1, -1)
         return h * self.gain[index].view(shape) + self.bias[index].view(shape)
@@ -122,7 +144,8 @@ class TransitionOperator(nn.Module):
     learn_sigma: learn ``sigma_theta(s) = sigma * softplus(head(s))``; ``False`` fixes it to ``sigma`` (the
         authors' README says the released code does not learn the variance).
     n_steps, steps_at_one, temperature_factor, max_temperature: the heating schedule (:func:`temperature_schedule`).
-    per_step_norm: per-step normalisation parameters (see the module docstring).
+    per_step_norm: ``False``, ``True`` / ``"batch"`` (the authors' per-step batch normalisation) or
+        ``"features"`` (see the module docstring).
     architecture: ``"mlp"`` or ``"conv"`` (needs ``image_shape = (channels, height, width)``).
     """
 
@@ -138,7 +161,7 @@ class TransitionOperator(nn.Module):
         steps_at_one: int = 1,
         temperature_factor: float = 1.1,
         max_temperature: float | None = None,
-        per_step_norm: bool = False,
+        per_step_norm: bool | str = False,
         architecture: str = "mlp",
         image_shape: Sequence[int] | None = None,
     ) -> None:
@@ -149,6 +172,11 @@ class TransitionOperator(nn.Module):
             raise ConfigError(f"alpha must be in [0, 1), got {alpha!r}")
         if not (sigma > 0 and math.isfinite(sigma)):
             raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
+        norm = "batch" if per_step_norm is True else (None if per_step_norm is False else per_step_norm)
+        if norm is not None and norm not in PER_STEP_NORMS:
+            raise ConfigError(
+                f"per_step_norm must be False, True (= 'batch') or one of {PER_STEP_NORMS}, got {per_step_norm!r}"
+            )
         if architecture not in ("mlp", "conv"):
             raise ConfigError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
         if architecture == "conv" and (image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != dim):
@@ -169,7 +197,7 @@ class TransitionOperator(nn.Module):
             "steps_at_one": steps_at_one,
             "temperature_factor": float(temperature_factor),
             "max_temperature": None if max_temperature is None else float(max_temperature),
-            "per_step_norm": bool(per_step_norm),
+            "per_step_norm": False if norm is None else norm,
             "architecture": architecture,
             "image_shape": None if image_shape is None else [int(v) for v in image_shape],
         }
@@ -181,7 +209,7 @@ class TransitionOperator(nn.Module):
         self.layers = nn.ModuleList(
             nn.Conv2d(a, b, 3, padding=1) if conv else nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])
         )
-        self.norms = nn.ModuleList(_StepNorm(b, n_steps, conv) for b in widths[1:]) if per_step_norm else None
+        self.norms = None if norm is None else nn.ModuleList(_StepNorm(b, n_steps, conv, norm) for b in widths[1:])
         out = self.image_shape[0] if conv else dim  # type: ignore[index]
         self.mu_head = nn.Conv2d(widths[-1], out, 3, padding=1) if conv else nn.Linear(widths[-1], out)
         self.sigma_head = (

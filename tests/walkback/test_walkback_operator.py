@@ -276,3 +276,59 @@ def test_bad_training_data():
         train_walkback(model, np.zeros((10, 2, 2)), epochs=1, progress=False)
     with pytest.raises(ConfigError, match="features"):
         train_walkback(model, np.zeros((10, 3)), epochs=1, progress=False)
+
+
+def test_generation_reverses_each_step_with_the_step_index_and_temperature_training_used(monkeypatch):
+    """The cooling chain must draw s_{t-1} from s_t with the parameters (per-step norm row, temperature) that
+    training fitted to log p_{T_t}(s_{t-1} | s_t); a shifted or mirrored index would use another step's."""
+    model = _random_operator(per_step_norm="batch", steps_at_one=2, temperature_factor=1.5)
+    trained, generated = [], []
+    log_prob, sample_step = model.log_prob, model.sample_step
+    monkeypatch.setattr(model, "log_prob", lambda *a, **k: trained.append(a[2:]) or log_prob(*a, **k))
+    walkback_update(model, torch.optim.SGD(model.parameters(), lr=0.0), torch.randn(32, 3, dtype=torch.float64))
+    monkeypatch.setattr(model, "sample_step", lambda *a, **k: generated.append(a[1:3]) or sample_step(*a, **k))
+    model.generate(32, extra_steps=2)
+    assert trained == [(1.0, 0), (1.0, 1), (1.5, 2), (2.25, 3)]  # (T_t, step index) of each reverse term
+    assert generated == trained[::-1] + [(1.0, 0), (1.0, 0)]
+
+
+def _numpy_batch_norm_operator(model: TransitionOperator, s: np.ndarray, step: int) -> np.ndarray:
+    """The mean of p_T(. | s) with the authors' per-step batch normalisation written out in NumPy
+    (train_mog_different_batchnorm.py lines 141-146: (h - mean over the batch) / (1e-4 + std), then the step's
+    newsigma and newmu)."""
+    h = s
+    for layer, norm in zip(model.layers, model.norms):
+        h = h @ layer.weight.detach().numpy().T + layer.bias.detach().numpy()
+        h = (h - h.mean(0)) / (1e-4 + h.std(0))
+        h = h * norm.gain.detach().numpy()[step] + norm.bias.detach().numpy()[step]
+        h = np.where(h > 0, h, 0.02 * h)
+    mu = h @ model.mu_head.weight.detach().numpy().T + model.mu_head.bias.detach().numpy()
+    return model.alpha * s + (1 - model.alpha) * mu
+
+
+def test_per_step_batch_norm_equals_the_authors_form_and_keeps_the_input_scale():
+    model = _random_operator(per_step_norm=True)  # True is the authors' form, over the batch
+    assert model.config()["per_step_norm"] == "batch"
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.gain.normal_(1.0, 0.5)
+            norm.bias.normal_(0.0, 0.5)
+    s = np.random.default_rng(1).normal(size=(50, 3))
+    for step in (0, 2, 3):
+        mean, _ = model(torch.from_numpy(s), 1.0, step)
+        np.testing.assert_allclose(mean.detach().numpy(), _numpy_batch_norm_operator(model, s, step), rtol=1e-10)
+    # normalising each example over its features instead ("features", the code's ln) loses the scale of a
+    # low-dimensional input: with zero first-layer biases, mu_theta(c s) = mu_theta(s) for every c > 0 up to the
+    # norm's epsilon, so an operator on 2-D states cannot tell the spiral's inner from its outer arm
+    for mode, largest in (("features", 0.01), ("batch", None)):
+        torch.manual_seed(0)
+        op = TransitionOperator(2, hidden=(16,), per_step_norm=mode, n_steps=2).double()
+        with torch.no_grad():
+            op.layers[0].bias.zero_()
+            op.mu_head.weight.normal_(0, 0.5)
+        x = torch.randn(20, 2, dtype=torch.float64)
+        c = torch.linspace(0.5, 2.0, 20, dtype=torch.float64)[:, None]  # a different scale for each example
+        change = (op(c * x, 1.0)[0] - op.alpha * c * x - op(x, 1.0)[0] + op.alpha * x).abs().max().item()
+        assert change < 0.01 if largest else change > 0.1
+    with pytest.raises(ConfigError, match="per_step_norm"):
+        TransitionOperator(2, per_step_norm="layer")
