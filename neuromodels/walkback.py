@@ -296,6 +296,12 @@ class TransitionOperator(nn.Module):
         then ``extra_steps`` more steps at ``T = 1``. Returns every state, ``[s_K, ..., s_0, extra ...]``."""
         if extra_steps < 0:
             raise ConfigError(f"extra_steps must be >= 0, got {extra_steps}")
+        size = n if start is None else start.shape[0]
+        if self._config["per_step_norm"] == "batch" and size < 2:
+            raise ConfigError(
+                f"generating {size} state(s) at once: per-step batch normalisation uses the statistics of the "
+                "states generated together (the authors' form), so draw at least 2 (better, hundreds) at a time"
+            )
         if start is None:
             noise = torch.randn((n, self.dim), generator=generator, dtype=self.p0_mean.dtype)
             start = self.p0_mean + self.p0_std * noise

@@ -47,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--hidden", type=int, nargs="+", default=[128, 128], help="hidden widths (or conv channels)")
     train.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
     train.add_argument("--fixed-sigma", action="store_true", help="do not learn the standard deviation")
-    train.add_argument("--per-step-norm", action="store_true", help="per-step normalisation parameters")
+    train.add_argument(
+        "--per-step-norm",
+        action="store_true",
+        help="per-step batch normalisation (the authors' form; sample >= 2 at a time)",
+    )
     train.add_argument(
         "--objective",
         choices=("paper", "released"),

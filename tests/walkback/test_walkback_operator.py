@@ -332,3 +332,11 @@ def test_per_step_batch_norm_equals_the_authors_form_and_keeps_the_input_scale()
         assert change < 0.01 if largest else change > 0.1
     with pytest.raises(ConfigError, match="per_step_norm"):
         TransitionOperator(2, per_step_norm="layer")
+
+
+def test_generating_one_state_with_per_step_batch_norm_is_refused():
+    """Batch statistics of a single state are degenerate (every input normalises to zero)."""
+    op = TransitionOperator(2, hidden=(8,), n_steps=3, per_step_norm="batch")
+    with pytest.raises(ConfigError, match="at least 2"):
+        op.generate(1)
+    assert len(op.generate(4)) == 4  # s_K and three cooled states
