@@ -39,6 +39,7 @@ __all__ = [
     "linear_kurtosis_demo",
     "hard_softmax_demo",
     "lbfgs_table",
+    "lbfgs_accuracy",
     "residue_analysis",
     "interpolation_bound",
 ]
@@ -370,6 +371,9 @@ def reproduce_saturating_networks(
     return results
 
 
+LBFGS_RADII = (0.5, 1.0, 1.5, 2.0, 3.0)  # L2 radii of lbfgs_table's accuracy_at_l2
+
+
 def lbfgs_table(
     models: dict[str, torch.nn.Module],
     x: torch.Tensor,
@@ -387,7 +391,8 @@ def lbfgs_table(
     float32; ``torch.float64``: a float64 copy), on the inputs of ``(x, y)`` that the model classifies
     correctly. Returns ``{name: {dtype: row}}``, each row with ``n`` (inputs attacked), ``success_rate``
     (target reached), the ``median_l2`` / ``mean_l2`` / ``median_linf`` of the successful perturbations (None
-    when none succeeded) and ``l2`` (each input's L2 norm, None where it failed), JSON-ready."""
+    when none succeeded), ``l2`` (each input's L2 norm, None where it failed) and ``accuracy_at_l2`` (accuracy
+    on all of ``x`` at each radius of ``LBFGS_RADII``, :func:`lbfgs_accuracy`), JSON-ready."""
     from neuromodels.analysis.robustness.attacks import lbfgs
     from neuromodels.analysis.robustness.evaluate import accuracy_mask
 
@@ -406,6 +411,7 @@ def lbfgs_table(
                     "mean_l2": None,
                     "median_linf": None,
                     "l2": [],
+                    "accuracy_at_l2": dict.fromkeys(map(str, LBFGS_RADII), 0.0),
                 }
                 continue
             adversarial, success = lbfgs(
@@ -429,7 +435,21 @@ def lbfgs_table(
                 "median_linf": float(np.median(linf)) if len(linf) else None,
                 "l2": [float(v) if ok else None for v, ok in zip(delta.norm(dim=1).numpy(), success.tolist())],
             }
+            row = table[name][label]
+            row["accuracy_at_l2"] = dict(zip(map(str, LBFGS_RADII), lbfgs_accuracy(row, LBFGS_RADII, len(x))))
     return table
+
+
+def lbfgs_accuracy(row: dict[str, Any], radii: Sequence[float], n_images: int) -> list[float]:
+    """Accuracy under L-BFGS at each L2 radius ``r``, from a row of :func:`lbfgs_table`: the fraction of the
+    ``n_images`` inputs the table was given that are classified correctly and not turned into the target within
+    ``||delta||_2 <= r`` (``row["n"]`` correct inputs, ``row["l2"]`` the norm of each one's perturbation, ``None``
+    where the attack failed). L-BFGS looks for the smallest perturbation, not one within a budget, so this is
+    its accuracy-vs-epsilon curve (in L2)."""
+    if not 0 <= row["n"] <= n_images or len(row["l2"]) != row["n"]:
+        raise ConfigError(f"row has {row['n']} attacked inputs and {len(row['l2'])} norms for {n_images} images")
+    found = np.array([v for v in row["l2"] if v is not None], dtype=np.float64)
+    return [float((row["n"] - np.count_nonzero(found <= r)) / n_images) for r in radii]
 
 
 def interpolation_bound(

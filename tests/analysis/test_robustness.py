@@ -307,3 +307,13 @@ def test_weight_kurtosis_gaussian_and_laplace():
     kurtosis = weight_kurtosis(model)
     assert abs(float(kurtosis.sel(layer="0"))) < 0.05  # Gaussian: 0
     assert float(kurtosis.sel(layer="1")) == pytest.approx(3.0, abs=0.15)  # Laplace: 3
+
+
+def test_lbfgs_accuracy_counts_inputs_not_broken_within_each_radius():
+    from neuromodels.analysis.robustness.reproduce import lbfgs_accuracy
+
+    # 10 images, 8 classified correctly; L-BFGS broke 5 of them at these L2 norms and failed on 3
+    row = {"n": 8, "l2": [0.4, None, 1.0, 2.5, None, 0.9, None, 5.0]}
+    assert lbfgs_accuracy(row, [0.1, 0.4, 1.0, 3.0, 10.0], 10) == [0.8, 0.7, 0.5, 0.4, 0.3]
+    with pytest.raises(ConfigError, match="norms"):
+        lbfgs_accuracy({"n": 8, "l2": [0.4]}, [1.0], 10)
