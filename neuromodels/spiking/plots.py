@@ -1,4 +1,4 @@
-"""Figures for spiking results (matplotlib, Agg; pyplot imported inside the functions)."""
+"""Figures for spiking results (matplotlib figures built without pyplot: :func:`neuromodels._figures.new_figure`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from neuromodels._figures import save_figure
+from neuromodels._figures import new_figure, save_figure
 from neuromodels.errors import ConfigError
 
 __all__ = ["plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
@@ -30,8 +30,6 @@ def plot_raster(
     the time shown, ``[start, start + window)``: ``start`` alone shows from there to the end, ``window`` alone
     the last ``window`` seconds (``plot_raster(spikes, dt, window=0.2)``: the last 200 ms), neither the whole run.
     """
-    import matplotlib.pyplot as plt
-
     spikes = np.asarray(spikes)
     duration = spikes.shape[0] * dt
     if window is not None and not (math.isfinite(window) and window > 0):
@@ -45,7 +43,7 @@ def plot_raster(
     first = math.ceil(round(start / dt, 9))
     last = math.ceil(round(stop / dt, 9))
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = new_figure(figsize=(7, 4))
     steps, neurons = np.nonzero(spikes[first:last])
     ax.scatter((steps + first) * dt, neurons, s=1.5, c=color, marker="|", linewidths=0.6)
     if layer is not None:
@@ -61,9 +59,7 @@ def plot_raster(
 
 
 def plot_rate_histogram(rates: np.ndarray, *, title: str = "") -> Any:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = new_figure(figsize=(5, 3.5))
     ax.hist(np.asarray(rates), bins=30, color="tab:blue", edgecolor="white")
     ax.set_xlabel("firing rate (Hz)")
     ax.set_ylabel("neurons")
@@ -75,9 +71,7 @@ def plot_rate_histogram(rates: np.ndarray, *, title: str = "") -> Any:
 def plot_loss_curves(
     curves: dict[str, list[float]], *, ylabel: str = "van Rossum loss", title: str = "", logy: bool = True
 ) -> Any:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = new_figure(figsize=(5.5, 3.8))
     for label, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=label)
     if logy:
