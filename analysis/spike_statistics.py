@@ -24,6 +24,7 @@ Definitions (``T`` the raster's duration, ``dt`` its step):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -346,14 +347,21 @@ def population_statistics(
 
 
 def plot_population_activity(
-    rasters: Any, *, bin_size: float = 1e-3, neurons: int | Mapping[str, int] = 50, window: Any = None, title: str = ""
+    rasters: Any,
+    *,
+    bin_size: float = 1e-3,
+    neurons: int | Mapping[str, int] = 50,
+    start: float | None = None,
+    window: float | None = None,
+    title: str = "",
 ) -> Any:
     """Raster of the first ``neurons`` neurons of each population (an int, or ``{population: count}``, colour per
     population) above the global activity (the rate of all neurons together, Hz) in bins of ``bin_size``, one
     column per raster: ``rasters`` is one raster or a mapping
-    ``{panel title: raster}``. ``window = (start, stop)`` in seconds limits the time shown. Returns a
-    ``matplotlib.figure.Figure`` made without pyplot (save it with :func:`neuromodels._figures.save_figure` or
-    ``fig.savefig``)."""
+    ``{panel title: raster}``. ``start`` and ``window`` (seconds) choose the time shown, ``[start, start +
+    window]``, as in :func:`neuromodels.spiking.plots.plot_raster`: ``window`` alone shows the last ``window``
+    seconds, ``start`` alone from there to the end. Returns a ``matplotlib.figure.Figure`` made without pyplot
+    (save it with :func:`neuromodels._figures.save_figure` or ``fig.savefig``)."""
     from neuromodels._figures import new_figure
 
     panels = dict(rasters) if isinstance(rasters, Mapping) else {"": rasters}
@@ -367,10 +375,17 @@ def plot_population_activity(
         height_ratios=[3, 1.3],
     )
     colors = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+    if window is not None and not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+        raise ConfigError(
+            f"plot_population_activity: window is a duration in seconds (> 0), got {window!r}; "
+            "give the first time shown as start="
+        )
     for column, (name, data) in enumerate(panels.items()):
         raster = _raster(data)
-        if window is not None:
-            raster = raster.sel(time=slice(*window))
+        if start is not None or window is not None:
+            times = raster["time"].values
+            first = start if start is not None else (times[-1] - window if times.size else 0.0)
+            raster = raster.sel(time=slice(first, None if window is None else first + window))
         top, bottom = axes[0, column], axes[1, column]
         row = 0
         everyone = raster.assign_coords(population=("neuron", np.full(raster.sizes["neuron"], "all")))

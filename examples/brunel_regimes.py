@@ -104,17 +104,15 @@ def run(
 def _write(
     out_dir: Path, figures_dir: Path | None, report: dict[str, Any], results: dict[str, Any], duration: float
 ) -> None:
-    window = (duration - SHOWN, duration)
+    shown = {"start": duration - SHOWN, "window": SHOWN}  # the last SHOWN seconds
     figures = {}
     for panel, result in results.items():
         regime = FIG8_REGIMES[panel]
         title = f"{panel}: {regime.name} (g = {regime.g:g}, nu_ext/nu_thr = {regime.nu_ext_over_nu_thr:g})"
         name = f"brunel_{panel}_{regime.name.replace(' ', '_')}.png"
-        figures[name] = plot_population_activity({title: result}, bin_size=1e-4, neurons=RASTER_NEURONS, window=window)
+        figures[name] = plot_population_activity({title: result}, bin_size=1e-4, neurons=RASTER_NEURONS, **shown)
     combined = {f"{p}: {FIG8_REGIMES[p].name}": r for p, r in results.items()}
-    figures["brunel_regimes.png"] = plot_population_activity(
-        combined, bin_size=1e-4, neurons=RASTER_NEURONS, window=window
-    )
+    figures["brunel_regimes.png"] = plot_population_activity(combined, bin_size=1e-4, neurons=RASTER_NEURONS, **shown)
     # checked, staged and moved into place on success; files of yours in --out are never touched
     write_report(out_dir, NAME, report, figures, also=figures_dir)
 

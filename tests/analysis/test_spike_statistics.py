@@ -189,10 +189,20 @@ def test_activity_figure_has_a_raster_and_a_rate_row_per_panel(tmp_path):
     from neuromodels._figures import save_figure
 
     data = _dataset(_bernoulli(0.02, 2000, 60, seed=8), ["E"] * 48 + ["I"] * 12)
-    fig = plot_population_activity({"A": data, "B": data}, neurons=20, window=(0.5, 1.5), title="test")
+    fig = plot_population_activity({"A": data, "B": data}, neurons=20, start=0.5, window=1.0, title="test")
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4
     raster_axis = fig.axes[0]
     assert raster_axis.get_ylim() == (-0.5, 31.5)  # 20 E + 12 I neurons shown
     path = save_figure(fig, tmp_path / "activity.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_activity_figure_time_window_means_what_plot_raster_means():
+    data = _dataset(_bernoulli(0.02, 2000, 10, seed=9), ["E"] * 10)  # 2,000 steps of 1 ms: t = 0 ... 1.999 s
+    last = plot_population_activity(data, neurons=10, window=0.5).axes[1].get_lines()[0].get_xdata()
+    assert last.min() >= 1.499 - 1e-9 and last.max() <= 1.999 + 1e-9  # window alone: the last 0.5 s
+    middle = plot_population_activity(data, neurons=10, start=0.5, window=0.25).axes[1].get_lines()[0].get_xdata()
+    assert middle.min() >= 0.5 - 1e-9 and middle.max() <= 0.75 + 1e-9
+    with pytest.raises(ConfigError, match="duration in seconds"):
+        plot_population_activity(data, window=(0.5, 1.5))
