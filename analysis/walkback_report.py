@@ -87,11 +87,14 @@ def evaluate_walkback(
     image_shape: Any = None,
     n_samples: int | None = None,
     diffusion_epochs: int = 10,
+    diffusion_box: tuple[float, float] | None = None,
     batch_size: int = 100,
     seed: int = 0,
     progress: bool | None = None,
 ) -> WalkbackEvaluation:
-    """Sample from ``model`` and the baselines and score them against ``held_out`` (module docstring)."""
+    """Sample from ``model`` and the baselines and score them against ``held_out`` (module docstring);
+    ``diffusion_box``: the data's range, to which the diffusion sampler clips its predicted clean data
+    (:meth:`~neuromodels.diffusion.DiffusionMLP.sample`)."""
     import torch
 
     from neuromodels.walkback import variational_bound
@@ -123,10 +126,11 @@ def evaluate_walkback(
         history = train_diffusion(
             diffusion, train, epochs=diffusion_epochs, batch_size=batch_size, seed=seed, progress=progress
         )
-        samples["diffusion"] = diffusion.sample(n, generator=generator).numpy()
+        samples["diffusion"] = diffusion.sample(n, generator=generator, box=diffusion_box).numpy()
         comparison_extra["diffusion"] = {
             "parameters": int(sum(p.numel() for p in diffusion.parameters())),
             "epochs": diffusion_epochs,
+            "clipped_to": None if diffusion_box is None else [float(v) for v in diffusion_box],
             "final_loss": history["train_loss"][-1],
         }
     scores = point_set_scores(samples, held_out) if image_shape is None else image_scores(samples, train, held_out)

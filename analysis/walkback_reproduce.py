@@ -72,6 +72,7 @@ MNIST_SETTINGS: dict[str, Any] = {
     "model": dict(DIGITS_SETTINGS["model"]),
     "train": {"epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_decay": 0.9},
     "n": 5000,
+    "diffusion_box": (0.0, 1.0),  # pixels: the diffusion sampler clips its predicted images, as Ho et al.'s does
 }
 
 
@@ -106,6 +107,7 @@ def _run(
         held_out,
         image_shape=data.image_shape,
         diffusion_epochs=epochs,
+        diffusion_box=settings.get("diffusion_box"),
         batch_size=settings["train"]["batch_size"],
         seed=seed,
         progress=progress,

@@ -84,13 +84,30 @@ class DiffusionMLP(nn.Module):
         return F.mse_loss(self(abar.sqrt() * x0 + (1 - abar).sqrt() * eps, t), eps)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ho et al. Algorithm 2 (``sigma_t^2 = beta_t``): ``x_T ~ N(0, I)`` down to ``x_0`` ``(n, dim)``."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, box: tuple[float, float] | None = None
+    ) -> torch.Tensor:
+        """Ho et al. Algorithm 2 (``sigma_t^2 = beta_t``): ``x_T ~ N(0, I)`` down to ``x_0`` ``(n, dim)``.
+
+        ``box = (low, high)`` (in data units, e.g. ``(0, 1)`` for pixels): at each step the predicted clean data
+        ``x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` is clipped to the box and the step uses the
+        posterior mean of ``q(x_{t-1} | x_t, x0)`` (Ho et al. eq. 7), as their sampler's ``clip_denoised`` does;
+        without a box this is the same mean written with ``eps`` (Algorithm 2, line 4)."""
+        if box is not None:
+            low, high = (float(v) for v in box)
+            if not low < high:
+                raise ConfigError(f"box must be (low, high) with low < high, got {box!r}")
+            low_std, high_std = (low - self.shift) / self.scale, (high - self.shift) / self.scale
         x = torch.randn((n, self.dim), generator=generator)
         for step in reversed(range(self.n_steps)):
             beta, abar = self.betas[step], self.alpha_bars[step]
             eps = self(x, torch.full((n,), step, dtype=torch.long))
-            x = (x - beta / (1 - abar).sqrt() * eps) / (1 - beta).sqrt()
+            if box is None:
+                x = (x - beta / (1 - abar).sqrt() * eps) / (1 - beta).sqrt()
+            else:
+                x0 = torch.clamp((x - (1 - abar).sqrt() * eps) / abar.sqrt(), low_std, high_std)
+                abar_prev = self.alpha_bars[step - 1] if step > 0 else torch.ones(())
+                x = (abar_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - abar_prev) * x) / (1 - abar)
             if step > 0:
                 x = x + beta.sqrt() * torch.randn(x.shape, generator=generator)
         return x * self.scale + self.shift

@@ -39,3 +39,19 @@ def test_training_lowers_the_loss_and_bad_settings():
     assert history["train_loss"][-1] < 0.9 * history["train_loss"][0]
     with pytest.raises(ConfigError, match="n_steps"):
         DiffusionMLP(2, n_steps=0)
+
+
+def test_clipped_sampler_is_the_same_chain_without_an_active_box_and_stays_in_the_box():
+    """Ho et al.'s clip_denoised sampler: the posterior mean of q(x_{t-1} | x_t, x0) from the predicted x0 equals
+    Algorithm 2's eps form when nothing is clipped, and the last step returns the clipped x0."""
+    torch.manual_seed(0)
+    model = DiffusionMLP(3, hidden=(16,), n_steps=20)
+    model.fit_scaling(torch.rand(200, 3))
+    plain = model.sample(50, generator=torch.Generator().manual_seed(1))
+    wide = model.sample(50, generator=torch.Generator().manual_seed(1), box=(-1e6, 1e6))
+    torch.testing.assert_close(wide, plain, rtol=1e-4, atol=1e-4)
+    boxed = model.sample(50, generator=torch.Generator().manual_seed(1), box=(0.0, 1.0))
+    assert boxed.min() >= -1e-6 and boxed.max() <= 1 + 1e-6
+    assert plain.min() < 0 or plain.max() > 1  # the untrained model's plain samples leave the box
+    with pytest.raises(ConfigError, match="low < high"):
+        model.sample(5, box=(1.0, 0.0))
