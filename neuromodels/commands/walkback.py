@@ -139,6 +139,8 @@ def _train(args: argparse.Namespace) -> int:
             held_out,
             image_shape=data.image_shape,
             diffusion_epochs=diffusion_epochs,
+            # images: the diffusion sampler clips its predicted images to the training data's range (Ho et al.)
+            diffusion_box=None if data.image_shape is None else (float(train_points.min()), float(train_points.max())),
             batch_size=args.batch_size,
             seed=args.seed,
             progress=progress,
