@@ -194,19 +194,26 @@ def reproduce_objective_ablation(
     return {"settings": SPIRAL_SETTINGS, "objectives": rows, "figures": figures}
 
 
+def _reproduce_images(
+    source: str, settings: dict[str, Any], out_dir: str | os.PathLike[str] | None, seed: int, progress: bool | None
+) -> dict[str, Any]:
+    """Train on an image set; its bound history and the comparison table (Parzen, nearest-neighbour distances)."""
+    run = _run(source, settings, seed=seed, progress=progress)
+    return {
+        "settings": settings,
+        "history": run["fit"].history.as_dict(),
+        "held_out_bound": run["evaluation"].summary["held_out_bound"],
+        "comparison": run["evaluation"].summary["comparison"],
+        "figures": _figures(run, out_dir, f"walkback_{source}"),
+    }
+
+
 def reproduce_digits(
     out_dir: str | os.PathLike[str] | None = None, *, seed: int = 0, progress: bool | None = False
 ) -> dict[str, Any]:
     """Train on the 8x8 digits (:data:`DIGITS_SETTINGS`); Parzen log-likelihoods and nearest-neighbour distances
     of the operator's and the baselines' samples."""
-    run = _run("digits", DIGITS_SETTINGS, seed=seed, progress=progress)
-    return {
-        "settings": DIGITS_SETTINGS,
-        "history": run["fit"].history.as_dict(),
-        "held_out_bound": run["evaluation"].summary["held_out_bound"],
-        "comparison": run["evaluation"].summary["comparison"],
-        "figures": _figures(run, out_dir, "walkback_digits"),
-    }
+    return _reproduce_images("digits", DIGITS_SETTINGS, out_dir, seed, progress)
 
 
 def reproduce_mnist(
@@ -214,11 +221,4 @@ def reproduce_mnist(
 ) -> dict[str, Any]:
     """Train on 5,000 MNIST images (:data:`MNIST_SETTINGS`); Parzen log-likelihoods (nats per image) and
     nearest-neighbour distances of the operator's and the baselines' samples, as :func:`reproduce_digits`."""
-    run = _run("mnist", MNIST_SETTINGS, seed=seed, progress=progress)
-    return {
-        "settings": MNIST_SETTINGS,
-        "history": run["fit"].history.as_dict(),
-        "held_out_bound": run["evaluation"].summary["held_out_bound"],
-        "comparison": run["evaluation"].summary["comparison"],
-        "figures": _figures(run, out_dir, "walkback_mnist"),
-    }
+    return _reproduce_images("mnist", MNIST_SETTINGS, out_dir, seed, progress)
