@@ -681,18 +681,17 @@ def r2_er(prediction: xr.DataArray | np.ndarray, neural: xr.DataArray | np.ndarr
     cube = repetition_cube(neural)
     pred = _prediction_per_stimulus(prediction, cube, not isinstance(neural, xr.DataArray))
     flat = cube.flat()
-    finite = np.isfinite(flat)
-    if not finite.any(axis=0).all():
+    moments = _moments(flat)
+    if not (moments.count > 0).all():
         raise DataFormatError(
             file=cube.source, field="responses", expected="a finite repeat of every stimulus", found="none for some"
         )
-    n_repeats = np.median(finite.sum(axis=0), axis=0)
+    n_repeats = np.median(moments.count, axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(flat, axis=0)
-        noise = np.nanmean(np.nanvar(flat, axis=0, ddof=1), axis=0)
+        noise = np.nanmean(moments.var1, axis=0)
     x = pred - pred.mean(axis=0)
-    y = mean - mean.mean(axis=0)
+    y = moments.mean - moments.mean.mean(axis=0)
     ss_x = np.einsum("ij,ij->j", x, x)
     shrink = noise / n_repeats * ss_x
     numerator = np.einsum("ij,ij->j", x, y) ** 2 - shrink
