@@ -15,7 +15,7 @@ environment (``make peers``: torch 2.14.1 + torchvision 0.29.1, torchattacks 3.5
     OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_robustness.py
 
 (or, beside the main torch, without its dependencies, which it does not import:
-``pip install --no-deps --target /tmp/ta_site torchattacks==3.5.1`` then ``PYTHONPATH=/tmp/ta_site``).
+``pip install --no-deps --target DIR torchattacks==3.5.1`` then ``PYTHONPATH=DIR``).
 
 Target (issue 15): ours at least as fast as torchattacks (ratio peer / ours >= 1).
 """
