@@ -692,18 +692,21 @@ def _train_step(run: _Run, train_model: torch.nn.Module, batch: Any) -> tuple[to
     if hasattr(model, "regularization"):
         penalty = penalty + model.regularization(output)
     for reg in run.regularisers:
-        penalty = penalty + reg.penalty(model)
+        if group is None and reg in data_hooks and getattr(reg, "folds_penalty", False):
+            penalty = penalty + reg.penalty(model, folded=True)  # value and gradient from after_data_backward
+        else:
+            penalty = penalty + reg.penalty(model)
     run.opt.zero_grad(set_to_none=True)
+    folded_values: list[float] = []
     if group is None and data_hooks and penalty.requires_grad:
         # the data loss's gradient first, read by the hooks, then the penalties' added to it
         data_loss.backward(retain_graph=True)
-        for reg in data_hooks:
-            reg.after_data_backward(model)
+        folded_values = [reg.after_data_backward(model) for reg in data_hooks]
         penalty.backward()
     elif group is None:
         (data_loss + penalty).backward()
-        for reg in data_hooks:  # no penalty gradient: the gradient is the data loss's
-            reg.after_data_backward(model)
+        # no penalty gradient yet: the gradient is the data loss's (folding hooks add their penalty's)
+        folded_values = [reg.after_data_backward(model) for reg in data_hooks]
     else:
         # DDP averages gradients over ranks; this weight turns the average into the mean over the
         # global batch (1 on full batches, 0 on a rank with only a stand-in sample)
@@ -721,6 +724,10 @@ def _train_step(run: _Run, train_model: torch.nn.Module, batch: Any) -> tuple[to
     if run.averaged is not None:
         run.averaged.update(model)
     n = len(target) if group is None else batch[3]
+    penalty = penalty.detach()
+    for value in folded_values:
+        if value is not None:
+            penalty = penalty + value
     return data_loss, penalty, n
 
 

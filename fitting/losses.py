@@ -65,6 +65,11 @@ class Regulariser(Protocol):
     * ``after_data_backward(model)``, called only when the regulariser's ``needs_data_gradient`` is true:
       the loop back-propagates the data loss alone, calls this hook (``p.grad`` is then the gradient of the
       unregularised loss), and back-propagates the penalties afterwards (single process only).
+      A regulariser whose ``folds_penalty`` is also true is called as ``penalty(model, folded=True)``: it
+      returns a zero without a graph, adds its penalty's gradient to ``p.grad`` in ``after_data_backward`` and
+      returns the penalty's value from it (for the log); it may defer work of ``on_step`` to the next
+      ``after_data_backward`` or to ``on_epoch_end`` (Synaptic Intelligence does: one pass over the weights
+      per step instead of two).
     * ``on_step(model)``: after each optimiser update.
     * ``on_epoch_end(model, epoch)``: after each epoch's validation.
     * ``state_dict()`` / ``load_state_dict(state)``: saved in checkpoints (tensors, numbers, lists, dicts

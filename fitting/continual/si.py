@@ -150,7 +150,7 @@ class SynapticIntelligence:
             raise ConfigError("SynapticIntelligence: the model has no trainable parameter to track")
         self.names = [name for name, _ in params]
         with torch.no_grad():
-            self.omega_ = [torch.zeros_like(p) for _, p in params]
+            self._omega = [torch.zeros_like(p) for _, p in params]
             self.accumulator_ = [torch.zeros_like(p) for _, p in params]
             self.importance_ = [torch.zeros_like(p) for _, p in params]
             self.anchor_ = [p.detach().clone() for _, p in params]
@@ -166,6 +166,22 @@ class SynapticIntelligence:
         self._fold_scale: float | None = None  # set by penalty() with gradient="task": after_data_backward adds it
         self._folded = False
         self._next_value: float | None = None  # the penalty's value at the weights on_step left (gradient="task")
+        self._folding = False  # this step's penalty() was called by fit with folded=True
+        self._folded_step = False  # this step's pass was the folded one: before_step and on_step defer to it
+        # folded mode: the last step's path update, deferred to the next pass over the weights: (parameters,
+        # their (data_ptr, version) after the step); _grad holds its g and _prev the weights before it
+        self._pending: tuple[list[torch.nn.Parameter], list[tuple[int, int]]] | None = None
+
+    @property
+    def omega_(self) -> list[torch.Tensor]:
+        """The running path integral of the current task, one tensor per tracked parameter (a deferred
+        update of fit's last step is applied first)."""
+        self._flush()
+        return self._omega
+
+    @omega_.setter
+    def omega_(self, value: list[torch.Tensor]) -> None:
+        self._omega, self._pending = value, None
 
     # ------------------------------------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
@@ -188,6 +204,12 @@ class SynapticIntelligence:
         :meth:`after_data_backward` before adding the penalties' gradients."""
         return self.gradient == "task"
 
+    @property
+    def folds_penalty(self) -> bool:
+        """``True`` with ``gradient="task"``: :func:`fit` calls ``penalty(model, folded=True)``, and
+        :meth:`after_data_backward` adds the penalty's gradient and returns its value (see :meth:`penalty`)."""
+        return self.gradient == "task"
+
     def _params(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         named = dict(model.named_parameters())
         missing = [n for n in self.names if n not in named]
@@ -196,15 +218,29 @@ class SynapticIntelligence:
         return [named[n] for n in self.names]
 
     # ---------------------------------------------------------------------------------------- fit's hooks
-    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+    def penalty(self, model: torch.nn.Module, *, folded: bool = False) -> torch.Tensor:
         """``c * sum_k Omega_k (theta_k - theta~_k)**2`` (``c / 2`` with ``half``); zero before the first task
         ends (no graph then, so ``gradient="task"`` costs nothing extra on the first task).
 
         With ``gradient="task"`` the gradient is added by :meth:`after_data_backward` (which :func:`fit` calls
         between the data loss's backward and the penalties'), and the backward of the returned value then adds
-        nothing; in a loop that does not call that hook the backward adds the gradient as usual."""
+        nothing; in a loop that does not call that hook the backward adds the gradient as usual.
+
+        ``folded=True`` (what :func:`fit` does, :attr:`folds_penalty`): the caller promises to call
+        :meth:`after_data_backward` after the data loss's backward, :meth:`on_step` after the optimiser's step
+        and :meth:`on_epoch_end` before anything else changes the weights. The returned tensor is then a zero
+        without a graph; :meth:`after_data_backward` adds the gradient and returns the value, summed in the same
+        pass as the last step's deferred path update (fewer passes over the weights: module docstring)."""
         params = self._params(model)
-        self._fold_scale, self._folded = None, False
+        self._fold_scale, self._folded, self._folding = None, False, False
+        if folded:
+            if self.gradient != "task":
+                raise ConfigError('SynapticIntelligence: penalty(folded=True) needs gradient="task"')
+            self._folding = True
+            if self.tasks_ > 0 and self.c != 0.0:
+                self._fold_scale = self.c / 2 if self.half else self.c
+            return params[0].new_zeros(())
+        self._flush()
         if self.tasks_ == 0 or self.c == 0.0:
             return params[0].new_zeros(())
         scale = self.c / 2 if self.half else self.c
@@ -242,11 +278,15 @@ class SynapticIntelligence:
         return scale * total
 
     @torch.no_grad()
-    def after_data_backward(self, model: torch.nn.Module) -> None:
+    def after_data_backward(self, model: torch.nn.Module) -> float | None:
         """The gradient of the unregularised loss (pathint's ``unreg_grads``), read before the penalties'; with
         the penalty active (``gradient="task"``), its gradient ``2 c Omega (theta - theta~)`` is added to
-        ``p.grad`` in the same pass."""
+        ``p.grad`` in the same pass. Returns the penalty's value when the step's :meth:`penalty` was
+        ``folded`` (``0.0`` while the penalty is inactive), else ``None``."""
         params = self._params(model)
+        if self._folding:
+            return self._folded_pass(params)
+        self._flush()
         scale, lib = self._fold_scale, si_kernel()
         for k, (g, p) in enumerate(zip(self._grad, params)):
             if scale is None:
@@ -274,12 +314,77 @@ class SynapticIntelligence:
                 p.grad.add_(weighted)
         self._folded = scale is not None
         self._fold_scale = None
+        return None
+
+    def _folded_pass(self, params: list[torch.nn.Parameter]) -> float:
+        """Folded mode's one pass per tensor (``si_step`` in ``_si_kernel.c``, or the same operations in torch):
+        the last step's deferred ``omega += g (theta_prev - theta)``, ``theta_prev = theta`` (the weights before
+        this step), ``g = grad``, and with the penalty active ``grad += 2 c Omega (theta - theta~)`` and the
+        penalty's value. A parameter without a gradient gets a zero one first when the penalty acts on it (as
+        the penalty's backward would give it one), else keeps none."""
+        scale, pending = self._fold_scale, self._pending is not None
+        if pending and [(p.data_ptr(), p._version) for p in params] != self._pending[1]:
+            raise RuntimeError(_CHANGED)
+        self._folding, self._fold_scale, self._pending, self._folded_step = False, None, None, True
+        lib, total = si_kernel(), 0.0
+        for k, (omega, g, prev, p) in enumerate(zip(self._omega, self._grad, self._prev, params)):
+            anchor, importance = self.anchor_[k], self.importance_[k]
+            if scale is not None and p.grad is None:
+                p.grad = torch.zeros_like(p)
+            if p.grad is None:  # no gradient and no penalty: the path update alone, then g = 0
+                self._path(lib, omega, g, prev, p, pending)
+                g.zero_()
+                continue
+            factor = torch.ones((), dtype=p.dtype).mul_(2 * scale) if scale is not None else None
+            if _compiled(lib, omega, g, prev, p, p.grad, anchor, importance):
+                pointers = (_ptr(omega), _ptr(g), _ptr(prev), _ptr(p), _ptr(p.grad), _ptr(anchor), _ptr(importance))
+                f = float(factor) if factor is not None else 0.0
+                total += _function(lib, "si_step", p)(p.numel(), *pointers, f, int(pending), int(factor is not None))
+                continue
+            self._path(None, omega, g, prev, p, pending)
+            g.copy_(p.grad)
+            if factor is not None:
+                diff, weighted = torch.sub(p.detach(), anchor), torch.empty_like(p)
+                torch.mul(importance, diff, out=weighted)
+                total += float(torch.dot(weighted.flatten(), diff.flatten()))
+                p.grad.add_(weighted.mul_(factor))
+        return 0.0 if scale is None else scale * total
+
+    @staticmethod
+    def _path(
+        lib: Any, omega: torch.Tensor, g: torch.Tensor, prev: torch.Tensor, p: torch.Tensor, pending: bool
+    ) -> None:
+        """``omega += g (prev - theta)`` when ``pending``; ``prev = theta``."""
+        if not pending:
+            prev.copy_(p)
+        elif _compiled(lib, omega, g, p, prev):
+            _function(lib, "si_path", p)(p.numel(), _ptr(omega), _ptr(g), _ptr(p), _ptr(prev))
+        else:
+            prev.sub_(p).mul_(g)
+            omega.add_(prev)
+            prev.copy_(p)
+
+    @torch.no_grad()
+    def _flush(self) -> None:
+        """Apply a deferred path update of folded mode (:meth:`on_step`) now."""
+        if self._pending is None:
+            return
+        params, seen = self._pending
+        self._pending = None
+        if [(p.data_ptr(), p._version) for p in params] != seen:
+            raise RuntimeError(_CHANGED)
+        lib = si_kernel()
+        for omega, g, prev, p in zip(self._omega, self._grad, self._prev, params):
+            self._path(lib, omega, g, prev, p, True)
 
     @torch.no_grad()
     def before_step(self, model: torch.nn.Module) -> None:
         params = self._params(model)
         if self.gradient == "total":
             self.after_data_backward(model)  # p.grad now holds the gradient of loss + penalties
+        if self._folded_step:
+            return  # folded mode: _folded_pass took theta_prev
+        self._flush()
         seen = [(p.data_ptr(), p._version) for p in params]
         if seen != self._prev_seen:  # the first step, or the weights changed since the last one: take them now
             for prev, p in zip(self._prev, params):
@@ -290,41 +395,44 @@ class SynapticIntelligence:
         """``omega += -g * (theta_after - theta_before)``, written as ``omega + g * (theta_before - theta_after)``
         (a product then a sum, no fused multiply-add); then ``theta_prev = theta_after``. With the penalty active
         and ``gradient="task"``, the kernel also sums the penalty's value at the new weights in the same pass
-        (the next step's :meth:`penalty` uses it while the weights stay as they are)."""
+        (the next step's :meth:`penalty` uses it while the weights stay as they are). In folded mode the update
+        is deferred to the next step's pass (or to :meth:`on_epoch_end`, or to reading ``omega_``)."""
         params, lib = self._params(model), si_kernel()
+        if self._folded_step:
+            self._folded_step = False
+            self._pending = (params, [(p.data_ptr(), p._version) for p in params])
+            return
         value: float | None = 0.0 if self.gradient == "task" and self.tasks_ > 0 and self.c != 0.0 else None
-        for k, (omega, g, prev, p) in enumerate(zip(self.omega_, self._grad, self._prev, params)):
+        for k, (omega, g, prev, p) in enumerate(zip(self._omega, self._grad, self._prev, params)):
             anchor, importance = self.anchor_[k], self.importance_[k]
             if value is not None and _compiled(lib, omega, g, p, prev, anchor, importance):
                 pointers = (_ptr(omega), _ptr(g), _ptr(p), _ptr(prev), _ptr(anchor), _ptr(importance))
                 value += _function(lib, "si_path_penalty", p)(p.numel(), *pointers)
                 continue
             value = None  # the next penalty() sums it (and fills its work buffers for the torch code)
-            if _compiled(lib, omega, g, p, prev):
-                _function(lib, "si_path", p)(p.numel(), _ptr(omega), _ptr(g), _ptr(p), _ptr(prev))
-            else:
-                prev.sub_(p).mul_(g)
-                omega.add_(prev)
-                prev.copy_(p)
+            self._path(lib, omega, g, prev, p, True)
         self._next_value = None if value is None else (self.c / 2 if self.half else self.c) * value
         self._prev_seen = [(p.data_ptr(), p._version) for p in params]
 
     def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> None:
-        """Retake ``theta_prev`` at the next step (a write through ``p.data`` between steps is not versioned)."""
+        """Apply a deferred update (folded mode); retake ``theta_prev`` at the next step (a write through
+        ``p.data`` between steps is not versioned)."""
+        self._flush()
         self._prev_seen = None
 
     @torch.no_grad()
     def end_task(self, model: torch.nn.Module) -> None:
         """Consolidate (paper eq. 5): fold ``omega`` into ``Omega``, reset ``omega``, anchor at the weights."""
+        self._flush()
         for k, p in enumerate(self._params(model)):
             change = p.detach() - self.start_[k]
-            self.accumulator_[k].add_(self.omega_[k] / (change.square() + self.xi))
+            self.accumulator_[k].add_(self._omega[k] / (change.square() + self.xi))
             if self.floor:
                 self.accumulator_[k].clamp_(min=0.0)
             self.importance_[k] = (
                 self.accumulator_[k].clamp(max=self.clamp) if self.clamp is not None else self.accumulator_[k].clone()
             )
-            self.omega_[k].zero_()
+            self._omega[k].zero_()
             self.anchor_[k] = p.detach().clone()
             self.start_[k] = p.detach().clone()
         self.tasks_ += 1
@@ -333,6 +441,7 @@ class SynapticIntelligence:
     def begin_task(self, model: torch.nn.Module) -> None:
         """Start measuring a task's path from the current weights (``end_task`` does this already; call it
         when the weights were changed between tasks, e.g. a new head initialised)."""
+        self._flush()
         with torch.no_grad():
             self.start_ = [p.detach().clone() for p in self._params(model)]
         self._prev_seen = None
@@ -369,6 +478,7 @@ class SynapticIntelligence:
         ):
             setattr(self, attr, [t.detach().clone() for t in state[key]])
         self._prev_seen = None
+        self._folding = self._folded_step = False
 
 
 class _FoldedPenalty(torch.autograd.Function):
@@ -436,7 +546,7 @@ _KERNEL_SOURCE = Path(__file__).with_name("_si_kernel.c")
 
 @functools.lru_cache(maxsize=1)
 def si_kernel() -> Any:
-    """The compiled bookkeeping (``_si_kernel.c``: ``si_penalty``, ``si_fold``, ``si_path``, ``si_path_penalty``
+    """The compiled bookkeeping (``_si_kernel.c``: ``si_penalty``, ``si_fold``, ``si_path``, ``si_path_penalty``, ``si_step``
     for ``_f32`` and ``_f64``), or ``None`` without a C compiler or with ``NEUROMODELS_NO_COMPILE=1`` (the torch code runs)."""
     if os.environ.get("NEUROMODELS_NO_COMPILE"):
         return None
@@ -456,20 +566,43 @@ def si_kernel() -> Any:
         getattr(lib, f"si_path_{suffix}").restype = None
         getattr(lib, f"si_path_penalty_{suffix}").argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr]
         getattr(lib, f"si_path_penalty_{suffix}").restype = ctypes.c_double
+        getattr(lib, f"si_step_{suffix}").argtypes = [
+            i64,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            real,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        getattr(lib, f"si_step_{suffix}").restype = ctypes.c_double
     return lib
 
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_CHANGED = (
+    "SynapticIntelligence: the weights changed between an optimiser step and its deferred path update (folded "
+    "mode, penalty(folded=True), as fit runs it); call on_epoch_end (or read omega_) before changing them"
+)
 
 
 def _compiled(lib: Any, first: torch.Tensor, *others: torch.Tensor) -> bool:
-    """Whether the kernel can run on these tensors: contiguous CPU tensors of one float32/float64 dtype and size."""
+    """Whether the kernel can run on these tensors: contiguous CPU tensors of one float32/float64 dtype and size,
+    in distinct memory (the kernel's pointers are ``restrict``)."""
     if lib is None or first.dtype not in _SUFFIX or first.device.type != "cpu" or not first.is_contiguous():
         return False
-    return all(
+    same = all(
         t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() and t.numel() == first.numel()
         for t in others
     )
+    if not same:
+        return False
+    spans = sorted((t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in (first, *others))
+    return all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
 
 
 def _function(lib: Any, name: str, like: torch.Tensor) -> Any:

@@ -570,3 +570,140 @@ def test_without_a_compiler_the_torch_code_runs(monkeypatch, tmp_path):
         assert float(sum(o.abs().sum() for o in si.importance_)) > 0
     finally:
         si_module.si_kernel.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 17, 1025, 5003])
+@pytest.mark.parametrize("pending", [0, 1])
+@pytest.mark.parametrize("fold", [0, 1])
+def test_step_kernel_is_the_path_then_the_fold(dtype, n, pending, fold):
+    # si_step, fit's one pass: the deferred si_path (if pending), prev = theta, then si_fold (if fold) else g = grad
+    si_module, lib = _kernel()
+    generator = torch.Generator().manual_seed(n + 2 * pending + fold)
+    grad, theta, anchor, omega, prev, g = (torch.randn(n, generator=generator, dtype=dtype) for _ in range(6))
+    weight = torch.rand(n, generator=generator, dtype=dtype)
+    factor = float(torch.ones((), dtype=dtype).mul_(2 * 0.37))
+    buffers = [t.clone() for t in (omega, g, prev, theta, grad)]
+    pointers = [t.data_ptr() for t in buffers] + [anchor.data_ptr(), weight.data_ptr()]
+    value = si_module._function(lib, "si_step", theta)(n, *pointers, factor, pending, fold)
+    new_omega, new_g, new_prev, new_theta, new_grad = buffers
+    # exact: the same IEEE operations as the torch code, in the same order (-ffp-contract=off)
+    assert torch.equal(new_omega, omega + g * (prev - theta) if pending else omega)
+    assert torch.equal(new_prev, theta) and torch.equal(new_theta, theta) and torch.equal(new_g, grad)
+    assert torch.equal(new_grad, grad + (weight * (theta - anchor)) * factor if fold else grad)
+    reference = float((weight.double() * (theta.double() - anchor.double()).square()).sum()) if fold else 0.0
+    assert value == pytest.approx(reference, rel=1e-6 if dtype == torch.float32 else 1e-13)
+    if fold:  # the same blocked sum as the penalty kernel: the same value, bit for bit
+        assert value == si_module._function(lib, "si_penalty", theta)(
+            n, theta.data_ptr(), anchor.data_ptr(), weight.data_ptr()
+        )
+
+
+def test_kernel_refuses_overlapping_tensors():
+    si_module, lib = _kernel()
+    base = torch.zeros(10)
+    assert si_module._compiled(lib, base[:5], base[5:])
+    assert not si_module._compiled(lib, base[:6], base[4:])  # the kernel's pointers are restrict
+    assert not si_module._compiled(lib, base, base)
+
+
+class _TwoHeads(torch.nn.Module):
+    """A trunk and two heads, of which only the first is used: the second gets a gradient from the penalty only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = torch.nn.Linear(5, 8)
+        self.heads = torch.nn.ModuleList([torch.nn.Linear(8, 3), torch.nn.Linear(8, 3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[0](torch.tanh(self.trunk(x)))
+
+
+def _steps_by_hand(folded: bool, consolidated: bool, compiled: bool, monkeypatch) -> tuple:
+    """Six Adam steps over two epochs with SI's hooks called as fit calls them (``folded``) or as a loop that
+    knows only penalty/backward/before_step/on_step does; (weights, omega, logged penalties, SI)."""
+    from neuromodels.fitting.continual import si as si_module
+
+    if not compiled:
+        monkeypatch.setattr(si_module, "si_kernel", lambda: None)
+    torch.manual_seed(3)
+    model = _TwoHeads()
+    si = SynapticIntelligence(model, c=0.4, xi=1e-2)
+    if consolidated:
+        for omega in si.omega_:
+            omega.uniform_(0, 1e-2)
+        si.end_task(model)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    generator = torch.Generator().manual_seed(4)
+    values = []
+    for epoch in range(2):
+        for _ in range(3):
+            x, y = torch.randn(12, 5, generator=generator), torch.randint(0, 3, (12,), generator=generator)
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            if folded:
+                penalty = si.penalty(model, folded=True)
+                (loss + penalty).backward()
+                values.append(float(penalty) + si.after_data_backward(model))
+            else:
+                penalty = si.penalty(model)
+                loss.backward(retain_graph=True)
+                si.after_data_backward(model)
+                if penalty.requires_grad:  # as fit does: no graph before the first task ends
+                    penalty.backward()
+                values.append(float(penalty.detach()))
+            si.before_step(model)
+            opt.step()
+            si.on_step(model)
+        si.on_epoch_end(model, epoch + 1)
+    monkeypatch.undo()
+    return [p.detach().clone() for p in model.parameters()], [o.clone() for o in si.omega_], values, si
+
+
+@pytest.mark.parametrize("consolidated", [False, True])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_folded_steps_equal_the_hooks_one_at_a_time(consolidated, compiled, monkeypatch):
+    # fit's folded mode (one pass per step, the path update deferred to the next) changes no number: weights and
+    # omega exactly as the step-by-step hooks give them (the same operations per element), the same penalty values
+    if compiled:
+        _kernel()
+    weights, omega, values, _ = _steps_by_hand(False, consolidated, compiled, monkeypatch)
+    folded_weights, folded_omega, folded_values, _ = _steps_by_hand(True, consolidated, compiled, monkeypatch)
+    for a, b in zip(weights + omega, folded_weights + folded_omega):
+        assert torch.equal(a, b)
+    assert float(sum(o.abs().sum() for o in omega)) > 0
+    assert folded_values == pytest.approx(values, rel=1e-6, abs=0)
+    assert (min(values) > 0) == consolidated
+
+
+def test_a_deferred_update_is_applied_when_omega_is_read_and_a_change_before_it_is_refused():
+    torch.manual_seed(0)
+    model = _TwoHeads()
+    si = SynapticIntelligence(model, c=0.4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(12, 5), torch.randint(0, 3, (12,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        (torch.nn.functional.cross_entropy(model(x), y) + si.penalty(model, folded=True)).backward()
+        si.after_data_backward(model)
+        si.before_step(model)
+        opt.step()
+        si.on_step(model)
+
+    step()
+    assert si._pending is not None
+    g = [t.clone() for t in si._grad]
+    before = [t.clone() for t in si._prev]
+    omega = si.omega_  # reading it applies the last step's update
+    assert si._pending is None
+    for o, gk, b, p in zip(omega, g, before, model.parameters()):
+        assert torch.equal(o, gk * (b - p.detach()) + 0.0)
+    step()
+    with torch.no_grad():
+        model.trunk.weight.add_(1.0)  # between the step and its deferred update: cannot be told apart
+    with pytest.raises(RuntimeError, match="changed between an optimiser step"):
+        si.end_task(model)
