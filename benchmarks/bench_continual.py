@@ -7,8 +7,8 @@ value and gradient, ``omega += -g * delta``) cost at most 10% over a plain train
 
 * **plain**: ``fit`` without a regulariser;
 * **ours**: ``fit`` with ``SynapticIntelligence`` (the authors' rule, ``gradient="task"``) after one
-  consolidated task, so that the penalty is active as from task 2 on, with its compiled bookkeeping (two fused
-  passes per tensor, ``fitting/continual/_si_kernel.c``), and once more with the torch code that runs without a
+  consolidated task, so that the penalty is active as from task 2 on, with its compiled bookkeeping (one fused
+  pass per tensor and step, ``fitting/continual/_si_kernel.c``, as ``fit`` runs it), and once more with the torch code that runs without a
   C compiler (**ours, torch code**);
 * **peer**: the same training step in a hand-written loop with Avalanche's hooks where its strategy calls them
   (``pre_update``, ``compute_ewc_loss``, ``post_update``), also after one consolidated task, against the same
@@ -23,7 +23,7 @@ steps each, the variants interleaved so that they see the same load, after a war
 ours/plain (target <= 1.10) and ours/peer (target <= 1.0) of the best epochs on both clocks, with PASS or FAIL;
 the script exits 0 either way. CPU time is the steadier measure on a busy machine: with ``--threads 1`` (the
 default) it is the CPU time of the one thread that runs torch (``time.thread_time``), else the process's.
-Run: ``python benchmarks/bench_continual.py`` (about 2 minutes), or with the real plugin:
+Run: ``python benchmarks/bench_continual.py`` (1-2 minutes), or with the real plugin:
 ``make peers`` then ``OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_continual.py``. Shared machines
 are noisy: rerun.
 """
@@ -237,7 +237,7 @@ def _peer_runner(peer: str | None, data):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=12, help="steps per timed epoch (default 12)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs (default 5)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed epochs (default 9)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: thread CPU time)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -29,15 +29,21 @@ The accumulator ``A`` is updated as ``A <- A + omega / (dtheta**2 + xi)``, floor
 (pathint stores the floored value, ``relu(prev + new)``), and ``Omega = min(A, clamp)`` when ``clamp`` is set.
 
 Cost. The bookkeeping touches all the weights at every step, so its time is memory traffic (docs/continual.md,
-Performance). It is done in two fused passes per parameter tensor by a small C kernel (``_si_kernel.c``, built and
-cached by ``neuromodels/_ckernels.py`` on first use): after the data loss's backward, ``g = grad`` and
-``grad += 2 c Omega (theta - theta~)`` (the penalty's gradient, added here instead of by autograd); after the
-optimiser's step, ``omega += g * (theta_prev - theta)`` and ``theta_prev = theta`` (``theta_prev``, the weights
-after the previous step, is the weights before this one, so no copy is made before the step), summing in the
-same pass the penalty's value at the new weights, which the next step reports. Each line of the
-kernel is the IEEE operation of the torch code that runs without a C compiler (or with
-``NEUROMODELS_NO_COMPILE=1``, or for a tensor that is not a contiguous float32/float64 CPU tensor): the two give
-identical weights, ``omega`` and ``Omega``; only the logged penalty value is summed in another order.
+Performance). A small C kernel (``_si_kernel.c``, built and cached by ``neuromodels/_ckernels.py`` on first use)
+does it in fused passes over each parameter tensor. Hook by hook (a loop that calls ``penalty(model)``): after
+the data loss's backward, ``g = grad`` and ``grad += 2 c Omega (theta - theta~)`` (the penalty's gradient, added
+here instead of by autograd); after the optimiser's step, ``omega += g * (theta_prev - theta)`` and
+``theta_prev = theta`` (the weights after the previous step are the weights before this one, so no copy is made
+before the step), summing in the same pass the penalty's value at the new weights, which the next step reports.
+Folded (what :func:`~neuromodels.fitting.fit` does, ``penalty(model, folded=True)``): one pass per step after the
+data loss's backward does the last step's deferred ``omega`` update, ``theta_prev = theta``, ``g = grad``, the
+penalty's gradient and its value at once (11 memory streams instead of 14); ``on_step`` only records the
+weights' versions, and the deferred update is applied by the next step's pass, by ``on_epoch_end``, by
+``end_task``, or when ``omega_`` is read. Both routes do the same operations per element, so weights and
+``omega`` are identical. Each line of the kernel is the IEEE operation of the torch code that runs without a C
+compiler (or with ``NEUROMODELS_NO_COMPILE=1``, or for a tensor that is not a contiguous float32/float64 CPU
+tensor): the two give identical weights, ``omega`` and ``Omega``; only the logged penalty value is summed in
+another order.
 """
 
 from __future__ import annotations
