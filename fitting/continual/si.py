@@ -350,7 +350,9 @@ class SynapticIntelligence:
             self._path(None, omega, g, prev, p, pending)
             g.copy_(p.grad)
             if factor is not None:
-                diff, weighted = torch.sub(p.detach(), anchor), torch.empty_like(p)
+                self._buffers(params)
+                diff, weighted = self._diff[k], self._weighted[k]
+                torch.sub(p.detach(), anchor, out=diff)
                 torch.mul(importance, diff, out=weighted)
                 total += float(torch.dot(weighted.flatten(), diff.flatten()))
                 p.grad.add_(weighted.mul_(factor))
