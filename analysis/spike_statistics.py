@@ -24,7 +24,6 @@ Definitions (``T`` the raster's duration, ``dt`` its step):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -359,10 +358,11 @@ def plot_population_activity(
     population) above the global activity (the rate of all neurons together, Hz) in bins of ``bin_size``, one
     column per raster: ``rasters`` is one raster or a mapping
     ``{panel title: raster}``. ``start`` and ``window`` (seconds) choose the time shown, ``[start, start +
-    window]``, as in :func:`neuromodels.spiking.plots.plot_raster`: ``window`` alone shows the last ``window``
-    seconds, ``start`` alone from there to the end. Returns a ``matplotlib.figure.Figure`` made without pyplot
+    window)``, the steps :func:`neuromodels.spiking.plots.shown_steps` picks, as :func:`~neuromodels.spiking.plots.plot_raster`
+    does: ``window`` alone shows the last ``window`` seconds, ``start`` alone from there to the end. Returns a ``matplotlib.figure.Figure`` made without pyplot
     (save it with :func:`neuromodels._figures.save_figure` or ``fig.savefig``)."""
     from neuromodels._figures import new_figure
+    from neuromodels.spiking.plots import shown_steps
 
     panels = dict(rasters) if isinstance(rasters, Mapping) else {"": rasters}
     fig, axes = new_figure(
@@ -375,18 +375,15 @@ def plot_population_activity(
         height_ratios=[3, 1.3],
     )
     colors = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
-    if window is not None and not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
-        raise ConfigError(
-            f"plot_population_activity: window is a duration in seconds (> 0), got {window!r}; "
-            "give the first time shown as start="
-        )
     for column, (name, data) in enumerate(panels.items()):
         raster = _raster(data)
-        if start is not None or window is not None:
-            times = raster["time"].values
-            first = start if start is not None else (times[-1] - window if times.size else 0.0)
-            raster = raster.sel(time=slice(first, None if window is None else first + window))
+        t0 = float(raster["time"].values[0]) if raster.sizes["time"] else 0.0
+        first, last, lo, hi = shown_steps(
+            raster.sizes["time"], raster.attrs["dt"], start, window, t0=t0, who="plot_population_activity"
+        )
+        raster = raster.isel(time=slice(first, last))
         top, bottom = axes[0, column], axes[1, column]
+        bottom.set_xlim(lo, hi)
         row = 0
         everyone = raster.assign_coords(population=("neuron", np.full(raster.sizes["neuron"], "all")))
         rate = population_rate(everyone, bin_size=bin_size).isel(population=0)

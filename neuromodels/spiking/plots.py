@@ -10,7 +10,35 @@ import numpy as np
 from neuromodels._figures import new_figure, save_figure
 from neuromodels.errors import ConfigError
 
-__all__ = ["plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
+__all__ = ["shown_steps", "plot_raster", "plot_rate_histogram", "plot_loss_curves", "save_figure"]
+
+
+def shown_steps(
+    n_steps: int, dt: float, start: float | None, window: float | None, *, t0: float = 0.0, who: str = "plot_raster"
+) -> tuple[int, int, float, float]:
+    """The steps a raster figure shows: ``(first, last, lo, hi)``, steps ``first <= k < last`` (step ``k`` at time
+    ``t0 + k dt``, the run's own clock) whose times lie in ``[lo, hi)``, with ``lo = start`` and ``hi = start +
+    window`` (the x-limits of the figure). ``start`` alone shows from there to the end, ``window`` alone the last
+    ``window`` seconds, neither the whole run. A ``start`` outside the run or a ``window`` that is not a positive
+    number of seconds is a :class:`~neuromodels.errors.ConfigError` (``who`` names the function)."""
+    duration = n_steps * dt
+    if window is not None and not (
+        isinstance(window, (int, float, np.floating, np.integer)) and math.isfinite(window) and window > 0
+    ):
+        raise ConfigError(
+            f"{who}: window is a duration in seconds (> 0), got {window!r}; give the first time shown as start="
+        )
+    if start is None:
+        lo = t0 if window is None else max(t0 + duration - window, t0)
+    else:
+        lo = float(start)
+        if not (math.isfinite(lo) and (lo == t0 or t0 < lo < t0 + duration)):
+            raise ConfigError(f"{who}: start must be in [{t0:g}, {t0 + duration:g}) s (the run's clock), got {start!r}")
+    hi = t0 + duration if window is None else lo + window
+    # steps whose time t0 + k dt lies in [lo, min(hi, end)), in index arithmetic (no float comparisons of times)
+    first = math.ceil(round((lo - t0) / dt, 9))
+    last = min(math.ceil(round((hi - t0) / dt, 9)), n_steps)
+    return first, last, lo, hi
 
 
 def plot_raster(
@@ -27,21 +55,12 @@ def plot_raster(
     """Dot raster of a ``(time, neuron)`` 0/1 array; layers separated by lines when ``layer`` is given.
 
     Step ``k`` is drawn at ``k * dt`` seconds (the run's own clock). ``start`` and ``window`` (seconds) choose
-    the time shown, ``[start, start + window)``: ``start`` alone shows from there to the end, ``window`` alone
-    the last ``window`` seconds (``plot_raster(spikes, dt, window=0.2)``: the last 200 ms), neither the whole run.
+    the time shown, ``[start, start + window)`` (:func:`shown_steps`): ``start`` alone shows from there to the
+    end, ``window`` alone the last ``window`` seconds (``plot_raster(spikes, dt, window=0.2)``: the last 200 ms),
+    neither the whole run.
     """
     spikes = np.asarray(spikes)
-    duration = spikes.shape[0] * dt
-    if window is not None and not (math.isfinite(window) and window > 0):
-        raise ConfigError(f"plot_raster: window must be a positive number of seconds, got {window!r}")
-    if start is None:
-        start = 0.0 if window is None else max(duration - window, 0.0)
-    if not (math.isfinite(start) and (start == 0 or 0 < start < duration)):
-        raise ConfigError(f"plot_raster: start must be in [0, {duration:g}) s (the run's length), got {start!r}")
-    stop = duration if window is None else min(start + window, duration)
-    # steps whose time k * dt lies in [start, stop), in index arithmetic (no float comparisons of times)
-    first = math.ceil(round(start / dt, 9))
-    last = math.ceil(round(stop / dt, 9))
+    first, last, lo, hi = shown_steps(spikes.shape[0], dt, start, window)
     if ax is None:
         fig, ax = new_figure(figsize=(7, 4))
     steps, neurons = np.nonzero(spikes[first:last])
@@ -49,7 +68,7 @@ def plot_raster(
     if layer is not None:
         for boundary in np.flatnonzero(np.diff(np.asarray(layer))):
             ax.axhline(boundary + 0.5, color="tab:red", lw=0.6)
-    ax.set_xlim(start, start + window if window is not None else duration)
+    ax.set_xlim(lo, hi)
     ax.set_ylim(-0.5, spikes.shape[1] - 0.5)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("neuron")

@@ -206,3 +206,28 @@ def test_activity_figure_time_window_means_what_plot_raster_means():
     assert middle.min() >= 0.5 - 1e-9 and middle.max() <= 0.75 + 1e-9
     with pytest.raises(ConfigError, match="duration in seconds"):
         plot_population_activity(data, window=(0.5, 1.5))
+
+
+def test_activity_figure_shows_the_steps_plot_raster_shows():
+    # one rule for both figures (neuromodels.spiking.plots.shown_steps): [start, start + window) on the run's clock
+    import xarray as xr
+
+    from neuromodels.spiking.plots import plot_raster
+
+    spikes = np.zeros((1000, 2), dtype=np.uint8)  # 1 s at 1 ms; neuron 0 fires at 0.1, 0.799, 0.8, 0.95 s
+    spikes[[100, 799, 800, 950], 0] = 1
+    spikes[999, 1] = 1
+    data = xr.DataArray(spikes, dims=("time", "neuron"), coords={"time": np.arange(1000) * 1e-3}, attrs={"dt": 1e-3})
+    for kwargs in ({"window": 0.2}, {"start": 0.8}, {"start": 0.1, "window": 0.7}):
+        raster = np.asarray(plot_raster(spikes, 1e-3, **kwargs).axes[0].collections[0].get_offsets())
+        activity = plot_population_activity(data, neurons=2, **kwargs)
+        drawn = np.asarray(activity.axes[0].collections[0].get_offsets())
+        np.testing.assert_allclose(drawn, raster)  # the same spikes, at the same times
+        assert activity.axes[1].get_xlim() == pytest.approx(plot_raster(spikes, 1e-3, **kwargs).axes[0].get_xlim())
+    # a run whose clock starts at 2 s: start is on that clock
+    later = data.assign_coords(time=data["time"] + 2.0)
+    drawn = np.asarray(plot_population_activity(later, neurons=2, start=2.8).axes[0].collections[0].get_offsets())
+    np.testing.assert_allclose(drawn[:, 0], [2.8, 2.95, 2.999])
+    for bad, match in (({"start": 3.0}, "start"), ({"start": 0.5}, "start"), ({"window": 0.0}, "window")):
+        with pytest.raises(ConfigError, match=match):
+            plot_population_activity(later, **bad)
