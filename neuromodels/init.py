@@ -247,13 +247,16 @@ def random_mlp(
     *,
     weights: str = "orthogonal",
     input_dim: int | None = None,
+    readout: int | None = None,
     rho: float = 1.0,
     seed: int = 0,
     dtype: Any = None,
 ) -> Any:
     """A random MLP, ``depth`` x (``Linear(width)`` -> ``phi`` [-> dropout]), as ``torch.nn.Sequential``.
 
-    Shapes ``(batch, input_dim) -> (batch, width)`` (``input_dim`` defaults to ``width``). The layers are drawn by
+    Shapes ``(batch, input_dim) -> (batch, width)`` (``input_dim`` defaults to ``width``); with ``readout`` a last
+    ``Linear(width, readout)`` (logits, no nonlinearity) gives ``(batch, readout)``, drawn after the hidden layers
+    from the same generator (so the hidden layers are those of the same call without it). The layers are drawn by
     :func:`init_network_` from one generator seeded with ``seed``: ``weights="orthogonal"`` (the default;
     :func:`orthogonal_`, Haar by :func:`random_orthogonal`, ``W = sigma_w Q`` for square layers) or
     ``"gaussian"`` (:func:`gaussian_`, i.i.d. ``N(0, sigma_w2 / fan_in)``); biases i.i.d. ``N(0, sigma_b2)``.
@@ -269,8 +272,9 @@ def random_mlp(
     for name, value in (("width", width), ("depth", depth)):
         if not (isinstance(value, Integral) and value >= 1):
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if input_dim is not None and not (isinstance(input_dim, Integral) and input_dim >= 1):
-        raise ConfigError(f"input_dim must be a positive integer, got {input_dim!r}")
+    for name, value in (("input_dim", input_dim), ("readout", readout)):
+        if value is not None and not (isinstance(value, Integral) and value >= 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if not 0 < rho <= 1:
         raise ConfigError(f"rho (dropout keep probability) must be in (0, 1], got {rho}")
     dtype = torch.float64 if dtype is None else dtype
@@ -281,6 +285,8 @@ def random_mlp(
         if rho < 1:
             layers.append(torch.nn.Dropout(1.0 - rho))
         fan_in = int(width)
+    if readout is not None:
+        layers.append(torch.nn.Linear(int(width), int(readout), dtype=dtype))
     model = torch.nn.Sequential(*layers)
     init_network_(model, sigma_w2, sigma_b2, weights=weights, seed=seed)
     model.train(rho < 1)

@@ -60,23 +60,27 @@ def deep_mlp(
     seed: int = 0,
 ) -> Any:
     """``input_dim -> width`` then ``depth - 1`` hidden ``width -> width`` layers, each followed by ``phi``,
-    then a linear read-out to ``n_classes`` logits; all layers from :func:`neuromodels.init.init_network_`."""
+    then a linear read-out to ``n_classes`` logits, in float32 and train mode:
+    :func:`neuromodels.init.random_mlp` with ``readout=n_classes``, all layers drawn by its one generator."""
     import torch
 
-    from neuromodels.init import init_network_
-    from neuromodels.nonlinearities import torch_activation
+    from neuromodels.init import random_mlp
 
     if depth < 1 or width < 1:
         raise ConfigError(f"depth and width must be >= 1, got {depth}, {width}")
-    layers: list[Any] = []
-    fan_in = input_dim
-    for _ in range(depth):
-        layers += [torch.nn.Linear(fan_in, width), torch_activation(phi)]
-        fan_in = width
-    layers.append(torch.nn.Linear(width, n_classes))
-    model = torch.nn.Sequential(*layers)
-    init_network_(model, sigma_w2, sigma_b2, weights=weights, seed=seed)
-    return model
+    model = random_mlp(
+        width,
+        depth,
+        sigma_w2,
+        sigma_b2,
+        phi,
+        weights=weights,
+        input_dim=input_dim,
+        readout=n_classes,
+        seed=seed,
+        dtype=torch.float32,
+    )
+    return model.train()
 
 
 def _accuracy(model: Any, x: Any, y: Any) -> float:

@@ -166,7 +166,7 @@ def test_random_mlp_gaussian_weights_have_variance_sigma_w2_over_fan_in():
     # Gaussian, not orthogonal: the Gram matrix of a square Gaussian layer is far from sigma_w2 I
     gram = (second @ second.T).numpy()
     assert np.abs(gram - 1.5 * np.eye(300)).max() > 0.1
-    assert all(float(m.bias.abs().max()) == 0.0 for m in model if isinstance(m, torch.nn.Linear))
+    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in model if isinstance(m, torch.nn.Linear))
 
 
 def test_random_mlp_is_init_network_on_the_same_seed():
@@ -175,6 +175,22 @@ def test_random_mlp_is_init_network_on_the_same_seed():
     copy = torch.nn.Sequential(*[torch.nn.Linear(40, 40, dtype=torch.float64) for _ in range(3)])
     init_network_(copy, 1.2, 0.1, weights="orthogonal", seed=7)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), copy.parameters()))  # exact: same operations
+
+
+@pytest.mark.parametrize("weights", ["orthogonal", "gaussian"])
+def test_random_mlp_readout_is_drawn_after_the_hidden_layers(weights):
+    """With ``readout`` the hidden layers are those of the same call without it (the read-out is drawn last from
+    the same generator), and the read-out has the sigma_w2 / fan_in scale of the rest."""
+    hidden = random_mlp(300, 2, 1.5, 0.2, "tanh", weights=weights, input_dim=50, seed=3)
+    full = random_mlp(300, 2, 1.5, 0.2, "tanh", weights=weights, input_dim=50, readout=200, seed=3)
+    assert len(full) == len(hidden) + 1 and full[-1].weight.shape == (200, 300)
+    assert all(torch.equal(a, b) for a, b in zip(hidden.parameters(), full.parameters()))  # exact: same draws
+    assert full(torch.zeros(4, 50, dtype=torch.float64)).shape == (4, 200)
+    # rows of a (200, 300) read-out: squared norm sigma_w2 * 300 / 300 each (orthogonal: exactly)
+    row_norms = full[-1].weight.square().sum(1)
+    assert float(row_norms.mean()) == pytest.approx(1.5, rel=0.05)
+    with pytest.raises(ConfigError, match="readout"):
+        random_mlp(5, 2, 1.0, readout=0)
 
 
 def test_random_mlp_dropout_and_bad_arguments():
