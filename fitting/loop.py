@@ -62,6 +62,7 @@ from neuromodels.fitting.losses import Regulariser, get_loss
 __all__ = [
     "fit",
     "History",
+    "WeightAverage",
     "TensorPairs",
     "predict",
     "pearson_per_cell",
@@ -272,8 +273,10 @@ def _evaluate(
     return result
 
 
-class _WeightAverage:
-    """An exponential moving average of a model's weights and floating-point buffers (see ``fit``)."""
+class WeightAverage:
+    """An exponential moving average of a model's weights and floating-point buffers (``fit``'s ``average_decay``;
+    :func:`~neuromodels.fitting.walkback.train_walkback`'s ``ema``): ``update(model)`` after each optimizer step,
+    bias-corrected; ``.model`` holds the average."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         import copy
@@ -423,7 +426,7 @@ class _Run:
     regularisers: list[Regulariser]
     data_hooks: list[Regulariser]  # regularisers that read the data loss's own gradient
     callbacks: list[Callable[[int, dict[str, float]], bool | None]]
-    averaged: _WeightAverage | None
+    averaged: WeightAverage | None
     opt: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     settings: dict[str, Any]  # what a checkpoint must match to be resumed
@@ -508,7 +511,7 @@ def _prepare_run(
     callbacks = list(callbacks)
     if average_decay is not None and not 0.0 < average_decay < 1.0:
         raise ConfigError(f"average_decay must be in (0, 1) or None, got {average_decay}")
-    averaged = _WeightAverage(model, average_decay) if average_decay is not None else None
+    averaged = WeightAverage(model, average_decay) if average_decay is not None else None
 
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)

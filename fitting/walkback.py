@@ -22,6 +22,14 @@ term for the released code's (:func:`neuromodels.walkback.step_log_likelihood`).
 after each epoch, logs the variational bound on training and held-out data, and writes an atomic checkpoint
 (:func:`~neuromodels.fitting.checkpoint.save_checkpoint`) after each epoch; rerunning with the same
 ``checkpoint_dir`` resumes exactly (``torch.equal`` weights with an uninterrupted run).
+
+``ema`` (our addition, in neither the paper nor the authors' code): an exponential moving average of the
+operator's weights over the online updates (Polyak averaging, as diffusion models use for sampling: Ho et al.
+2020's code, ``hojonathanho/diffusion``, ``diffusion_tf/tpu_utils/tpu_utils.py``: ``run_training`` keeps an
+average with ``ema_decay=0.9999`` and the evaluation samples with it), kept by the framework's weight average
+(:func:`neuromodels.fitting.loop.fit`'s ``average_decay``). Training itself is unchanged (the updates act on the
+current weights); ``p_0``, the logged bound and the returned model use the averaged weights. ``ema=None`` trains
+and returns exactly what it did before the option existed.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import torch
 
 from neuromodels.errors import ConfigError
 from neuromodels.fitting.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from neuromodels.fitting.loop import History, epoch_order, progress_disable
+from neuromodels.fitting.loop import History, WeightAverage, epoch_order, progress_disable
 from neuromodels.walkback import OBJECTIVES, TransitionOperator, step_log_likelihood, variational_bound
 
 __all__ = [
@@ -146,16 +154,21 @@ def train_walkback(
     progress: bool | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
+    ema: float | None = None,
 ) -> WalkbackFit:
     """Train ``model`` on ``train`` ``(n, dim)`` by Algorithm 1 with Adam, ``epochs`` passes; epoch ``e``
     (0-based) uses the learning rate ``lr * lr_decay**e`` (the authors decay theirs towards 1e-5).
 
     ``valid``: held-out points whose bound is logged each epoch (``bound_points`` of them at most, the same
     points every epoch). ``checkpoint_dir``: write ``checkpoint.pt`` there after every epoch and, with
-    ``resume``, continue from it. Raises :class:`ConfigError` for bad settings, :class:`DataFormatError`
-    for data with NaN or the wrong rank.
+    ``resume``, continue from it. ``ema``: keep an exponential moving average of the weights with this decay
+    per optimizer step (bias-corrected, as ``fit``'s ``average_decay``), refit ``p_0`` and log the bound with
+    it, and return the model holding the averaged weights (module docstring); ``None``: no average. Raises
+    :class:`ConfigError` for bad settings, :class:`DataFormatError` for data with NaN or the wrong rank.
     """
     _check_settings(epochs, batch_size, bound_points, lr, lr_decay, objective)
+    if ema is not None and (isinstance(ema, bool) or not 0.0 < ema < 1.0):
+        raise ConfigError(f"ema must be in (0, 1) or None, got {ema!r}")
     train_points = _as_points(train, "train", model.dim)
     valid_points = None if valid is None else _as_points(valid, "valid", model.dim)
     settings = {
@@ -167,11 +180,15 @@ def train_walkback(
         "lr": float(lr),
         "lr_decay": float(lr_decay),
         "model": model.config(),
+        "ema": None if ema is None else float(ema),
     }
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(int(seed))
+    # the averaged operator generates and is evaluated; every optimizer step of Algorithm 1 updates the average
+    averaged = None if ema is None else WeightAverage(model, ema)
+    scored = model if averaged is None else averaged.model
     checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
-    history, start_epoch = _resume(checkpoint_path, resume, settings, model, optimizer, generator)
+    history, start_epoch = _resume(checkpoint_path, resume, settings, model, optimizer, generator, averaged)
 
     from tqdm.auto import tqdm
 
@@ -187,30 +204,40 @@ def train_walkback(
         desc="walkback epochs",
         unit="epoch",
     )
-    for epoch in epoch_bar:
-        started = _time.perf_counter()
-        lr_epoch = lr * lr_decay**epoch
-        total = _train_epoch(
-            model,
-            optimizer,
-            train_points,
-            epoch,
-            seed,
-            lr_epoch,
-            batch_size,
-            objective,
-            online,
-            generator,
-            batch_disable,
-        )
-        model.eval()
-        _refit_p0(model, _subset(train_points, max(bound_points, 5000)), generator)
-        record = _epoch_record(model, epoch, total / len(train_points), bound_train, bound_valid, generator, batch_size)
-        record["seconds"] = _time.perf_counter() - started
-        history.records.append(record)
-        epoch_bar.set_postfix(bound=f"{record.get('valid_bound', record['train_bound']):.3f}")
-        if checkpoint_path is not None:
-            _save(checkpoint_path, settings, model, optimizer, generator, epoch + 1, history)
+    hook = None if averaged is None else optimizer.register_step_post_hook(lambda *_: averaged.update(model))
+    try:
+        for epoch in epoch_bar:
+            started = _time.perf_counter()
+            lr_epoch = lr * lr_decay**epoch
+            total = _train_epoch(
+                model,
+                optimizer,
+                train_points,
+                epoch,
+                seed,
+                lr_epoch,
+                batch_size,
+                objective,
+                online,
+                generator,
+                batch_disable,
+            )
+            model.eval()
+            scored.eval()
+            _refit_p0(scored, _subset(train_points, max(bound_points, 5000)), generator)
+            record = _epoch_record(
+                scored, epoch, total / len(train_points), bound_train, bound_valid, generator, batch_size
+            )
+            record["seconds"] = _time.perf_counter() - started
+            history.records.append(record)
+            epoch_bar.set_postfix(bound=f"{record.get('valid_bound', record['train_bound']):.3f}")
+            if checkpoint_path is not None:
+                _save(checkpoint_path, settings, model, optimizer, generator, epoch + 1, history, averaged)
+    finally:
+        if hook is not None:
+            hook.remove()
+    if averaged is not None:
+        model.load_state_dict(averaged.model.state_dict())
     model.eval()
     return WalkbackFit(model=model, history=history)
 
@@ -234,8 +261,10 @@ def _resume(
     model: TransitionOperator,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
+    averaged: WeightAverage | None = None,
 ) -> tuple[History, int]:
-    """The history so far and the epoch to start from; a resume restores the model, Adam and the generator."""
+    """The history so far and the epoch to start from; a resume restores the model, Adam, the generator and the
+    weight average."""
     history, start_epoch = History(), 0
     if checkpoint_path is not None and resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
@@ -243,6 +272,8 @@ def _resume(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
+        if averaged is not None:
+            averaged.load_state_dict(state["average"])
         start_epoch = int(state["epoch"])
         history = History(records=[dict(r) for r in state["history"]], resumed_from_epoch=start_epoch)
     return history, start_epoch
@@ -313,19 +344,20 @@ def _save(
     generator: torch.Generator,
     epochs_done: int,
     history: History,
+    averaged: WeightAverage | None = None,
 ) -> None:
-    save_checkpoint(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "settings": settings,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "epoch": epochs_done,
-            "history": history.records,
-        },
-        checkpoint_path,
-    )
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "settings": settings,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "epoch": epochs_done,
+        "history": history.records,
+    }
+    if averaged is not None:
+        state["average"] = averaged.state_dict()
+    save_checkpoint(state, checkpoint_path)
 
 
 def _check_compatible(state: dict[str, Any], settings: dict[str, Any], path: Path) -> None:

@@ -64,6 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one update per heating walk instead of one per step (online, the default)",
     )
     train.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="sample and evaluate with an exponential moving average of the weights, this decay per update "
+        "(our addition, not the paper's; default: none)",
+    )
+    train.add_argument(
         "--diffusion-epochs",
         type=int,
         default=None,
@@ -100,6 +108,8 @@ def _check_settings(args: argparse.Namespace) -> None:
         raise ConfigError(f"--diffusion-epochs must be >= 0, got {args.diffusion_epochs}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.ema is not None and not 0 < args.ema < 1:
+        raise ConfigError(f"--ema must be in (0, 1) (a decay per update, e.g. 0.999), got {args.ema}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -127,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
             lr_decay=args.lr_decay,
             objective=args.objective,
             online=not args.batch_updates,
+            ema=args.ema,
             seed=args.seed,
             progress=progress,
             checkpoint_dir=folder.keep("checkpoint.pt").parent,

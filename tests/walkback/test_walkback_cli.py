@@ -73,6 +73,7 @@ def test_train_then_sample_write_report_folders(tmp_path, capsys):
     [
         (["--temperature-factor", "1.0"], "--temperature-factor"),
         (["--steps", "0"], "--steps"),
+        (["--ema", "1.0"], "--ema"),
     ],
 )
 def test_bad_settings_exit_2_and_write_nothing(tmp_path, capsys, args, needle):
@@ -145,3 +146,17 @@ def test_image_data_train_and_sample(tmp_path, capsys):
     )
     assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 64)
     assert (tmp_path / "s" / "samples.png").is_file()
+
+
+def test_train_with_a_weight_average_keeps_it_in_the_checkpoint(tmp_path, capsys):
+    import torch
+
+    assert _train(tmp_path, "--ema", "0.9", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["ema"] == 0.9
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["settings"]["ema"] == 0.9 and int(checkpoint["average"]["steps"]) == 4 * 4  # 4 batches x 4 steps
+    # model.pt holds the averaged weights, not the last ones
+    model = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state"]
+    assert torch.equal(model["mu_head.weight"], checkpoint["average"]["weights"]["mu_head.weight"])
+    assert not torch.equal(model["mu_head.weight"], checkpoint["model"]["mu_head.weight"])
