@@ -187,7 +187,7 @@ def test_random_mlp_readout_is_drawn_after_the_hidden_layers(weights):
     assert all(torch.equal(a, b) for a, b in zip(hidden.parameters(), full.parameters()))  # exact: same draws
     assert full(torch.zeros(4, 50, dtype=torch.float64)).shape == (4, 200)
     # rows of a (200, 300) read-out: squared norm sigma_w2 * 300 / 300 each (orthogonal: exactly)
-    row_norms = full[-1].weight.square().sum(1)
+    row_norms = full[-1].weight.detach().square().sum(1)
     assert float(row_norms.mean()) == pytest.approx(1.5, rel=0.05)
     with pytest.raises(ConfigError, match="readout"):
         random_mlp(5, 2, 1.0, readout=0)
