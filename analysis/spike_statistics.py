@@ -358,9 +358,10 @@ def plot_population_activity(
     population) above the global activity (the rate of all neurons together, Hz) in bins of ``bin_size``, one
     column per raster: ``rasters`` is one raster or a mapping
     ``{panel title: raster}``. ``start`` and ``window`` (seconds) choose the time shown, ``[start, start +
-    window)``, the steps :func:`neuromodels.spiking.plots.shown_steps` picks, as :func:`~neuromodels.spiking.plots.plot_raster`
-    does: ``window`` alone shows the last ``window`` seconds, ``start`` alone from there to the end. Returns a ``matplotlib.figure.Figure`` made without pyplot
-    (save it with :func:`neuromodels._figures.save_figure` or ``fig.savefig``)."""
+    window)`` on the raster's own clock, the steps :func:`neuromodels.spiking.plots.shown_steps` picks, as
+    :func:`~neuromodels.spiking.plots.plot_raster` does: ``window`` alone shows the last ``window`` seconds,
+    ``start`` alone from there to the end. Returns a ``matplotlib.figure.Figure`` made without pyplot (save it with
+    :func:`neuromodels._figures.save_figure` or ``fig.savefig``)."""
     from neuromodels._figures import new_figure
     from neuromodels.spiking.plots import shown_steps
 
