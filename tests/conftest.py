@@ -43,3 +43,12 @@ def failing_stimulus():
         return broken
 
     return make
+
+
+@pytest.fixture()
+def no_c_compiler(monkeypatch, tmp_path):
+    """A machine without a C compiler for the compiled kernels (``neuromodels/_ckernels.py``): an empty kernel
+    cache, ``$CC`` pointing nowhere and no ``cc``/``gcc`` on the path. Clear the kernel's ``lru_cache`` around it."""
+    monkeypatch.setenv("NEUROMODELS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr("shutil.which", lambda name: None)

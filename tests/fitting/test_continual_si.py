@@ -556,12 +556,9 @@ def test_weights_changed_between_steps_are_taken_as_the_start_of_the_next():
         assert torch.equal(omega, e)  # exact: the same operations, per element
 
 
-def test_without_a_compiler_the_torch_code_runs(monkeypatch, tmp_path):
+def test_without_a_compiler_the_torch_code_runs(no_c_compiler):
     from neuromodels.fitting.continual import si as si_module
 
-    monkeypatch.setenv("NEUROMODELS_CACHE", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setattr("shutil.which", lambda name: None)
     si_module.si_kernel.cache_clear()
     try:
         assert si_module.si_kernel() is None

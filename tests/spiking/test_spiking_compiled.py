@@ -37,10 +37,7 @@ def test_compiled_loop_equals_numpy_loop(kernel, monkeypatch, dtype, method, ref
         np.testing.assert_array_equal(a, b)
 
 
-def test_without_a_compiler_the_numpy_loop_runs(monkeypatch, tmp_path):
-    monkeypatch.setenv("NEUROMODELS_CACHE", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setattr("shutil.which", lambda name: None)
+def test_without_a_compiler_the_numpy_loop_runs(no_c_compiler):
     _compiled.lif_kernel.cache_clear()
     try:
         assert _compiled.lif_kernel() is None
